@@ -1,0 +1,68 @@
+/* File hooks: syscall tracepoints for opens, byte movement, mmap and close.
+ * The loader finds the hooks by these macro names; keep one hook macro per line. */
+#include "lib/files.h"
+
+#define OPEN_HOOK(name)                                                                    \
+	SYSCALL_EXIT(sys_exit_##name)                                                      \
+	{                                                                                  \
+		if (ctx->ret >= 0)                                                         \
+			on_open(ctx->ret);                                                 \
+		return 0;                                                                  \
+	}
+
+/* Byte movers: which argument is read from and which written to (-1: none). */
+#define IO_HOOK(name, in_arg, out_arg)                                                     \
+	SYSCALL_ENTER(sys_enter_##name)                                                    \
+	{                                                                                  \
+		io_enter(in_arg < 0 ? -1 : (s32)ctx->args[in_arg & 7],                     \
+			 out_arg < 0 ? -1 : (s32)ctx->args[out_arg & 7]);                  \
+		return 0;                                                                  \
+	}                                                                                  \
+	SYSCALL_EXIT(sys_exit_##name)                                                      \
+	{                                                                                  \
+		io_exit(ctx->ret);                                                         \
+		return 0;                                                                  \
+	}
+
+OPEN_HOOK(open)
+OPEN_HOOK(openat)
+OPEN_HOOK(openat2)
+OPEN_HOOK(creat)
+
+IO_HOOK(read, 0, -1)
+IO_HOOK(pread64, 0, -1)
+IO_HOOK(readv, 0, -1)
+IO_HOOK(preadv, 0, -1)
+IO_HOOK(preadv2, 0, -1)
+IO_HOOK(write, -1, 0)
+IO_HOOK(pwrite64, -1, 0)
+IO_HOOK(writev, -1, 0)
+IO_HOOK(pwritev, -1, 0)
+IO_HOOK(pwritev2, -1, 0)
+IO_HOOK(sendfile64, 1, 0)
+IO_HOOK(copy_file_range, 0, 2)
+
+/* PROT_READ mappings consume the file; shared writable ones change it. */
+SYSCALL_ENTER(sys_enter_mmap)
+{
+	s32 fd = (s32)ctx->args[4];
+	u64 prot = ctx->args[2];
+	u64 flags = ctx->args[3];
+	u64 run_key = fd >= 0 ? tracked_run(current_tgid()) : 0;
+	if (!run_key)
+		return 0;
+	u32 agg_flags = 0;
+	if (prot & ROARD_PROT_READ)
+		agg_flags |= ROARD_AGG_MMAP_READ;
+	if ((prot & ROARD_PROT_WRITE) && (flags & ROARD_MAP_SHARED))
+		agg_flags |= ROARD_AGG_MMAP_SHARED_WRITE;
+	if (agg_flags)
+		account(run_key, fd, 0, 0, agg_flags);
+	return 0;
+}
+
+SYSCALL_ENTER(sys_enter_close)
+{
+	on_close((s32)ctx->args[0]);
+	return 0;
+}

@@ -1,0 +1,159 @@
+/* roard_abi.h: the one ABI between the BPF programs and userspace.
+ *
+ * roard/kernel/abi.py parses this file (plain #defines of integers and flat structs of
+ * fixed-width fields) and builds its decoders from it, so nothing is synced by hand.
+ * Keep it that way: no nested structs, no unions, no expressions in #defines.
+ */
+#ifndef ROARD_ABI_H
+#define ROARD_ABI_H
+
+/* Event types (roard_hdr.type). */
+#define ROARD_EV_FORK 1
+#define ROARD_EV_EXEC 2
+#define ROARD_EV_EXIT 3
+#define ROARD_EV_OPEN 4
+#define ROARD_EV_CLOSE 5
+
+/* roard_ev_open.origin: how the file became known for this (tgid, fd). */
+#define ROARD_ORIGIN_OPEN 1
+#define ROARD_ORIGIN_INHERITED 2
+
+/* roard_fdagg.flags and roard_ev_close.flags. */
+#define ROARD_AGG_IGNORE 1
+#define ROARD_AGG_MMAP_READ 2
+#define ROARD_AGG_MMAP_SHARED_WRITE 4
+
+/* roard_hdr.flags. */
+#define ROARD_HDR_PATH_TRUNCATED 1
+#define ROARD_HDR_ARGV_TRUNCATED 2
+
+/* Loss counters (index into the per-CPU `losses` array). */
+#define ROARD_LOSS_RINGBUF_PROC 0
+#define ROARD_LOSS_RINGBUF_FILE 1
+#define ROARD_LOSS_TRACKED_FULL 2
+#define ROARD_LOSS_AGG_FULL 3
+#define ROARD_LOSS_INFLIGHT_FULL 4
+#define ROARD_LOSS_NR 5
+
+/* Sizes. A path is sent as its components, leaf first, each NUL-terminated. */
+#define ROARD_NAME_MAX 256
+#define ROARD_PATH_DEPTH 64
+#define ROARD_ARGV_MAX 2048
+#define ROARD_DATA_MAX 8192
+
+/* Kernel constants not described by BTF (stable since 4.19). */
+#define ROARD_FMODE_CREATED 1048576
+#define ROARD_S_IFMT 61440
+#define ROARD_S_IFREG 32768
+#define ROARD_PROT_READ 1
+#define ROARD_PROT_WRITE 2
+#define ROARD_MAP_SHARED 1
+
+/* Common prefix of every event. */
+struct roard_hdr {
+	__u32 type;
+	__u32 tgid;
+	__u32 pid;
+	__u32 flags;
+	__u64 ktime_ns;
+	__u64 run_key;
+};
+
+/* A tracked process forked a new process (threads are not reported). */
+struct roard_ev_fork {
+	__u32 type;
+	__u32 tgid;
+	__u32 pid;
+	__u32 flags;
+	__u64 ktime_ns;
+	__u64 run_key;
+	__u64 start_boottime_ns;
+	__u64 parent_start_boottime_ns;
+	__u32 ppid;
+	__u32 pad;
+};
+
+/* A tracked process called execve; data = exe path, cwd path, argv (NUL-separated). */
+struct roard_ev_exec {
+	__u32 type;
+	__u32 tgid;
+	__u32 pid;
+	__u32 flags;
+	__u64 ktime_ns;
+	__u64 run_key;
+	__u64 start_boottime_ns;
+	__u32 ppid;
+	__u32 uid;
+	__u16 exe_len;
+	__u16 cwd_len;
+	__u16 argv_len;
+	__u16 pad;
+};
+
+/* The last thread of a tracked process exited. */
+struct roard_ev_exit {
+	__u32 type;
+	__u32 tgid;
+	__u32 pid;
+	__u32 flags;
+	__u64 ktime_ns;
+	__u64 run_key;
+	__u64 start_boottime_ns;
+	__s32 exit_code;
+	__u32 pad;
+};
+
+/* A regular file became reachable through (tgid, fd); data = path. */
+struct roard_ev_open {
+	__u32 type;
+	__u32 tgid;
+	__u32 pid;
+	__u32 flags;
+	__u64 ktime_ns;
+	__u64 run_key;
+	__u64 ino;
+	__u32 dev;
+	__s32 fd;
+	__u32 open_flags;
+	__u32 fmode;
+	__u32 origin;
+	__u16 path_len;
+	__u16 pad;
+};
+
+/* (tgid, fd) was closed or reused; the I/O aggregated since its open event. */
+struct roard_ev_close {
+	__u32 type;
+	__u32 tgid;
+	__u32 pid;
+	__u32 flags;
+	__u64 ktime_ns;
+	__u64 run_key;
+	__u64 ino;
+	__u64 rbytes;
+	__u64 wbytes;
+	__u32 dev;
+	__s32 fd;
+	__u32 nreads;
+	__u32 nwrites;
+};
+
+/* Key and value of the in-kernel I/O aggregation map. */
+struct roard_fdkey {
+	__u32 tgid;
+	__s32 fd;
+};
+
+struct roard_fdagg {
+	__u64 file;
+	__u64 run_key;
+	__u64 ino;
+	__u64 rbytes;
+	__u64 wbytes;
+	__u32 dev;
+	__u32 flags;
+	__u32 nreads;
+	__u32 nwrites;
+};
+
+#endif

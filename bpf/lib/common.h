@@ -1,0 +1,155 @@
+/* Shared definitions for every hook file: offsets, kernel reads, maps, loss counting.
+ *
+ * Struct offsets are never taken from kernel headers (the headers on the build host may
+ * belong to another kernel): the loader reads them from BTF and passes -DOFF_<STRUCT>_<FIELD>.
+ */
+#ifndef ROARD_COMMON_H
+#define ROARD_COMMON_H
+
+#include <uapi/linux/ptrace.h>
+#include "include/roard_abi.h"
+
+/* Sizing, from roard's config (defaults in roard/kernel/loader.py). */
+#ifndef ROARD_TRACKED_MAX
+#define ROARD_TRACKED_MAX 65536
+#endif
+#ifndef ROARD_FDAGG_MAX
+#define ROARD_FDAGG_MAX 131072
+#endif
+#ifndef ROARD_RUNS_MAX
+#define ROARD_RUNS_MAX 4096
+#endif
+#ifndef ROARD_RING_PAGES
+#define ROARD_RING_PAGES 2048
+#endif
+#ifndef ROARD_WAKEUP_EVERY
+#define ROARD_WAKEUP_EVERY 64
+#endif
+
+/* Room for the largest fixed event plus a data area that masked offsets cannot overrun. */
+#define ROARD_EVENT_HDR_MAX 128 /* >= the largest roard_ev_* */
+#define ROARD_SCRATCH_SIZE (ROARD_EVENT_HDR_MAX + 2 * ROARD_DATA_MAX)
+
+struct roard_scratch {
+	u8 buf[ROARD_SCRATCH_SIZE]; /* first: submit() sends the struct from its start */
+	u32 since_wakeup;
+	/* Loop state of walk_path kept in map memory, not registers: the verifier then sees
+	 * every iteration in the same state and prunes, instead of exploring 64 levels deep. */
+	u32 pos;
+	u32 walk_truncated;
+};
+
+/* Syscall tracepoint records: the loader checks these layouts against the live formats
+ * in tracefs before loading (roard/kernel/loader.py: check_syscall_formats). */
+struct roard_sys_enter {
+	u64 common;
+	s32 nr;
+	s32 pad;
+	u64 args[6];
+};
+
+struct roard_sys_exit {
+	u64 common;
+	s32 nr;
+	s32 pad;
+	s64 ret;
+};
+
+/* A syscall tracepoint handler; the loader attaches tp__<event> to syscalls:<event>. */
+#define SYSCALL_ENTER(event) int tp__##event(struct roard_sys_enter *ctx)
+#define SYSCALL_EXIT(event) int tp__##event(struct roard_sys_exit *ctx)
+
+struct roard_inflight {
+	s32 fd_in;  /* descriptor whose bytes were read, or -1 */
+	s32 fd_out; /* descriptor whose bytes were written, or -1 */
+};
+
+/* tgid -> run key of every tracked process: the in-kernel filter, one entry per process. */
+BPF_HASH(tracked, u32, u64, ROARD_TRACKED_MAX);
+/* (tgid, fd) -> I/O so far on that open file; flushed at close, reuse and exit. */
+BPF_HASH(fdagg, struct roard_fdkey, struct roard_fdagg, ROARD_FDAGG_MAX);
+/* thread id -> descriptors of the read/write syscall it is inside; one per running thread. */
+BPF_HASH(inflight, u64, struct roard_inflight, ROARD_TRACKED_MAX);
+/* run key -> events dropped for that run; one entry per concurrently open run. */
+BPF_HASH(run_losses, u64, u64, ROARD_RUNS_MAX);
+/* Drops by category (ROARD_LOSS_*), per CPU so counting never contends. */
+BPF_PERCPU_ARRAY(losses, u64, ROARD_LOSS_NR);
+/* The event under construction: larger than the 512-byte BPF stack. */
+BPF_PERCPU_ARRAY(scratch, struct roard_scratch, 1);
+/* Events to userspace, one ring shared by all CPUs so order is preserved. */
+BPF_RINGBUF_OUTPUT(events, ROARD_RING_PAGES);
+
+static __always_inline u64 rd_u64(u64 base, u32 off)
+{
+	u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (const void *)(base + off));
+	return v;
+}
+
+static __always_inline u32 rd_u32(u64 base, u32 off)
+{
+	u32 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (const void *)(base + off));
+	return v;
+}
+
+static __always_inline void count_loss(u32 category, u64 run_key)
+{
+	u64 *n = losses.lookup(&category);
+	if (n)
+		*n += 1;
+	if (!run_key)
+		return;
+	u64 zero = 0;
+	u64 *r = run_losses.lookup_or_try_init(&run_key, &zero);
+	if (r)
+		lock_xadd(r, 1);
+}
+
+static __always_inline u32 current_tgid(void)
+{
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+static __always_inline u64 tracked_run(u32 tgid)
+{
+	u64 *run = tracked.lookup(&tgid);
+	return run ? *run : 0;
+}
+
+static __always_inline struct roard_scratch *scratch_buf(void)
+{
+	u32 zero = 0;
+	return scratch.lookup(&zero);
+}
+
+static __always_inline void fill_hdr(struct roard_hdr *h, u32 type, u64 run_key)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	h->type = type;
+	h->tgid = id >> 32;
+	h->pid = (u32)id;
+	h->flags = 0;
+	h->ktime_ns = bpf_ktime_get_ns();
+	h->run_key = run_key;
+}
+
+/* Send the event at the start of the scratch buffer: `hdr_size` fixed bytes and `data_len`
+ * bytes after them (masked so the verifier can bound it). Waking the reader costs more than
+ * an event, so file events wake it only every ROARD_WAKEUP_EVERY events; it also polls on a
+ * timer. */
+static __always_inline void submit(struct roard_scratch *s, u32 hdr_size, u32 data_len,
+				   u32 loss_category, u64 run_key, bool urgent)
+{
+	u64 size = hdr_size + (data_len & (2 * ROARD_DATA_MAX - 1));
+	u64 flags = BPF_RB_NO_WAKEUP;
+	s->since_wakeup += 1;
+	if (urgent || s->since_wakeup >= ROARD_WAKEUP_EVERY) {
+		flags = BPF_RB_FORCE_WAKEUP;
+		s->since_wakeup = 0;
+	}
+	if (events.ringbuf_output(s, size, flags) != 0)
+		count_loss(loss_category, run_key);
+}
+
+#endif

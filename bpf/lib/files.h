@@ -1,0 +1,175 @@
+/* Open files of tracked processes: descriptor lookup, announcement and I/O aggregation. */
+#ifndef ROARD_FILES_H
+#define ROARD_FILES_H
+
+#include "lib/common.h"
+#include "lib/path.h"
+
+/* current->files->fdt->fd[fd], or 0. */
+static __always_inline u64 fd_to_file(s32 fd)
+{
+	if (fd < 0)
+		return 0;
+	u64 task = bpf_get_current_task();
+	u64 fdt = rd_u64(rd_u64(task, OFF_TASK_STRUCT_FILES), OFF_FILES_STRUCT_FDT);
+	if ((u32)fd >= rd_u32(fdt, OFF_FDTABLE_MAX_FDS))
+		return 0;
+	return rd_u64(rd_u64(fdt, OFF_FDTABLE_FD), (u32)fd * sizeof(u64));
+}
+
+static __always_inline bool is_regular(u64 inode)
+{
+	u16 mode = 0;
+	bpf_probe_read_kernel(&mode, sizeof(mode), (const void *)(inode + OFF_INODE_I_MODE));
+	return (mode & ROARD_S_IFMT) == ROARD_S_IFREG;
+}
+
+/* Send the I/O aggregated on an entry and forget it. */
+static __always_inline void flush_entry(struct roard_fdkey *key, struct roard_fdagg *agg)
+{
+	if (!(agg->flags & ROARD_AGG_IGNORE)) {
+		struct roard_scratch *s = scratch_buf();
+		if (s) {
+			struct roard_ev_close *ev = (struct roard_ev_close *)s->buf;
+			fill_hdr((struct roard_hdr *)ev, ROARD_EV_CLOSE, agg->run_key);
+			ev->tgid = key->tgid;
+			ev->flags = agg->flags;
+			ev->ino = agg->ino;
+			ev->dev = agg->dev;
+			ev->fd = key->fd;
+			ev->rbytes = agg->rbytes;
+			ev->wbytes = agg->wbytes;
+			ev->nreads = agg->nreads;
+			ev->nwrites = agg->nwrites;
+			submit(s, sizeof(*ev), 0, ROARD_LOSS_RINGBUF_FILE, agg->run_key, false);
+		}
+	}
+	fdagg.delete(key);
+}
+
+/* Announce the file behind (tgid, fd) with its path and start aggregating its I/O.
+ * Non-regular files (pipes, sockets, ttys, directories) get a silent IGNORE entry so they
+ * are classified once, not on every read. */
+static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u64 file,
+						      u64 run_key, u32 origin)
+{
+	u64 inode = rd_u64(file, OFF_FILE_F_INODE);
+	struct roard_fdagg init = {};
+	init.file = file;
+	init.run_key = run_key;
+	init.ino = rd_u64(inode, OFF_INODE_I_INO);
+	init.dev = rd_u32(rd_u64(inode, OFF_INODE_I_SB), OFF_SUPER_BLOCK_S_DEV);
+	bool regular = is_regular(inode);
+	if (!regular)
+		init.flags = ROARD_AGG_IGNORE;
+	if (fdagg.update(key, &init) != 0) {
+		count_loss(ROARD_LOSS_AGG_FULL, run_key);
+		return 0;
+	}
+	if (regular) {
+		struct roard_scratch *s = scratch_buf();
+		if (s) {
+			struct roard_ev_open *ev = (struct roard_ev_open *)s->buf;
+			fill_hdr((struct roard_hdr *)ev, ROARD_EV_OPEN, run_key);
+			ev->ino = init.ino;
+			ev->dev = init.dev;
+			ev->fd = key->fd;
+			ev->open_flags = rd_u32(file, OFF_FILE_F_FLAGS);
+			ev->fmode = rd_u32(file, OFF_FILE_F_MODE);
+			ev->origin = origin;
+			s->pos = 0;
+			walk_path(s, s->buf + sizeof(*ev), file + OFF_FILE_F_PATH);
+			if (s->walk_truncated)
+				ev->flags |= ROARD_HDR_PATH_TRUNCATED;
+			u32 len = s->pos;
+			ev->path_len = len;
+			submit(s, sizeof(*ev), len, ROARD_LOSS_RINGBUF_FILE, run_key, false);
+		}
+	}
+	return fdagg.lookup(key);
+}
+
+/* A tracked process opened `fd`: any older entry under that number is stale. */
+static __always_inline void on_open(s32 fd)
+{
+	u32 tgid = current_tgid();
+	u64 run_key = tracked_run(tgid);
+	u64 file = run_key ? fd_to_file(fd) : 0;
+	if (!file)
+		return;
+	struct roard_fdkey key = {.tgid = tgid, .fd = fd};
+	struct roard_fdagg *old = fdagg.lookup(&key);
+	if (old)
+		flush_entry(&key, old);
+	track_file(&key, file, run_key, ROARD_ORIGIN_OPEN);
+}
+
+/* Add I/O on `fd`. A descriptor first seen here (inherited, dup'ed, or opened before the
+ * process was adopted) is announced now; an entry whose file changed under the same number
+ * (close-on-exec, dup2, close_range) is flushed first. */
+static __always_inline void account(u64 run_key, s32 fd, u64 rbytes, u64 wbytes, u32 flags)
+{
+	u64 file = fd_to_file(fd);
+	if (!file)
+		return;
+	struct roard_fdkey key = {.tgid = current_tgid(), .fd = fd};
+	struct roard_fdagg *agg = fdagg.lookup(&key);
+	if (agg && agg->file != file) {
+		flush_entry(&key, agg);
+		agg = 0;
+	}
+	if (!agg)
+		agg = track_file(&key, file, run_key, ROARD_ORIGIN_INHERITED);
+	if (!agg || (agg->flags & ROARD_AGG_IGNORE))
+		return;
+	if (rbytes) {
+		lock_xadd(&agg->rbytes, rbytes);
+		lock_xadd(&agg->nreads, 1);
+	}
+	if (wbytes) {
+		lock_xadd(&agg->wbytes, wbytes);
+		lock_xadd(&agg->nwrites, 1);
+	}
+	agg->flags |= flags;
+}
+
+static __always_inline void on_close(s32 fd)
+{
+	u32 tgid = current_tgid();
+	if (!tracked_run(tgid))
+		return;
+	struct roard_fdkey key = {.tgid = tgid, .fd = fd};
+	struct roard_fdagg *agg = fdagg.lookup(&key);
+	if (agg)
+		flush_entry(&key, agg);
+}
+
+/* Syscalls that move bytes remember their descriptors at entry; the exit adds the count. */
+static __always_inline void io_enter(s32 fd_in, s32 fd_out)
+{
+	if (!tracked_run(current_tgid()))
+		return;
+	u64 id = bpf_get_current_pid_tgid();
+	struct roard_inflight io = {.fd_in = fd_in, .fd_out = fd_out};
+	if (inflight.update(&id, &io) != 0)
+		count_loss(ROARD_LOSS_INFLIGHT_FULL, tracked_run(current_tgid()));
+}
+
+static __always_inline void io_exit(long ret)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct roard_inflight *io = inflight.lookup(&id);
+	if (!io)
+		return;
+	struct roard_inflight fds = *io;
+	inflight.delete(&id);
+	u64 run_key = tracked_run(id >> 32);
+	if (ret <= 0 || !run_key)
+		return;
+	if (fds.fd_in >= 0)
+		account(run_key, fds.fd_in, ret, 0, 0);
+	if (fds.fd_out >= 0)
+		account(run_key, fds.fd_out, 0, ret, 0);
+}
+
+#endif

@@ -1,0 +1,102 @@
+/* Process hooks: the tracked set follows fork, and exec/exit are reported. */
+#include "lib/common.h"
+#include "lib/path.h"
+
+static __always_inline u64 start_boottime(u64 task)
+{
+	return rd_u64(rd_u64(task, OFF_TASK_STRUCT_GROUP_LEADER), OFF_TASK_STRUCT_START_BOOTTIME);
+}
+
+/* Children of tracked processes are tracked before they run: fork is the only way in. */
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+	u64 parent = ctx->args[0];
+	u64 child = ctx->args[1];
+	u32 ptgid = rd_u32(parent, OFF_TASK_STRUCT_TGID);
+	u32 ctgid = rd_u32(child, OFF_TASK_STRUCT_TGID);
+	if (ptgid == ctgid)
+		return 0; /* a new thread shares its process's run */
+	u64 run_key = tracked_run(ptgid);
+	if (!run_key)
+		return 0;
+	if (tracked.update(&ctgid, &run_key) != 0) {
+		count_loss(ROARD_LOSS_TRACKED_FULL, run_key);
+		return 0;
+	}
+	struct roard_scratch *s = scratch_buf();
+	if (!s)
+		return 0;
+	struct roard_ev_fork *ev = (struct roard_ev_fork *)s->buf;
+	fill_hdr((struct roard_hdr *)ev, ROARD_EV_FORK, run_key);
+	ev->tgid = ctgid;
+	ev->pid = ctgid;
+	ev->ppid = ptgid;
+	ev->start_boottime_ns = rd_u64(child, OFF_TASK_STRUCT_START_BOOTTIME);
+	ev->parent_start_boottime_ns = start_boottime(parent);
+	submit(s, sizeof(*ev), 0, ROARD_LOSS_RINGBUF_PROC, run_key, true);
+	return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+{
+	u64 run_key = tracked_run(current_tgid());
+	if (!run_key)
+		return 0;
+	struct roard_scratch *s = scratch_buf();
+	if (!s)
+		return 0;
+	u64 task = bpf_get_current_task();
+	u64 mm = rd_u64(task, OFF_TASK_STRUCT_MM);
+	struct roard_ev_exec *ev = (struct roard_ev_exec *)s->buf;
+	u8 *data = s->buf + sizeof(*ev);
+	fill_hdr((struct roard_hdr *)ev, ROARD_EV_EXEC, run_key);
+	ev->start_boottime_ns = start_boottime(task);
+	ev->ppid = rd_u32(rd_u64(task, OFF_TASK_STRUCT_REAL_PARENT), OFF_TASK_STRUCT_TGID);
+	ev->uid = (u32)bpf_get_current_uid_gid();
+
+	s->pos = 0;
+	walk_path(s, data, rd_u64(mm, OFF_MM_STRUCT_EXE_FILE) + OFF_FILE_F_PATH);
+	u32 truncated = s->walk_truncated;
+	u32 exe_end = s->pos;
+	walk_path(s, data, rd_u64(task, OFF_TASK_STRUCT_FS) + OFF_FS_STRUCT_PWD);
+	u32 cwd_end = s->pos & (ROARD_DATA_MAX - 1);
+	ev->exe_len = exe_end;
+	ev->cwd_len = cwd_end - exe_end;
+	if (truncated || s->walk_truncated)
+		ev->flags |= ROARD_HDR_PATH_TRUNCATED;
+
+	u64 arg_start = rd_u64(mm, OFF_MM_STRUCT_ARG_START);
+	u64 arg_len = rd_u64(mm, OFF_MM_STRUCT_ARG_END) - arg_start;
+	if (arg_len > ROARD_ARGV_MAX) {
+		arg_len = ROARD_ARGV_MAX;
+		ev->flags |= ROARD_HDR_ARGV_TRUNCATED;
+	}
+	if (bpf_probe_read_user(data + cwd_end, arg_len,
+				(const void *)arg_start) != 0)
+		arg_len = 0;
+	ev->argv_len = arg_len;
+	submit(s, sizeof(*ev), cwd_end + arg_len, ROARD_LOSS_RINGBUF_PROC, run_key, true);
+	return 0;
+}
+
+/* Reported once, when the last thread of a tracked process exits. */
+RAW_TRACEPOINT_PROBE(sched_process_exit)
+{
+	u32 tgid = current_tgid();
+	u64 run_key = tracked_run(tgid);
+	if (!run_key)
+		return 0;
+	u64 task = bpf_get_current_task();
+	if (rd_u32(rd_u64(task, OFF_TASK_STRUCT_SIGNAL), OFF_SIGNAL_STRUCT_LIVE) != 0)
+		return 0;
+	tracked.delete(&tgid);
+	struct roard_scratch *s = scratch_buf();
+	if (!s)
+		return 0;
+	struct roard_ev_exit *ev = (struct roard_ev_exit *)s->buf;
+	fill_hdr((struct roard_hdr *)ev, ROARD_EV_EXIT, run_key);
+	ev->start_boottime_ns = start_boottime(task);
+	ev->exit_code = rd_u32(task, OFF_TASK_STRUCT_EXIT_CODE);
+	submit(s, sizeof(*ev), 0, ROARD_LOSS_RINGBUF_PROC, run_key, true);
+	return 0;
+}

@@ -1,0 +1,1 @@
+"""Files as lineage artifacts: classification and content hashes."""

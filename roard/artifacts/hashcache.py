@@ -1,0 +1,78 @@
+"""Content hashes remembered by file identity, so an unchanged file is never read twice."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What must be unchanged for a cached hash to still be right."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStamp:
+        """The stamp of a stat(2) result."""
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class HashCache:
+    """A persistent (SQLite) map from FileStamp to hash, with an in-memory front."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS hashes (dev INTEGER, ino INTEGER, size INTEGER,"
+            " mtime_ns INTEGER, ctime_ns INTEGER, hash TEXT NOT NULL,"
+            " PRIMARY KEY (dev, ino, size, mtime_ns, ctime_ns))"
+        )
+        self._lock = threading.Lock()
+        self._memory: dict[FileStamp, str] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, stamp: FileStamp) -> str | None:
+        """The hash stored for exactly this stamp, if any."""
+        with self._lock:
+            found = self._memory.get(stamp)
+            if found is None:
+                row = self._db.execute(
+                    "SELECT hash FROM hashes WHERE dev=? AND ino=? AND size=? AND mtime_ns=?"
+                    " AND ctime_ns=?",
+                    (stamp.dev, stamp.ino, stamp.size, stamp.mtime_ns, stamp.ctime_ns),
+                ).fetchone()
+                found = row[0] if row else None
+                if found is not None:
+                    self._memory[stamp] = found
+            if found is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return found
+
+    def put(self, stamp: FileStamp, digest: str) -> None:
+        """Remember a hash; the older entries of the same inode are dropped."""
+        with self._lock:
+            self._memory[stamp] = digest
+            self._db.execute("DELETE FROM hashes WHERE dev=? AND ino=?", (stamp.dev, stamp.ino))
+            self._db.execute(
+                "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)",
+                (stamp.dev, stamp.ino, stamp.size, stamp.mtime_ns, stamp.ctime_ns, digest),
+            )
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()

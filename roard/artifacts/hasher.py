@@ -1,0 +1,70 @@
+"""BLAKE3 hashing off the event path: a worker pool, multi-threaded for large files."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import blake3
+
+from roard.artifacts.hashcache import FileStamp, HashCache
+
+# Below this size one thread is fastest; above it blake3 spreads the file over all cores.
+_MULTITHREAD_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A file's content hash together with the identity it was computed for."""
+
+    path: str
+    hash: str  # "blake3:<64 hex>"
+    stamp: FileStamp
+
+
+def hash_file(path: str) -> tuple[str, FileStamp]:
+    """Hash a file as it is now; re-read once if it changed while being read."""
+    for _attempt in range(3):
+        before = FileStamp.of(os.stat(path))
+        hasher = (
+            blake3.blake3(max_threads=blake3.blake3.AUTO)
+            if before.size >= _MULTITHREAD_BYTES
+            else blake3.blake3()
+        )
+        if before.size:
+            hasher.update_mmap(path)
+        after = FileStamp.of(os.stat(path))
+        if after == before:
+            return f"blake3:{hasher.hexdigest()}", before
+    return f"blake3:{hasher.hexdigest()}", after
+
+
+class Hasher:
+    """Hashes files in a thread pool, answering from the cache when the file is unchanged."""
+
+    def __init__(self, cache: HashCache, workers: int) -> None:
+        self._cache = cache
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="roard-hash")
+        self.bytes_hashed = 0
+        self.files_hashed = 0
+
+    def submit(self, path: str) -> Future[Digest]:
+        """Hash `path` in the background; the future raises OSError if it is unreadable."""
+        return self._pool.submit(self.digest, path)
+
+    def digest(self, path: str) -> Digest:
+        """Hash `path` now (in the caller's thread)."""
+        stamp = FileStamp.of(os.stat(path))
+        cached = self._cache.get(stamp)
+        if cached is not None:
+            return Digest(path, cached, stamp)
+        digest, stamp = hash_file(path)
+        self._cache.put(stamp, digest)
+        self.bytes_hashed += stamp.size
+        self.files_hashed += 1
+        return Digest(path, digest, stamp)
+
+    def close(self) -> None:
+        """Finish queued work and stop the pool."""
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,1 @@
+"""The collector: receives lineage records and answers queries about runs and artifacts."""

@@ -1,0 +1,129 @@
+"""Configuration: /etc/roard/roard.toml (every key optional), flags and ROARD_* environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from roard.errors import ConfigError
+from roard.kernel.loader import KernelSizing
+
+DEFAULT_CONFIG = Path("/etc/roard/roard.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/roard")
+DEFAULT_SOCKET = Path("/run/roard/roard.sock")
+
+SYSTEM_PREFIXES = (
+    "/usr/",
+    "/lib/",
+    "/lib32/",
+    "/lib64/",
+    "/bin/",
+    "/sbin/",
+    "/etc/",
+    "/proc/",
+    "/sys/",
+    "/dev/",
+    "/run/",
+    "/var/cache/",
+    "/var/lib/dpkg/",
+)
+PACKAGE_MARKERS = ("/site-packages/", "/dist-packages/", "/.venv/", "/venv/", "/.pyenv/")
+
+
+@dataclass(frozen=True)
+class ClassifyRules:
+    """Which paths are system files, package files, or (otherwise) artifacts.
+
+    A package marker wins over a system prefix (/usr/lib/python3/dist-packages is a package).
+    """
+
+    system_prefixes: tuple[str, ...] = SYSTEM_PREFIXES
+    package_markers: tuple[str, ...] = PACKAGE_MARKERS
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything roard run reads at start."""
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    socket: Path = DEFAULT_SOCKET
+    hash_workers: int = 4
+    linger_seconds: float = 2.0  # how long a spawned run waits for stragglers after its root exits
+    kernel: KernelSizing = field(default_factory=KernelSizing)
+    classify: ClassifyRules = field(default_factory=ClassifyRules)
+
+
+_TOP_KEYS = {"state_dir": Path, "socket": Path, "hash_workers": int, "linger_seconds": float}
+
+
+def _typed(section: str, key: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    if kind is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        where = f"[{section}] {key}" if section else key
+        raise ConfigError(f"config key {where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _section(name: str, table: Any, cls: type[Any]) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"config [{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"unknown config key [{name}] {key}; known: {', '.join(known)}")
+        default = getattr(cls(), key)
+        values[key] = _typed(name, key, value, type(default))
+    return cls(**values)
+
+
+def parse(text: str, source: str = "config") -> Config:
+    """Parse TOML text into a Config; errors name the key and what was expected."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
+    config = Config()
+    top: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key == "kernel":
+            config = replace(config, kernel=_section("kernel", value, KernelSizing))
+        elif key == "classify":
+            config = replace(config, classify=_section("classify", value, ClassifyRules))
+        elif key in _TOP_KEYS:
+            top[key] = _typed("", key, value, _TOP_KEYS[key])
+        else:
+            raise ConfigError(f"unknown config key {key!r} in {source}")
+    return replace(config, **top)
+
+
+def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read the config file (if present) and apply ROARD_STATE_DIR / ROARD_SOCKET."""
+    env = os.environ if environ is None else environ
+    explicit = path or (Path(env["ROARD_CONFIG"]) if env.get("ROARD_CONFIG") else None)
+    chosen = explicit or DEFAULT_CONFIG
+    if chosen.is_file():
+        config = parse(chosen.read_text(), str(chosen))
+    elif explicit:
+        raise ConfigError(f"config file {explicit} does not exist")
+    else:
+        config = Config()
+    if env.get("ROARD_STATE_DIR"):
+        config = replace(config, state_dir=Path(env["ROARD_STATE_DIR"]))
+    if env.get("ROARD_SOCKET"):
+        config = replace(config, socket=Path(env["ROARD_SOCKET"]))
+    return config
+
+
+def socket_path(flag: str | None = None, environ: dict[str, str] | None = None) -> Path:
+    """The control socket roarctl talks to: flag, then ROARD_SOCKET, then the default."""
+    env = os.environ if environ is None else environ
+    return Path(flag or env.get("ROARD_SOCKET") or DEFAULT_SOCKET)

@@ -1,0 +1,139 @@
+"""The control service roarctl calls: tag, finish, untag, show, runs, status."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import grpc
+import structlog
+
+from roard.control.errors import status_code
+from roard.control.peercred import CredentialRelay
+from roard.errors import RoardError
+from roard.tracking.tracker import Caller, Tracker
+from roard.v1 import control_pb2 as pb
+from roard.v1 import control_pb2_grpc
+
+log = structlog.get_logger("roard.control")
+
+Reply = TypeVar("Reply")
+
+
+class RunQueries(Protocol):
+    """The registry queries the control service answers from."""
+
+    def show(self, run: str, uid: int | None = None) -> dict[str, Any]: ...
+    def runs(
+        self, name: str | None = None, uid: int | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]: ...
+
+
+def _rpc(
+    method: Callable[[ControlService, Any, Caller], Reply],
+) -> Callable[[ControlService, Any, grpc.ServicerContext], Reply]:
+    """Resolve the caller and turn roard errors into gRPC statuses with their message."""
+
+    @functools.wraps(method)
+    def wrapper(self: ControlService, request: Any, context: grpc.ServicerContext) -> Reply:
+        cred = self._relay.lookup(context.peer())
+        if cred is None:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "connect through roard's socket")
+        caller = Caller(uid=cred.uid, pid=cred.pid)
+        try:
+            return method(self, request, caller)
+        except RoardError as exc:
+            context.abort(status_code(exc), str(exc))
+        except Exception as exc:
+            log.exception("control call failed", method=method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"roard internal error: {exc}")
+
+    return wrapper
+
+
+def _json(doc: Any) -> pb.JsonReply:
+    return pb.JsonReply(json=json.dumps(doc))
+
+
+class ControlService(control_pb2_grpc.ControlServicer):
+    """Implements roard.v1.Control."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        queries: RunQueries,
+        status: Callable[[], dict[str, Any]],
+        relay: CredentialRelay,
+    ) -> None:
+        self._tracker = tracker
+        self._queries = queries
+        self._status = status
+        self._relay = relay
+
+    @staticmethod
+    def _scope(caller: Caller) -> int | None:
+        return None if caller.root else caller.uid
+
+    @_rpc
+    def Tag(self, request: pb.TagRequest, caller: Caller) -> pb.TagReply:
+        run = self._tracker.tag(
+            caller, request.pid, request.name or None, dict(request.labels), request.spawned
+        )
+        return pb.TagReply(run_id=run.run_id)
+
+    @_rpc
+    def Finish(self, request: pb.FinishRequest, caller: Caller) -> pb.JsonReply:
+        run = self._tracker.visible_run(caller, request.run_id)
+        code = request.exit_code if request.has_exit_code else None
+        if not self._tracker.finish(run, code, request.timeout or None):
+            raise RoardError(
+                f"run {run.run_id} was not finalized within {request.timeout:g}s; "
+                "it will be finalized in the background: check `roarctl show`"
+            )
+        return _json(self._queries.show(run.run_id, self._scope(caller)))
+
+    @_rpc
+    def Untag(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
+        run = self._tracker.visible_run(caller, request.run)
+        self._tracker.untag(run)
+        return _json(self._queries.show(run.run_id, self._scope(caller)))
+
+    @_rpc
+    def Show(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
+        return _json(self._queries.show(request.run, self._scope(caller)))
+
+    @_rpc
+    def Runs(self, request: pb.RunsRequest, caller: Caller) -> pb.JsonReply:
+        runs = self._queries.runs(request.name or None, self._scope(caller), request.limit or 100)
+        return _json(runs)
+
+    @_rpc
+    def Status(self, request: pb.Empty, caller: Caller) -> pb.JsonReply:
+        return _json(self._status())
+
+
+class ControlServer:
+    """The gRPC server on a private socket, behind the credential relay."""
+
+    def __init__(self, service_factory: Callable[[CredentialRelay], ControlService],
+                 public: Path, private: Path) -> None:
+        self._relay = CredentialRelay(public, private)
+        self._server = grpc.server(futures.ThreadPoolExecutor(16, thread_name_prefix="roard-ctl"))
+        control_pb2_grpc.add_ControlServicer_to_server(service_factory(self._relay), self._server)
+        private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private.unlink(missing_ok=True)
+        self._server.add_insecure_port(f"unix:{private}")
+
+    def start(self) -> None:
+        """Serve."""
+        self._server.start()
+        self._relay.start()
+
+    def stop(self) -> None:
+        """Stop serving; calls in flight get a second to finish."""
+        self._relay.stop()
+        self._server.stop(1).wait()

@@ -1,0 +1,1 @@
+"""The kernel side: BTF offsets, header prep, feature probing, BPF load and decode."""

@@ -1,0 +1,162 @@
+"""Decode ring-buffer records into plain event values."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+
+from roard.errors import KernelError
+from roard.kernel.abi import Abi
+
+
+@dataclass(frozen=True)
+class ForkEvent:
+    """A tracked process forked a new process (which inherits the run)."""
+
+    run_key: int
+    tgid: int
+    ppid: int
+    start_ns: int
+    parent_start_ns: int
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    """A tracked process replaced its program."""
+
+    run_key: int
+    tgid: int
+    ppid: int
+    start_ns: int
+    uid: int
+    exe: str
+    cwd: str
+    argv: tuple[str, ...]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class ExitEvent:
+    """The last thread of a tracked process exited."""
+
+    run_key: int
+    tgid: int
+    start_ns: int
+    exit_code: int
+
+
+@dataclass(frozen=True)
+class OpenEvent:
+    """A regular file became reachable through (tgid, fd)."""
+
+    run_key: int
+    tgid: int
+    fd: int
+    path: str
+    dev: int
+    ino: int
+    open_flags: int
+    fmode: int
+    inherited: bool
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class CloseEvent:
+    """I/O aggregated in the kernel on (tgid, fd) until it was closed or reused."""
+
+    run_key: int
+    tgid: int
+    fd: int
+    dev: int
+    ino: int
+    rbytes: int
+    wbytes: int
+    nreads: int
+    nwrites: int
+    flags: int
+
+
+Event = ForkEvent | ExecEvent | ExitEvent | OpenEvent | CloseEvent
+
+
+def userspace_dev(kernel_dev: int) -> int:
+    """Kernel dev_t (major << 20 | minor) to the encoding stat(2) returns."""
+    return os.makedev(kernel_dev >> 20, kernel_dev & 0xFFFFF)
+
+
+def join_components(blob: bytes) -> str:
+    """Leaf-first, NUL-terminated path components to an absolute path."""
+    parts = [p.decode("utf-8", "surrogateescape") for p in blob.split(b"\0") if p]
+    return "/" + "/".join(reversed(parts))
+
+
+class Decoder:
+    """Turns raw ring-buffer records into events, using the layouts of roard_abi.h."""
+
+    def __init__(self, abi: Abi) -> None:
+        self._abi = abi
+        self._structs = abi.event_structs
+        self._ev = {name: abi.const(f"EV_{name}") for name in ("FORK", "EXEC", "EXIT", "OPEN")}
+        self._path_truncated = abi.const("HDR_PATH_TRUNCATED")
+        self._argv_truncated = abi.const("HDR_ARGV_TRUNCATED")
+        self._inherited = abi.const("ORIGIN_INHERITED")
+
+    def decode(self, data: bytes) -> Event:
+        """Decode one record; raise KernelError for a record that does not match the ABI."""
+        if len(data) < 4:
+            raise KernelError(f"short ring-buffer record ({len(data)} bytes)")
+        etype = int.from_bytes(data[:4], "little")
+        struct = self._structs.get(etype)
+        if struct is None or len(data) < ctypes.sizeof(struct):
+            raise KernelError(f"undecodable ring-buffer record: type {etype}, {len(data)} bytes")
+        ev = struct.from_buffer_copy(data[: ctypes.sizeof(struct)])
+        tail = data[ctypes.sizeof(struct) :]
+        if etype == self._ev["FORK"]:
+            return ForkEvent(
+                ev.run_key, ev.tgid, ev.ppid, ev.start_boottime_ns, ev.parent_start_boottime_ns
+            )
+        if etype == self._ev["EXEC"]:
+            exe = tail[: ev.exe_len]
+            cwd = tail[ev.exe_len : ev.exe_len + ev.cwd_len]
+            start = ev.exe_len + ev.cwd_len
+            argv = tail[start : start + ev.argv_len].rstrip(b"\0").split(b"\0")
+            return ExecEvent(
+                run_key=ev.run_key,
+                tgid=ev.tgid,
+                ppid=ev.ppid,
+                start_ns=ev.start_boottime_ns,
+                uid=ev.uid,
+                exe=join_components(exe),
+                cwd=join_components(cwd),
+                argv=tuple(a.decode("utf-8", "surrogateescape") for a in argv if ev.argv_len),
+                truncated=bool(ev.flags & (self._path_truncated | self._argv_truncated)),
+            )
+        if etype == self._ev["EXIT"]:
+            return ExitEvent(ev.run_key, ev.tgid, ev.start_boottime_ns, ev.exit_code)
+        if etype == self._ev["OPEN"]:
+            return OpenEvent(
+                run_key=ev.run_key,
+                tgid=ev.tgid,
+                fd=ev.fd,
+                path=join_components(tail[: ev.path_len]),
+                dev=userspace_dev(ev.dev),
+                ino=ev.ino,
+                open_flags=ev.open_flags,
+                fmode=ev.fmode,
+                inherited=ev.origin == self._inherited,
+                truncated=bool(ev.flags & self._path_truncated),
+            )
+        return CloseEvent(
+            run_key=ev.run_key,
+            tgid=ev.tgid,
+            fd=ev.fd,
+            dev=userspace_dev(ev.dev),
+            ino=ev.ino,
+            rbytes=ev.rbytes,
+            wbytes=ev.wbytes,
+            nreads=ev.nreads,
+            nwrites=ev.nwrites,
+            flags=ev.flags,
+        )

@@ -1,0 +1,290 @@
+"""Compile the BPF programs with bcc, with struct offsets from BTF, and attach them."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from roard.errors import KernelError
+from roard.kernel.abi import Abi, bpf_source_dir
+from roard.kernel.btf import Btf
+from roard.kernel.decode import CloseEvent, userspace_dev
+from roard.kernel.features import TRACEFS, ensure_tracefs
+from roard.kernel.headers import HeaderTree, find_headers
+
+# Every kernel field the BPF code dereferences; each becomes -DOFF_<STRUCT>_<FIELD>.
+KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
+    ("task_struct", "files"),
+    ("task_struct", "fs"),
+    ("task_struct", "tgid"),
+    ("task_struct", "mm"),
+    ("task_struct", "group_leader"),
+    ("task_struct", "start_boottime"),
+    ("task_struct", "real_parent"),
+    ("task_struct", "signal"),
+    ("task_struct", "exit_code"),
+    ("signal_struct", "live"),
+    ("files_struct", "fdt"),
+    ("fdtable", "max_fds"),
+    ("fdtable", "fd"),
+    ("file", "f_path"),
+    ("file", "f_inode"),
+    ("file", "f_flags"),
+    ("file", "f_mode"),
+    ("path", "mnt"),
+    ("path", "dentry"),
+    ("dentry", "d_parent"),
+    ("dentry", "d_name"),
+    ("qstr", "name"),
+    ("mount", "mnt_parent"),
+    ("mount", "mnt_mountpoint"),
+    ("mount", "mnt"),
+    ("vfsmount", "mnt_root"),
+    ("inode", "i_ino"),
+    ("inode", "i_sb"),
+    ("inode", "i_mode"),
+    ("super_block", "s_dev"),
+    ("fs_struct", "pwd"),
+    ("mm_struct", "exe_file"),
+    ("mm_struct", "arg_start"),
+    ("mm_struct", "arg_end"),
+)
+
+HOOK_FILES = ("process.c", "file.c")
+
+# Hook macros in the BPF sources and the syscall tracepoints each one defines a handler for.
+_HOOK_MACROS = {
+    "OPEN_HOOK": ("sys_exit_{}",),
+    "IO_HOOK": ("sys_enter_{}", "sys_exit_{}"),
+    "SYSCALL_ENTER": ("{}",),
+    "SYSCALL_EXIT": ("{}",),
+}
+_HOOK_USE = re.compile(r"^(OPEN_HOOK|IO_HOOK|SYSCALL_ENTER|SYSCALL_EXIT)\((\w+)", re.MULTILINE)
+_FORMAT_FIELD = re.compile(r"field:(.+?)\s+\**(\w+);\s+offset:(\d+);\s+size:(\d+);")
+
+
+@dataclass(frozen=True)
+class KernelSizing:
+    """Map and ring sizes (config section [kernel])."""
+
+    ring_pages: int = 4096  # 16 MiB: about 60k open/close events of headroom
+    tracked_max: int = 65536
+    fdagg_max: int = 131072
+    runs_max: int = 4096
+    wakeup_every: int = 64
+
+
+def offset_cflags(btf: Btf, fields: Iterable[tuple[str, str]] = KERNEL_FIELDS) -> list[str]:
+    """-D flags with each field's byte offset, read from the running kernel's BTF."""
+    return [
+        f"-DOFF_{struct.upper()}_{member.upper()}={btf.offset(struct, member)}"
+        for struct, member in fields
+    ]
+
+
+def syscall_hooks(src: Path) -> list[str]:
+    """Syscall tracepoints the hook files handle, e.g. "sys_enter_read" (handler tp__<name>)."""
+    events = []
+    for name in HOOK_FILES:
+        for macro, arg in _HOOK_USE.findall((src / name).read_text()):
+            events.extend(pattern.format(arg) for pattern in _HOOK_MACROS[macro])
+    return events
+
+
+def check_syscall_formats(events: Iterable[str], tracefs: Path = TRACEFS) -> list[str]:
+    """Verify the record layout the hooks assume (args at 16 + 8i, ret at 16) against the
+    live formats; return the events this kernel lacks (e.g. openat2 before 5.6)."""
+    missing = []
+    for event in events:
+        fmt = tracefs / "events" / "syscalls" / event / "format"
+        if not fmt.is_file():
+            missing.append(event)
+            continue
+        fields = [
+            (name, int(off), int(size))
+            for _type, name, off, size in _FORMAT_FIELD.findall(fmt.read_text())
+            if not name.startswith("common_") and name != "__syscall_nr"
+        ]
+        expected = (
+            [("ret", 16, 8)]
+            if event.startswith("sys_exit_")
+            else [(name, 16 + 8 * i, 8) for i, (name, _o, _s) in enumerate(fields)]
+        )
+        if fields != expected:
+            raise KernelError(
+                f"tracepoint syscalls:{event} has an unexpected layout {fields}; "
+                "this kernel needs a roard update"
+            )
+    return missing
+
+
+_LOCAL_INCLUDE = re.compile(r'^#include "([^"]+)"\s*$', re.MULTILINE)
+
+
+def program_text(src: Path) -> str:
+    """The single translation unit bcc compiles: every hook file, with roard's own headers
+    inlined, because bcc rewrites map calls (map.lookup(), ...) only in its main file."""
+    seen: set[str] = set()
+
+    def inline(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in seen:
+            return ""
+        seen.add(name)
+        return _LOCAL_INCLUDE.sub(inline, (src / name).read_text())
+
+    return "\n".join(_LOCAL_INCLUDE.sub(inline, f'#include "{name}"') for name in HOOK_FILES)
+
+
+class Probes:
+    """The loaded programs and the maps userspace shares with them."""
+
+    def __init__(
+        self,
+        bpf: Any,
+        abi: Abi,
+        headers: HeaderTree,
+        load_seconds: float,
+        skipped: list[str],
+    ) -> None:
+        self._bpf = bpf
+        self.skipped = skipped
+        self._abi = abi
+        self.headers = headers
+        self.load_seconds = load_seconds
+        self._tracked = bpf["tracked"]
+        self._fdagg = bpf["fdagg"]
+        self._run_losses = bpf["run_losses"]
+        self._losses = bpf["losses"]
+        self._loss_names = {
+            value: name[len("ROARD_LOSS_") :].lower()
+            for name, value in abi.consts.items()
+            if name.startswith("ROARD_LOSS_") and name != "ROARD_LOSS_NR"
+        }
+
+    @property
+    def attached(self) -> list[str]:
+        """Names of the attached tracepoints."""
+        tps = [name.decode() for name in self._bpf.tracepoint_fds]
+        raws = [f"raw:{name.decode()}" for name in self._bpf.raw_tracepoint_fds]
+        return sorted(tps + raws)
+
+    def on_event(self, callback: Callable[[bytes], None]) -> None:
+        """Deliver every ring-buffer record, as bytes, to `callback` during poll()."""
+
+        def _cb(_ctx: Any, data: Any, size: int) -> int:
+            callback(ctypes.string_at(data, size))
+            return 0
+
+        self._bpf["events"].open_ring_buffer(_cb)
+
+    def poll(self, timeout_ms: int) -> None:
+        """Wait up to timeout_ms for records and hand all available ones to the callback."""
+        self._bpf.ring_buffer_poll(timeout_ms)
+
+    def track(self, tgid: int, run_key: int) -> None:
+        """Attribute `tgid` (and its future children) to a run."""
+        self._tracked[ctypes.c_uint32(tgid)] = ctypes.c_uint64(run_key)
+
+    def untrack(self, tgid: int) -> None:
+        """Stop attributing `tgid`; a no-op when it is not tracked."""
+        try:
+            del self._tracked[ctypes.c_uint32(tgid)]
+        except KeyError:
+            pass
+
+    def tracked_count(self) -> int:
+        """How many processes the kernel filter currently lets through."""
+        return sum(1 for _ in self._tracked.keys())
+
+    def flush_fds(self, tgid: int, fds: Iterable[int]) -> list[CloseEvent]:
+        """Take the aggregates still open for a dead process (exit closes no fd by syscall)."""
+        flushed = []
+        ignore = self._abi.const("AGG_IGNORE")
+        key_type = self._fdagg.Key
+        for fd in fds:
+            key = key_type(tgid, fd)
+            try:
+                agg = self._fdagg[key]
+                del self._fdagg[key]
+            except KeyError:
+                continue
+            if agg.flags & ignore:
+                continue
+            flushed.append(
+                CloseEvent(
+                    run_key=agg.run_key,
+                    tgid=tgid,
+                    fd=fd,
+                    dev=userspace_dev(agg.dev),
+                    ino=agg.ino,
+                    rbytes=agg.rbytes,
+                    wbytes=agg.wbytes,
+                    nreads=agg.nreads,
+                    nwrites=agg.nwrites,
+                    flags=agg.flags,
+                )
+            )
+        return flushed
+
+    def losses(self) -> dict[str, int]:
+        """Dropped events by category, summed over CPUs."""
+        return {
+            name: sum(self._losses[ctypes.c_int(idx)])  # per-CPU values
+            for idx, name in sorted(self._loss_names.items())
+        }
+
+    def take_run_losses(self, run_key: int) -> int:
+        """Events dropped for one run; forgets the counter."""
+        key = ctypes.c_uint64(run_key)
+        try:
+            n = int(self._run_losses[key].value)
+            del self._run_losses[key]
+        except KeyError:
+            return 0
+        return n
+
+    def close(self) -> None:
+        """Detach everything."""
+        self._bpf.cleanup()
+
+
+def load(state_dir: Path, sizing: KernelSizing, btf: Btf | None = None) -> Probes:
+    """Compile and attach the tracepoint tier; raise KernelError with the compiler's words."""
+    from bcc import BPF
+
+    ensure_tracefs()
+    headers = find_headers(state_dir)
+    if headers.how == "merged":
+        os.environ["BCC_KERNEL_SOURCE"] = str(headers.path)
+    btf = btf or Btf.load()
+    src = bpf_source_dir()
+    cflags = [
+        *offset_cflags(btf),
+        f"-DROARD_RING_PAGES={sizing.ring_pages}",
+        f"-DROARD_TRACKED_MAX={sizing.tracked_max}",
+        f"-DROARD_FDAGG_MAX={sizing.fdagg_max}",
+        f"-DROARD_RUNS_MAX={sizing.runs_max}",
+        f"-DROARD_WAKEUP_EVERY={sizing.wakeup_every}",
+        "-Wno-macro-redefined",
+    ]
+    events = syscall_hooks(src)
+    missing = check_syscall_formats(events)
+    start = time.monotonic()
+    try:
+        bpf = BPF(text=program_text(src), cflags=cflags)
+        for event in events:
+            if event not in missing:
+                bpf.attach_tracepoint(tp=f"syscalls:{event}", fn_name=f"tp__{event}")
+    except Exception as exc:  # bcc raises bare Exception with the compiler output on stderr
+        raise KernelError(
+            f"compiling/attaching the BPF programs failed ({exc}); the compiler's messages "
+            f"are above; headers used: {headers.path} ({headers.how})"
+        ) from exc
+    return Probes(bpf, Abi.load(), headers, time.monotonic() - start, missing)

@@ -1,0 +1,1 @@
+"""Lineage records: the internal-to-protobuf conversion."""

@@ -1,0 +1,112 @@
+"""Internal values to protobuf records: the only place that builds wire messages."""
+
+from __future__ import annotations
+
+from roard.artifacts.hasher import Digest
+from roard.tracking.processes import Process
+from roard.tracking.runs import FileUse, Run
+from roard.v1 import records_pb2 as pb
+
+
+def run_tagged(run: Run, host: str, now: float) -> pb.Record:
+    """The record that opens a run."""
+    return pb.Record(
+        id=f"{run.run_id}/tagged",
+        run_id=run.run_id,
+        time=now,
+        run_tagged=pb.RunTagged(
+            name=run.name or "",
+            labels=run.labels,
+            host=host,
+            uid=run.uid,
+            how=run.how,
+            root_pid=run.root_pid,
+            started_at=run.started_at,
+        ),
+    )
+
+
+def process_started(proc: Process, now: float, generation: int) -> pb.Record:
+    """A process of the run, as known now (re-sent after each exec: the latest wins)."""
+    return pb.Record(
+        id=f"{proc.run_id}/proc/{proc.pid}-{proc.start_ticks}/start/{generation}",
+        run_id=proc.run_id,
+        time=now,
+        process_started=pb.ProcessStarted(
+            pid=proc.pid,
+            ppid=proc.ppid,
+            start_ticks=proc.start_ticks,
+            exe=proc.exe,
+            argv=proc.argv,
+            cwd=proc.cwd,
+            uid=proc.uid,
+            started_at=proc.started_at,
+        ),
+    )
+
+
+def process_exited(proc: Process, now: float) -> pb.Record:
+    """A process of the run ended."""
+    return pb.Record(
+        id=f"{proc.run_id}/proc/{proc.pid}-{proc.start_ticks}/exit",
+        run_id=proc.run_id,
+        time=now,
+        process_exited=pb.ProcessExited(
+            pid=proc.pid,
+            start_ticks=proc.start_ticks,
+            exit_code=proc.exit_code or 0,
+            ended_at=proc.ended_at or now,
+        ),
+    )
+
+
+def file_access(
+    run: Run, use: FileUse, digest: Digest, kind: str, output: bool, now: float
+) -> pb.Record:
+    """One input or output of a run, with its content hash."""
+    role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
+    return pb.Record(
+        id=f"{run.run_id}/file/{pb.Role.Name(role)}/{use.path}",
+        run_id=run.run_id,
+        time=now,
+        file_access=pb.FileAccess(
+            path=use.path,
+            role=role,
+            hash=digest.hash,
+            size=digest.stamp.size,
+            kind=kind,
+            dev=digest.stamp.dev,
+            ino=digest.stamp.ino,
+            mtime_ns=digest.stamp.mtime_ns,
+            bytes_read=use.bytes_read,
+            bytes_written=use.bytes_written,
+            read_too=output and use.read,
+        ),
+    )
+
+
+def run_finished(run: Run, now: float) -> pb.Record:
+    """The record that closes a run."""
+    lost = run.lost_events
+    return pb.Record(
+        id=f"{run.run_id}/finished",
+        run_id=run.run_id,
+        time=now,
+        run_finished=pb.RunFinished(
+            has_exit_code=run.exit_code is not None,
+            exit_code=run.exit_code or 0,
+            ended_at=run.ended_at or now,
+            complete=lost == 0,
+            lost_events=lost,
+        ),
+    )
+
+
+def loss_notice(run: Run, count: int, reason: str, now: float, serial: int) -> pb.Record:
+    """Events of the run were lost."""
+    return pb.Record(
+        id=f"{run.run_id}/loss/{serial}",
+        run_id=run.run_id,
+        time=now,
+        loss_notice=pb.LossNotice(lost_events=count, reason=reason),
+    )

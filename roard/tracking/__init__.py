@@ -1,0 +1,1 @@
+"""Processes, descriptors and runs: who did what, attributed to which run."""

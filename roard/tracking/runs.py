@@ -1,0 +1,110 @@
+"""Runs: tagged process trees, what their processes did to files, and their lifecycle."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from roard.artifacts.hasher import Digest
+
+
+@dataclass
+class FileUse:
+    """Everything a run did to one path, summed over its processes and descriptors."""
+
+    path: str
+    dev: int
+    ino: int
+    bytes_read: int = 0
+    bytes_written: int = 0
+    read: bool = False
+    written: bool = False
+    consumed: Future[Digest] | None = None  # hash taken when the run finished reading it
+
+
+@dataclass
+class Run:
+    """A tagged process tree and what it read and wrote."""
+
+    run_id: str
+    key: int  # the run's id in the kernel's tracked map
+    name: str | None
+    labels: dict[str, str]
+    uid: int
+    how: str  # "spawn" or "pid"
+    root_pid: int
+    started_at: float
+    live: set[int] = field(default_factory=set)
+    files: dict[str, FileUse] = field(default_factory=dict)
+    exit_code: int | None = None
+    ended_at: float | None = None
+    lost_events: int = 0
+    lost_reasons: set[str] = field(default_factory=set)
+    root_exited: threading.Event = field(default_factory=threading.Event)
+    finalized: threading.Event = field(default_factory=threading.Event)
+    finalizing: bool = False
+
+    def use(self, path: str, dev: int, ino: int) -> FileUse:
+        """The FileUse for a path, created on first use."""
+        found = self.files.get(path)
+        if found is None:
+            found = self.files[path] = FileUse(path, dev, ino)
+        return found
+
+    def lose(self, count: int, reason: str) -> None:
+        """Note events of this run that were lost: the run will say it is incomplete."""
+        self.lost_events += count
+        self.lost_reasons.add(reason)
+
+
+class Runs:
+    """All runs the daemon holds in memory (until finalized)."""
+
+    def __init__(self) -> None:
+        self._keys = itertools.count(1)
+        self._by_id: dict[str, Run] = {}
+        self._by_key: dict[int, Run] = {}
+
+    def create(
+        self,
+        name: str | None,
+        labels: dict[str, str],
+        uid: int,
+        how: str,
+        root_pid: int,
+        now: float,
+    ) -> Run:
+        """A new run with a fresh id and kernel key."""
+        run = Run(
+            run_id=uuid.uuid4().hex[:16],
+            key=next(self._keys),
+            name=name,
+            labels=labels,
+            uid=uid,
+            how=how,
+            root_pid=root_pid,
+            started_at=now,
+        )
+        self._by_id[run.run_id] = run
+        self._by_key[run.key] = run
+        return run
+
+    def by_key(self, key: int) -> Run | None:
+        """The run with this kernel key, if still held."""
+        return self._by_key.get(key)
+
+    def by_id(self, run_id: str) -> Run | None:
+        """The run with this id, if still held."""
+        return self._by_id.get(run_id)
+
+    def drop(self, run: Run) -> None:
+        """Forget a finalized run."""
+        self._by_id.pop(run.run_id, None)
+        self._by_key.pop(run.key, None)
+
+    def active(self) -> list[Run]:
+        """Runs not yet finalized."""
+        return list(self._by_id.values())

@@ -1,0 +1,379 @@
+"""The tracker: turns kernel events into per-run process and file state, and finalizes runs.
+
+The observer thread calls handle() for every event; it never waits on hashing or storage:
+reads are hashed in the hasher's pool, and runs are finalized on a finalizer thread.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import psutil
+import structlog
+
+from roard.artifacts.classify import classify
+from roard.artifacts.hasher import Digest, Hasher
+from roard.config import ClassifyRules
+from roard.errors import NotFound, PermissionDenied, UsageError
+from roard.kernel.decode import CloseEvent, Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent
+from roard.records import convert
+from roard.tracking.fds import FdTable, OpenFile
+from roard.tracking.processes import Process, ProcessTable, start_ticks, ticks_from_ns
+from roard.tracking.runs import FileUse, Run, Runs
+from roard.v1 import records_pb2 as pb
+
+log = structlog.get_logger("roard.tracker")
+
+
+class KernelMaps(Protocol):
+    """What the tracker needs from the loaded BPF programs."""
+
+    def track(self, tgid: int, run_key: int) -> None: ...
+    def untrack(self, tgid: int) -> None: ...
+    def flush_fds(self, tgid: int, fds: set[int]) -> list[CloseEvent]: ...
+    def take_run_losses(self, run_key: int) -> int: ...
+
+
+class Sink(Protocol):
+    """Where records go."""
+
+    def emit(self, records: list[pb.Record]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked (from SO_PEERCRED)."""
+
+    uid: int
+    pid: int
+
+    @property
+    def root(self) -> bool:
+        """Root may act on anything."""
+        return self.uid == 0
+
+
+MMAP_READ = 2
+MMAP_SHARED_WRITE = 4
+
+
+class Tracker:
+    """Processes, descriptors and runs; the single owner of that state."""
+
+    def __init__(
+        self,
+        kernel: KernelMaps,
+        hasher: Hasher,
+        sink: Sink,
+        rules: ClassifyRules,
+        linger_seconds: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._kernel = kernel
+        self._hasher = hasher
+        self._sink = sink
+        self._rules = rules
+        self._linger = linger_seconds
+        self._clock = clock
+        self._host = socket.gethostname()
+        self._lock = threading.RLock()
+        self._procs = ProcessTable()
+        self._fds = FdTable()
+        self._runs = Runs()
+        self._generation = 0
+        self._finalizer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="roard-final")
+        self.unattributed = 0  # events for runs no longer held (e.g. after untag)
+
+    # -- control side -------------------------------------------------------------------
+
+    def tag(
+        self, caller: Caller, pid: int, name: str | None, labels: dict[str, str], spawned: bool
+    ) -> Run:
+        """Start a run rooted at `pid`: that process and all its current and future
+        descendants. Raises NotFound / PermissionDenied for a bad pid."""
+        try:
+            root = psutil.Process(pid)
+            owner = root.uids().real
+        except psutil.NoSuchProcess:
+            raise NotFound(f"no process with pid {pid}") from None
+        if not caller.root and owner != caller.uid:
+            raise PermissionDenied(
+                f"process {pid} belongs to uid {owner}: only root may tag other users' processes"
+            )
+        with self._lock:
+            if self._procs.get(pid) is not None:
+                raise UsageError(f"process {pid} is already part of a tagged run")
+            now = self._clock()
+            run = self._runs.create(name, labels, owner, "spawn" if spawned else "pid", pid, now)
+            records = [convert.run_tagged(run, self._host, now)]
+            # The root first: children it forks from here on are tracked by the kernel;
+            # those that already exist are found by the scan that follows.
+            for proc in [root, *self._descendants(root)]:
+                tracked = self._adopt(run, proc, now)
+                if tracked is not None:
+                    records.append(self._started(tracked))
+            if not run.live:
+                self._runs.drop(run)
+                raise NotFound(f"process {pid} exited before it could be tagged")
+        self._sink.emit(records)
+        log.info("run tagged", run_id=run.run_id, name=name, pid=pid, processes=len(run.live))
+        return run
+
+    @staticmethod
+    def _descendants(root: psutil.Process) -> list[psutil.Process]:
+        try:
+            return list(root.children(recursive=True))
+        except psutil.NoSuchProcess:
+            return []
+
+    def _adopt(self, run: Run, proc: psutil.Process, now: float) -> Process | None:
+        try:
+            with proc.oneshot():
+                info = Process(
+                    pid=proc.pid,
+                    start_ticks=start_ticks(proc),
+                    ppid=proc.ppid(),
+                    run_id=run.run_id,
+                    started_at=proc.create_time(),
+                    exe=proc.exe(),
+                    argv=tuple(proc.cmdline()),
+                    cwd=proc.cwd(),
+                    uid=proc.uids().real,
+                )
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return None
+        self._kernel.track(proc.pid, run.key)
+        if not proc.is_running():  # it exited before the kernel filter knew it
+            self._kernel.untrack(proc.pid)
+            return None
+        self._procs.add(info)
+        run.live.add(info.pid)
+        return info
+
+    def visible_run(self, caller: Caller, run_id: str) -> Run:
+        """A run held in memory that the caller may act on."""
+        with self._lock:
+            run = self._runs.by_id(run_id)
+        if run is None or (not caller.root and run.uid != caller.uid):
+            raise NotFound(f"no active run {run_id!r}: list runs with `roarctl runs`")
+        return run
+
+    def finish(self, run: Run, exit_code: int | None, timeout: float | None) -> bool:
+        """For a spawned run: its root has exited with `exit_code`. Wait for the exit to be
+        observed, give stragglers `linger` seconds, finalize; True when finalized in time."""
+        deadline = None if not timeout else time.monotonic() + timeout
+        remaining = lambda: None if deadline is None else max(0.0, deadline - time.monotonic())  # noqa: E731
+        if exit_code is not None:
+            run.exit_code = exit_code
+        run.root_exited.wait(remaining())
+        if not run.finalized.wait(min(self._linger, remaining() or self._linger)):
+            self._schedule_finalize(run, "linger")
+        return run.finalized.wait(remaining())
+
+    def untag(self, run: Run) -> None:
+        """Stop tracking a run now and finalize it with what was seen."""
+        self._schedule_finalize(run, "untag")
+        run.finalized.wait()
+
+    def active_runs(self) -> list[Run]:
+        """Runs being tracked."""
+        with self._lock:
+            return self._runs.active()
+
+    def counts(self) -> dict[str, int]:
+        """Sizes of the tracker's tables, for status."""
+        with self._lock:
+            return {
+                "processes": len(self._procs),
+                "open_files": len(self._fds),
+                "runs": len(self._runs.active()),
+                "unattributed_events": self.unattributed,
+            }
+
+    # -- event side (observer thread) ---------------------------------------------------
+
+    def handle(self, event: Event) -> None:
+        """Apply one kernel event."""
+        with self._lock:
+            run = self._runs.by_key(event.run_key)
+            if run is None or run.finalizing:
+                self.unattributed += 1
+                return
+            if isinstance(event, OpenEvent):
+                self._on_open(event)
+            elif isinstance(event, CloseEvent):
+                self._on_close(run, event)
+            elif isinstance(event, ForkEvent):
+                self._on_fork(run, event)
+            elif isinstance(event, ExecEvent):
+                self._on_exec(run, event)
+            else:
+                self._on_exit(run, event)
+
+    def note_lost(self, count: int, reason: str) -> None:
+        """Events lost before they could be attributed (e.g. undecodable): every active
+        run may be affected, so each is marked incomplete."""
+        with self._lock:
+            for run in self._runs.active():
+                run.lose(count, reason)
+
+    def _on_open(self, ev: OpenEvent) -> None:
+        file = OpenFile(ev.path, ev.dev, ev.ino, ev.open_flags, ev.fmode)
+        self._fds.set(ev.tgid, ev.fd, file)
+        proc = self._procs.get(ev.tgid)
+        if proc is not None:
+            proc.fds.add(ev.fd)
+        run = self._runs.by_key(ev.run_key)
+        if run is not None and file.changed_by_open:
+            run.use(file.path, file.dev, file.ino).written = True
+
+    def _on_close(self, run: Run, ev: CloseEvent) -> None:
+        file = self._fds.pop(ev.tgid, ev.fd)
+        proc = self._procs.get(ev.tgid)
+        if proc is not None:
+            proc.fds.discard(ev.fd)
+        if file is None or (file.dev, file.ino) != (ev.dev, ev.ino):
+            run.lose(1, "close without a matching open")
+            return
+        use = run.use(file.path, file.dev, file.ino)
+        use.bytes_read += ev.rbytes
+        use.bytes_written += ev.wbytes
+        if ev.wbytes or ev.flags & MMAP_SHARED_WRITE:
+            use.written = True
+        if ev.rbytes or ev.flags & MMAP_READ:
+            use.read = True
+            if not use.written:
+                # Inputs are hashed as consumed: now, before anything else changes them.
+                use.consumed = self._hasher.submit(file.path)
+
+    def _on_fork(self, run: Run, ev: ForkEvent) -> None:
+        parent = self._procs.get(ev.ppid)
+        child = Process(
+            pid=ev.tgid,
+            start_ticks=ticks_from_ns(ev.start_ns),
+            ppid=ev.ppid,
+            run_id=run.run_id,
+            started_at=self._clock(),
+            exe=parent.exe if parent else "",
+            argv=parent.argv if parent else (),
+            cwd=parent.cwd if parent else "",
+            uid=parent.uid if parent else run.uid,
+        )
+        self._replace(self._procs.add(child))
+        run.live.add(child.pid)
+        self._sink.emit([self._started(child)])
+
+    def _on_exec(self, run: Run, ev: ExecEvent) -> None:
+        proc = self._procs.get(ev.tgid)
+        if proc is None:
+            proc = Process(ev.tgid, ticks_from_ns(ev.start_ns), ev.ppid, run.run_id, self._clock())
+            self._replace(self._procs.add(proc))
+            run.live.add(proc.pid)
+        proc.exe, proc.cwd, proc.argv, proc.uid = ev.exe, ev.cwd, ev.argv, ev.uid
+        if ev.truncated:
+            run.lose(0, "path or argv truncated at exec")
+        use = run.use(ev.exe, 0, 0)
+        use.read = True
+        use.consumed = self._hasher.submit(ev.exe)
+        self._sink.emit([self._started(proc)])
+
+    def _on_exit(self, run: Run, ev: ExitEvent) -> None:
+        proc = self._procs.remove(ev.tgid, ticks_from_ns(ev.start_ns))
+        if proc is None:
+            return  # a duplicate report from a second exiting thread
+        for close in self._kernel.flush_fds(proc.pid, proc.fds):
+            self._on_close(run, close)
+        proc.ended_at = self._clock()
+        proc.exit_code = _exit_status(ev.exit_code)
+        run.live.discard(proc.pid)
+        self._sink.emit([convert.process_exited(proc, proc.ended_at)])
+        if proc.pid == run.root_pid:
+            if run.how == "spawn" and run.exit_code is None:
+                run.exit_code = proc.exit_code
+            run.root_exited.set()
+        if not run.live:
+            self._schedule_finalize(run, "all processes exited")
+
+    def _replace(self, stale: Process | None) -> None:
+        """A pid was reused while we still held its old process: that exit was lost."""
+        if stale is None:
+            return
+        old_run = self._runs.by_id(stale.run_id)
+        if old_run is not None:
+            old_run.live.discard(stale.pid)
+            old_run.lose(1, "process exit not observed")
+
+    def _started(self, proc: Process) -> pb.Record:
+        self._generation += 1
+        return convert.process_started(proc, self._clock(), self._generation)
+
+    # -- finalization (finalizer threads) -----------------------------------------------
+
+    def _schedule_finalize(self, run: Run, why: str) -> None:
+        with self._lock:
+            if run.finalizing:
+                return
+            run.finalizing = True
+            survivors = [p for p in (self._procs.get(pid) for pid in run.live) if p]
+            for proc in survivors:
+                self._kernel.untrack(proc.pid)
+                for close in self._kernel.flush_fds(proc.pid, proc.fds):
+                    self._on_close(run, close)
+                self._procs.remove(proc.pid)
+            run.live.clear()
+            run.root_exited.set()
+        log.info("finalizing run", run_id=run.run_id, why=why, survivors=len(survivors))
+        self._finalizer.submit(self._finalize, run)
+
+    def _finalize(self, run: Run) -> None:
+        try:
+            self._sink.emit(self._final_records(run))
+        except Exception:
+            log.exception("finalizing run failed", run_id=run.run_id)
+        finally:
+            with self._lock:
+                self._runs.drop(run)
+            run.finalized.set()
+
+    def _final_records(self, run: Run) -> list[pb.Record]:
+        now = self._clock()
+        run.ended_at = run.ended_at or now
+        kernel_lost = self._kernel.take_run_losses(run.key)
+        if kernel_lost:
+            run.lose(kernel_lost, "kernel events dropped")
+        records: list[pb.Record] = []
+        for use in sorted(run.files.values(), key=lambda u: u.path):
+            kind = classify(use.path, self._rules)
+            output = use.written
+            if not output and not use.read:
+                continue
+            digest = self._digest(use, output)
+            if digest is None:
+                continue  # a temporary that did not survive the run
+            records.append(convert.file_access(run, use, digest, kind, output, now))
+        if run.lost_events:
+            reasons = ", ".join(sorted(run.lost_reasons))
+            records.append(convert.loss_notice(run, run.lost_events, reasons, now, 0))
+        records.append(convert.run_finished(run, now))
+        return records
+
+    def _digest(self, use: FileUse, output: bool) -> Digest | None:
+        try:
+            if not output and use.consumed is not None:
+                return use.consumed.result()
+            return self._hasher.digest(use.path)
+        except OSError:
+            return None
+
+
+def _exit_status(code: int) -> int:
+    """Kernel exit_code (status << 8 | signal) to a shell-style status."""
+    if code & 0x7F:
+        return 128 + (code & 0x7F)
+    return (code >> 8) & 0xFF

@@ -1,0 +1,146 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_INPUT: _ClassVar[Role]
+    ROLE_OUTPUT: _ClassVar[Role]
+ROLE_UNSPECIFIED: Role
+ROLE_INPUT: Role
+ROLE_OUTPUT: Role
+
+class Record(_message.Message):
+    __slots__ = ("id", "seq", "run_id", "time", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    RUN_TAGGED_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_STARTED_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_EXITED_FIELD_NUMBER: _ClassVar[int]
+    FILE_ACCESS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_NOTICE_FIELD_NUMBER: _ClassVar[int]
+    RUN_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    seq: int
+    run_id: str
+    time: float
+    run_tagged: RunTagged
+    process_started: ProcessStarted
+    process_exited: ProcessExited
+    file_access: FileAccess
+    loss_notice: LossNotice
+    run_finished: RunFinished
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ...) -> None: ...
+
+class RunTagged(_message.Message):
+    __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    HOW_FIELD_NUMBER: _ClassVar[int]
+    ROOT_PID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    host: str
+    uid: int
+    how: str
+    root_pid: int
+    started_at: float
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., uid: _Optional[int] = ..., how: _Optional[str] = ..., root_pid: _Optional[int] = ..., started_at: _Optional[float] = ...) -> None: ...
+
+class ProcessStarted(_message.Message):
+    __slots__ = ("pid", "ppid", "start_ticks", "exe", "argv", "cwd", "uid", "started_at")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    PPID_FIELD_NUMBER: _ClassVar[int]
+    START_TICKS_FIELD_NUMBER: _ClassVar[int]
+    EXE_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    ppid: int
+    start_ticks: int
+    exe: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    cwd: str
+    uid: int
+    started_at: float
+    def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., start_ticks: _Optional[int] = ..., exe: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., uid: _Optional[int] = ..., started_at: _Optional[float] = ...) -> None: ...
+
+class ProcessExited(_message.Message):
+    __slots__ = ("pid", "start_ticks", "exit_code", "ended_at")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    START_TICKS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    start_ticks: int
+    exit_code: int
+    ended_at: float
+    def __init__(self, pid: _Optional[int] = ..., start_ticks: _Optional[int] = ..., exit_code: _Optional[int] = ..., ended_at: _Optional[float] = ...) -> None: ...
+
+class FileAccess(_message.Message):
+    __slots__ = ("path", "role", "hash", "size", "kind", "dev", "ino", "mtime_ns", "bytes_read", "bytes_written", "read_too")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DEV_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_READ_FIELD_NUMBER: _ClassVar[int]
+    BYTES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    READ_TOO_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    role: Role
+    hash: str
+    size: int
+    kind: str
+    dev: int
+    ino: int
+    mtime_ns: int
+    bytes_read: int
+    bytes_written: int
+    read_too: bool
+    def __init__(self, path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., read_too: _Optional[bool] = ...) -> None: ...
+
+class LossNotice(_message.Message):
+    __slots__ = ("lost_events", "reason")
+    LOST_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    lost_events: int
+    reason: str
+    def __init__(self, lost_events: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RunFinished(_message.Message):
+    __slots__ = ("has_exit_code", "exit_code", "ended_at", "complete", "lost_events")
+    HAS_EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    LOST_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    has_exit_code: bool
+    exit_code: int
+    ended_at: float
+    complete: bool
+    lost_events: int
+    def __init__(self, has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., ended_at: _Optional[float] = ..., complete: _Optional[bool] = ..., lost_events: _Optional[int] = ...) -> None: ...
