@@ -1,0 +1,132 @@
+"""A private roard for end-to-end tests: its own state dir and socket in a temp dir.
+
+These tests need root and a working eBPF stack. Without them they skip, except when
+ROARD_REQUIRE_BPF=1 (CI), where they fail: eBPF tests must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def _bpf_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "bcc is not importable (run deploy/setup.sh)"
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        return "kernel has no BTF"
+    return None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _bpf_available() -> None:
+    """Skip where eBPF cannot work, except under ROARD_REQUIRE_BPF=1 (CI): there, fail."""
+    reason = _bpf_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("ROARD_REQUIRE_BPF") == "1":
+        pytest.fail(f"eBPF required (ROARD_REQUIRE_BPF=1) but unavailable: {reason}")
+    pytest.skip(f"eBPF unavailable: {reason}")
+
+
+@dataclass
+class Roard:
+    """A running private daemon and helpers to drive roarctl against it."""
+
+    root: Path
+    socket: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def env(self) -> dict[str, str]:
+        """Environment for roarctl: points at this daemon."""
+        return {**os.environ, "ROARD_SOCKET": str(self.socket)}
+
+    def roarctl(
+        self, *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run roarctl; fail the test (with the daemon's log) if it fails and check is set."""
+        result = subprocess.run(
+            [str(VENV_BIN / "roarctl"), *args],
+            cwd=cwd,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"roarctl {' '.join(args)} exited {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}\n"
+                f"daemon log tail:\n{self.log.read_text()[-3000:]}"
+            )
+        return result
+
+    def show(self, run: str) -> dict[str, Any]:
+        """`roarctl show RUN --json`."""
+        doc: dict[str, Any] = json.loads(self.roarctl("show", run, "--json").stdout)
+        return doc
+
+
+@pytest.fixture(scope="session")
+def roard(_bpf_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Roard]:
+    """One private daemon for the whole session (compiling the BPF programs takes seconds)."""
+    root = tmp_path_factory.mktemp("roard")
+    socket = root / "roard.sock"
+    log = root / "roard.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "roard"), "run", "--embedded", "--state-dir", str(root / "state"),
+             "--socket", str(socket)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    daemon = Roard(root, socket, proc, log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"roard exited {proc.returncode} at start:\n{log.read_text()}")
+        if socket.exists() and daemon.roarctl("status", check=False).returncode == 0:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"roard did not become ready:\n{log.read_text()}")
+    yield daemon
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"roard did not stop on SIGTERM:\n{log.read_text()[-3000:]}")
+    assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A directory for one test's files, outside the system prefixes."""
+    return tmp_path
+
+
+def python3() -> str:
+    """A real python3 binary (not a shell shim), for the traced programs."""
+    found = shutil.which("python3", path="/usr/bin")
+    assert found, "/usr/bin/python3 is required"
+    return found

@@ -1,0 +1,199 @@
+"""End to end: real programs under a private roard, checked through roarctl as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from tests.e2e.conftest import VENV_BIN, Roard, python3
+
+
+def b3(path: Path) -> str:
+    """The hash roard must report for a file's content."""
+    return "blake3:" + blake3.blake3(path.read_bytes()).hexdigest()
+
+
+def by_path(files: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Index show's inputs/outputs by path."""
+    return {f["path"]: f for f in files}
+
+
+def test_python_read_write_is_recorded_with_hashes(roard: Roard, workdir: Path) -> None:
+    """A Python job: its input and output, hashes, sizes, process tree, times, exit code."""
+    (workdir / "data.csv").write_text("a,b\n1,2\n3,4\n")
+    (workdir / "prep.py").write_text(textwrap.dedent("""
+        import sys
+        rows = open("data.csv").read()
+        with open("features.parquet", "w") as out:
+            out.write(rows.upper() * 100)
+        sys.exit(3)
+    """))
+    result = roard.roarctl("tag", "--name", "prep-e2e", "--label", "team=ml", "--",
+                           python3(), "prep.py", cwd=workdir, check=False)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == ""  # the command owns stdout; the summary goes to stderr
+    assert "prep-e2e" in result.stderr and "complete" in result.stderr
+
+    doc = roard.show("prep-e2e")
+    assert doc["status"] == "finished"
+    assert doc["exit_code"] == 3
+    assert doc["complete"] is True and doc["lost_events"] == 0
+    assert doc["started_at"].endswith("Z") and doc["ended_at"] >= doc["started_at"]
+    inputs, outputs = by_path(doc["inputs"]), by_path(doc["outputs"])
+    data, features = workdir / "data.csv", workdir / "features.parquet"
+    assert inputs[str(data)] == {**inputs[str(data)], "hash": b3(data), "size": 12,
+                                 "kind": "artifact"}
+    assert inputs[str(workdir / "prep.py")]["hash"] == b3(workdir / "prep.py")
+    assert outputs[str(features)]["hash"] == b3(features)
+    assert outputs[str(features)]["size"] == features.stat().st_size
+    assert str(features) not in inputs and str(data) not in outputs
+    root = doc["processes"][0]
+    assert root["exe"] == os.path.realpath(python3())
+    assert root["argv"] == [python3(), "prep.py"]
+    assert root["cwd"] == str(workdir)
+    assert root["ppid"] > 1
+
+
+def test_shell_redirection_and_pipeline(roard: Roard, workdir: Path) -> None:
+    """Redirections (dup2 onto 0/1) attribute bytes to the redirected files."""
+    (workdir / "in.txt").write_text("hello\nworld\n")
+    script = "sort < in.txt > sorted.txt; echo done >> log.txt; cat in.txt | wc -l > count.txt"
+    roard.roarctl("tag", "--name", "shell-e2e", "--", "sh", "-c", script, cwd=workdir)
+    doc = roard.show("shell-e2e")
+    inputs, outputs = by_path(doc["inputs"]), by_path(doc["outputs"])
+    assert str(workdir / "in.txt") in inputs
+    for name in ("sorted.txt", "log.txt", "count.txt"):
+        assert outputs[str(workdir / name)]["hash"] == b3(workdir / name), name
+    assert (workdir / "count.txt").read_text().strip() == "2"
+    assert len(doc["processes"]) >= 4  # sh, sort, cat, wc
+
+
+def test_cp_copy_file_range(roard: Roard, workdir: Path) -> None:
+    """cp moves bytes with copy_file_range: source is the input, copy the output."""
+    src = workdir / "model.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    roard.roarctl("tag", "--name", "cp-e2e", "--", "cp", str(src), str(workdir / "copy.bin"))
+    doc = roard.show("cp-e2e")
+    assert by_path(doc["inputs"])[str(src)]["hash"] == b3(src)
+    out = by_path(doc["outputs"])[str(workdir / "copy.bin")]
+    assert out["hash"] == b3(src) and out["size"] == 3 << 20
+
+
+def test_forked_child_and_thread_outputs(roard: Roard, workdir: Path) -> None:
+    """Outputs written by a forked child and by a thread belong to the run."""
+    (workdir / "job.py").write_text(textwrap.dedent("""
+        import os, threading
+        pid = os.fork()
+        if pid == 0:
+            open("child.out", "w").write("from the child")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        t = threading.Thread(target=lambda: open("thread.out", "w").write("from a thread"))
+        t.start(); t.join()
+    """))
+    roard.roarctl("tag", "--name", "fork-e2e", "--", python3(), "job.py", cwd=workdir)
+    doc = roard.show("fork-e2e")
+    outputs = by_path(doc["outputs"])
+    for name in ("child.out", "thread.out"):
+        assert outputs[str(workdir / name)]["hash"] == b3(workdir / name)
+    pids = {p["pid"] for p in doc["processes"]}
+    assert len(pids) == 2
+    child = next(p for p in doc["processes"] if p["ppid"] in pids)
+    assert child["argv"] == [python3(), "job.py"]  # fork without exec keeps the program
+
+
+def test_untagged_process_is_not_in_the_run(roard: Roard, workdir: Path) -> None:
+    """A process outside the tagged tree writing in the same directory is never recorded."""
+    outsider = subprocess.Popen(
+        ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > outsider.txt; "
+         "cat outsider.txt > /dev/null; sleep 0.05; done"], cwd=workdir)
+    roard.roarctl("tag", "--name", "inside-e2e", "--", "sh", "-c",
+                  "for i in 1 2 3 4 5; do echo $i > inside.txt; sleep 0.05; done", cwd=workdir)
+    outsider.wait(10)
+    doc = roard.show("inside-e2e")
+    paths = {f["path"] for f in doc["inputs"] + doc["outputs"]}
+    assert str(workdir / "inside.txt") in paths
+    assert str(workdir / "outsider.txt") not in paths
+    assert outsider.pid not in {p["pid"] for p in doc["processes"]}
+
+
+def test_tag_pid_adopts_running_process_and_descendants(roard: Roard, workdir: Path) -> None:
+    """`tag --pid` adopts a running job; its later reads/writes and children are recorded."""
+    (workdir / "input.txt").write_text("adopted input\n")
+    (workdir / "job.py").write_text(textwrap.dedent("""
+        import os, subprocess, time
+        while not os.path.exists("go"):
+            time.sleep(0.02)
+        data = open("input.txt").read()
+        open("adopted.out", "w").write(data * 2)
+        subprocess.run(["cp", "input.txt", "child-copy.txt"], check=True)
+    """))
+    job = subprocess.Popen([python3(), "job.py"], cwd=workdir)
+    try:
+        run_id = roard.roarctl("tag", "--pid", str(job.pid), "--name", "adopt-e2e").stdout.strip()
+        assert run_id
+        (workdir / "go").touch()
+        assert job.wait(30) == 0
+    finally:
+        job.kill()
+    deadline = time.monotonic() + 30
+    while (doc := roard.show(run_id))["status"] != "finished" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert doc["status"] == "finished", doc
+    assert doc["name"] == "adopt-e2e"
+    outputs = by_path(doc["outputs"])
+    assert outputs[str(workdir / "adopted.out")]["hash"] == b3(workdir / "adopted.out")
+    assert outputs[str(workdir / "child-copy.txt")]["hash"] == b3(workdir / "input.txt")
+    assert str(workdir / "input.txt") in by_path(doc["inputs"])
+    assert any(p["argv"][:1] == ["cp"] for p in doc["processes"])
+
+
+def test_untag_finalizes_a_running_job(roard: Roard, workdir: Path) -> None:
+    """`untag` stops tracking a still-running process and finalizes what was seen."""
+    job = subprocess.Popen(["sh", "-c", "echo before > before.txt; sleep 30"], cwd=workdir)
+    try:
+        time.sleep(0.3)
+        run_id = roard.roarctl("tag", "--pid", str(job.pid)).stdout.strip()
+        doc = roard.show(run_id)
+        assert doc["status"] == "running"
+        runs = roard.roarctl("runs", "--json").stdout
+        assert run_id in runs
+        doc = json.loads(roard.roarctl("untag", run_id, "--json").stdout)
+        assert doc["status"] == "finished"
+        assert roard.show(run_id)["status"] == "finished"
+    finally:
+        job.kill()
+
+
+def test_errors_are_one_line_with_the_fix(roard: Roard, tmp_path: Path) -> None:
+    """Bad input gets a clear one-line error and a non-zero exit, never a traceback."""
+    missing = roard.roarctl("show", "no-such-run", check=False)
+    assert missing.returncode != 0 and "roarctl runs" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad_pid = roard.roarctl("tag", "--pid", "999999999", check=False)
+    assert bad_pid.returncode != 0 and "no process with pid" in bad_pid.stderr
+    nothing = roard.roarctl("tag", check=False)
+    assert nothing.returncode == 2 and "nothing to run" in nothing.stderr
+    not_found = roard.roarctl("tag", "--", "/nonexistent/program", check=False)
+    assert not_found.returncode == 127 and "cannot run" in not_found.stderr
+    env = {**os.environ, "ROARD_SOCKET": str(tmp_path / "nobody.sock")}
+    down = subprocess.run([str(VENV_BIN / "roarctl"), "status"], env=env,
+                          capture_output=True, text=True, check=False)
+    assert down.returncode != 0 and "roard is not running" in down.stderr
+
+
+def test_status_reports_tier_probes_and_counters(roard: Roard) -> None:
+    """`roarctl status --json` says which tier runs, what is attached, and the loss counters."""
+    doc = json.loads(roard.roarctl("status", "--json").stdout)
+    assert doc["tier"] == "tracepoint"
+    assert "syscalls:sys_exit_openat" not in doc["probes_missing"]
+    assert any("sys_enter_read" in p for p in doc["probes"])
+    assert set(doc["lost"]) >= {"ringbuf_proc", "ringbuf_file", "tracked_full", "agg_full"}
+    assert doc["lost_total"] == 0
