@@ -9,11 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from roard.errors import ConfigError
-from roard.kernel.loader import KernelSizing
 
 DEFAULT_CONFIG = Path("/etc/roard/roard.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/roard")
 DEFAULT_SOCKET = Path("/run/roard/roard.sock")
+
+
+@dataclass(frozen=True)
+class KernelSizing:
+    """Map and ring sizes (config section [kernel])."""
+
+    ring_pages: int = 4096  # 16 MiB: about 60k open/close events of headroom
+    tracked_max: int = 65536
+    fdagg_max: int = 131072
+    runs_max: int = 4096
+    wakeup_every: int = 64
+
 
 SYSTEM_PREFIXES = (
     "/usr/",

@@ -48,11 +48,15 @@ class Daemon:
         self.hasher = Hasher(self.cache, self.config.hash_workers)
         self.probes = loader.load(state, self.config.kernel)
         for event in self.probes.skipped:
-            log.warning("tracepoint missing on this kernel; its syscall is not observed",
-                        tracepoint=event)
+            log.warning(
+                "tracepoint missing on this kernel; its syscall is not observed", tracepoint=event
+            )
         self.sink = EmbeddedSink(self.store)
         self.tracker = Tracker(
-            self.probes, self.hasher, self.sink, self.config.classify,
+            self.probes,
+            self.hasher,
+            self.sink,
+            self.config.classify,
             linger_seconds=self.config.linger_seconds,
         )
         self.observer = Observer(self.probes, Decoder(Abi.load()), self.tracker)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -21,7 +22,7 @@ log = structlog.get_logger("roard.observer")
 class Ring(Protocol):
     """The ring buffer side of the loaded programs."""
 
-    def on_event(self, callback: object) -> None: ...
+    def on_event(self, callback: Callable[[bytes], None]) -> None: ...
     def poll(self, timeout_ms: int) -> None: ...
 
 

@@ -40,6 +40,7 @@ class HashCache:
         )
         self._lock = threading.Lock()
         self._memory: dict[FileStamp, str] = {}
+        self._pending: list[tuple[FileStamp, str]] = []
         self.hits = 0
         self.misses = 0
 
@@ -63,16 +64,33 @@ class HashCache:
             return found
 
     def put(self, stamp: FileStamp, digest: str) -> None:
-        """Remember a hash; the older entries of the same inode are dropped."""
+        """Remember a hash (on disk at the next flush(), or every 512 entries)."""
         with self._lock:
             self._memory[stamp] = digest
-            self._db.execute("DELETE FROM hashes WHERE dev=? AND ino=?", (stamp.dev, stamp.ino))
-            self._db.execute(
-                "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)",
-                (stamp.dev, stamp.ino, stamp.size, stamp.mtime_ns, stamp.ctime_ns, digest),
+            self._pending.append((stamp, digest))
+            if len(self._pending) >= 512:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        """Write remembered hashes to disk in one transaction."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self._pending:
+            return
+        rows = [(s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns, h) for s, h in self._pending]
+        self._pending.clear()
+        with self._db:
+            self._db.execute("BEGIN")
+            # One entry per inode: an older stamp of the same file can never match again.
+            self._db.executemany(
+                "DELETE FROM hashes WHERE dev=? AND ino=?", [(r[0], r[1]) for r in rows]
             )
+            self._db.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def close(self) -> None:
-        """Close the database."""
+        """Flush and close the database."""
         with self._lock:
+            self._flush_locked()
             self._db.close()

@@ -65,6 +65,10 @@ class Hasher:
         self.files_hashed += 1
         return Digest(path, digest, stamp)
 
+    def flush(self) -> None:
+        """Persist the hashes computed so far."""
+        self._cache.flush()
+
     def close(self) -> None:
         """Finish queued work and stop the pool."""
         self._pool.shutdown(wait=True)

@@ -18,8 +18,11 @@ from roard.errors import UsageError
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roarctl", description="control roard")
-    parser.add_argument("--socket", type=Path, help="daemon socket (default: $ROARD_SOCKET or "
-                        "/run/roard/roard.sock)")
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        help="daemon socket (default: $ROARD_SOCKET or /run/roard/roard.sock)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     tag = sub.add_parser("tag", help="run CMD as a tagged run, or adopt --pid PID")
@@ -57,8 +60,9 @@ def _labels(pairs: list[str]) -> dict[str, str]:
     return labels
 
 
-def _spawn_tagged(client: ControlClient, cmd: list[str], name: str | None,
-                  labels: dict[str, str]) -> int:
+def _spawn_tagged(
+    client: ControlClient, cmd: list[str], name: str | None, labels: dict[str, str]
+) -> int:
     """Fork, have the daemon tag the child while it waits, then let it exec CMD."""
     go_r, go_w = os.pipe()
     pid = os.fork()
@@ -93,14 +97,24 @@ def _spawn_tagged(client: ControlClient, cmd: list[str], name: str | None,
     return code
 
 
+def _kind_counts(files: list[dict[str, Any]] | dict[str, int]) -> dict[str, int]:
+    """show lists files; finish/untag summaries count them by kind already."""
+    if isinstance(files, dict):
+        return files
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f["kind"]] = counts.get(f["kind"], 0) + 1
+    return counts
+
+
 def _summary(doc: dict[str, Any]) -> str:
     name = f" ({doc['name']})" if doc.get("name") else ""
     complete = "complete" if doc["complete"] else f"INCOMPLETE: {doc['lost_events']} events lost"
-    artifacts = lambda files: sum(1 for f in files if f["kind"] == "artifact")  # noqa: E731
+    inputs, outputs = _kind_counts(doc["inputs"]), _kind_counts(doc["outputs"])
     return (
         f"run {doc['run_id']}{name} {doc['status']}, exit {doc['exit_code']}: "
-        f"{artifacts(doc['inputs'])} input and {artifacts(doc['outputs'])} output artifacts "
-        f"({len(doc['inputs'])}/{len(doc['outputs'])} files in all), {complete}"
+        f"{inputs.get('artifact', 0)} input and {outputs.get('artifact', 0)} output artifacts "
+        f"({sum(inputs.values())}/{sum(outputs.values())} files in all), {complete}"
     )
 
 
@@ -153,16 +167,22 @@ def _run(args: argparse.Namespace) -> int:
         else:
             for r in runs:
                 state = "ok" if r["complete"] else "incomplete"
-                print(f"{r['run_id']}  {r['started_at']}  {r['status']:<8}  exit "
-                      f"{r['exit_code']!s:<4}  {state:<10}  {r['name'] or ''}")
+                print(
+                    f"{r['run_id']}  {r['started_at']}  {r['status']:<8}  exit "
+                    f"{r['exit_code']!s:<4}  {state:<10}  {r['name'] or ''}"
+                )
         return 0
     doc = client.status()
     if args.json:
         print_json(doc)
     else:
-        print(f"roard {doc['version']} pid {doc['pid']}, up {doc['uptime_seconds']}s, "
-              f"tier {doc['tier']} ({doc['tier_reason']})")
-        print(f"  probes: {len(doc['probes'])} attached; missing: {doc['probes_missing'] or 'none'}")
+        print(
+            f"roard {doc['version']} pid {doc['pid']}, up {doc['uptime_seconds']}s, "
+            f"tier {doc['tier']} ({doc['tier_reason']})"
+        )
+        print(
+            f"  probes: {len(doc['probes'])} attached; missing: {doc['probes_missing'] or 'none'}"
+        )
         print(f"  events: {doc['events']}; lost: {doc['lost_total']} {doc['lost']}")
         print(f"  hashing: {doc['hash']}")
         print(f"  active runs: {len(doc['runs'])}; tracker: {doc['tracker']}")

@@ -71,8 +71,11 @@ def doctor_report(config: config_mod.Config) -> dict[str, Any]:
     def check(name: str, ok: bool, detail: str) -> None:
         checks.append({"check": name, "ok": ok, "detail": detail})
 
-    check("privileges", host.privileged, "root or CAP_BPF+CAP_PERFMON" if host.privileged
-          else "not privileged: run as root")
+    check(
+        "privileges",
+        host.privileged,
+        "root or CAP_BPF+CAP_PERFMON" if host.privileged else "not privileged: run as root",
+    )
     check("btf", host.btf, str(features.BTF_PATH))
     if host.btf:
         try:
@@ -82,10 +85,18 @@ def doctor_report(config: config_mod.Config) -> dict[str, Any]:
             check("btf_fields", True, f"{len(KERNEL_FIELDS)} kernel fields found")
         except Exception as exc:
             check("btf_fields", False, str(exc))
-    check("bcc", host.bcc, "python3-bpfcc importable" if host.bcc
-          else "install python3-bpfcc and run deploy/setup.sh")
-    check("tracefs", host.tracefs, str(features.TRACEFS) if host.tracefs
-          else "not mounted: roard run mounts it; or `mount -t tracefs nodev /sys/kernel/tracing`")
+    check(
+        "bcc",
+        host.bcc,
+        "python3-bpfcc importable" if host.bcc else "install python3-bpfcc and run deploy/setup.sh",
+    )
+    check(
+        "tracefs",
+        host.tracefs,
+        str(features.TRACEFS)
+        if host.tracefs
+        else "not mounted: roard run mounts it; or `mount -t tracefs nodev /sys/kernel/tracing`",
+    )
     try:
         headers = find_headers(config.state_dir)
         check("headers", True, f"{headers.path} ({headers.how})")

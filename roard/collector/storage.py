@@ -152,6 +152,10 @@ class LineageStore(Protocol):
         `roarctl show --json` document; raises NotFound when absent or not visible."""
         ...
 
+    def summary(self, run_id: str, uid: int | None = None) -> dict[str, Any]:
+        """A run's header fields and its file counts by role and kind."""
+        ...
+
     def runs(
         self, name: str | None = None, uid: int | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
@@ -476,6 +480,26 @@ class SqliteStore:
             inputs=[_input_doc(f) for f in files if f["role"] == ROLE_INPUT],
             outputs=[_output_doc(f) for f in files if f["role"] == ROLE_OUTPUT],
         )
+        return doc
+
+    def summary(self, run_id: str, uid: int | None = None) -> dict[str, Any]:
+        """A run's header fields plus file counts by role and kind ("inputs": {"artifact":
+        2, "system": 40}), without listing the files: cheap for runs with many files."""
+        where, params = _visibility(uid)
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT * FROM runs r WHERE r.run_id = ? AND {where}", (run_id, *params)
+            ).fetchone()
+            if row is None:
+                raise _not_found(run_id)
+            counts = self._conn.execute(
+                "SELECT role, kind, COUNT(*) AS n FROM file_access WHERE run_id = ?"
+                " GROUP BY role, kind",
+                (run_id,),
+            ).fetchall()
+        doc = self._run_summary(row)
+        for role, key in ((ROLE_INPUT, "inputs"), (ROLE_OUTPUT, "outputs")):
+            doc[key] = {c["kind"]: c["n"] for c in counts if c["role"] == role}
         return doc
 
     def runs(

@@ -20,7 +20,7 @@ class ControlClient:
     def __init__(self, socket: Path) -> None:
         self._socket = socket
         self._channel = grpc.insecure_channel(f"unix:{socket}")
-        self._stub = control_pb2_grpc.ControlStub(self._channel)
+        self._stub = control_pb2_grpc.ControlStub(self._channel)  # type: ignore[no-untyped-call]
 
     def _call(self, method: str, request: Any, timeout: float | None = 30.0) -> Any:
         if not self._socket.exists():

@@ -28,6 +28,7 @@ class RunQueries(Protocol):
     """The registry queries the control service answers from."""
 
     def show(self, run: str, uid: int | None = None) -> dict[str, Any]: ...
+    def summary(self, run_id: str, uid: int | None = None) -> dict[str, Any]: ...
     def runs(
         self, name: str | None = None, uid: int | None = None, limit: int = 100
     ) -> list[dict[str, Any]]: ...
@@ -43,14 +44,15 @@ def _rpc(
         cred = self._relay.lookup(context.peer())
         if cred is None:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "connect through roard's socket")
-        caller = Caller(uid=cred.uid, pid=cred.pid)
+            raise AssertionError("abort() raises")
         try:
-            return method(self, request, caller)
+            return method(self, request, Caller(uid=cred.uid, pid=cred.pid))
         except RoardError as exc:
             context.abort(status_code(exc), str(exc))
         except Exception as exc:
             log.exception("control call failed", method=method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"roard internal error: {exc}")
+        raise AssertionError("abort() raises")
 
     return wrapper
 
@@ -87,20 +89,27 @@ class ControlService(control_pb2_grpc.ControlServicer):
 
     @_rpc
     def Finish(self, request: pb.FinishRequest, caller: Caller) -> pb.JsonReply:
-        run = self._tracker.visible_run(caller, request.run_id)
+        run = self._tracker.active_run(caller, request.run_id)
         code = request.exit_code if request.has_exit_code else None
-        if not self._tracker.finish(run, code, request.timeout or None):
+        if run is not None and not self._tracker.finish(run, code, request.timeout or None):
             raise RoardError(
                 f"run {run.run_id} was not finalized within {request.timeout:g}s; "
                 "it will be finalized in the background: check `roarctl show`"
             )
-        return _json(self._queries.show(run.run_id, self._scope(caller)))
+        # Already finalized (every process exited before roarctl asked): it is registered.
+        return _json(self._queries.summary(request.run_id, self._scope(caller)))
 
     @_rpc
     def Untag(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
-        run = self._tracker.visible_run(caller, request.run)
-        self._tracker.untag(run)
-        return _json(self._queries.show(run.run_id, self._scope(caller)))
+        run_id = request.run
+        run = self._tracker.active_run(caller, run_id)
+        if run is None:  # a name means its latest run
+            latest = self._queries.runs(request.run, self._scope(caller), limit=1)
+            run_id = latest[0]["run_id"] if latest else run_id
+            run = self._tracker.active_run(caller, run_id)
+        if run is not None:
+            self._tracker.untag(run)
+        return _json(self._queries.summary(run_id, self._scope(caller)))
 
     @_rpc
     def Show(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
@@ -119,11 +128,17 @@ class ControlService(control_pb2_grpc.ControlServicer):
 class ControlServer:
     """The gRPC server on a private socket, behind the credential relay."""
 
-    def __init__(self, service_factory: Callable[[CredentialRelay], ControlService],
-                 public: Path, private: Path) -> None:
+    def __init__(
+        self,
+        service_factory: Callable[[CredentialRelay], ControlService],
+        public: Path,
+        private: Path,
+    ) -> None:
         self._relay = CredentialRelay(public, private)
         self._server = grpc.server(futures.ThreadPoolExecutor(16, thread_name_prefix="roard-ctl"))
-        control_pb2_grpc.add_ControlServicer_to_server(service_factory(self._relay), self._server)
+        control_pb2_grpc.add_ControlServicer_to_server(  # type: ignore[no-untyped-call]
+            service_factory(self._relay), self._server
+        )
         private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         private.unlink(missing_ok=True)
         self._server.add_insecure_port(f"unix:{private}")

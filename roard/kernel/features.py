@@ -49,8 +49,11 @@ def effective_caps() -> int:
 
 def privileged(caps: int | None = None) -> bool:
     """Whether this process may load BPF programs and read kernel memory."""
-    caps = effective_caps() if caps is None else caps
-    has = lambda bit: bool(caps >> bit & 1)  # noqa: E731
+    mask = effective_caps() if caps is None else caps
+
+    def has(bit: int) -> bool:
+        return bool(mask >> bit & 1)
+
     return has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and has(_CAP_PERFMON))
 
 
@@ -59,7 +62,10 @@ def ensure_tracefs() -> None:
     if (TRACEFS / "events").is_dir():
         return
     result = subprocess.run(
-        ["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True, text=True
+        ["mount", "-t", "tracefs", "nodev", str(TRACEFS)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0 or not (TRACEFS / "events").is_dir():
         raise PrerequisiteError(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roard.config import KernelSizing
 from roard.errors import KernelError
 from roard.kernel.abi import Abi, bpf_source_dir
 from roard.kernel.btf import Btf
@@ -69,17 +70,6 @@ _HOOK_USE = re.compile(r"^(OPEN_HOOK|IO_HOOK|SYSCALL_ENTER|SYSCALL_EXIT)\((\w+)"
 _FORMAT_FIELD = re.compile(r"field:(.+?)\s+\**(\w+);\s+offset:(\d+);\s+size:(\d+);")
 
 
-@dataclass(frozen=True)
-class KernelSizing:
-    """Map and ring sizes (config section [kernel])."""
-
-    ring_pages: int = 4096  # 16 MiB: about 60k open/close events of headroom
-    tracked_max: int = 65536
-    fdagg_max: int = 131072
-    runs_max: int = 4096
-    wakeup_every: int = 64
-
-
 def offset_cflags(btf: Btf, fields: Iterable[tuple[str, str]] = KERNEL_FIELDS) -> list[str]:
     """-D flags with each field's byte offset, read from the running kernel's BTF."""
     return [
@@ -90,7 +80,7 @@ def offset_cflags(btf: Btf, fields: Iterable[tuple[str, str]] = KERNEL_FIELDS) -
 
 def syscall_hooks(src: Path) -> list[str]:
     """Syscall tracepoints the hook files handle, e.g. "sys_enter_read" (handler tp__<name>)."""
-    events = []
+    events: list[str] = []
     for name in HOOK_FILES:
         for macro, arg in _HOOK_USE.findall((src / name).read_text()):
             events.extend(pattern.format(arg) for pattern in _HOOK_MACROS[macro])
@@ -194,14 +184,12 @@ class Probes:
 
     def untrack(self, tgid: int) -> None:
         """Stop attributing `tgid`; a no-op when it is not tracked."""
-        try:
+        with contextlib.suppress(KeyError):
             del self._tracked[ctypes.c_uint32(tgid)]
-        except KeyError:
-            pass
 
     def tracked_count(self) -> int:
         """How many processes the kernel filter currently lets through."""
-        return sum(1 for _ in self._tracked.keys())
+        return sum(1 for _ in self._tracked)
 
     def flush_fds(self, tgid: int, fds: Iterable[int]) -> list[CloseEvent]:
         """Take the aggregates still open for a dead process (exit closes no fd by syscall)."""

@@ -156,19 +156,23 @@ class Tracker:
         run.live.add(info.pid)
         return info
 
-    def visible_run(self, caller: Caller, run_id: str) -> Run:
-        """A run held in memory that the caller may act on."""
+    def active_run(self, caller: Caller, run_id: str) -> Run | None:
+        """The run, if still being tracked or finalized, and the caller may act on it.
+        None once it is finalized (its records are then in the registry)."""
         with self._lock:
             run = self._runs.by_id(run_id)
-        if run is None or (not caller.root and run.uid != caller.uid):
-            raise NotFound(f"no active run {run_id!r}: list runs with `roarctl runs`")
+        if run is not None and not caller.root and run.uid != caller.uid:
+            raise PermissionDenied(f"run {run_id} belongs to another user")
         return run
 
     def finish(self, run: Run, exit_code: int | None, timeout: float | None) -> bool:
         """For a spawned run: its root has exited with `exit_code`. Wait for the exit to be
         observed, give stragglers `linger` seconds, finalize; True when finalized in time."""
         deadline = None if not timeout else time.monotonic() + timeout
-        remaining = lambda: None if deadline is None else max(0.0, deadline - time.monotonic())  # noqa: E731
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
         if exit_code is not None:
             run.exit_code = exit_code
         run.root_exited.wait(remaining())
@@ -332,8 +336,17 @@ class Tracker:
         self._finalizer.submit(self._finalize, run)
 
     def _finalize(self, run: Run) -> None:
+        start = time.monotonic()
         try:
-            self._sink.emit(self._final_records(run))
+            records = self._final_records(run)
+            self._hasher.flush()
+            self._sink.emit(records)
+            log.info(
+                "run finalized",
+                run_id=run.run_id,
+                records=len(records),
+                seconds=round(time.monotonic() - start, 3),
+            )
         except Exception:
             log.exception("finalizing run failed", run_id=run.run_id)
         finally:

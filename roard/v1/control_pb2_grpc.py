@@ -76,7 +76,8 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Finish(self, request, context):
-        """waits until the run is finalized
+        """Finish and Untag wait until the run is finalized and return its summary: the show
+        document's header fields, with inputs/outputs as counts by kind.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

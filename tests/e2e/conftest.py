@@ -65,6 +65,7 @@ class Roard:
         """Run roarctl; fail the test (with the daemon's log) if it fails and check is set."""
         result = subprocess.run(
             [str(VENV_BIN / "roarctl"), *args],
+            check=False,
             cwd=cwd,
             env=self.env(),
             capture_output=True,
@@ -93,8 +94,15 @@ def roard(_bpf_available: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     log = root / "roard.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(VENV_BIN / "roard"), "run", "--embedded", "--state-dir", str(root / "state"),
-             "--socket", str(socket)],
+            [
+                str(VENV_BIN / "roard"),
+                "run",
+                "--embedded",
+                "--state-dir",
+                str(root / "state"),
+                "--socket",
+                str(socket),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

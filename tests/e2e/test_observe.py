@@ -28,15 +28,27 @@ def by_path(files: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_python_read_write_is_recorded_with_hashes(roard: Roard, workdir: Path) -> None:
     """A Python job: its input and output, hashes, sizes, process tree, times, exit code."""
     (workdir / "data.csv").write_text("a,b\n1,2\n3,4\n")
-    (workdir / "prep.py").write_text(textwrap.dedent("""
+    (workdir / "prep.py").write_text(
+        textwrap.dedent("""
         import sys
         rows = open("data.csv").read()
         with open("features.parquet", "w") as out:
             out.write(rows.upper() * 100)
         sys.exit(3)
-    """))
-    result = roard.roarctl("tag", "--name", "prep-e2e", "--label", "team=ml", "--",
-                           python3(), "prep.py", cwd=workdir, check=False)
+    """)
+    )
+    result = roard.roarctl(
+        "tag",
+        "--name",
+        "prep-e2e",
+        "--label",
+        "team=ml",
+        "--",
+        python3(),
+        "prep.py",
+        cwd=workdir,
+        check=False,
+    )
     assert result.returncode == 3, result.stderr
     assert result.stdout == ""  # the command owns stdout; the summary goes to stderr
     assert "prep-e2e" in result.stderr and "complete" in result.stderr
@@ -48,8 +60,12 @@ def test_python_read_write_is_recorded_with_hashes(roard: Roard, workdir: Path) 
     assert doc["started_at"].endswith("Z") and doc["ended_at"] >= doc["started_at"]
     inputs, outputs = by_path(doc["inputs"]), by_path(doc["outputs"])
     data, features = workdir / "data.csv", workdir / "features.parquet"
-    assert inputs[str(data)] == {**inputs[str(data)], "hash": b3(data), "size": 12,
-                                 "kind": "artifact"}
+    assert inputs[str(data)] == {
+        **inputs[str(data)],
+        "hash": b3(data),
+        "size": 12,
+        "kind": "artifact",
+    }
     assert inputs[str(workdir / "prep.py")]["hash"] == b3(workdir / "prep.py")
     assert outputs[str(features)]["hash"] == b3(features)
     assert outputs[str(features)]["size"] == features.stat().st_size
@@ -88,7 +104,8 @@ def test_cp_copy_file_range(roard: Roard, workdir: Path) -> None:
 
 def test_forked_child_and_thread_outputs(roard: Roard, workdir: Path) -> None:
     """Outputs written by a forked child and by a thread belong to the run."""
-    (workdir / "job.py").write_text(textwrap.dedent("""
+    (workdir / "job.py").write_text(
+        textwrap.dedent("""
         import os, threading
         pid = os.fork()
         if pid == 0:
@@ -97,7 +114,8 @@ def test_forked_child_and_thread_outputs(roard: Roard, workdir: Path) -> None:
         os.waitpid(pid, 0)
         t = threading.Thread(target=lambda: open("thread.out", "w").write("from a thread"))
         t.start(); t.join()
-    """))
+    """)
+    )
     roard.roarctl("tag", "--name", "fork-e2e", "--", python3(), "job.py", cwd=workdir)
     doc = roard.show("fork-e2e")
     outputs = by_path(doc["outputs"])
@@ -112,10 +130,24 @@ def test_forked_child_and_thread_outputs(roard: Roard, workdir: Path) -> None:
 def test_untagged_process_is_not_in_the_run(roard: Roard, workdir: Path) -> None:
     """A process outside the tagged tree writing in the same directory is never recorded."""
     outsider = subprocess.Popen(
-        ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > outsider.txt; "
-         "cat outsider.txt > /dev/null; sleep 0.05; done"], cwd=workdir)
-    roard.roarctl("tag", "--name", "inside-e2e", "--", "sh", "-c",
-                  "for i in 1 2 3 4 5; do echo $i > inside.txt; sleep 0.05; done", cwd=workdir)
+        [
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > outsider.txt; "
+            "cat outsider.txt > /dev/null; sleep 0.05; done",
+        ],
+        cwd=workdir,
+    )
+    roard.roarctl(
+        "tag",
+        "--name",
+        "inside-e2e",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo $i > inside.txt; sleep 0.05; done",
+        cwd=workdir,
+    )
     outsider.wait(10)
     doc = roard.show("inside-e2e")
     paths = {f["path"] for f in doc["inputs"] + doc["outputs"]}
@@ -127,14 +159,16 @@ def test_untagged_process_is_not_in_the_run(roard: Roard, workdir: Path) -> None
 def test_tag_pid_adopts_running_process_and_descendants(roard: Roard, workdir: Path) -> None:
     """`tag --pid` adopts a running job; its later reads/writes and children are recorded."""
     (workdir / "input.txt").write_text("adopted input\n")
-    (workdir / "job.py").write_text(textwrap.dedent("""
+    (workdir / "job.py").write_text(
+        textwrap.dedent("""
         import os, subprocess, time
         while not os.path.exists("go"):
             time.sleep(0.02)
         data = open("input.txt").read()
         open("adopted.out", "w").write(data * 2)
         subprocess.run(["cp", "input.txt", "child-copy.txt"], check=True)
-    """))
+    """)
+    )
     job = subprocess.Popen([python3(), "job.py"], cwd=workdir)
     try:
         run_id = roard.roarctl("tag", "--pid", str(job.pid), "--name", "adopt-e2e").stdout.strip()
@@ -184,8 +218,9 @@ def test_errors_are_one_line_with_the_fix(roard: Roard, tmp_path: Path) -> None:
     not_found = roard.roarctl("tag", "--", "/nonexistent/program", check=False)
     assert not_found.returncode == 127 and "cannot run" in not_found.stderr
     env = {**os.environ, "ROARD_SOCKET": str(tmp_path / "nobody.sock")}
-    down = subprocess.run([str(VENV_BIN / "roarctl"), "status"], env=env,
-                          capture_output=True, text=True, check=False)
+    down = subprocess.run(
+        [str(VENV_BIN / "roarctl"), "status"], env=env, capture_output=True, text=True, check=False
+    )
     assert down.returncode != 0 and "roard is not running" in down.stderr
 
 

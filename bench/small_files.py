@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Overhead of roard on a small-files workload: write then read N small files.
+
+One invocation runs the same workload untraced (no daemon), with the daemon up but the job
+untagged, and tagged with `roarctl tag` (wall time until roarctl returns, i.e. until the
+run is finalized with every output hashed), and prints medians and ratios. It also reports
+the daemon's idle CPU and RSS. Needs root (it starts a private roard in a temp dir).
+
+    .venv/bin/python bench/small_files.py [--files 2000] [--repeat 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+BIN = Path(sys.executable).parent
+WORKLOAD = """
+import os, sys
+n, size = int(sys.argv[1]), int(sys.argv[2])
+payload = os.urandom(size)
+for i in range(n):
+    with open(f"f{i:05d}.dat", "wb") as f:
+        f.write(payload)
+total = 0
+for i in range(n):
+    with open(f"f{i:05d}.dat", "rb") as f:
+        total += len(f.read())
+assert total == n * size
+"""
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Wall seconds of one run of `cmd` (which must succeed)."""
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """A private roard; returns it and the environment that points roarctl at it."""
+    sock = root / "roard.sock"
+    env = {**os.environ, "ROARD_SOCKET": str(sock)}
+    proc = subprocess.Popen(
+        [
+            str(BIN / "roard"),
+            "run",
+            "--embedded",
+            "--state-dir",
+            str(root / "state"),
+            "--socket",
+            str(sock),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "roard.log").open("wb"),
+    )
+    for _ in range(600):
+        ok = subprocess.run(
+            [str(BIN / "roarctl"), "status"], env=env, capture_output=True, check=False
+        )
+        if ok.returncode == 0:
+            return proc, env
+        time.sleep(0.1)
+    raise SystemExit(f"roard did not start: {(root / 'roard.log').read_text()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="roard-bench-") as tmp:
+        root = Path(tmp)
+        script = root / "workload.py"
+        script.write_text(WORKLOAD)
+        job = ["/usr/bin/python3", str(script), str(args.files), str(args.size)]
+        runs = iter(range(10**6))
+
+        def fresh() -> Path:
+            d = root / f"w{next(runs)}"
+            d.mkdir()
+            return d
+
+        base_env = dict(os.environ)
+        untraced = [timed(job, fresh(), base_env) for _ in range(args.repeat)]
+
+        daemon, env = start_daemon(root)
+        try:
+            proc = psutil.Process(daemon.pid)
+            cpu0 = proc.cpu_times()
+            time.sleep(args.idle_seconds)
+            cpu1 = proc.cpu_times()
+            idle_cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / args.idle_seconds
+            untagged, tagged = [], []
+            for i in range(args.repeat):
+                untagged.append(timed(job, fresh(), env))
+                work = fresh()
+                name = f"bench-{i}"
+                tagged.append(
+                    timed([str(BIN / "roarctl"), "tag", "--name", name, "--", *job], work, env)
+                )
+                shown = subprocess.run(
+                    [str(BIN / "roarctl"), "show", name, "--json"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                doc = json.loads(shown.stdout)
+                outputs = [o for o in doc["outputs"] if o["path"].startswith(str(work))]
+                assert len(outputs) == args.files and all(o["hash"] for o in outputs), (
+                    f"run {name}: {len(outputs)} outputs, expected {args.files}"
+                )
+                assert doc["complete"], doc["lost_events"]
+            rss = proc.memory_info().rss
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+
+    med = statistics.median
+    base = med(untraced)
+    print(
+        f"small-files: {args.files} files x {args.size} B written then read, "
+        f"median of {args.repeat}"
+    )
+    print(f"{'mode':<28}{'median s':>10}{'ratio':>8}")
+    for label, samples in (
+        ("untraced (no daemon)", untraced),
+        ("daemon up, job untagged", untagged),
+        ("roarctl tag (finalized)", tagged),
+    ):
+        print(f"{label:<28}{med(samples):>10.3f}{med(samples) / base:>8.2f}x")
+    print(
+        f"daemon idle CPU: {idle_cpu * 100:.2f}% of one core over {args.idle_seconds:g}s; "
+        f"RSS after the runs: {rss / 2**20:.1f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()

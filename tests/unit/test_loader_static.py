@@ -1,0 +1,161 @@
+"""Tests for the parts of roard.kernel.loader that need neither root nor bcc."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from roard.errors import KernelError
+from roard.kernel.abi import bpf_source_dir
+from roard.kernel.features import TRACEFS
+from roard.kernel.loader import (
+    KERNEL_FIELDS,
+    check_syscall_formats,
+    offset_cflags,
+    program_text,
+    syscall_hooks,
+)
+
+SRC = bpf_source_dir()
+_COMMON = """\
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+"""
+
+
+def write_format(tracefs: Path, event: str, fields: list[tuple[str, int, int]]) -> None:
+    """A tracefs format file for syscalls:<event> with (decl, offset, size) fields."""
+    body = "".join(
+        f"\tfield:{decl};\toffset:{off};\tsize:{size};\tsigned:0;\n" for decl, off, size in fields
+    )
+    path = tracefs / "events" / "syscalls" / event / "format"
+    path.parent.mkdir(parents=True)
+    path.write_text(f'name: {event}\nID: 1\nformat:\n{_COMMON}{body}\nprint fmt: ""\n')
+
+
+READ_ARGS = [("unsigned int fd", 16, 8), ("char * buf", 24, 8), ("size_t count", 32, 8)]
+
+
+def test_syscall_hooks_lists_the_hooked_tracepoints() -> None:
+    """Every hook macro in the BPF sources yields the tracepoints it defines handlers for."""
+    hooks = syscall_hooks(SRC)
+    for event in (
+        "sys_enter_read",
+        "sys_exit_read",
+        "sys_exit_openat",
+        "sys_exit_openat2",
+        "sys_enter_write",
+        "sys_exit_write",
+        "sys_enter_close",
+        "sys_enter_mmap",
+    ):
+        assert event in hooks
+    assert len(hooks) == len(set(hooks))
+    assert all(re.fullmatch(r"sys_(enter|exit)_\w+", h) for h in hooks)
+
+
+def test_every_hook_has_exactly_one_handler(tmp_path: Path) -> None:
+    """After the C preprocessor, the handlers tp__<event> are exactly the listed hooks."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    source = tmp_path / "prog.c"
+    source.write_text(program_text(SRC).replace("#include <uapi/linux/ptrace.h>", ""))
+    out = subprocess.run([cc, "-E", "-P", source], check=True, capture_output=True, text=True)
+    handlers = re.findall(r"\bint tp__(\w+)\(", out.stdout)
+    assert sorted(handlers) == sorted(syscall_hooks(SRC))
+
+
+def test_good_formats_pass(tmp_path: Path) -> None:
+    """The standard layout (args at 16 + 8i, ret at 16) passes and nothing is missing."""
+    write_format(tmp_path, "sys_enter_read", READ_ARGS)
+    write_format(tmp_path, "sys_exit_read", [("long ret", 16, 8)])
+    assert check_syscall_formats(["sys_enter_read", "sys_exit_read"], tmp_path) == []
+
+
+def test_shifted_argument_is_rejected(tmp_path: Path) -> None:
+    """An argument at an unexpected offset raises KernelError naming the tracepoint."""
+    shifted = [READ_ARGS[0], ("char * buf", 28, 8), READ_ARGS[2]]
+    write_format(tmp_path, "sys_enter_read", shifted)
+    with pytest.raises(KernelError, match="syscalls:sys_enter_read"):
+        check_syscall_formats(["sys_enter_read"], tmp_path)
+
+
+def test_unexpected_return_layout_is_rejected(tmp_path: Path) -> None:
+    """A sys_exit record whose ret is not a long at 16 is rejected."""
+    write_format(tmp_path, "sys_exit_openat", [("int ret", 16, 4)])
+    with pytest.raises(KernelError, match="sys_exit_openat"):
+        check_syscall_formats(["sys_exit_openat"], tmp_path)
+
+
+def test_missing_format_is_returned(tmp_path: Path) -> None:
+    """A tracepoint this kernel lacks is returned as missing, not an error."""
+    write_format(tmp_path, "sys_exit_read", [("long ret", 16, 8)])
+    events = ["sys_exit_openat2", "sys_exit_read"]
+    assert check_syscall_formats(events, tmp_path) == ["sys_exit_openat2"]
+
+
+def test_live_formats_match_if_readable() -> None:
+    """On this host's tracefs (when readable), every hooked tracepoint has the expected layout."""
+    probe = TRACEFS / "events" / "syscalls" / "sys_enter_read" / "format"
+    try:
+        probe.read_text()
+    except OSError:
+        pytest.skip("tracefs not readable here")
+    missing = check_syscall_formats(syscall_hooks(SRC), TRACEFS)
+    assert "sys_enter_read" not in missing
+
+
+class StubBtf:
+    """Answers offset(struct, member) from a table."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def offset(self, struct: str, member: str) -> int:
+        self.asked.append((struct, member))
+        return len(struct) * 100 + len(member)
+
+
+def test_offset_cflags_formats_each_field() -> None:
+    """Each (struct, member) becomes -DOFF_<STRUCT>_<MEMBER>=<offset from BTF>."""
+    stub = StubBtf()
+    flags = offset_cflags(stub, [("task_struct", "files"), ("qstr", "name")])  # type: ignore[arg-type]
+    assert flags == ["-DOFF_TASK_STRUCT_FILES=1105", "-DOFF_QSTR_NAME=404"]
+    assert stub.asked == [("task_struct", "files"), ("qstr", "name")]
+
+
+def test_offset_cflags_cover_every_offset_the_bpf_code_uses() -> None:
+    """Every OFF_* macro the BPF sources use is passed by the loader (else compile fails)."""
+    passed = {f.split("=")[0][2:] for f in offset_cflags(StubBtf())}  # type: ignore[arg-type]
+    assert len(passed) == len(KERNEL_FIELDS)
+    used = set(re.findall(r"\bOFF_[A-Z0-9_]*[A-Z0-9]\b", program_text(SRC)))
+    assert used <= passed, sorted(used - passed)
+
+
+def test_program_text_inlines_local_headers_once() -> None:
+    """The program has no local #include left and each header's body exactly once."""
+    text = program_text(SRC)
+    assert not re.search(r'^#include "', text, re.MULTILINE)
+    assert "#include <uapi/linux/ptrace.h>" in text
+    headers = [*sorted((SRC / "lib").glob("*.h")), SRC / "include" / "roard_abi.h"]
+    for header in headers:
+        chunks = re.split(r'^#include "[^"]+"\s*$', header.read_text(), flags=re.MULTILINE)
+        for chunk in filter(lambda c: len(c.strip()) > 40, chunks):
+            assert text.count(chunk.strip()) == 1, header.name
+
+
+def test_program_text_keeps_hook_files_in_order() -> None:
+    """process.c comes before file.c, each with its hook code."""
+    text = program_text(SRC)
+    process_at = text.index("RAW_TRACEPOINT_PROBE(sched_process_fork)")
+    file_at = text.index("IO_HOOK(read,")
+    assert process_at < file_at
