@@ -113,7 +113,28 @@ def parse(text: str, source: str = "config") -> Config:
             top[key] = _typed("", key, value, _TOP_KEYS[key])
         else:
             raise ConfigError(f"unknown config key {key!r} in {source}")
-    return replace(config, **top)
+    return _checked(replace(config, **top))
+
+
+def _checked(config: Config) -> Config:
+    """Reject values of the right type that cannot work, naming the key."""
+    k = config.kernel
+    problems = [
+        (config.hash_workers >= 1, "hash_workers must be at least 1"),
+        (config.linger_seconds >= 0, "linger_seconds must not be negative"),
+        (
+            k.ring_pages > 0 and k.ring_pages & (k.ring_pages - 1) == 0,
+            "[kernel] ring_pages must be a power of two (the kernel requires it)",
+        ),
+        (k.tracked_max > 0, "[kernel] tracked_max must be positive"),
+        (k.fdagg_max > 0, "[kernel] fdagg_max must be positive"),
+        (k.runs_max > 0, "[kernel] runs_max must be positive"),
+        (k.wakeup_every > 0, "[kernel] wakeup_every must be positive"),
+    ]
+    for ok, message in problems:
+        if not ok:
+            raise ConfigError(f"config: {message}")
+    return config
 
 
 def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:

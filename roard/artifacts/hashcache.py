@@ -79,11 +79,12 @@ class HashCache:
     def _flush_locked(self) -> None:
         if not self._pending:
             return
-        rows = [(s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns, h) for s, h in self._pending]
+        # One row per inode, the newest stamp: an older one can never match again.
+        latest = {(s.dev, s.ino): (s, h) for s, h in self._pending}
+        rows = [(s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns, h) for s, h in latest.values()]
         self._pending.clear()
         with self._db:
             self._db.execute("BEGIN")
-            # One entry per inode: an older stamp of the same file can never match again.
             self._db.executemany(
                 "DELETE FROM hashes WHERE dev=? AND ino=?", [(r[0], r[1]) for r in rows]
             )

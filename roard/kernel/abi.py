@@ -22,7 +22,7 @@ _CTYPES: dict[str, type[ctypes._SimpleCData]] = {  # type: ignore[type-arg]
     "__s32": ctypes.c_int32,
     "__s64": ctypes.c_int64,
 }
-_DEFINE = re.compile(r"^#define\s+(ROARD_\w+)\s+(-?\d+)\s*$", re.MULTILINE)
+_DEFINE = re.compile(r"^#define[ \t]+(ROARD_\w+)[ \t]+(\S+)[ \t]*$", re.MULTILINE)
 _STRUCT = re.compile(r"struct\s+(\w+)\s*\{([^}]*)\};")
 _FIELD = re.compile(r"^\s*(\w+)\s+(\w+)(?:\[(\w+)\])?\s*;")
 
@@ -53,7 +53,12 @@ class Abi:
     def parse(cls, text: str) -> Abi:
         """Parse header text; raise KernelError on anything the format does not allow."""
         text = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
-        consts = {name: int(value) for name, value in _DEFINE.findall(text)}
+        consts = {}
+        for name, value in _DEFINE.findall(text):
+            try:
+                consts[name] = int(value, 0)
+            except ValueError:
+                raise KernelError(f"roard_abi.h: {name} is not an integer: {value!r}") from None
         structs: dict[str, type[ctypes.Structure]] = {}
         for name, body in _STRUCT.findall(text):
             fields: list[tuple[str, type[ctypes._SimpleCData] | type[ctypes.Array]]] = []  # type: ignore[type-arg]
@@ -78,8 +83,12 @@ class Abi:
     @cached_property
     def event_structs(self) -> dict[int, type[ctypes.Structure]]:
         """Event type code -> its struct, by the naming rule ROARD_EV_X <-> roard_ev_x."""
-        return {
-            value: self.structs[f"roard_ev_{name[len('ROARD_EV_') :].lower()}"]
-            for name, value in self.consts.items()
-            if name.startswith("ROARD_EV_")
-        }
+        found = {}
+        for name, value in self.consts.items():
+            if not name.startswith("ROARD_EV_"):
+                continue
+            struct = f"roard_ev_{name.removeprefix('ROARD_EV_').lower()}"
+            if struct not in self.structs:
+                raise KernelError(f"roard_abi.h: {name} has no struct {struct}")
+            found[value] = self.structs[struct]
+        return found

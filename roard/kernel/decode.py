@@ -121,7 +121,9 @@ class Decoder:
             exe = tail[: ev.exe_len]
             cwd = tail[ev.exe_len : ev.exe_len + ev.cwd_len]
             start = ev.exe_len + ev.cwd_len
-            argv = tail[start : start + ev.argv_len].rstrip(b"\0").split(b"\0")
+            blob = tail[start : start + ev.argv_len]
+            # Each argument ends in one NUL; strip only the last so "" arguments survive.
+            argv = blob.removesuffix(b"\0").split(b"\0")
             return ExecEvent(
                 run_key=ev.run_key,
                 tgid=ev.tgid,

@@ -69,16 +69,17 @@ def _pick_generic(src: Path) -> tuple[Path, Path]:
 
 
 def _symlink_tree(source: Path, dest: Path) -> None:
-    """Mirror `source` into `dest` as symlinks to files; later calls override earlier ones."""
-    for root, dirs, files in os.walk(source):
+    """Mirror `source` into `dest` as symlinks to files; later calls override earlier ones.
+
+    Directory symlinks are followed and expanded, so `dest` holds only real directories and
+    file links: a later tree can then add files beside an earlier tree's linked directory
+    without ever writing through a link into a system directory.
+    """
+    for root, _dirs, files in os.walk(source, followlinks=True):
         rel = Path(root).relative_to(source)
         (dest / rel).mkdir(parents=True, exist_ok=True)
-        linked_dirs = [d for d in dirs if (Path(root) / d).is_symlink()]
-        for name in [*files, *linked_dirs]:
+        for name in files:
             target = dest / rel / name
-            if target.is_symlink() or target.is_file():
+            if target.is_symlink() or target.exists():
                 target.unlink()
-            elif target.is_dir():
-                shutil.rmtree(target)
             target.symlink_to(os.path.realpath(Path(root) / name))
-        dirs[:] = [d for d in dirs if d not in linked_dirs]

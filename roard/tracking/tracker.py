@@ -308,10 +308,14 @@ class Tracker:
         """A pid was reused while we still held its old process: that exit was lost."""
         if stale is None:
             return
+        for fd in stale.fds:
+            self._fds.pop(stale.pid, fd)
         old_run = self._runs.by_id(stale.run_id)
         if old_run is not None:
             old_run.live.discard(stale.pid)
             old_run.lose(1, "process exit not observed")
+            if not old_run.live:
+                self._schedule_finalize(old_run, "last process gone (pid reused)")
 
     def _started(self, proc: Process) -> pb.Record:
         self._generation += 1

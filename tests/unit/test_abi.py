@@ -109,11 +109,6 @@ def test_unsupported_field_type_is_rejected(field: str) -> None:
         Abi.parse(f"struct bad {{\n\t__u32 ok;\n\t{field}\n}};\n")
 
 
-@pytest.mark.xfail(
-    reason="BUG: _DEFINE only matches decimal literals, so a hex ROARD_ #define is dropped "
-    "silently instead of parsed or rejected",
-    strict=True,
-)
 def test_hex_define_is_not_silently_dropped() -> None:
     """A ROARD_ #define in hex is either parsed or rejected, never ignored."""
     try:
@@ -123,10 +118,6 @@ def test_hex_define_is_not_silently_dropped() -> None:
     assert abi.consts.get("ROARD_FLAG") == 16
 
 
-@pytest.mark.xfail(
-    reason="BUG: event_structs raises a bare KeyError for an ROARD_EV_* code without a struct",
-    strict=True,
-)
 def test_event_code_without_struct_is_a_kernel_error() -> None:
     """An event code with no matching roard_ev_* struct is reported as a KernelError."""
     abi = Abi.parse("#define ROARD_EV_GHOST 9\n")

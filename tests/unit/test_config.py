@@ -149,11 +149,6 @@ def test_classify_custom_rules() -> None:
     assert classify("/x/site-packages/y.py", rules) == ARTIFACT
 
 
-@pytest.mark.xfail(
-    reason="BUG: config.parse checks only types, not ranges: hash_workers <= 0 fails later "
-    "in ThreadPoolExecutor and a ring size that is not a power of two fails in the kernel",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "text", ["hash_workers = 0", "hash_workers = -2", "[kernel]\nring_pages = 1000"]
 )

@@ -177,10 +177,6 @@ def test_exec_keeps_empty_arguments_in_the_middle(decoder: Decoder) -> None:
     assert decoder.decode(raw).argv == ("prog", "", "last")  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(
-    reason="BUG: decode.py rstrip(b'\\0') drops trailing empty arguments (argv ['echo', ''])",
-    strict=True,
-)
 def test_exec_keeps_trailing_empty_argument(decoder: Decoder) -> None:
     """argv ["echo", ""] is reported as two arguments."""
     raw = record("exec", **_exec_tail(b"e\0", b"", b"echo\0\0"))

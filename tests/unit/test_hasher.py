@@ -130,11 +130,6 @@ def test_cache_persists_across_instances(tmp_path: Path) -> None:
         second.close()
 
 
-@pytest.mark.xfail(
-    reason="BUG: HashCache._flush_locked runs all DELETEs before all INSERTs, so two stamps of "
-    "one inode in the same batch are both stored",
-    strict=True,
-)
 def test_cache_keeps_only_the_latest_stamp_per_inode(tmp_path: Path) -> None:
     """Storing a new hash for an inode drops the inode's older entry from the database."""
     db = tmp_path / "hashes.db"

@@ -457,11 +457,6 @@ def test_pid_reuse_drops_the_old_process(env: Env) -> None:
     assert finished.complete
 
 
-@pytest.mark.xfail(
-    reason="BUG: Tracker._replace removes the stale process from its run but never finalizes "
-    "a run left with no live process, so a pid-tagged run hangs forever",
-    strict=True,
-)
 def test_pid_reuse_of_a_runs_last_process_finalizes_that_run(env: Env) -> None:
     """When pid reuse drops a run's last process, that run is finalized (incomplete)."""
     old_run, old_pid = env.tag(spawned=False)
