@@ -23,7 +23,14 @@ class ControlClient:
         self._stub = control_pb2_grpc.ControlStub(self._channel)  # type: ignore[no-untyped-call]
 
     def _call(self, method: str, request: Any, timeout: float | None = 30.0) -> Any:
-        if not self._socket.exists():
+        try:
+            present = self._socket.exists()
+        except PermissionError:
+            raise DaemonUnavailable(
+                f"cannot reach {self._socket}: permission denied on a directory above it; "
+                "ask an administrator to make it searchable, or use another ROARD_SOCKET"
+            ) from None
+        if not present:
             raise DaemonUnavailable(self._unavailable())
         try:
             return getattr(self._stub, method)(request, timeout=timeout)

@@ -75,6 +75,14 @@ def ensure_tracefs() -> None:
         )
 
 
+def _present(path: Path) -> bool:
+    """Whether a path exists, treating "permission denied" as absent (unprivileged doctor)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def probe() -> Features:
     """Gather host facts without changing anything."""
     try:
@@ -85,9 +93,9 @@ def probe() -> Features:
         has_bcc = False
     return Features(
         kernel=os.uname().release,
-        btf=BTF_PATH.is_file(),
-        tracefs=(TRACEFS / "events").is_dir(),
-        kprobes=(TRACEFS / "kprobe_events").exists(),
+        btf=_present(BTF_PATH),
+        tracefs=_present(TRACEFS / "events"),
+        kprobes=_present(TRACEFS / "kprobe_events"),
         bcc=has_bcc,
         privileged=privileged(),
     )

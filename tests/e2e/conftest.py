@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,7 +91,10 @@ class Roard:
 def roard(_bpf_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Roard]:
     """One private daemon for the whole session (compiling the BPF programs takes seconds)."""
     root = tmp_path_factory.mktemp("roard")
-    socket = root / "roard.sock"
+    # The socket's directory must be reachable by the unprivileged users tests run as.
+    public = Path(tempfile.mkdtemp(prefix="roard-sock-"))
+    public.chmod(0o755)
+    socket = public / "roard.sock"
     log = root / "roard.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -124,6 +128,7 @@ def roard(_bpf_available: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail(f"roard did not stop on SIGTERM:\n{log.read_text()[-3000:]}")
+    shutil.rmtree(public, ignore_errors=True)
     assert proc.returncode == 0, log.read_text()[-3000:]
 
 

@@ -232,3 +232,102 @@ def test_status_reports_tier_probes_and_counters(roard: Roard) -> None:
     assert any("sys_enter_read" in p for p in doc["probes"])
     assert set(doc["lost"]) >= {"ringbuf_proc", "ringbuf_file", "tracked_full", "agg_full"}
     assert doc["lost_total"] == 0
+
+
+def as_nobody(
+    *cmd: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command as the unprivileged user nobody."""
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_unprivileged_user_tags_only_own_processes_and_sees_own_runs(
+    roard: Roard, tmp_path: Path
+) -> None:
+    """SO_PEERCRED: a user may tag only their own processes and sees only their own runs."""
+    workdir = tmp_path / "nobody"
+    workdir.mkdir(mode=0o777)
+    workdir.chmod(0o777)
+    roarctl = str(VENV_BIN / "roarctl")
+    denied = as_nobody(roarctl, "tag", "--pid", "1", env=roard.env())
+    assert denied.returncode != 0 and "only root may tag" in denied.stderr
+    own = as_nobody(
+        roarctl,
+        "tag",
+        "--name",
+        "nobody-e2e",
+        "--",
+        "sh",
+        "-c",
+        "echo mine > mine.txt",
+        cwd=workdir,
+        env=roard.env(),
+    )
+    assert own.returncode == 0, own.stderr
+    mine = json.loads(as_nobody(roarctl, "show", "nobody-e2e", "--json", env=roard.env()).stdout)
+    assert str(workdir / "mine.txt") in by_path(mine["outputs"])
+    listed = json.loads(as_nobody(roarctl, "runs", "--json", env=roard.env()).stdout)
+    assert {r["name"] for r in listed} == {"nobody-e2e"}  # root's runs are invisible
+    hidden = as_nobody(roarctl, "show", "prep-e2e", env=roard.env())
+    assert hidden.returncode != 0 and "no run" in hidden.stderr
+
+
+def test_roard_refuses_to_start_without_privileges(tmp_path: Path) -> None:
+    """`roard run` as a normal user says what is missing, in one line."""
+    result = as_nobody(
+        str(VENV_BIN / "roard"),
+        "run",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--socket",
+        str(tmp_path / "s.sock"),
+    )
+    assert result.returncode == 1
+    assert "roard needs root" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_malformed_config_names_the_key(tmp_path: Path) -> None:
+    """A bad config file is rejected at start with the key and what was expected."""
+    config = tmp_path / "roard.toml"
+    config.write_text("hash_workers = 'many'\n")
+    result = subprocess.run(
+        [str(VENV_BIN / "roard"), "run", "--check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and "hash_workers" in result.stderr
+    config.write_text("[kernel]\nring_pages = 3\n")
+    result = subprocess.run(
+        [str(VENV_BIN / "roard"), "run", "--check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and "power of two" in result.stderr
+
+
+def test_doctor_reports_tier_and_checks(roard: Roard) -> None:
+    """`roard doctor --json` checks every prerequisite and names the tier."""
+    result = subprocess.run(
+        [str(VENV_BIN / "roard"), "doctor", "--json"], capture_output=True, text=True, check=False
+    )
+    doc = json.loads(result.stdout)
+    assert result.returncode == 0 and doc["ok"] is True, doc
+    assert doc["tier"] == "tracepoint"
+    assert {c["check"] for c in doc["checks"]} >= {
+        "privileges",
+        "btf",
+        "btf_fields",
+        "bcc",
+        "tracefs",
+        "headers",
+    }
