@@ -86,6 +86,9 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	u64 run_key = tracked_run(tgid);
 	if (!run_key)
 		return 0;
+	/* A thread killed inside a read or write never reaches the syscall's exit. */
+	u64 id = bpf_get_current_pid_tgid();
+	inflight.delete(&id);
 	u64 task = bpf_get_current_task();
 	if (rd_u32(rd_u64(task, OFF_TASK_STRUCT_SIGNAL), OFF_SIGNAL_STRUCT_LIVE) != 0)
 		return 0;

@@ -9,31 +9,49 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+updated=no
+apt_install() {
+    [ "$updated" = yes ] || { apt-get update -qq; updated=yes; }
+    echo "setup.sh: installing $*" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# The distribution's Python: its bcc module is pure Python over libbcc, so any system
+# Python >= 3.11 can use it (Ubuntu 22.04 ships 3.10 as python3 and 3.11 beside it).
+py=/usr/bin/python3
+if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    installed python3.11-venv || apt_install python3.11 python3.11-venv python3.11-dev
+    py=/usr/bin/python3.11
+fi
+venv_pkg="python$("$py" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')-venv"
+
+# Kernel headers for bcc's compiler: the running kernel's if the distribution has them,
+# else the generic ones (roard merges them itself at start; offsets come from BTF).
 arch=$(dpkg --print-architecture)
-need=(python3-bpfcc python3-venv python3-dev gcc "linux-headers-$arch")
-missing=()
-for p in "${need[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "setup.sh: installing ${missing[*]}" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ! -d "/lib/modules/$(uname -r)/build/include" ] && ! ls -d /usr/src/linux-headers-*/include/generated >/dev/null 2>&1; then
+    [ "$updated" = yes ] || { apt-get update -qq; updated=yes; }
+    if apt-cache show "linux-headers-$(uname -r)" >/dev/null 2>&1; then
+        headers="linux-headers-$(uname -r)"
+    elif apt-cache show "linux-headers-$arch" >/dev/null 2>&1; then
+        headers="linux-headers-$arch"     # Debian
+    else
+        headers="linux-headers-generic"   # Ubuntu
+    fi
+    apt_install "$headers"
 fi
 
-# The distribution's python3 is the one its bcc module is built for.
-py=/usr/bin/python3
-"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
-    echo "setup.sh: roard needs Python >= 3.11 as /usr/bin/python3" >&2
-    exit 1
-}
+missing=()
+for p in python3-bpfcc "$venv_pkg" gcc; do installed "$p" || missing+=("$p"); done
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 # bcc is not on PyPI (the PyPI "bcc" is unrelated): expose the distribution's module.
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-dist=$("$py" -c 'import bcc, os; print(os.path.dirname(os.path.dirname(bcc.__file__)))')
-ln -sfn "$dist/bcc" "$site/bcc"
+bcc_dir=$(/usr/bin/python3 -c 'import bcc, os; print(os.path.dirname(bcc.__file__))')
+ln -sfn "$bcc_dir" "$site/bcc"
 .venv/bin/python -c 'import bcc' || { echo "setup.sh: bcc is not importable from .venv" >&2; exit 1; }
 echo "setup.sh: ready: .venv/bin/roard, .venv/bin/roarctl" >&2

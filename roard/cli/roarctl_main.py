@@ -13,7 +13,7 @@ from typing import Any
 from roard.cli.common import print_json, run_main
 from roard.config import socket_path
 from roard.control.client import ControlClient
-from roard.errors import UsageError
+from roard.errors import RoardError, UsageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,8 +83,11 @@ def _spawn_tagged(
         os.close(go_w)
         os.waitpid(pid, 0)
         raise
-    # Like time(1): the terminal's signals are the child's to act on.
+    # Like time(1): the terminal's signals are the child's to act on, and a termination
+    # request sent to roarctl (a scheduler cancelling the job) is passed on to it.
     previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
     os.write(go_w, b"g")
     os.close(go_w)
     _, status = os.waitpid(pid, 0)
@@ -92,7 +95,12 @@ def _spawn_tagged(
         signal.signal(sig, handler)
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
-    doc = client.finish(run_id, code)
+    try:
+        doc = client.finish(run_id, code)
+    except RoardError as exc:
+        # The command ran; its status is still the caller's to see.
+        print(f"roarctl: run {run_id} was not finalized: {exc}", file=sys.stderr)
+        return code
     print(f"roarctl: {_summary(doc)}", file=sys.stderr)
     return code
 

@@ -6,6 +6,7 @@ reads are hashed in the hasher's pool, and runs are finalized on a finalizer thr
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -228,7 +229,13 @@ class Tracker:
                 run.lose(count, reason)
 
     def _on_open(self, ev: OpenEvent) -> None:
-        file = OpenFile(ev.path, ev.dev, ev.ino, ev.open_flags, ev.fmode)
+        path = ev.path if not ev.truncated else self._full_path(ev)
+        if path is None:
+            run = self._runs.by_key(ev.run_key)
+            if run is not None:
+                run.lose(1, "path deeper than the in-kernel walk, gone before it was read")
+            return
+        file = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.fmode)
         self._fds.set(ev.tgid, ev.fd, file)
         proc = self._procs.get(ev.tgid)
         if proc is not None:
@@ -236,6 +243,17 @@ class Tracker:
         run = self._runs.by_key(ev.run_key)
         if run is not None and file.changed_by_open:
             run.use(file.path, file.dev, file.ino).written = True
+
+    @staticmethod
+    def _full_path(ev: OpenEvent) -> str | None:
+        """Complete a path the kernel walk cut short, from the still-open descriptor,
+        when it still refers to the same file."""
+        try:
+            path = os.readlink(f"/proc/{ev.tgid}/fd/{ev.fd}")
+            st = os.stat(path)
+        except OSError:
+            return None
+        return path if (st.st_dev, st.st_ino) == (ev.dev, ev.ino) else None
 
     def _on_close(self, run: Run, ev: CloseEvent) -> None:
         file = self._fds.pop(ev.tgid, ev.fd)
