@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from roard.errors import KernelError
 from roard.kernel.abi import Abi
@@ -86,6 +87,23 @@ def userspace_dev(kernel_dev: int) -> int:
     return os.makedev(kernel_dev >> 20, kernel_dev & 0xFFFFF)
 
 
+def close_event(tgid: int, fd: int, agg: Any) -> CloseEvent:
+    """A CloseEvent from anything with the aggregate's fields: a roard_ev_close record, or a
+    roard_fdagg map value read by userspace when a process exits."""
+    return CloseEvent(
+        run_key=agg.run_key,
+        tgid=tgid,
+        fd=fd,
+        dev=userspace_dev(agg.dev),
+        ino=agg.ino,
+        rbytes=agg.rbytes,
+        wbytes=agg.wbytes,
+        nreads=agg.nreads,
+        nwrites=agg.nwrites,
+        flags=agg.flags,
+    )
+
+
 def join_components(blob: bytes) -> str:
     """Leaf-first, NUL-terminated path components to an absolute path."""
     parts = [p.decode("utf-8", "surrogateescape") for p in blob.split(b"\0") if p]
@@ -150,15 +168,4 @@ class Decoder:
                 inherited=ev.origin == self._inherited,
                 truncated=bool(ev.flags & self._path_truncated),
             )
-        return CloseEvent(
-            run_key=ev.run_key,
-            tgid=ev.tgid,
-            fd=ev.fd,
-            dev=userspace_dev(ev.dev),
-            ino=ev.ino,
-            rbytes=ev.rbytes,
-            wbytes=ev.wbytes,
-            nreads=ev.nreads,
-            nwrites=ev.nwrites,
-            flags=ev.flags,
-        )
+        return close_event(ev.tgid, ev.fd, ev)

@@ -15,7 +15,7 @@ from roard.config import KernelSizing
 from roard.errors import KernelError
 from roard.kernel.abi import Abi, bpf_source_dir
 from roard.kernel.btf import Btf
-from roard.kernel.decode import CloseEvent, userspace_dev
+from roard.kernel.decode import CloseEvent, close_event
 from roard.kernel.features import TRACEFS, ensure_tracefs
 from roard.kernel.headers import HeaderTree, find_headers
 
@@ -205,20 +205,7 @@ class Probes:
                 continue
             if agg.flags & ignore:
                 continue
-            flushed.append(
-                CloseEvent(
-                    run_key=agg.run_key,
-                    tgid=tgid,
-                    fd=fd,
-                    dev=userspace_dev(agg.dev),
-                    ino=agg.ino,
-                    rbytes=agg.rbytes,
-                    wbytes=agg.wbytes,
-                    nreads=agg.nreads,
-                    nwrites=agg.nwrites,
-                    flags=agg.flags,
-                )
-            )
+            flushed.append(close_event(tgid, fd, agg))
         return flushed
 
     def losses(self) -> dict[str, int]:

@@ -294,25 +294,25 @@ def test_roard_refuses_to_start_without_privileges(tmp_path: Path) -> None:
     assert "roard needs root" in result.stderr and "Traceback" not in result.stderr
 
 
+def check_config(config: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """`roard run --check-config` on a config file holding `text`."""
+    config.write_text(text)
+    return subprocess.run(
+        [str(VENV_BIN / "roard"), "run", "--check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_malformed_config_names_the_key(tmp_path: Path) -> None:
     """A bad config file is rejected at start with the key and what was expected."""
     config = tmp_path / "roard.toml"
-    config.write_text("hash_workers = 'many'\n")
-    result = subprocess.run(
-        [str(VENV_BIN / "roard"), "run", "--check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2 and "hash_workers" in result.stderr
-    config.write_text("[kernel]\nring_pages = 3\n")
-    result = subprocess.run(
-        [str(VENV_BIN / "roard"), "run", "--check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2 and "power of two" in result.stderr
+    wrong_type = check_config(config, "hash_workers = 'many'\n")
+    assert wrong_type.returncode == 2 and "hash_workers" in wrong_type.stderr
+    not_pow2 = check_config(config, "[kernel]\nring_pages = 3\n")
+    assert not_pow2.returncode == 2 and "power of two" in not_pow2.stderr
+    assert check_config(config, "hash_workers = 2\n").returncode == 0
 
 
 def test_doctor_reports_tier_and_checks(roard: Roard) -> None:
