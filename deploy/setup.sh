@@ -42,7 +42,7 @@ if [ ! -d "/lib/modules/$(uname -r)/build/include" ] && ! ls -d /usr/src/linux-h
 fi
 
 missing=()
-for p in python3-bpfcc "$venv_pkg" gcc; do installed "$p" || missing+=("$p"); done
+for p in python3-bpfcc "$venv_pkg" gcc libc6-dev; do installed "$p" || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 [ -x .venv/bin/python ] || "$py" -m venv .venv

@@ -52,6 +52,7 @@ KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("inode", "i_mode"),
     ("super_block", "s_dev"),
     ("fs_struct", "pwd"),
+    ("fs_struct", "root"),
     ("mm_struct", "exe_file"),
     ("mm_struct", "arg_start"),
     ("mm_struct", "arg_end"),

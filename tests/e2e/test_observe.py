@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -235,11 +236,12 @@ def test_status_reports_tier_probes_and_counters(roard: Roard) -> None:
 
 
 def as_nobody(
-    *cmd: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    tool: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command as the unprivileged user nobody."""
+    """Run roarctl or roard (`tool`) as the unprivileged user nobody."""
+    helper = Path(__file__).with_name("as_user.py")
     return subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd],
+        [sys.executable, str(helper), "65534", tool, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -254,9 +256,9 @@ def test_unprivileged_user_tags_only_own_processes_and_sees_own_runs(
 ) -> None:
     """SO_PEERCRED: a user may tag only their own processes and sees only their own runs."""
     workdir = tmp_path / "nobody"
-    workdir.mkdir(mode=0o777)
+    workdir.mkdir()
     workdir.chmod(0o777)
-    roarctl = str(VENV_BIN / "roarctl")
+    roarctl = "roarctl"
     denied = as_nobody(roarctl, "tag", "--pid", "1", env=roard.env())
     assert denied.returncode != 0 and "only root may tag" in denied.stderr
     own = as_nobody(
@@ -283,7 +285,7 @@ def test_unprivileged_user_tags_only_own_processes_and_sees_own_runs(
 def test_roard_refuses_to_start_without_privileges(tmp_path: Path) -> None:
     """`roard run` as a normal user says what is missing, in one line."""
     result = as_nobody(
-        str(VENV_BIN / "roard"),
+        "roard",
         "run",
         "--state-dir",
         str(tmp_path / "s"),
