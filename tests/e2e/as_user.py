@@ -10,7 +10,8 @@ its socket (SO_PEERCRED of the connecting process), not about file permissions.
 import os
 import sys
 
-import roard.daemon  # noqa: F401  (roard run imports it lazily; after setuid it may be unreadable)
+import grpc._channel  # noqa: F401  (grpc imports it lazily, at the first channel)
+import roard.daemon  # noqa: F401  (roard run imports it lazily)
 from roard.cli import roarctl_main, roard_main
 
 uid = int(sys.argv[1])
