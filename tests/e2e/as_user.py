@@ -11,6 +11,7 @@ import os
 import sys
 
 import grpc._channel  # noqa: F401  (grpc imports it lazily, at the first channel)
+
 import roard.daemon  # noqa: F401  (roard run imports it lazily)
 from roard.cli import roarctl_main, roard_main
 
