@@ -79,9 +79,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where the workload writes (default: a temp dir; /dev/shm makes disk noise vanish)",
+    )
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="roard-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="roard-bench-", dir=args.dir) as tmp:
         root = Path(tmp)
         script = root / "workload.py"
         script.write_text(WORKLOAD)
@@ -94,7 +100,9 @@ def main() -> None:
             return d
 
         base_env = dict(os.environ)
-        untraced = [timed(job, fresh(), base_env) for _ in range(args.repeat)]
+        # Half the untraced runs before the daemon starts and half after it stops, so slow
+        # drift of the machine does not favour either side.
+        untraced = [timed(job, fresh(), base_env) for _ in range((args.repeat + 1) // 2)]
 
         daemon, env = start_daemon(root)
         try:
@@ -128,6 +136,7 @@ def main() -> None:
         finally:
             daemon.terminate()
             daemon.wait(30)
+        untraced += [timed(job, fresh(), base_env) for _ in range(args.repeat // 2)]
 
     med = statistics.median
     base = med(untraced)

@@ -24,16 +24,15 @@ class Digest:
 
 
 def hash_file(path: str) -> tuple[str, FileStamp]:
-    """Hash a file as it is now; re-read once if it changed while being read."""
+    """Hash a file as it is now; read it again (twice at most) if it changed meanwhile."""
     for _attempt in range(3):
         before = FileStamp.of(os.stat(path))
-        hasher = (
-            blake3.blake3(max_threads=blake3.blake3.AUTO)
-            if before.size >= _MULTITHREAD_BYTES
-            else blake3.blake3()
-        )
-        if before.size:
+        if before.size >= _MULTITHREAD_BYTES:
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
             hasher.update_mmap(path)
+        else:  # a plain read is cheaper than mapping a small file
+            with open(path, "rb") as f:
+                hasher = blake3.blake3(f.read())
         after = FileStamp.of(os.stat(path))
         if after == before:
             return f"blake3:{hasher.hexdigest()}", before

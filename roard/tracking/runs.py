@@ -23,6 +23,9 @@ class FileUse:
     read: bool = False
     written: bool = False
     consumed: Future[Digest] | None = None  # hash taken when the run finished reading it
+    # An output hashed after its last close, ahead of run end; the hash cache makes it count
+    # at finalization only if the file is still unchanged then.
+    prehash: Future[Digest] | None = None
 
 
 @dataclass

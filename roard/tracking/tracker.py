@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,7 +26,7 @@ from roard.kernel.decode import CloseEvent, Event, ExecEvent, ExitEvent, ForkEve
 from roard.records import convert
 from roard.tracking.fds import FdTable, OpenFile
 from roard.tracking.processes import Process, ProcessTable, start_ticks, ticks_from_ns
-from roard.tracking.runs import FileUse, Run, Runs
+from roard.tracking.runs import Run, Runs
 from roard.v1 import records_pb2 as pb
 
 log = structlog.get_logger("roard.tracker")
@@ -268,6 +268,9 @@ class Tracker:
         use.bytes_written += ev.wbytes
         if ev.wbytes or ev.flags & MMAP_SHARED_WRITE:
             use.written = True
+            # Hash ahead, while the job runs: at run end the cache answers if unchanged.
+            if use.prehash is None or use.prehash.done():
+                use.prehash = self._hasher.submit(file.path)
         if ev.rbytes or ev.flags & MMAP_READ:
             use.read = True
             if not use.written:
@@ -382,29 +385,38 @@ class Tracker:
         kernel_lost = self._kernel.take_run_losses(run.key)
         if kernel_lost:
             run.lose(kernel_lost, "kernel events dropped")
+        chosen = [
+            use
+            for use in sorted(run.files.values(), key=lambda u: u.path)
+            if use.written or use.read
+        ]
+        # All hashes at once, in the pool: inputs as consumed, outputs as left now.
+        digests = {
+            use.path: use.consumed
+            if not use.written and use.consumed is not None
+            else self._hasher.submit(use.path)
+            for use in chosen
+        }
         records: list[pb.Record] = []
-        for use in sorted(run.files.values(), key=lambda u: u.path):
-            kind = classify(use.path, self._rules)
-            output = use.written
-            if not output and not use.read:
-                continue
-            digest = self._digest(use, output)
+        for use in chosen:
+            digest = _result(digests[use.path])
             if digest is None:
                 continue  # a temporary that did not survive the run
-            records.append(convert.file_access(run, use, digest, kind, output, now))
+            kind = classify(use.path, self._rules)
+            records.append(convert.file_access(run, use, digest, kind, use.written, now))
         if run.lost_events:
             reasons = ", ".join(sorted(run.lost_reasons))
             records.append(convert.loss_notice(run, run.lost_events, reasons, now, 0))
         records.append(convert.run_finished(run, now))
         return records
 
-    def _digest(self, use: FileUse, output: bool) -> Digest | None:
-        try:
-            if not output and use.consumed is not None:
-                return use.consumed.result()
-            return self._hasher.digest(use.path)
-        except OSError:
-            return None
+
+def _result(future: Future[Digest]) -> Digest | None:
+    """A hash, or None when the file could not be read (e.g. deleted)."""
+    try:
+        return future.result()
+    except OSError:
+        return None
 
 
 def _exit_status(code: int) -> int:
