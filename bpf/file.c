@@ -66,3 +66,43 @@ SYSCALL_ENTER(sys_enter_close)
 	on_close((s32)ctx->args[0]);
 	return 0;
 }
+
+/* dup2/dup3 close their target descriptor first. */
+SYSCALL_ENTER(sys_enter_dup2)
+{
+	if (ctx->args[0] != ctx->args[1])
+		on_close((s32)ctx->args[1]);
+	return 0;
+}
+
+SYSCALL_ENTER(sys_enter_dup3)
+{
+	on_close((s32)ctx->args[1]);
+	return 0;
+}
+
+/* close_range and exec drop descriptors without close(2): flush the lazy ones first.
+ * (An exec that fails only means the next I/O starts a new aggregate.) */
+SYSCALL_ENTER(sys_enter_close_range)
+{
+	u32 tgid = current_tgid();
+	if (tracked_run(tgid))
+		flush_lazy_fds(tgid);
+	return 0;
+}
+
+SYSCALL_ENTER(sys_enter_execve)
+{
+	u32 tgid = current_tgid();
+	if (tracked_run(tgid))
+		flush_lazy_fds(tgid);
+	return 0;
+}
+
+SYSCALL_ENTER(sys_enter_execveat)
+{
+	u32 tgid = current_tgid();
+	if (tracked_run(tgid))
+		flush_lazy_fds(tgid);
+	return 0;
+}

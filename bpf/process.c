@@ -1,5 +1,6 @@
 /* Process hooks: the tracked set follows fork, and exec/exit are reported. */
 #include "lib/common.h"
+#include "lib/files.h"
 #include "lib/path.h"
 
 static __always_inline u64 start_boottime(u64 task)
@@ -92,6 +93,8 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	u64 task = bpf_get_current_task();
 	if (rd_u32(rd_u64(task, OFF_TASK_STRUCT_SIGNAL), OFF_SIGNAL_STRUCT_LIVE) != 0)
 		return 0;
+	/* The descriptor table is released after this tracepoint: its files are still here. */
+	flush_lazy_fds(tgid);
 	tracked.delete(&tgid);
 	struct roard_scratch *s = scratch_buf();
 	if (!s)

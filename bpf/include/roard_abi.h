@@ -18,14 +18,22 @@
 #define ROARD_ORIGIN_OPEN 1
 #define ROARD_ORIGIN_INHERITED 2
 
-/* roard_fdagg.flags and roard_ev_close.flags. */
+/* roard_fdagg.flags and roard_ev_close.agg_flags. */
 #define ROARD_AGG_IGNORE 1
 #define ROARD_AGG_MMAP_READ 2
 #define ROARD_AGG_MMAP_SHARED_WRITE 4
+#define ROARD_AGG_ANNOUNCED 8
+
+/* Descriptors below this are announced lazily: one event per file, at close (or exec,
+ * exit), path included. Higher ones get an open event too, because the loops that flush a
+ * process's files at exec and exit cover only these: a path walk nested in a longer loop
+ * exceeds the verifier's limit on pending branches ("sequence of jumps too complex"). */
+#define ROARD_LAZY_FDS 16
 
 /* roard_hdr.flags. */
 #define ROARD_HDR_PATH_TRUNCATED 1
 #define ROARD_HDR_ARGV_TRUNCATED 2
+#define ROARD_HDR_PATH_UNKNOWN 4
 
 /* Loss counters (index into the per-CPU `losses` array). */
 #define ROARD_LOSS_RINGBUF_PROC 0
@@ -121,7 +129,8 @@ struct roard_ev_open {
 	__u16 pad;
 };
 
-/* (tgid, fd) was closed or reused; the I/O aggregated since its open event. */
+/* (tgid, fd) was closed, reused, or its process exec'd or exited: the I/O aggregated on
+ * it. data = path, unless the file was announced by an open event (path_len 0). */
 struct roard_ev_close {
 	__u32 type;
 	__u32 tgid;
@@ -136,6 +145,11 @@ struct roard_ev_close {
 	__s32 fd;
 	__u32 nreads;
 	__u32 nwrites;
+	__u32 agg_flags;
+	__u32 open_flags;
+	__u32 fmode;
+	__u16 path_len;
+	__u16 pad;
 };
 
 /* Key and value of the in-kernel I/O aggregation map. */
@@ -154,6 +168,8 @@ struct roard_fdagg {
 	__u32 flags;
 	__u32 nreads;
 	__u32 nwrites;
+	__u32 open_flags;
+	__u32 fmode;
 };
 
 #endif

@@ -1,4 +1,4 @@
-/* Open files of tracked processes: descriptor lookup, announcement and I/O aggregation. */
+/* Open files of tracked processes: descriptor lookup, I/O aggregation and announcement. */
 #ifndef ROARD_FILES_H
 #define ROARD_FILES_H
 
@@ -24,32 +24,60 @@ static __always_inline bool is_regular(u64 inode)
 	return (mode & ROARD_S_IFMT) == ROARD_S_IFREG;
 }
 
-/* Send the I/O aggregated on an entry and forget it. */
-static __always_inline void flush_entry(struct roard_fdkey *key, struct roard_fdagg *agg)
+/* Send the I/O aggregated on an entry and forget it. A file not yet announced is sent
+ * with its path, walked now: callers flush while the descriptor still holds the file. */
+static __always_inline void flush_entry(struct roard_fdkey *key, struct roard_fdagg *agg,
+					bool file_alive)
 {
-	if (!(agg->flags & ROARD_AGG_IGNORE)) {
-		struct roard_scratch *s = scratch_buf();
-		if (s) {
-			struct roard_ev_close *ev = (struct roard_ev_close *)s->buf;
-			fill_hdr((struct roard_hdr *)ev, ROARD_EV_CLOSE, agg->run_key);
-			ev->tgid = key->tgid;
-			ev->flags = agg->flags;
-			ev->ino = agg->ino;
-			ev->dev = agg->dev;
-			ev->fd = key->fd;
-			ev->rbytes = agg->rbytes;
-			ev->wbytes = agg->wbytes;
-			ev->nreads = agg->nreads;
-			ev->nwrites = agg->nwrites;
-			submit(s, sizeof(*ev), 0, ROARD_LOSS_RINGBUF_FILE, agg->run_key, false);
+	struct roard_scratch *s = (agg->flags & ROARD_AGG_IGNORE) ? 0 : scratch_buf();
+	if (s) {
+		struct roard_ev_close *ev = (struct roard_ev_close *)s->buf;
+		fill_hdr((struct roard_hdr *)ev, ROARD_EV_CLOSE, agg->run_key);
+		ev->tgid = key->tgid;
+		ev->fd = key->fd;
+		ev->ino = agg->ino;
+		ev->dev = agg->dev;
+		ev->rbytes = agg->rbytes;
+		ev->wbytes = agg->wbytes;
+		ev->nreads = agg->nreads;
+		ev->nwrites = agg->nwrites;
+		ev->agg_flags = agg->flags;
+		ev->open_flags = agg->open_flags;
+		ev->fmode = agg->fmode;
+		s->pos = 0;
+		if (!(agg->flags & ROARD_AGG_ANNOUNCED)) {
+			if (file_alive) {
+				walk_path(s, s->buf + sizeof(*ev), agg->file + OFF_FILE_F_PATH);
+				if (s->walk_truncated)
+					ev->flags |= ROARD_HDR_PATH_TRUNCATED;
+			} else {
+				ev->flags |= ROARD_HDR_PATH_UNKNOWN;
+			}
 		}
+		u32 len = s->pos;
+		ev->path_len = len;
+		submit(s, sizeof(*ev), len, ROARD_LOSS_RINGBUF_FILE, agg->run_key, false);
 	}
 	fdagg.delete(key);
 }
 
-/* Announce the file behind (tgid, fd) with its path and start aggregating its I/O.
- * Non-regular files (pipes, sockets, ttys, directories) get a silent IGNORE entry so they
- * are classified once, not on every read. */
+/* Flush the lazily announced files of the current process (descriptors below
+ * ROARD_LAZY_FDS) before the kernel drops them without a close(2): at exec
+ * (close-on-exec) and at exit. */
+static __always_inline void flush_lazy_fds(u32 tgid)
+{
+	for (s32 fd = 0; fd < ROARD_LAZY_FDS; fd++) {
+		struct roard_fdkey key = {.tgid = tgid, .fd = fd};
+		struct roard_fdagg *agg = fdagg.lookup(&key);
+		if (agg)
+			flush_entry(&key, agg, agg->file == fd_to_file(fd));
+	}
+}
+
+/* Start aggregating the I/O of the file behind (tgid, fd). Regular files on high
+ * descriptors are announced now with their path; the others at flush. Non-regular files
+ * (pipes, sockets, ttys, directories) get a silent IGNORE entry so they are classified
+ * once, not on every read. */
 static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u64 file,
 						      u64 run_key, u32 origin)
 {
@@ -59,14 +87,19 @@ static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u
 	init.run_key = run_key;
 	init.ino = rd_u64(inode, OFF_INODE_I_INO);
 	init.dev = rd_u32(rd_u64(inode, OFF_INODE_I_SB), OFF_SUPER_BLOCK_S_DEV);
+	init.open_flags = rd_u32(file, OFF_FILE_F_FLAGS);
+	init.fmode = rd_u32(file, OFF_FILE_F_MODE);
 	bool regular = is_regular(inode);
+	bool announce = regular && key->fd >= ROARD_LAZY_FDS;
 	if (!regular)
 		init.flags = ROARD_AGG_IGNORE;
+	if (announce)
+		init.flags = ROARD_AGG_ANNOUNCED;
 	if (fdagg.update(key, &init) != 0) {
 		count_loss(ROARD_LOSS_AGG_FULL, run_key);
 		return 0;
 	}
-	if (regular) {
+	if (announce) {
 		struct roard_scratch *s = scratch_buf();
 		if (s) {
 			struct roard_ev_open *ev = (struct roard_ev_open *)s->buf;
@@ -74,8 +107,8 @@ static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u
 			ev->ino = init.ino;
 			ev->dev = init.dev;
 			ev->fd = key->fd;
-			ev->open_flags = rd_u32(file, OFF_FILE_F_FLAGS);
-			ev->fmode = rd_u32(file, OFF_FILE_F_MODE);
+			ev->open_flags = init.open_flags;
+			ev->fmode = init.fmode;
 			ev->origin = origin;
 			s->pos = 0;
 			walk_path(s, s->buf + sizeof(*ev), file + OFF_FILE_F_PATH);
@@ -99,8 +132,8 @@ static __always_inline void on_open(s32 fd)
 		return;
 	struct roard_fdkey key = {.tgid = tgid, .fd = fd};
 	struct roard_fdagg *old = fdagg.lookup(&key);
-	if (old)
-		flush_entry(&key, old);
+	if (old) /* its file was released without a close(2) we saw */
+		flush_entry(&key, old, false);
 	track_file(&key, file, run_key, ROARD_ORIGIN_OPEN);
 }
 
@@ -115,7 +148,7 @@ static __always_inline void account(u64 run_key, s32 fd, u64 rbytes, u64 wbytes,
 	struct roard_fdkey key = {.tgid = current_tgid(), .fd = fd};
 	struct roard_fdagg *agg = fdagg.lookup(&key);
 	if (agg && agg->file != file) {
-		flush_entry(&key, agg);
+		flush_entry(&key, agg, false);
 		agg = 0;
 	}
 	if (!agg)
@@ -133,6 +166,7 @@ static __always_inline void account(u64 run_key, s32 fd, u64 rbytes, u64 wbytes,
 	agg->flags |= flags;
 }
 
+/* close(2), or dup2/dup3 onto `fd`: flush while the descriptor still holds the file. */
 static __always_inline void on_close(s32 fd)
 {
 	u32 tgid = current_tgid();
@@ -141,7 +175,7 @@ static __always_inline void on_close(s32 fd)
 	struct roard_fdkey key = {.tgid = tgid, .fd = fd};
 	struct roard_fdagg *agg = fdagg.lookup(&key);
 	if (agg)
-		flush_entry(&key, agg);
+		flush_entry(&key, agg, agg->file == fd_to_file(fd));
 }
 
 /* Syscalls that move bytes remember their descriptors at entry; the exit adds the count. */

@@ -52,12 +52,32 @@ class Hasher:
         """Hash `path` in the background; the future raises OSError if it is unreadable."""
         return self._pool.submit(self.digest, path)
 
+    def cached(self, path: str) -> Digest | None:
+        """The hash of `path` if the cache holds it for the file as it is now (a stat, no
+        read); None when it must be hashed. Raises OSError if the file is gone."""
+        stamp = FileStamp.of(os.stat(path))
+        found = self._cache.get(stamp)
+        return Digest(path, found, stamp) if found is not None else None
+
+    def submit_uncached(self, path: str) -> Future[Digest]:
+        """A future for the hash of `path`: already resolved from the cache when it can be,
+        which saves the pool's round trip for files hashed ahead."""
+        done: Future[Digest] = Future()
+        try:
+            hit = self.cached(path)
+        except OSError as exc:
+            done.set_exception(exc)
+            return done
+        if hit is None:
+            return self.submit(path)
+        done.set_result(hit)
+        return done
+
     def digest(self, path: str) -> Digest:
         """Hash `path` now (in the caller's thread)."""
-        stamp = FileStamp.of(os.stat(path))
-        cached = self._cache.get(stamp)
-        if cached is not None:
-            return Digest(path, cached, stamp)
+        hit = self.cached(path)
+        if hit is not None:
+            return hit
         digest, stamp = hash_file(path)
         self._cache.put(stamp, digest)
         self.bytes_hashed += stamp.size

@@ -65,7 +65,9 @@ class OpenEvent:
 
 @dataclass(frozen=True)
 class CloseEvent:
-    """I/O aggregated in the kernel on (tgid, fd) until it was closed or reused."""
+    """I/O aggregated in the kernel on (tgid, fd) until it was closed, reused, or its
+    process exec'd or exited. `path` is None when an OpenEvent announced the file earlier
+    (or, with path_lost, when the kernel could no longer see it)."""
 
     run_key: int
     tgid: int
@@ -76,7 +78,12 @@ class CloseEvent:
     wbytes: int
     nreads: int
     nwrites: int
-    flags: int
+    flags: int  # ROARD_AGG_* bits
+    open_flags: int
+    fmode: int
+    path: str | None = None
+    truncated: bool = False
+    path_lost: bool = False
 
 
 Event = ForkEvent | ExecEvent | ExitEvent | OpenEvent | CloseEvent
@@ -87,7 +94,15 @@ def userspace_dev(kernel_dev: int) -> int:
     return os.makedev(kernel_dev >> 20, kernel_dev & 0xFFFFF)
 
 
-def close_event(tgid: int, fd: int, agg: Any) -> CloseEvent:
+def close_event(
+    tgid: int,
+    fd: int,
+    agg: Any,
+    flags: int,
+    path: str | None = None,
+    truncated: bool = False,
+    path_lost: bool = False,
+) -> CloseEvent:
     """A CloseEvent from anything with the aggregate's fields: a roard_ev_close record, or a
     roard_fdagg map value read by userspace when a process exits."""
     return CloseEvent(
@@ -100,7 +115,12 @@ def close_event(tgid: int, fd: int, agg: Any) -> CloseEvent:
         wbytes=agg.wbytes,
         nreads=agg.nreads,
         nwrites=agg.nwrites,
-        flags=agg.flags,
+        flags=flags,
+        open_flags=agg.open_flags,
+        fmode=agg.fmode,
+        path=path,
+        truncated=truncated,
+        path_lost=path_lost,
     )
 
 
@@ -118,6 +138,7 @@ class Decoder:
         self._structs = abi.event_structs
         self._ev = {name: abi.const(f"EV_{name}") for name in ("FORK", "EXEC", "EXIT", "OPEN")}
         self._path_truncated = abi.const("HDR_PATH_TRUNCATED")
+        self._path_unknown = abi.const("HDR_PATH_UNKNOWN")
         self._argv_truncated = abi.const("HDR_ARGV_TRUNCATED")
         self._inherited = abi.const("ORIGIN_INHERITED")
 
@@ -168,4 +189,13 @@ class Decoder:
                 inherited=ev.origin == self._inherited,
                 truncated=bool(ev.flags & self._path_truncated),
             )
-        return close_event(ev.tgid, ev.fd, ev)
+        path = join_components(tail[: ev.path_len]) if ev.path_len else None
+        return close_event(
+            ev.tgid,
+            ev.fd,
+            ev,
+            ev.agg_flags,
+            path,
+            truncated=bool(ev.flags & self._path_truncated),
+            path_lost=bool(ev.flags & self._path_unknown),
+        )

@@ -193,7 +193,8 @@ class Probes:
         return sum(1 for _ in self._tracked)
 
     def flush_fds(self, tgid: int, fds: Iterable[int]) -> list[CloseEvent]:
-        """Take the aggregates still open for a dead process (exit closes no fd by syscall)."""
+        """Take the aggregates the kernel left for a dead process: those of descriptors it
+        announced with an open event (the exit hook flushes the others itself)."""
         flushed = []
         ignore = self._abi.const("AGG_IGNORE")
         key_type = self._fdagg.Key
@@ -206,7 +207,7 @@ class Probes:
                 continue
             if agg.flags & ignore:
                 continue
-            flushed.append(close_event(tgid, fd, agg))
+            flushed.append(close_event(tgid, fd, agg, agg.flags))
         return flushed
 
     def losses(self) -> dict[str, int]:

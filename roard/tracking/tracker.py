@@ -229,20 +229,17 @@ class Tracker:
                 run.lose(count, reason)
 
     def _on_open(self, ev: OpenEvent) -> None:
+        """A file on a high descriptor, announced at open; its I/O comes with its close."""
         path = ev.path if not ev.truncated else self._full_path(ev)
         if path is None:
             run = self._runs.by_key(ev.run_key)
             if run is not None:
                 run.lose(1, "path deeper than the in-kernel walk, gone before it was read")
             return
-        file = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.fmode)
-        self._fds.set(ev.tgid, ev.fd, file)
+        self._fds.set(ev.tgid, ev.fd, OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.fmode))
         proc = self._procs.get(ev.tgid)
         if proc is not None:
             proc.fds.add(ev.fd)
-        run = self._runs.by_key(ev.run_key)
-        if run is not None and file.changed_by_open:
-            run.use(file.path, file.dev, file.ino).written = True
 
     @staticmethod
     def _full_path(ev: OpenEvent) -> str | None:
@@ -256,17 +253,22 @@ class Tracker:
         return path if (st.st_dev, st.st_ino) == (ev.dev, ev.ino) else None
 
     def _on_close(self, run: Run, ev: CloseEvent) -> None:
-        file = self._fds.pop(ev.tgid, ev.fd)
         proc = self._procs.get(ev.tgid)
         if proc is not None:
             proc.fds.discard(ev.fd)
-        if file is None or (file.dev, file.ino) != (ev.dev, ev.ino):
-            run.lose(1, "close without a matching open")
+        announced = self._fds.pop(ev.tgid, ev.fd)
+        if ev.path is not None and not ev.truncated:
+            file = OpenFile(ev.path, ev.dev, ev.ino, ev.open_flags, ev.fmode)
+        elif announced is not None and (announced.dev, announced.ino) == (ev.dev, ev.ino):
+            file = announced
+        else:
+            why = "path too deep for the in-kernel walk" if ev.truncated else "file of unknown path"
+            run.lose(1, why)
             return
         use = run.use(file.path, file.dev, file.ino)
         use.bytes_read += ev.rbytes
         use.bytes_written += ev.wbytes
-        if ev.wbytes or ev.flags & MMAP_SHARED_WRITE:
+        if file.changed_by_open or ev.wbytes or ev.flags & MMAP_SHARED_WRITE:
             use.written = True
             # Hash ahead, while the job runs: at run end the cache answers if unchanged.
             if use.prehash is None or use.prehash.done():
@@ -390,11 +392,12 @@ class Tracker:
             for use in sorted(run.files.values(), key=lambda u: u.path)
             if use.written or use.read
         ]
-        # All hashes at once, in the pool: inputs as consumed, outputs as left now.
+        # Inputs as consumed; outputs as left now: from the cache when hashed ahead and
+        # unchanged since, else all at once in the pool.
         digests = {
             use.path: use.consumed
             if not use.written and use.consumed is not None
-            else self._hasher.submit(use.path)
+            else self._hasher.submit_uncached(use.path)
             for use in chosen
         }
         records: list[pb.Record] = []

@@ -333,3 +333,30 @@ def test_doctor_reports_tier_and_checks(roard: Roard) -> None:
         "tracefs",
         "headers",
     }
+
+
+def test_files_left_open_at_exit_and_exec_and_on_high_descriptors(
+    roard: Roard, workdir: Path
+) -> None:
+    """Files never closed (exit, close-on-exec at exec) and files on high descriptors
+    (announced at open instead of at close) are all recorded."""
+    (workdir / "job.py").write_text(
+        textwrap.dedent("""
+        import os
+        handles = [open(f"many{i:02d}.out", "w") for i in range(24)]  # fds 3..26
+        for i, h in enumerate(handles):
+            h.write(f"file {i}\\n" * (i + 1))
+            h.flush()
+        kept = open("before-exec.out", "w")
+        kept.write("written before exec")
+        kept.flush()
+        os.execv("/bin/sh", ["sh", "-c", "echo after > after-exec.out"])
+    """)
+    )
+    roard.roarctl("tag", "--name", "leftopen-e2e", "--", python3(), "job.py", cwd=workdir)
+    doc = roard.show("leftopen-e2e")
+    assert doc["complete"], doc["lost_events"]
+    outputs = by_path(doc["outputs"])
+    names = [f"many{i:02d}.out" for i in range(24)] + ["before-exec.out", "after-exec.out"]
+    for name in names:
+        assert outputs[str(workdir / name)]["hash"] == b3(workdir / name), name

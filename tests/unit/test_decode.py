@@ -109,7 +109,7 @@ def test_open_path_ignores_bytes_beyond_path_len(decoder: Decoder) -> None:
 
 
 def test_close(decoder: Decoder) -> None:
-    """A close record decodes the aggregated I/O counters and converts dev."""
+    """A close record decodes the aggregated I/O counters, flags and converts dev."""
     raw = record(
         "close",
         run_key=1,
@@ -121,7 +121,9 @@ def test_close(decoder: Decoder) -> None:
         wbytes=6,
         nreads=7,
         nwrites=8,
-        flags=ABI.const("AGG_MMAP_READ"),
+        agg_flags=ABI.const("AGG_MMAP_READ"),
+        open_flags=os.O_RDWR,
+        fmode=5,
     )
     assert decoder.decode(raw) == CloseEvent(
         run_key=1,
@@ -134,7 +136,22 @@ def test_close(decoder: Decoder) -> None:
         nreads=7,
         nwrites=8,
         flags=ABI.const("AGG_MMAP_READ"),
+        open_flags=os.O_RDWR,
+        fmode=5,
     )
+
+
+def test_close_of_a_lazily_announced_file_carries_its_path(decoder: Decoder) -> None:
+    """A close record with a data tail names the file; header flags say truncated/lost."""
+    tail = b"x.csv\0data\0"
+    raw = record("close", tail, run_key=1, tgid=2, fd=3, path_len=len(tail))
+    event = decoder.decode(raw)
+    assert isinstance(event, CloseEvent)
+    assert (event.path, event.truncated, event.path_lost) == ("/data/x.csv", False, False)
+    lost = record("close", flags=ABI.const("HDR_PATH_UNKNOWN"))
+    assert decoder.decode(lost).path_lost is True  # type: ignore[union-attr]
+    cut = record("close", tail, path_len=len(tail), flags=ABI.const("HDR_PATH_TRUNCATED"))
+    assert decoder.decode(cut).truncated is True  # type: ignore[union-attr]
 
 
 def _exec_tail(exe: bytes, cwd: bytes, argv: bytes) -> dict[str, Any]:

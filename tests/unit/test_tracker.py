@@ -10,6 +10,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import blake3
@@ -128,6 +129,8 @@ class Env:
             nreads=int(rbytes > 0),
             nwrites=int(wbytes > 0),
             flags=flags,
+            open_flags=0,
+            fmode=0,
         )
 
     def exit(self, run: Run, pid: int, code: int = 0, start_ns: int | None = None) -> None:
@@ -463,3 +466,29 @@ def test_pid_reuse_of_a_runs_last_process_finalizes_that_run(env: Env) -> None:
     new_run, new_root = env.tag()
     env.tracker.handle(ForkEvent(new_run.key, old_pid, new_root, 9_000_000_000, 0))
     assert old_run.finalized.wait(1)
+
+
+def test_lazily_announced_file_comes_with_its_path_at_close(env: Env) -> None:
+    """Low descriptors are announced once, at close, with the path: no open event needed."""
+    run, pid = env.tag()
+    data = env.file("lazy.csv", b"x,y\n")
+    out = env.file("lazy.out", b"")
+    env.tracker.handle(replace(env.close_event(run, pid, 3, data, rbytes=4), path=str(data)))
+    created = env.close_event(run, pid, 4, out)
+    env.tracker.handle(replace(created, path=str(out), open_flags=os.O_WRONLY, fmode=FMODE_CREATED))
+    out.write_bytes(b"result")
+    env.exit(run, pid)
+    files, _ = env.finish(run)
+    assert (files[str(data)].role, files[str(data)].hash) == (pb.ROLE_INPUT, b3(b"x,y\n"))
+    assert (files[str(out)].role, files[str(out)].hash) == (pb.ROLE_OUTPUT, b3(b"result"))
+
+
+def test_close_whose_path_the_kernel_lost_counts_a_loss(env: Env) -> None:
+    """A lazily announced file whose path could not be walked marks the run incomplete."""
+    run, pid = env.tag()
+    data = env.file("gone.csv", b"1")
+    env.tracker.handle(replace(env.close_event(run, pid, 3, data, rbytes=1), path_lost=True))
+    env.exit(run, pid)
+    files, finished = env.finish(run)
+    assert str(data) not in files
+    assert not finished.complete and finished.lost_events == 1
