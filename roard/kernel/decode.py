@@ -58,7 +58,7 @@ class OpenEvent:
     dev: int
     ino: int
     open_flags: int
-    fmode: int
+    created: bool  # this open created the file
     inherited: bool
     truncated: bool
 
@@ -78,9 +78,10 @@ class CloseEvent:
     wbytes: int
     nreads: int
     nwrites: int
-    flags: int  # ROARD_AGG_* bits
+    mmap_read: bool
+    mmap_shared_write: bool
     open_flags: int
-    fmode: int
+    created: bool
     path: str | None = None
     truncated: bool = False
     path_lost: bool = False
@@ -92,36 +93,6 @@ Event = ForkEvent | ExecEvent | ExitEvent | OpenEvent | CloseEvent
 def userspace_dev(kernel_dev: int) -> int:
     """Kernel dev_t (major << 20 | minor) to the encoding stat(2) returns."""
     return os.makedev(kernel_dev >> 20, kernel_dev & 0xFFFFF)
-
-
-def close_event(
-    tgid: int,
-    fd: int,
-    agg: Any,
-    flags: int,
-    path: str | None = None,
-    truncated: bool = False,
-    path_lost: bool = False,
-) -> CloseEvent:
-    """A CloseEvent from anything with the aggregate's fields: a roard_ev_close record, or a
-    roard_fdagg map value read by userspace when a process exits."""
-    return CloseEvent(
-        run_key=agg.run_key,
-        tgid=tgid,
-        fd=fd,
-        dev=userspace_dev(agg.dev),
-        ino=agg.ino,
-        rbytes=agg.rbytes,
-        wbytes=agg.wbytes,
-        nreads=agg.nreads,
-        nwrites=agg.nwrites,
-        flags=flags,
-        open_flags=agg.open_flags,
-        fmode=agg.fmode,
-        path=path,
-        truncated=truncated,
-        path_lost=path_lost,
-    )
 
 
 def join_components(blob: bytes) -> str:
@@ -139,6 +110,9 @@ class Decoder:
         self._ev = {name: abi.const(f"EV_{name}") for name in ("FORK", "EXEC", "EXIT", "OPEN")}
         self._path_truncated = abi.const("HDR_PATH_TRUNCATED")
         self._path_unknown = abi.const("HDR_PATH_UNKNOWN")
+        self._mmap_read = abi.const("AGG_MMAP_READ")
+        self._mmap_shared_write = abi.const("AGG_MMAP_SHARED_WRITE")
+        self._fmode_created = abi.const("FMODE_CREATED")
         self._argv_truncated = abi.const("HDR_ARGV_TRUNCATED")
         self._inherited = abi.const("ORIGIN_INHERITED")
 
@@ -185,17 +159,39 @@ class Decoder:
                 dev=userspace_dev(ev.dev),
                 ino=ev.ino,
                 open_flags=ev.open_flags,
-                fmode=ev.fmode,
+                created=bool(ev.fmode & self._fmode_created),
                 inherited=ev.origin == self._inherited,
                 truncated=bool(ev.flags & self._path_truncated),
             )
         path = join_components(tail[: ev.path_len]) if ev.path_len else None
-        return close_event(
-            ev.tgid,
-            ev.fd,
-            ev,
-            ev.agg_flags,
-            path,
-            truncated=bool(ev.flags & self._path_truncated),
-            path_lost=bool(ev.flags & self._path_unknown),
+        return self.close_from(ev.tgid, ev.fd, ev, ev.agg_flags, path, ev.flags)
+
+    def close_from(
+        self,
+        tgid: int,
+        fd: int,
+        agg: Any,
+        agg_flags: int,
+        path: str | None = None,
+        hdr_flags: int = 0,
+    ) -> CloseEvent:
+        """A CloseEvent from anything with the aggregate's fields: a roard_ev_close record,
+        or a roard_fdagg map value that userspace reads when a process exits."""
+        return CloseEvent(
+            run_key=agg.run_key,
+            tgid=tgid,
+            fd=fd,
+            dev=userspace_dev(agg.dev),
+            ino=agg.ino,
+            rbytes=agg.rbytes,
+            wbytes=agg.wbytes,
+            nreads=agg.nreads,
+            nwrites=agg.nwrites,
+            mmap_read=bool(agg_flags & self._mmap_read),
+            mmap_shared_write=bool(agg_flags & self._mmap_shared_write),
+            open_flags=agg.open_flags,
+            created=bool(agg.fmode & self._fmode_created),
+            path=path,
+            truncated=bool(hdr_flags & self._path_truncated),
+            path_lost=bool(hdr_flags & self._path_unknown),
         )

@@ -15,7 +15,7 @@ from roard.config import KernelSizing
 from roard.errors import KernelError
 from roard.kernel.abi import Abi, bpf_source_dir
 from roard.kernel.btf import Btf
-from roard.kernel.decode import CloseEvent, close_event
+from roard.kernel.decode import CloseEvent, Decoder
 from roard.kernel.features import TRACEFS, ensure_tracefs
 from roard.kernel.headers import HeaderTree, find_headers
 
@@ -145,6 +145,7 @@ class Probes:
         skipped: list[str],
     ) -> None:
         self._bpf = bpf
+        self._decoder = Decoder(abi)
         self.skipped = skipped
         self._abi = abi
         self.headers = headers
@@ -207,7 +208,7 @@ class Probes:
                 continue
             if agg.flags & ignore:
                 continue
-            flushed.append(close_event(tgid, fd, agg, agg.flags))
+            flushed.append(self._decoder.close_from(tgid, fd, agg, agg.flags))
         return flushed
 
     def losses(self) -> dict[str, int]:

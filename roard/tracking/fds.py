@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-FMODE_CREATED = 0x100000  # the open created the file
-
 
 @dataclass(frozen=True)
 class OpenFile:
@@ -16,13 +14,13 @@ class OpenFile:
     dev: int
     ino: int
     open_flags: int
-    fmode: int
+    created: bool  # the open created it
 
     @property
     def changed_by_open(self) -> bool:
         """The open itself changed the file: it created it, or truncated it for writing."""
         writable = (self.open_flags & os.O_ACCMODE) != os.O_RDONLY
-        return bool(self.fmode & FMODE_CREATED) or (writable and bool(self.open_flags & os.O_TRUNC))
+        return self.created or (writable and bool(self.open_flags & os.O_TRUNC))
 
 
 class FdTable:

@@ -60,10 +60,6 @@ class Caller:
         return self.uid == 0
 
 
-MMAP_READ = 2
-MMAP_SHARED_WRITE = 4
-
-
 class Tracker:
     """Processes, descriptors and runs; the single owner of that state."""
 
@@ -236,7 +232,7 @@ class Tracker:
             if run is not None:
                 run.lose(1, "path deeper than the in-kernel walk, gone before it was read")
             return
-        self._fds.set(ev.tgid, ev.fd, OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.fmode))
+        self._fds.set(ev.tgid, ev.fd, OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created))
         proc = self._procs.get(ev.tgid)
         if proc is not None:
             proc.fds.add(ev.fd)
@@ -258,7 +254,7 @@ class Tracker:
             proc.fds.discard(ev.fd)
         announced = self._fds.pop(ev.tgid, ev.fd)
         if ev.path is not None and not ev.truncated:
-            file = OpenFile(ev.path, ev.dev, ev.ino, ev.open_flags, ev.fmode)
+            file = OpenFile(ev.path, ev.dev, ev.ino, ev.open_flags, ev.created)
         elif announced is not None and (announced.dev, announced.ino) == (ev.dev, ev.ino):
             file = announced
         else:
@@ -268,12 +264,12 @@ class Tracker:
         use = run.use(file.path, file.dev, file.ino)
         use.bytes_read += ev.rbytes
         use.bytes_written += ev.wbytes
-        if file.changed_by_open or ev.wbytes or ev.flags & MMAP_SHARED_WRITE:
+        if file.changed_by_open or ev.wbytes or ev.mmap_shared_write:
             use.written = True
             # Hash ahead, while the job runs: at run end the cache answers if unchanged.
             if use.prehash is None or use.prehash.done():
                 use.prehash = self._hasher.submit(file.path)
-        if ev.rbytes or ev.flags & MMAP_READ:
+        if ev.rbytes or ev.mmap_read:
             use.read = True
             if not use.written:
                 # Inputs are hashed as consumed: now, before anything else changes them.

@@ -69,7 +69,7 @@ def test_open_path_and_device(decoder: Decoder) -> None:
         ino=1234,
         dev=kdev(8, 300),
         open_flags=os.O_WRONLY | os.O_CREAT,
-        fmode=0x100000,
+        fmode=ABI.const("FMODE_CREATED") | 0x1,
         origin=ABI.const("ORIGIN_OPEN"),
         path_len=len(tail),
     )
@@ -81,7 +81,7 @@ def test_open_path_and_device(decoder: Decoder) -> None:
         dev=os.makedev(8, 300),
         ino=1234,
         open_flags=os.O_WRONLY | os.O_CREAT,
-        fmode=0x100000,
+        created=True,
         inherited=False,
         truncated=False,
     )
@@ -135,9 +135,10 @@ def test_close(decoder: Decoder) -> None:
         wbytes=6,
         nreads=7,
         nwrites=8,
-        flags=ABI.const("AGG_MMAP_READ"),
+        mmap_read=True,
+        mmap_shared_write=False,
         open_flags=os.O_RDWR,
-        fmode=5,
+        created=False,
     )
 
 

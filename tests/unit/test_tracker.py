@@ -27,8 +27,6 @@ from roard.tracking.tracker import Caller, Tracker
 from roard.v1 import records_pb2 as pb
 
 ROOT = Caller(uid=0, pid=1)
-FMODE_CREATED = 0x100000
-MMAP_READ = 2
 FAKE_PID = 4_190_001  # a child pid that only exists in fed events
 
 
@@ -102,10 +100,14 @@ class Env:
         path.write_bytes(data)
         return path
 
-    def open(self, run: Run, pid: int, fd: int, path: Path, flags: int, fmode: int = 0) -> None:
+    def open(
+        self, run: Run, pid: int, fd: int, path: Path, flags: int, created: bool = False
+    ) -> None:
         st = path.stat()
         self.tracker.handle(
-            OpenEvent(run.key, pid, fd, str(path), st.st_dev, st.st_ino, flags, fmode, False, False)
+            OpenEvent(
+                run.key, pid, fd, str(path), st.st_dev, st.st_ino, flags, created, False, False
+            )
         )
 
     def close(
@@ -115,7 +117,7 @@ class Env:
 
     @staticmethod
     def close_event(
-        run: Run, pid: int, fd: int, path: Path, rbytes: int = 0, wbytes: int = 0, flags: int = 0
+        run: Run, pid: int, fd: int, path: Path, rbytes: int = 0, wbytes: int = 0
     ) -> CloseEvent:
         st = path.stat()
         return CloseEvent(
@@ -128,9 +130,10 @@ class Env:
             wbytes=wbytes,
             nreads=int(rbytes > 0),
             nwrites=int(wbytes > 0),
-            flags=flags,
+            mmap_read=False,
+            mmap_shared_write=False,
             open_flags=0,
-            fmode=0,
+            created=False,
         )
 
     def exit(self, run: Run, pid: int, code: int = 0, start_ns: int | None = None) -> None:
@@ -212,7 +215,7 @@ def test_mmap_read_is_an_input(env: Env) -> None:
     run, pid = env.tag()
     path = env.file("weights.bin", b"w" * 100)
     env.open(run, pid, 3, path, os.O_RDONLY)
-    env.tracker.handle(env.close_event(run, pid, 3, path, flags=MMAP_READ))
+    env.tracker.handle(replace(env.close_event(run, pid, 3, path), mmap_read=True))
     env.exit(run, pid)
     files, _ = env.finish(run)
     assert files[str(path)].role == pb.ROLE_INPUT
@@ -238,18 +241,18 @@ def test_written_file_is_an_output_hashed_at_run_end(env: Env) -> None:
 
 
 @pytest.mark.parametrize(
-    ("flags", "fmode"),
+    ("flags", "created"),
     [
-        (os.O_WRONLY | os.O_TRUNC, 0),
-        (os.O_WRONLY | os.O_CREAT, FMODE_CREATED),
+        (os.O_WRONLY | os.O_TRUNC, False),
+        (os.O_WRONLY | os.O_CREAT, True),
     ],
     ids=["truncated", "created"],
 )
-def test_truncated_or_created_file_is_an_output(env: Env, flags: int, fmode: int) -> None:
+def test_truncated_or_created_file_is_an_output(env: Env, flags: int, created: bool) -> None:
     """O_TRUNC or a created file that is never written is still an output (left empty)."""
     run, pid = env.tag()
     path = env.file("empty.out", b"")
-    env.open(run, pid, 5, path, flags, fmode)
+    env.open(run, pid, 5, path, flags, created)
     env.close(run, pid, 5, path)
     env.exit(run, pid)
     files, _ = env.finish(run)
@@ -475,7 +478,7 @@ def test_lazily_announced_file_comes_with_its_path_at_close(env: Env) -> None:
     out = env.file("lazy.out", b"")
     env.tracker.handle(replace(env.close_event(run, pid, 3, data, rbytes=4), path=str(data)))
     created = env.close_event(run, pid, 4, out)
-    env.tracker.handle(replace(created, path=str(out), open_flags=os.O_WRONLY, fmode=FMODE_CREATED))
+    env.tracker.handle(replace(created, path=str(out), open_flags=os.O_WRONLY, created=True))
     out.write_bytes(b"result")
     env.exit(run, pid)
     files, _ = env.finish(run)
