@@ -44,8 +44,7 @@ def find_headers(state_dir: Path, release: str | None = None, src: Path = _SRC) 
     wanted = f"{common_dir}\n{arch_dir}\n"
     if not (stamp.is_file() and stamp.read_text() == wanted):
         shutil.rmtree(merged, ignore_errors=True)
-        _symlink_tree(common_dir, merged)
-        _symlink_tree(arch_dir, merged)
+        _merge([common_dir, arch_dir], merged)
         stamp.write_text(wanted)
     return HeaderTree(merged, "merged")
 
@@ -68,18 +67,16 @@ def _pick_generic(src: Path) -> tuple[Path, Path]:
     )
 
 
-def _symlink_tree(source: Path, dest: Path) -> None:
-    """Mirror `source` into `dest` as symlinks to files; later calls override earlier ones.
-
-    Directory symlinks are followed and expanded, so `dest` holds only real directories and
-    file links: a later tree can then add files beside an earlier tree's linked directory
-    without ever writing through a link into a system directory.
-    """
-    for root, _dirs, files in os.walk(source, followlinks=True):
-        rel = Path(root).relative_to(source)
-        (dest / rel).mkdir(parents=True, exist_ok=True)
-        for name in files:
-            target = dest / rel / name
-            if target.is_symlink() or target.exists():
-                target.unlink()
-            target.symlink_to(os.path.realpath(Path(root) / name))
+def _merge(sources: list[Path], dest: Path) -> None:
+    """Overlay `sources` (later ones win) into `dest` as links: an entry only one source has
+    is linked whole, file or directory; a directory several have becomes a real directory
+    merged recursively. Nothing is ever written through a link into a system directory."""
+    dest.mkdir(parents=True, exist_ok=True)
+    names = sorted({p.name for src in sources for p in src.iterdir()})
+    for name in names:
+        having = [src / name for src in sources if (src / name).exists()]
+        dirs = [p for p in having if p.is_dir()]
+        if len(dirs) > 1 and len(dirs) == len(having):
+            _merge(dirs, dest / name)
+        elif having:
+            (dest / name).symlink_to(os.path.realpath(having[-1]))

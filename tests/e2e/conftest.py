@@ -87,28 +87,21 @@ class Roard:
         return doc
 
 
-@pytest.fixture(scope="session")
-def roard(_bpf_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Roard]:
-    """One private daemon for the whole session (compiling the BPF programs takes seconds)."""
-    root = tmp_path_factory.mktemp("roard")
+def start_roard(root: Path, config: str | None = None) -> Roard:
+    """Start a private daemon under `root` (optionally with a config file's text) and wait
+    until it answers."""
     # The socket's directory must be reachable by the unprivileged users tests run as.
     public = Path(tempfile.mkdtemp(prefix="roard-sock-"))
     public.chmod(0o755)
     socket = public / "roard.sock"
     log = root / "roard.log"
+    args = ["run", "--embedded", "--state-dir", str(root / "state"), "--socket", str(socket)]
+    if config is not None:
+        (root / "roard.toml").write_text(config)
+        args += ["--config", str(root / "roard.toml")]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                str(VENV_BIN / "roard"),
-                "run",
-                "--embedded",
-                "--state-dir",
-                str(root / "state"),
-                "--socket",
-                str(socket),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            [str(VENV_BIN / "roard"), *args], stdout=out, stderr=subprocess.STDOUT
         )
     daemon = Roard(root, socket, proc, log)
     deadline = time.monotonic() + 120
@@ -116,20 +109,30 @@ def roard(_bpf_available: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
         if proc.poll() is not None:
             pytest.fail(f"roard exited {proc.returncode} at start:\n{log.read_text()}")
         if socket.exists() and daemon.roarctl("status", check=False).returncode == 0:
-            break
+            return daemon
         time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"roard did not become ready:\n{log.read_text()}")
-    yield daemon
-    proc.send_signal(signal.SIGTERM)
+    proc.kill()
+    pytest.fail(f"roard did not become ready:\n{log.read_text()}")
+
+
+def stop_roard(daemon: Roard) -> None:
+    """SIGTERM, as systemd stops it; it must exit cleanly."""
+    daemon.proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(30)
+        daemon.proc.wait(30)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"roard did not stop on SIGTERM:\n{log.read_text()[-3000:]}")
-    shutil.rmtree(public, ignore_errors=True)
-    assert proc.returncode == 0, log.read_text()[-3000:]
+        daemon.proc.kill()
+        pytest.fail(f"roard did not stop on SIGTERM:\n{daemon.log.read_text()[-3000:]}")
+    shutil.rmtree(daemon.socket.parent, ignore_errors=True)
+    assert daemon.proc.returncode == 0, daemon.log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="session")
+def roard(_bpf_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Roard]:
+    """One private daemon for the whole session (compiling the BPF programs takes seconds)."""
+    daemon = start_roard(tmp_path_factory.mktemp("roard"))
+    yield daemon
+    stop_roard(daemon)
 
 
 @pytest.fixture

@@ -38,25 +38,28 @@ def src(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_merges_common_and_arch_packages(src: Path, tmp_path: Path) -> None:
-    """The merged tree links every header file to its source package."""
+    """Directories both packages have are merged; what one package alone has is linked."""
     tree = find_headers(tmp_path / "state", release=RELEASE, src=src)
     assert tree.how == "merged"
     assert tree.path.is_relative_to(tmp_path / "state")
-    a_h = tree.path / "include" / "linux" / "a.h"
-    autoconf = tree.path / "include" / "generated" / "autoconf.h"
-    assert a_h.is_symlink() and autoconf.is_symlink()
+    linux = tree.path / "include" / "linux"
+    assert linux.is_dir() and not linux.is_symlink()  # in both: a real, merged directory
+    a_h = linux / "a.h"
+    assert a_h.is_symlink()
     assert a_h.resolve() == (src / COMMON / "include" / "linux" / "a.h").resolve()
-    assert autoconf.read_text() == "arch autoconf"
+    generated = tree.path / "include" / "generated"  # arch only: linked whole
+    assert generated.is_symlink()
+    assert generated.resolve() == (src / ARCH / "include" / "generated").resolve()
+    assert (generated / "autoconf.h").read_text() == "arch autoconf"
 
 
 def test_relative_directory_symlink_is_resolved(src: Path, tmp_path: Path) -> None:
-    """A relative directory symlink is expanded: a real directory whose files link to the
-    link's real target (so later trees never write through it)."""
+    """A relative directory symlink in a package is linked to its real target, so it still
+    resolves from the merged tree's location."""
     tree = find_headers(tmp_path / "state", release=RELEASE, src=src)
     scripts = tree.path / "scripts"
-    assert scripts.is_dir() and not scripts.is_symlink()
-    target = (tmp_path / "usr" / "lib" / "x" / "scripts" / "Makefile.build").resolve()
-    assert (scripts / "Makefile.build").resolve() == target
+    assert scripts.is_symlink()
+    assert scripts.resolve() == (tmp_path / "usr" / "lib" / "x" / "scripts").resolve()
     assert (scripts / "Makefile.build").read_text() == "kbuild"
 
 
