@@ -142,7 +142,7 @@ def main() -> None:
     base = med(untraced)
     print(
         f"small-files: {args.files} files x {args.size} B written then read, "
-        f"median of {args.repeat}"
+        f"median of {args.repeat}, in {args.dir or tempfile.gettempdir()}"
     )
     print(f"{'mode':<28}{'median s':>10}{'ratio':>8}")
     for label, samples in (
