@@ -93,6 +93,7 @@ class Daemon:
             "lost": losses,
             "lost_total": sum(losses.values()),
             "hash": {
+                "queue": self.hasher.pending,
                 "files_hashed": self.hasher.files_hashed,
                 "bytes_hashed": self.hasher.bytes_hashed,
                 "cache_hits": self.cache.hits,

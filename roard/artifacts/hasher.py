@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -45,12 +46,22 @@ class Hasher:
     def __init__(self, cache: HashCache, workers: int) -> None:
         self._cache = cache
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="roard-hash")
+        self._lock = threading.Lock()
+        self.pending = 0  # queued or running: the hash queue's depth
         self.bytes_hashed = 0
         self.files_hashed = 0
 
     def submit(self, path: str) -> Future[Digest]:
         """Hash `path` in the background; the future raises OSError if it is unreadable."""
-        return self._pool.submit(self.digest, path)
+        with self._lock:
+            self.pending += 1
+        future = self._pool.submit(self.digest, path)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: Future[Digest]) -> None:
+        with self._lock:
+            self.pending -= 1
 
     def cached(self, path: str) -> Digest | None:
         """The hash of `path` if the cache holds it for the file as it is now (a stat, no

@@ -146,6 +146,7 @@ class Probes:
     ) -> None:
         self._bpf = bpf
         self._decoder = Decoder(abi)
+        self.lazy_fds = abi.const("LAZY_FDS")  # descriptors the kernel flushes itself at exit
         self.skipped = skipped
         self._abi = abi
         self.headers = headers

@@ -38,6 +38,8 @@ class KernelMaps(Protocol):
     def track(self, tgid: int, run_key: int) -> None: ...
     def untrack(self, tgid: int) -> None: ...
     def flush_fds(self, tgid: int, fds: set[int]) -> list[CloseEvent]: ...
+    @property
+    def lazy_fds(self) -> int: ...
     def take_run_losses(self, run_key: int) -> int: ...
 
 
@@ -226,7 +228,7 @@ class Tracker:
 
     def _on_open(self, ev: OpenEvent) -> None:
         """A file on a high descriptor, announced at open; its I/O comes with its close."""
-        path = ev.path if not ev.truncated else self._full_path(ev)
+        path = ev.path if not ev.truncated else _fd_path(ev.tgid, ev.fd, ev.dev, ev.ino)
         if path is None:
             run = self._runs.by_key(ev.run_key)
             if run is not None:
@@ -237,24 +239,16 @@ class Tracker:
         if proc is not None:
             proc.fds.add(ev.fd)
 
-    @staticmethod
-    def _full_path(ev: OpenEvent) -> str | None:
-        """Complete a path the kernel walk cut short, from the still-open descriptor,
-        when it still refers to the same file."""
-        try:
-            path = os.readlink(f"/proc/{ev.tgid}/fd/{ev.fd}")
-            st = os.stat(path)
-        except OSError:
-            return None
-        return path if (st.st_dev, st.st_ino) == (ev.dev, ev.ino) else None
-
     def _on_close(self, run: Run, ev: CloseEvent) -> None:
         proc = self._procs.get(ev.tgid)
         if proc is not None:
             proc.fds.discard(ev.fd)
         announced = self._fds.pop(ev.tgid, ev.fd)
-        if ev.path is not None and not ev.truncated:
-            file = OpenFile(ev.path, ev.dev, ev.ino, ev.open_flags, ev.created)
+        path = ev.path if not ev.truncated else None
+        if path is None and announced is None:  # the process may still hold it (untag)
+            path = _fd_path(ev.tgid, ev.fd, ev.dev, ev.ino)
+        if path is not None:
+            file = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created)
         elif announced is not None and (announced.dev, announced.ino) == (ev.dev, ev.ino):
             file = announced
         else:
@@ -350,7 +344,10 @@ class Tracker:
             survivors = [p for p in (self._procs.get(pid) for pid in run.live) if p]
             for proc in survivors:
                 self._kernel.untrack(proc.pid)
-                for close in self._kernel.flush_fds(proc.pid, proc.fds):
+                # Its lazily announced files too: the kernel will not flush them at exit
+                # now that the process is no longer tracked.
+                held = proc.fds | set(range(self._kernel.lazy_fds))
+                for close in self._kernel.flush_fds(proc.pid, held):
                     self._on_close(run, close)
                 self._procs.remove(proc.pid)
             run.live.clear()
@@ -408,6 +405,17 @@ class Tracker:
             records.append(convert.loss_notice(run, run.lost_events, reasons, now, 0))
         records.append(convert.run_finished(run, now))
         return records
+
+
+def _fd_path(pid: int, fd: int, dev: int, ino: int) -> str | None:
+    """The path of a descriptor a live process still holds, if it is still that file
+    (completes paths the kernel walk cut short, and files flushed at untag)."""
+    try:
+        path = os.readlink(f"/proc/{pid}/fd/{fd}")
+        st = os.stat(path)
+    except OSError:
+        return None
+    return path if (st.st_dev, st.st_ino) == (dev, ino) else None
 
 
 def _result(future: Future[Digest]) -> Digest | None:

@@ -191,18 +191,35 @@ def test_tag_pid_adopts_running_process_and_descendants(roard: Roard, workdir: P
 
 
 def test_untag_finalizes_a_running_job(roard: Roard, workdir: Path) -> None:
-    """`untag` stops tracking a still-running process and finalizes what was seen."""
-    job = subprocess.Popen(["sh", "-c", "echo before > before.txt; sleep 30"], cwd=workdir)
+    """`untag` stops tracking a still-running process and finalizes what was seen, including
+    a file it still holds open."""
+    (workdir / "hold.py").write_text(
+        textwrap.dedent("""
+        import os, time
+        held = open("held.txt", "w")
+        while not os.path.exists("go"):
+            time.sleep(0.02)
+        held.write("written while tagged")
+        held.flush()
+        open("ready", "w").close()
+        time.sleep(60)
+    """)
+    )
+    job = subprocess.Popen([python3(), "hold.py"], cwd=workdir)
     try:
-        time.sleep(0.3)
         run_id = roard.roarctl("tag", "--pid", str(job.pid)).stdout.strip()
+        assert roard.show(run_id)["status"] == "running"
+        assert run_id in roard.roarctl("runs", "--json").stdout
+        (workdir / "go").touch()
+        deadline = time.monotonic() + 10
+        while not (workdir / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        summary = json.loads(roard.roarctl("untag", run_id, "--json").stdout)
+        assert summary["status"] == "finished"
         doc = roard.show(run_id)
-        assert doc["status"] == "running"
-        runs = roard.roarctl("runs", "--json").stdout
-        assert run_id in runs
-        doc = json.loads(roard.roarctl("untag", run_id, "--json").stdout)
         assert doc["status"] == "finished"
-        assert roard.show(run_id)["status"] == "finished"
+        held = by_path(doc["outputs"])[str(workdir / "held.txt")]
+        assert held["hash"] == b3(workdir / "held.txt")
     finally:
         job.kill()
 

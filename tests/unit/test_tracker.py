@@ -33,6 +33,8 @@ FAKE_PID = 4_190_001  # a child pid that only exists in fed events
 class FakeKernel:
     """Records track/untrack calls; flush_fds and take_run_losses return preset values."""
 
+    lazy_fds = 16
+
     def __init__(self) -> None:
         self.tracked: dict[int, int] = {}
         self.untracked: list[int] = []
