@@ -21,7 +21,7 @@ import structlog
 from roard.artifacts.classify import classify
 from roard.artifacts.hasher import Digest, Hasher
 from roard.config import ClassifyRules
-from roard.errors import NotFound, PermissionDenied, UsageError
+from roard.errors import NotFound, PermissionDenied
 from roard.kernel.decode import CloseEvent, Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent
 from roard.records import convert
 from roard.tracking.fds import FdTable, OpenFile
@@ -106,8 +106,6 @@ class Tracker:
                 f"process {pid} belongs to uid {owner}: only root may tag other users' processes"
             )
         with self._lock:
-            if self._procs.get(pid) is not None:
-                raise UsageError(f"process {pid} is already part of a tagged run")
             now = self._clock()
             run = self._runs.create(name, labels, owner, "spawn" if spawned else "pid", pid, now)
             records = [convert.run_tagged(run, self._host, now)]
@@ -151,9 +149,21 @@ class Tracker:
         if not proc.is_running():  # it exited before the kernel filter knew it
             self._kernel.untrack(proc.pid)
             return None
+        self._move_out(self._procs.get(info.pid))
         self._procs.add(info)
         run.live.add(info.pid)
         return info
+
+    def _move_out(self, proc: Process | None) -> None:
+        """A process of one run was tagged into a new run (roarctl tag inside a tagged job):
+        from now on its I/O belongs to the new run only."""
+        if proc is None:
+            return
+        old_run = self._runs.by_id(proc.run_id)
+        if old_run is not None:
+            old_run.live.discard(proc.pid)
+            if not old_run.live:
+                self._schedule_finalize(old_run, "its processes moved to a nested run")
 
     def active_run(self, caller: Caller, run_id: str) -> Run | None:
         """The run, if still being tracked or finalized, and the caller may act on it.
@@ -270,6 +280,9 @@ class Tracker:
                 use.consumed = self._hasher.submit(file.path)
 
     def _on_fork(self, run: Run, ev: ForkEvent) -> None:
+        known = self._procs.get(ev.tgid)
+        if known is not None and known.start_ticks == ticks_from_ns(ev.start_ns):
+            return  # already adopted into a nested run before this fork was seen
         parent = self._procs.get(ev.ppid)
         child = Process(
             pid=ev.tgid,

@@ -377,3 +377,21 @@ def test_files_left_open_at_exit_and_exec_and_on_high_descriptors(
     names = [f"many{i:02d}.out" for i in range(24)] + ["before-exec.out", "after-exec.out"]
     for name in names:
         assert outputs[str(workdir / name)]["hash"] == b3(workdir / name), name
+
+
+def test_nested_tag_makes_a_separate_step_run(roard: Roard, workdir: Path) -> None:
+    """`roarctl tag` inside a tagged job: the inner step's I/O belongs to the inner run."""
+    (workdir / "raw.txt").write_text("raw data\n")
+    roarctl = str(VENV_BIN / "roarctl")
+    script = f"cp raw.txt stage1.txt; {roarctl} tag --name inner-e2e -- cp stage1.txt final.txt"
+    roard.roarctl("tag", "--name", "outer-e2e", "--", "sh", "-c", script, cwd=workdir)
+    outer, inner = roard.show("outer-e2e"), roard.show("inner-e2e")
+    assert str(workdir / "stage1.txt") in by_path(outer["outputs"])
+    assert str(workdir / "final.txt") not in by_path(outer["outputs"])
+    assert by_path(inner["inputs"])[str(workdir / "stage1.txt")]["hash"] == b3(
+        workdir / "stage1.txt"
+    )
+    assert by_path(inner["outputs"])[str(workdir / "final.txt")]["hash"] == b3(
+        workdir / "final.txt"
+    )
+    assert inner["status"] == outer["status"] == "finished"
