@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,8 +12,20 @@ import blake3
 
 from roard.artifacts.hashcache import FileStamp, HashCache
 
-# Below this size one thread is fastest; above it blake3 spreads the file over all cores.
+# Below this size one thread is fastest; above it blake3 spreads each chunk over all cores.
 _MULTITHREAD_BYTES = 16 << 20
+_CHUNK = 16 << 20
+# Never follow a final symlink, never block on a FIFO or device: the daemon runs as root
+# and the paths come from users' programs.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+class NotRegularFile(OSError):
+    """The path no longer names a regular file (replaced by a FIFO, device, symlink...)."""
+
+
+class FileKeptChanging(OSError):
+    """The file changed during each of three reads: no hash can be trusted."""
 
 
 @dataclass(frozen=True)
@@ -25,19 +38,27 @@ class Digest:
 
 
 def hash_file(path: str) -> tuple[str, FileStamp]:
-    """Hash a file as it is now; read it again (twice at most) if it changed meanwhile."""
-    for _attempt in range(3):
-        before = FileStamp.of(os.stat(path))
-        if before.size >= _MULTITHREAD_BYTES:
-            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-            hasher.update_mmap(path)
-        else:  # a plain read is cheaper than mapping a small file
-            with open(path, "rb") as f:
-                hasher = blake3.blake3(f.read())
-        after = FileStamp.of(os.stat(path))
-        if after == before:
-            return f"blake3:{hasher.hexdigest()}", before
-    return f"blake3:{hasher.hexdigest()}", after
+    """Hash a regular file as it is now, through one descriptor (reads, never mmap: a file
+    truncated under a mapping would kill the daemon with SIGBUS). Raises FileKeptChanging
+    when it changed during each of three reads, NotRegularFile, or the OSError of open."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            for _attempt in range(3):
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise NotRegularFile(f"{path} is not a regular file")
+                before = FileStamp.of(st)
+                threads = blake3.blake3.AUTO if before.size >= _MULTITHREAD_BYTES else 1
+                hasher = blake3.blake3(max_threads=threads)
+                f.seek(0)
+                while chunk := f.read(_CHUNK):
+                    hasher.update(chunk)
+                if FileStamp.of(os.fstat(fd)) == before:
+                    return f"blake3:{hasher.hexdigest()}", before
+    finally:
+        os.close(fd)
+    raise FileKeptChanging(f"{path} kept changing while it was hashed")
 
 
 class Hasher:
@@ -66,7 +87,10 @@ class Hasher:
     def cached(self, path: str) -> Digest | None:
         """The hash of `path` if the cache holds it for the file as it is now (a stat, no
         read); None when it must be hashed. Raises OSError if the file is gone."""
-        stamp = FileStamp.of(os.stat(path))
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(f"{path} is not a regular file")
+        stamp = FileStamp.of(st)
         found = self._cache.get(stamp)
         return Digest(path, found, stamp) if found is not None else None
 

@@ -19,7 +19,7 @@ import psutil
 import structlog
 
 from roard.artifacts.classify import classify
-from roard.artifacts.hasher import Digest, Hasher
+from roard.artifacts.hasher import Digest, FileKeptChanging, Hasher, NotRegularFile
 from roard.config import ClassifyRules
 from roard.errors import NotFound, PermissionDenied
 from roard.kernel.decode import CloseEvent, Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent
@@ -408,9 +408,11 @@ class Tracker:
         }
         records: list[pb.Record] = []
         for use in chosen:
-            digest = _result(digests[use.path])
+            digest, problem = _result(digests[use.path])
+            if problem:
+                run.lose(1, problem)
             if digest is None:
-                continue  # a temporary that did not survive the run
+                continue  # gone: a temporary that did not survive the run
             kind = classify(use.path, self._rules)
             records.append(convert.file_access(run, use, digest, kind, use.written, now))
         if run.lost_events:
@@ -431,12 +433,16 @@ def _fd_path(pid: int, fd: int, dev: int, ino: int) -> str | None:
     return path if (st.st_dev, st.st_ino) == (dev, ino) else None
 
 
-def _result(future: Future[Digest]) -> Digest | None:
-    """A hash, or None when the file could not be read (e.g. deleted)."""
+def _result(future: Future[Digest]) -> tuple[Digest | None, str | None]:
+    """A hash, or why there is none: no reason for a file that is simply gone (deleted)."""
     try:
-        return future.result()
-    except OSError:
-        return None
+        return future.result(), None
+    except FileNotFoundError:
+        return None, None
+    except (FileKeptChanging, NotRegularFile) as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"{exc.filename or 'a file'} could not be read: {exc.strerror}"
 
 
 def _exit_status(code: int) -> int:

@@ -164,3 +164,39 @@ def test_hash_survives_a_flush_and_reopen(tmp_path: Path) -> None:
     finally:
         hasher.close()
         cache.close()
+
+
+def test_fifo_is_refused_without_blocking(hasher: Hasher, tmp_path: Path) -> None:
+    """A path swapped for a FIFO is reported as not a regular file; the daemon never hangs."""
+    fifo = tmp_path / "out"
+    os.mkfifo(fifo)
+    with pytest.raises(hasher_mod.NotRegularFile):
+        hasher.digest(str(fifo))
+
+
+def test_symlink_is_not_followed(hasher: Hasher, tmp_path: Path) -> None:
+    """A path swapped for a symlink (to a file the user could not read) is never hashed."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root only")
+    link = tmp_path / "out"
+    link.symlink_to(secret)
+    with pytest.raises(OSError):
+        hasher.digest(str(link))
+
+
+def test_file_that_keeps_changing_has_no_hash(
+    hasher: Hasher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the content changes during every read, no hash is returned or cached."""
+    path = tmp_path / "busy.log"
+    path.write_bytes(b"a")
+    ticks = iter(range(1000))
+
+    def drifting(_cls: type[FileStamp], st: os.stat_result) -> FileStamp:
+        n = next(ticks)
+        return FileStamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns + n, st.st_ctime_ns)
+
+    monkeypatch.setattr(hasher_mod.FileStamp, "of", classmethod(drifting))
+    with pytest.raises(hasher_mod.FileKeptChanging):
+        hasher.digest(str(path))
+    assert hasher.files_hashed == 0
