@@ -101,6 +101,7 @@ class Daemon:
             },
             "tracker": self.tracker.counts(),
             "records_delivered": self.sink.delivered,
+            "record_store_failures": self.sink.failures,
             "runs": [
                 {"run_id": r.run_id, "name": r.name, "processes": len(r.live)}
                 for r in self.tracker.active_runs()
@@ -124,6 +125,7 @@ class Daemon:
             self.tracker.untag(run)
         self.probes.close()
         self.hasher.close()
+        self.sink.close()
         self.cache.close()
         self.store.close()
 

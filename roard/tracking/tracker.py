@@ -47,6 +47,7 @@ class Sink(Protocol):
     """Where records go."""
 
     def emit(self, records: list[pb.Record]) -> None: ...
+    def flush(self, timeout: float | None = None) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,15 @@ class Tracker:
         rules: ClassifyRules,
         linger_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
+        exit_grace_seconds: float = 5.0,
     ) -> None:
         self._kernel = kernel
         self._hasher = hasher
         self._sink = sink
         self._rules = rules
         self._linger = linger_seconds
+        # How long an exit that roarctl already saw may take to come through the ring.
+        self._exit_grace = exit_grace_seconds
         self._clock = clock
         self._host = socket.gethostname()
         self._lock = threading.RLock()
@@ -119,6 +123,7 @@ class Tracker:
                 self._runs.drop(run)
                 raise NotFound(f"process {pid} exited before it could be tagged")
         self._sink.emit(records)
+        self._sink.flush()  # `roarctl show RUN` right after tagging must find it
         log.info("run tagged", run_id=run.run_id, name=name, pid=pid, processes=len(run.live))
         return run
 
@@ -184,6 +189,12 @@ class Tracker:
 
         if exit_code is not None:
             run.exit_code = exit_code
+            # roarctl saw the root exit: its exit event is due within moments. If it never
+            # comes (dropped by a full ring), finalize anyway and say the run is incomplete.
+            if not run.root_exited.wait(self._exit_grace):
+                with self._lock:
+                    run.lose(1, "the root's exit event never arrived")
+                self._schedule_finalize(run, "root exited unobserved")
         run.root_exited.wait(remaining())
         if not run.finalized.wait(min(self._linger, remaining() or self._linger)):
             self._schedule_finalize(run, "linger")
@@ -374,6 +385,7 @@ class Tracker:
             records = self._final_records(run)
             self._hasher.flush()
             self._sink.emit(records)
+            self._sink.flush()
             log.info(
                 "run finalized",
                 run_id=run.run_id,

@@ -66,6 +66,9 @@ class FakeSink:
         with self._lock:
             self.records.extend(records)
 
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
     def of(self, run: Run, body: str) -> list[pb.Record]:
         """The records of one run with the given body type."""
         with self._lock:
@@ -83,7 +86,9 @@ class Env:
         self.sink = FakeSink()
         self.cache = HashCache(tmp_path / "state" / "hashes.db")
         self.hasher = Hasher(self.cache, workers=2)
-        self.tracker = Tracker(self.kernel, self.hasher, self.sink, ClassifyRules())
+        self.tracker = Tracker(
+            self.kernel, self.hasher, self.sink, ClassifyRules(), exit_grace_seconds=0.2
+        )
         self.sleepers: list[subprocess.Popen[bytes]] = []
 
     def sleeper(self) -> int:
@@ -497,3 +502,13 @@ def test_close_whose_path_the_kernel_lost_counts_a_loss(env: Env) -> None:
     files, finished = env.finish(run)
     assert str(data) not in files
     assert not finished.complete and finished.lost_events == 1
+
+
+def test_lost_root_exit_still_finalizes_the_spawned_run_as_incomplete(env: Env) -> None:
+    """If the root's exit event is dropped, `roarctl tag` (finish with the exit code roarctl
+    saw) does not hang: the run is finalized, with that exit code, and marked incomplete."""
+    run, _pid = env.tag()
+    assert env.tracker.finish(run, 7, timeout=10)
+    _files, finished = env.finish(run)
+    assert finished.exit_code == 7
+    assert not finished.complete and finished.lost_events >= 1
