@@ -48,7 +48,7 @@ SYSCALL_ENTER(sys_enter_mmap)
 	s32 fd = (s32)ctx->args[4];
 	u64 prot = ctx->args[2];
 	u64 flags = ctx->args[3];
-	u64 run_key = fd >= 0 ? tracked_run(current_tgid()) : 0;
+	u64 run_key = fd >= 0 && !(flags & ROARD_MAP_ANONYMOUS) ? tracked_run(current_tgid()) : 0;
 	if (!run_key)
 		return 0;
 	u32 agg_flags = 0;

@@ -93,9 +93,13 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	u64 task = bpf_get_current_task();
 	if (rd_u32(rd_u64(task, OFF_TASK_STRUCT_SIGNAL), OFF_SIGNAL_STRUCT_LIVE) != 0)
 		return 0;
-	/* The descriptor table is released after this tracepoint: its files are still here. */
+	/* Threads exiting together may all see live == 0: the one whose delete succeeds
+	 * reports. The descriptor table is released after this tracepoint, so its files are
+	 * still here to flush. */
+	if (tracked.delete(&tgid) != 0)
+		return 0;
 	flush_lazy_fds(tgid);
-	tracked.delete(&tgid);
+	drop_ignored_fds(tgid);
 	struct roard_scratch *s = scratch_buf();
 	if (!s)
 		return 0;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from roard.kernel import features, loader
 from roard.kernel.abi import Abi
 from roard.kernel.decode import Decoder
 from roard.observer import Observer
+from roard.records import convert
 from roard.records.sink import EmbeddedSink
 from roard.tracking.tracker import Tracker
 
@@ -52,6 +54,7 @@ class Daemon:
                 "tracepoint missing on this kernel; its syscall is not observed", tracepoint=event
             )
         self.sink = EmbeddedSink(self.store)
+        self._close_interrupted_runs()
         self.tracker = Tracker(
             self.probes,
             self.hasher,
@@ -75,6 +78,17 @@ class Daemon:
             load_seconds=round(self.probes.load_seconds, 2),
             headers=str(self.probes.headers.path),
         )
+
+    def _close_interrupted_runs(self) -> None:
+        """Runs a previous roard on this host left open can never finish normally: close
+        them as incomplete, so nobody mistakes them for complete or still running."""
+        now = time.time()
+        stale = self.store.unfinished(socket.gethostname())
+        for run_id in stale:
+            self.sink.emit(convert.run_interrupted(run_id, now))
+        if stale:
+            self.sink.flush()
+            log.warning("closed runs left open by a previous roard", runs=stale)
 
     def status(self) -> dict[str, Any]:
         """Health, tier and counters, for `roarctl status`."""

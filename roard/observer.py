@@ -56,9 +56,11 @@ class Observer:
         try:
             self._handler.handle(event)
         except Exception:
-            # One bad event must not stop observation of every other run.
+            # One bad event must not stop observation of every other run; but the runs it
+            # may have belonged to are no longer known to be complete.
             self.counts["handler_errors"] += 1
             log.exception("event handling failed", event=repr(event))
+            self._handler.note_lost(1, "internal error while recording an event")
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -29,6 +29,8 @@
  * process's files at exec and exit cover only these: a path walk nested in a longer loop
  * exceeds the verifier's limit on pending branches ("sequence of jumps too complex"). */
 #define ROARD_LAZY_FDS 16
+/* Descriptors below this have their pipe/socket (IGNORE) entries dropped at exit. */
+#define ROARD_SWEEP_FDS 256
 
 /* roard_hdr.flags. */
 #define ROARD_HDR_PATH_TRUNCATED 1
@@ -56,6 +58,7 @@
 #define ROARD_PROT_READ 1
 #define ROARD_PROT_WRITE 2
 #define ROARD_MAP_SHARED 1
+#define ROARD_MAP_ANONYMOUS 32
 
 /* Common prefix of every event. */
 struct roard_hdr {

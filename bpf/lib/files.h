@@ -74,6 +74,19 @@ static __always_inline void flush_lazy_fds(u32 tgid)
 	}
 }
 
+/* Forget the IGNORE entries (pipes, sockets...) of a dead process's higher descriptors:
+ * nobody else would. Entries of announced files are left for userspace, which knows them
+ * from their open events and reads their last counts. */
+static __always_inline void drop_ignored_fds(u32 tgid)
+{
+	for (s32 fd = ROARD_LAZY_FDS; fd < ROARD_SWEEP_FDS; fd++) {
+		struct roard_fdkey key = {.tgid = tgid, .fd = fd};
+		struct roard_fdagg *agg = fdagg.lookup(&key);
+		if (agg && (agg->flags & ROARD_AGG_IGNORE))
+			fdagg.delete(&key);
+	}
+}
+
 /* Start aggregating the I/O of the file behind (tgid, fd). Regular files on high
  * descriptors are announced now with their path; the others at flush. Non-regular files
  * (pipes, sockets, ttys, directories) get a silent IGNORE entry so they are classified

@@ -156,6 +156,10 @@ class LineageStore(Protocol):
         """A run's header fields and its file counts by role and kind."""
         ...
 
+    def unfinished(self, host: str) -> list[str]:
+        """Ids of the runs of `host` that were tagged but never finished."""
+        ...
+
     def runs(
         self, name: str | None = None, uid: int | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
@@ -481,6 +485,17 @@ class SqliteStore:
             outputs=[_output_doc(f) for f in files if f["role"] == ROLE_OUTPUT],
         )
         return doc
+
+    def unfinished(self, host: str) -> list[str]:
+        """Ids of the runs of `host` that were tagged but never finished (the daemon that
+        tracked them stopped without finalizing them)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT run_id FROM runs WHERE host = ? AND tagged_seq IS NOT NULL"
+                " AND finished_seq IS NULL ORDER BY started_at",
+                (host,),
+            ).fetchall()
+        return [row["run_id"] for row in rows]
 
     def summary(self, run_id: str, uid: int | None = None) -> dict[str, Any]:
         """A run's header fields plus file counts by role and kind ("inputs": {"artifact":

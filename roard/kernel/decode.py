@@ -34,7 +34,8 @@ class ExecEvent:
     exe: str
     cwd: str
     argv: tuple[str, ...]
-    truncated: bool
+    truncated: bool  # the exe or cwd path was cut short by the in-kernel walk
+    argv_truncated: bool  # argv longer than ROARD_ARGV_MAX: only its start is known
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,8 @@ class Decoder:
                 exe=join_components(exe),
                 cwd=join_components(cwd),
                 argv=tuple(a.decode("utf-8", "surrogateescape") for a in argv if ev.argv_len),
-                truncated=bool(ev.flags & (self._path_truncated | self._argv_truncated)),
+                truncated=bool(ev.flags & self._path_truncated),
+                argv_truncated=bool(ev.flags & self._argv_truncated),
             )
         if etype == self._ev["EXIT"]:
             return ExitEvent(ev.run_key, ev.tgid, ev.start_boottime_ns, ev.exit_code)

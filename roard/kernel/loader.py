@@ -185,18 +185,22 @@ class Probes:
         """Attribute `tgid` (and its future children) to a run."""
         self._tracked[ctypes.c_uint32(tgid)] = ctypes.c_uint64(run_key)
 
-    def untrack(self, tgid: int) -> None:
-        """Stop attributing `tgid`; a no-op when it is not tracked."""
+    def untrack(self, tgid: int, run_key: int | None = None) -> None:
+        """Stop attributing `tgid` (only if it is attributed to `run_key`, when given: the
+        pid may have been reused by another run's process meanwhile)."""
+        key = ctypes.c_uint32(tgid)
         with contextlib.suppress(KeyError):
-            del self._tracked[ctypes.c_uint32(tgid)]
+            if run_key is None or self._tracked[key].value == run_key:
+                del self._tracked[key]
 
     def tracked_count(self) -> int:
         """How many processes the kernel filter currently lets through."""
         return sum(1 for _ in self._tracked)
 
-    def flush_fds(self, tgid: int, fds: Iterable[int]) -> list[CloseEvent]:
-        """Take the aggregates the kernel left for a dead process: those of descriptors it
-        announced with an open event (the exit hook flushes the others itself)."""
+    def flush_fds(self, tgid: int, fds: Iterable[int], run_key: int) -> list[CloseEvent]:
+        """Take the aggregates the kernel left for a process of run `run_key`: those of
+        descriptors it announced with an open event (the exit hook flushes the others
+        itself). Aggregates of another run (the pid was reused) are left alone."""
         flushed = []
         ignore = self._abi.const("AGG_IGNORE")
         key_type = self._fdagg.Key
@@ -204,6 +208,8 @@ class Probes:
             key = key_type(tgid, fd)
             try:
                 agg = self._fdagg[key]
+                if agg.run_key != run_key:
+                    continue
                 del self._fdagg[key]
             except KeyError:
                 continue

@@ -110,3 +110,22 @@ def loss_notice(run: Run, count: int, reason: str, now: float, serial: int) -> p
         time=now,
         loss_notice=pb.LossNotice(lost_events=count, reason=reason),
     )
+
+
+def run_interrupted(run_id: str, now: float) -> list[pb.Record]:
+    """Close a run that a previous daemon left open: its end was not observed."""
+    reason = "roard stopped while the run was tracked; its end was not observed"
+    return [
+        pb.Record(
+            id=f"{run_id}/loss/interrupted",
+            run_id=run_id,
+            time=now,
+            loss_notice=pb.LossNotice(lost_events=1, reason=reason),
+        ),
+        pb.Record(
+            id=f"{run_id}/finished",
+            run_id=run_id,
+            time=now,
+            run_finished=pb.RunFinished(ended_at=now, complete=False, lost_events=1),
+        ),
+    ]

@@ -36,8 +36,8 @@ class KernelMaps(Protocol):
     """What the tracker needs from the loaded BPF programs."""
 
     def track(self, tgid: int, run_key: int) -> None: ...
-    def untrack(self, tgid: int) -> None: ...
-    def flush_fds(self, tgid: int, fds: set[int]) -> list[CloseEvent]: ...
+    def untrack(self, tgid: int, run_key: int | None = None) -> None: ...
+    def flush_fds(self, tgid: int, fds: set[int], run_key: int) -> list[CloseEvent]: ...
     @property
     def lazy_fds(self) -> int: ...
     def take_run_losses(self, run_key: int) -> int: ...
@@ -227,7 +227,7 @@ class Tracker:
         with self._lock:
             run = self._runs.by_key(event.run_key)
             if run is None or run.finalizing:
-                self.unattributed += 1
+                self._unattributed(run, event)
                 return
             if isinstance(event, OpenEvent):
                 self._on_open(event)
@@ -239,6 +239,16 @@ class Tracker:
                 self._on_exec(run, event)
             else:
                 self._on_exit(run, event)
+
+    def _unattributed(self, run: Run | None, event: Event) -> None:
+        """An event of a run already finalized (or being finalized): it can no longer be
+        recorded, so it is counted, and a process forked into that run stops being tracked
+        (else it and its descendants would stay in the kernel filter under a dead run)."""
+        self.unattributed += 1
+        if isinstance(event, ForkEvent):
+            self._kernel.untrack(event.tgid, event.run_key)
+        if run is not None:
+            run.lose(1, "events arrived after finalization began")
 
     def note_lost(self, count: int, reason: str) -> None:
         """Events lost before they could be attributed (e.g. undecodable): every active
@@ -318,7 +328,7 @@ class Tracker:
             run.live.add(proc.pid)
         proc.exe, proc.cwd, proc.argv, proc.uid = ev.exe, ev.cwd, ev.argv, ev.uid
         if ev.truncated:
-            run.lose(0, "path or argv truncated at exec")
+            run.lose(1, "exe or cwd path deeper than the in-kernel walk")
         use = run.use(ev.exe, 0, 0)
         use.read = True
         use.consumed = self._hasher.submit(ev.exe)
@@ -328,7 +338,7 @@ class Tracker:
         proc = self._procs.remove(ev.tgid, ticks_from_ns(ev.start_ns))
         if proc is None:
             return  # a duplicate report from a second exiting thread
-        for close in self._kernel.flush_fds(proc.pid, proc.fds):
+        for close in self._kernel.flush_fds(proc.pid, proc.fds, run.key):
             self._on_close(run, close)
         proc.ended_at = self._clock()
         proc.exit_code = _exit_status(ev.exit_code)
@@ -367,11 +377,11 @@ class Tracker:
             run.finalizing = True
             survivors = [p for p in (self._procs.get(pid) for pid in run.live) if p]
             for proc in survivors:
-                self._kernel.untrack(proc.pid)
+                self._kernel.untrack(proc.pid, run.key)
                 # Its lazily announced files too: the kernel will not flush them at exit
                 # now that the process is no longer tracked.
                 held = proc.fds | set(range(self._kernel.lazy_fds))
-                for close in self._kernel.flush_fds(proc.pid, held):
+                for close in self._kernel.flush_fds(proc.pid, held, run.key):
                     self._on_close(run, close)
                 self._procs.remove(proc.pid)
             run.live.clear()
@@ -394,6 +404,10 @@ class Tracker:
             )
         except Exception:
             log.exception("finalizing run failed", run_id=run.run_id)
+            # Still close the run, saying it is incomplete, rather than leave it running.
+            run.lose(1, "finalization failed: see the daemon's log")
+            self._sink.emit([convert.run_finished(run, self._clock())])
+            self._sink.flush()
         finally:
             with self._lock:
                 self._runs.drop(run)

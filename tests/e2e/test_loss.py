@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,3 +48,29 @@ def test_dropped_events_mark_the_run_incomplete(starved: Roard, workdir: Path) -
     assert len(recorded) + doc["lost_events"] >= 3000  # every file recorded or counted lost
     status = json.loads(starved.roarctl("status", "--json").stdout)
     assert status["lost"]["ringbuf_file"] >= doc["lost_events"] > 0
+
+
+def test_runs_open_when_the_daemon_died_are_closed_as_incomplete(
+    _bpf_available: None, tmp_path: Path
+) -> None:
+    """A run that was being tracked when roard was killed is, after the restart, finished
+    with complete: false, and what was recorded before the kill is still there."""
+    root = tmp_path / "restart"
+    root.mkdir()
+    first = start_roard(root)
+    job = subprocess.Popen(["sleep", "60"])
+    try:
+        run_id = first.roarctl("tag", "--pid", str(job.pid), "--name", "cut").stdout.strip()
+        assert first.show(run_id)["status"] == "running"
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(30)
+        second = start_roard(root)
+        try:
+            doc = second.show(run_id)
+            assert doc["status"] == "finished"
+            assert doc["complete"] is False and doc["lost_events"] >= 1
+            assert [p["pid"] for p in doc["processes"]] == [job.pid]
+        finally:
+            stop_roard(second)
+    finally:
+        job.kill()

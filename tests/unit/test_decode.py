@@ -178,6 +178,7 @@ def test_exec_splits_exe_cwd_and_argv(decoder: Decoder) -> None:
         cwd="/home/proj",
         argv=("python3", "train.py", "--lr"),
         truncated=False,
+        argv_truncated=False,
     )
 
 
@@ -202,10 +203,14 @@ def test_exec_keeps_trailing_empty_argument(decoder: Decoder) -> None:
 
 
 def test_exec_truncated_flags(decoder: Decoder) -> None:
-    """Either truncation flag (path or argv) marks the exec event truncated."""
-    for flag in ("HDR_ARGV_TRUNCATED", "HDR_PATH_TRUNCATED"):
+    """A cut path and a cut argv are reported apart (only the first loses information)."""
+    for flag, expected in (
+        ("HDR_ARGV_TRUNCATED", (False, True)),
+        ("HDR_PATH_TRUNCATED", (True, False)),
+    ):
         raw = record("exec", flags=ABI.const(flag), **_exec_tail(b"a\0", b"", b"a\0"))
-        assert decoder.decode(raw).truncated is True  # type: ignore[union-attr]
+        ev = decoder.decode(raw)
+        assert (ev.truncated, ev.argv_truncated) == expected  # type: ignore[union-attr]
 
 
 def test_non_utf8_path_round_trips(decoder: Decoder) -> None:

@@ -44,12 +44,13 @@ class FakeKernel:
     def track(self, tgid: int, run_key: int) -> None:
         self.tracked[tgid] = run_key
 
-    def untrack(self, tgid: int) -> None:
+    def untrack(self, tgid: int, run_key: int | None = None) -> None:
         self.untracked.append(tgid)
-        self.tracked.pop(tgid, None)
+        if run_key is None or self.tracked.get(tgid) == run_key:
+            self.tracked.pop(tgid, None)
 
-    def flush_fds(self, tgid: int, fds: set[int]) -> list[CloseEvent]:
-        return [c for c in self.pending.pop(tgid, []) if c.fd in fds]
+    def flush_fds(self, tgid: int, fds: set[int], run_key: int) -> list[CloseEvent]:
+        return [c for c in self.pending.pop(tgid, []) if c.fd in fds and c.run_key == run_key]
 
     def take_run_losses(self, run_key: int) -> int:
         return self.losses.pop(run_key, 0)
@@ -338,7 +339,7 @@ def test_exec_updates_exe_argv_cwd(env: Env) -> None:
     exe = env.file("tool", b"#!/bin/sh\n")
     start_ns = start_ticks(psutil.Process(pid)) * 1_000_000_000 // CLK_TCK
     env.tracker.handle(
-        ExecEvent(run.key, pid, 1, start_ns, 0, str(exe), "/work", ("tool", "-v"), False)
+        ExecEvent(run.key, pid, 1, start_ns, 0, str(exe), "/work", ("tool", "-v"), False, False)
     )
     latest = env.sink.of(run, "process_started")[-1].process_started
     assert (latest.pid, latest.exe, list(latest.argv), latest.cwd) == (
