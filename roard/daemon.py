@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from roard.artifacts.hasher import Hasher
 from roard.collector.storage import SqliteStore
 from roard.config import Config
 from roard.control.server import ControlServer, ControlService
+from roard.errors import PrerequisiteError
 from roard.kernel import features, loader
 from roard.kernel.abi import Abi
 from roard.kernel.decode import Decoder
@@ -45,6 +47,7 @@ class Daemon:
         state = self.config.state_dir
         state.mkdir(parents=True, exist_ok=True)
         os.chmod(state, 0o700)
+        self._lock_state(state)
         self.store = SqliteStore(state / "registry.db")
         self.cache = HashCache(state / "hashcache.db")
         self.hasher = Hasher(self.cache, self.config.hash_workers)
@@ -78,6 +81,23 @@ class Daemon:
             load_seconds=round(self.probes.load_seconds, 2),
             headers=str(self.probes.headers.path),
         )
+
+    def _lock_state(self, state: Path) -> None:
+        """One daemon per state directory: a second would fight the first over its sockets
+        and its registry."""
+        self._lock_file = (state / "roard.lock").open("a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "unknown"
+            raise PrerequisiteError(
+                f"another roard (pid {holder}) is running with state dir {state}: stop it "
+                "first, or give this one its own --state-dir and --socket"
+            ) from None
+        self._lock_file.truncate(0)
+        self._lock_file.write(f"{os.getpid()}\n")
+        self._lock_file.flush()
 
     def _close_interrupted_runs(self) -> None:
         """Runs a previous roard on this host left open can never finish normally: close

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import structlog
 
+from roard.errors import PrerequisiteError
+
 log = structlog.get_logger("roard.control")
 
 _UCRED = struct.Struct("3i")
@@ -61,12 +63,23 @@ class CredentialRelay:
 
     def start(self) -> None:
         """Bind the public socket (mode 0666: the daemon checks each caller) and serve."""
-        self._public.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self._public.unlink()
+        if _answers(self._public):
+            raise PrerequisiteError(
+                f"another roard is serving on {self._public}: stop it, or use another --socket"
+            )
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self._public))
-        os.chmod(self._public, 0o666)
+        try:
+            self._public.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                self._public.unlink()
+            listener.bind(str(self._public))
+            os.chmod(self._public, 0o666)
+        except OSError as exc:
+            listener.close()
+            raise PrerequisiteError(
+                f"cannot create the control socket {self._public}: {exc.strerror or exc} "
+                "(a path must be under 108 bytes, in a writable directory); use --socket"
+            ) from None
         listener.listen(64)
         self._listener = listener
         threading.Thread(target=self._accept_loop, name="roard-relay", daemon=True).start()
@@ -110,6 +123,18 @@ class CredentialRelay:
                 self._peers.pop(name, None)
             client.close()
             upstream.close()
+
+
+def _answers(path: Path) -> bool:
+    """Whether something accepts connections on the Unix socket at `path`."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:

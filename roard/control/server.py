@@ -14,7 +14,7 @@ import structlog
 
 from roard.control.errors import status_code
 from roard.control.peercred import CredentialRelay
-from roard.errors import RoardError
+from roard.errors import PrerequisiteError, RoardError
 from roard.tracking.tracker import Caller, Tracker
 from roard.v1 import control_pb2 as pb
 from roard.v1 import control_pb2_grpc
@@ -141,7 +141,13 @@ class ControlServer:
         )
         private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         private.unlink(missing_ok=True)
-        self._server.add_insecure_port(f"unix:{private}")
+        try:
+            self._server.add_insecure_port(f"unix:{private}")
+        except RuntimeError as exc:
+            raise PrerequisiteError(
+                f"cannot serve on {private} ({exc}): the state dir path may be too long for "
+                "a Unix socket (108 bytes); use a shorter --state-dir"
+            ) from None
 
     def start(self) -> None:
         """Serve."""

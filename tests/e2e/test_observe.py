@@ -395,3 +395,41 @@ def test_nested_tag_makes_a_separate_step_run(roard: Roard, workdir: Path) -> No
         workdir / "final.txt"
     )
     assert inner["status"] == outer["status"] == "finished"
+
+
+def test_a_second_daemon_refuses_to_take_over(roard: Roard, tmp_path: Path) -> None:
+    """Starting roard again on the same state dir or socket fails in one line and leaves the
+    running daemon serving."""
+    state = roard.root / "state"
+    same_state = subprocess.run(
+        [
+            str(VENV_BIN / "roard"),
+            "run",
+            "--state-dir",
+            str(state),
+            "--socket",
+            str(tmp_path / "other.sock"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert same_state.returncode == 1 and "another roard" in same_state.stderr
+    same_socket = subprocess.run(
+        [
+            str(VENV_BIN / "roard"),
+            "run",
+            "--state-dir",
+            str(tmp_path / "s2"),
+            "--socket",
+            str(roard.socket),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert same_socket.returncode == 1 and "another roard is serving" in same_socket.stderr
+    assert "Traceback" not in same_state.stderr + same_socket.stderr
+    assert roard.roarctl("status").returncode == 0
