@@ -110,8 +110,9 @@ class Daemon:
             self.sink.flush()
             log.warning("closed runs left open by a previous roard", runs=stale)
 
-    def status(self) -> dict[str, Any]:
-        """Health, tier and counters, for `roarctl status`."""
+    def status(self, uid: int | None = None) -> dict[str, Any]:
+        """Health, tier and counters, for `roarctl status`; active runs of `uid` only,
+        unless None (root)."""
         losses = self.probes.losses()
         return {
             "version": roard.__version__,
@@ -139,6 +140,7 @@ class Daemon:
             "runs": [
                 {"run_id": r.run_id, "name": r.name, "processes": len(r.live)}
                 for r in self.tracker.active_runs()
+                if uid is None or r.uid == uid
             ],
             "state_dir": str(self.config.state_dir),
             "socket": str(self.config.socket),

@@ -68,7 +68,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
         self,
         tracker: Tracker,
         queries: RunQueries,
-        status: Callable[[], dict[str, Any]],
+        status: Callable[[int | None], dict[str, Any]],
         relay: CredentialRelay,
     ) -> None:
         self._tracker = tracker
@@ -122,7 +122,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
 
     @_rpc
     def Status(self, request: pb.Empty, caller: Caller) -> pb.JsonReply:
-        return _json(self._status())
+        return _json(self._status(self._scope(caller)))
 
 
 class ControlServer:

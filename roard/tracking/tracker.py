@@ -31,6 +31,8 @@ from roard.v1 import records_pb2 as pb
 
 log = structlog.get_logger("roard.tracker")
 
+_ADOPTION_SCANS = 5
+
 
 class KernelMaps(Protocol):
     """What the tracker needs from the loaded BPF programs."""
@@ -114,11 +116,19 @@ class Tracker:
             run = self._runs.create(name, labels, owner, "spawn" if spawned else "pid", pid, now)
             records = [convert.run_tagged(run, self._host, now)]
             # The root first: children it forks from here on are tracked by the kernel;
-            # those that already exist are found by the scan that follows.
-            for proc in [root, *self._descendants(root)]:
-                tracked = self._adopt(run, proc, now)
-                if tracked is not None:
-                    records.append(self._started(tracked))
+            # those that already exist are found by the scans that follow, repeated until
+            # one finds nothing new (a descendant may fork before it is tracked itself).
+            pending = [root]
+            for _scan in range(_ADOPTION_SCANS):
+                for proc in pending:
+                    if not caller.root and _real_uid(proc) != caller.uid:
+                        continue  # e.g. a sudo child: not the caller's to record
+                    tracked = self._adopt(run, proc, now)
+                    if tracked is not None:
+                        records.append(self._started(tracked))
+                pending = [p for p in self._descendants(root) if p.pid not in run.live]
+                if not pending:
+                    break
             if not run.live:
                 self._runs.drop(run)
                 raise NotFound(f"process {pid} exited before it could be tagged")
@@ -129,6 +139,7 @@ class Tracker:
 
     @staticmethod
     def _descendants(root: psutil.Process) -> list[psutil.Process]:
+        """All current descendants (none if the root is gone)."""
         try:
             return list(root.children(recursive=True))
         except psutil.NoSuchProcess:
@@ -165,7 +176,11 @@ class Tracker:
         if proc is None:
             return
         old_run = self._runs.by_id(proc.run_id)
+        # Its announced descriptors' aggregates still carry the old run's key: flush them
+        # into the old run now; what the process does next belongs to the new run.
         if old_run is not None:
+            for close in self._kernel.flush_fds(proc.pid, proc.fds, old_run.key):
+                self._on_close(old_run, close)
             old_run.live.discard(proc.pid)
             if not old_run.live:
                 self._schedule_finalize(old_run, "its processes moved to a nested run")
@@ -446,6 +461,14 @@ class Tracker:
             records.append(convert.loss_notice(run, run.lost_events, reasons, now, 0))
         records.append(convert.run_finished(run, now))
         return records
+
+
+def _real_uid(proc: psutil.Process) -> int | None:
+    """A process's real uid, or None if it is gone."""
+    try:
+        return int(proc.uids().real)
+    except psutil.NoSuchProcess:
+        return None
 
 
 def _fd_path(pid: int, fd: int, dev: int, ino: int) -> str | None:
