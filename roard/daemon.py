@@ -30,6 +30,8 @@ from roard.tracking.tracker import Tracker
 
 log = structlog.get_logger("roard.daemon")
 
+_REAP_SECONDS = 5.0
+
 
 class Daemon:
     """One running roard: start() brings everything up, stop() takes it down in order."""
@@ -67,6 +69,7 @@ class Daemon:
         )
         self.observer = Observer(self.probes, Decoder(Abi.load()), self.tracker)
         self.observer.start()
+        threading.Thread(target=self._reap_loop, name="roard-reaper", daemon=True).start()
         self.control = ControlServer(
             lambda relay: ControlService(self.tracker, self.store, self.status, relay),
             public=self.config.socket,
@@ -81,6 +84,14 @@ class Daemon:
             load_seconds=round(self.probes.load_seconds, 2),
             headers=str(self.probes.headers.path),
         )
+
+    def _reap_loop(self) -> None:
+        """Every few seconds, look for tracked processes that died without an exit event."""
+        while not self._stopped.wait(_REAP_SECONDS):
+            try:
+                self.tracker.reap()
+            except Exception:
+                log.exception("reaping failed")
 
     def _lock_state(self, state: Path) -> None:
         """One daemon per state directory: a second would fight the first over its sockets

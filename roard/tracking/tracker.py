@@ -92,6 +92,7 @@ class Tracker:
         self._fds = FdTable()
         self._runs = Runs()
         self._generation = 0
+        self._suspects: set[tuple[int, int]] = set()  # found dead once by reap()
         self._finalizer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="roard-final")
         self.unattributed = 0  # events for runs no longer held (e.g. after untag)
 
@@ -219,6 +220,32 @@ class Tracker:
         """Stop tracking a run now and finalize it with what was seen."""
         self._schedule_finalize(run, "untag")
         run.finalized.wait()
+
+    def reap(self) -> None:
+        """Catch processes whose exit event was lost (a full ring): a tracked process found
+        dead on two passes in a row is taken as exited, and its run as incomplete. Without
+        this, a run adopted with --pid could stay running for ever."""
+        with self._lock:
+            dead = {
+                proc.key: (run, proc)
+                for run in self._runs.active()
+                if not run.finalizing
+                for proc in (self._procs.get(pid) for pid in run.live)
+                if proc is not None and not _alive(proc)
+            }
+            for key, (run, proc) in dead.items():
+                if key not in self._suspects:
+                    continue
+                self._procs.remove(proc.pid, proc.start_ticks)
+                for close in self._kernel.flush_fds(proc.pid, proc.fds, run.key):
+                    self._on_close(run, close)
+                run.live.discard(proc.pid)
+                run.lose(1, "a process's exit event never arrived")
+                if proc.pid == run.root_pid:
+                    run.root_exited.set()
+                if not run.live:
+                    self._schedule_finalize(run, "its processes died unobserved")
+            self._suspects = set(dead) - self._suspects
 
     def active_runs(self) -> list[Run]:
         """Runs being tracked."""
@@ -461,6 +488,15 @@ class Tracker:
             records.append(convert.loss_notice(run, run.lost_events, reasons, now, 0))
         records.append(convert.run_finished(run, now))
         return records
+
+
+def _alive(proc: Process) -> bool:
+    """Whether this very process (pid and start time) still runs (a zombie has exited)."""
+    try:
+        live = psutil.Process(proc.pid)
+        return start_ticks(live) == proc.start_ticks and live.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _real_uid(proc: psutil.Process) -> int | None:

@@ -513,3 +513,19 @@ def test_lost_root_exit_still_finalizes_the_spawned_run_as_incomplete(env: Env) 
     _files, finished = env.finish(run)
     assert finished.exit_code == 7
     assert not finished.complete and finished.lost_events >= 1
+
+
+def test_reaper_finishes_a_run_whose_exit_event_was_lost(env: Env) -> None:
+    """A tagged process that died without an exit event is caught on the second reap pass:
+    the run is finalized and says it is incomplete."""
+    run, pid = env.tag(spawned=False)
+    env.tracker.reap()
+    assert not run.finalizing  # alive: nothing to do
+    proc = next(p for p in env.sleepers if p.pid == pid)
+    proc.kill()
+    proc.wait()
+    env.tracker.reap()
+    assert not run.finalizing  # dead once: maybe its exit event is still in the ring
+    env.tracker.reap()
+    _files, finished = env.finish(run)
+    assert not finished.complete and finished.lost_events == 1
