@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -96,6 +97,11 @@ class Env:
         """A live process to tag."""
         proc = subprocess.Popen(["sleep", "30"])
         self.sleepers.append(proc)
+        # Popen returns once exec began; /proc shows the new argv only once it completed.
+        deadline = time.monotonic() + 5
+        while psutil.Process(proc.pid).cmdline() != ["sleep", "30"]:
+            assert time.monotonic() < deadline, "sleep did not start"
+            time.sleep(0.001)
         return proc.pid
 
     def tag(self, spawned: bool = True) -> tuple[Run, int]:
