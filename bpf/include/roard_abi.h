@@ -13,6 +13,7 @@
 #define ROARD_EV_EXIT 3
 #define ROARD_EV_OPEN 4
 #define ROARD_EV_CLOSE 5
+#define ROARD_EV_RENAME 6
 
 /* roard_ev_open.origin: how the file became known for this (tgid, fd). */
 #define ROARD_ORIGIN_OPEN 1
@@ -49,6 +50,7 @@
 #define ROARD_NAME_MAX 256
 #define ROARD_PATH_DEPTH 64
 #define ROARD_ARGV_MAX 2048
+#define ROARD_RENAME_NAME_MAX 1024
 #define ROARD_DATA_MAX 8192
 
 /* Kernel constants not described by BTF (stable since 4.19). */
@@ -59,6 +61,7 @@
 #define ROARD_PROT_WRITE 2
 #define ROARD_MAP_SHARED 1
 #define ROARD_MAP_ANONYMOUS 32
+#define ROARD_RENAME_EXCHANGE 2
 
 /* Common prefix of every event. */
 struct roard_hdr {
@@ -153,6 +156,25 @@ struct roard_ev_close {
 	__u32 fmode;
 	__u16 path_len;
 	__u16 pad;
+};
+
+/* A tracked process renamed a file or directory (rename, renameat, renameat2).
+ * data = old base dir (components), old name (as passed, NUL-terminated), new base dir,
+ * new name. A base dir is the cwd or the dir fd's directory; it is unused for absolute
+ * names. */
+struct roard_ev_rename {
+	__u32 type;
+	__u32 tgid;
+	__u32 pid;
+	__u32 flags;
+	__u64 ktime_ns;
+	__u64 run_key;
+	__u32 rename_flags;
+	__u16 olddir_len;
+	__u16 old_len;
+	__u16 newdir_len;
+	__u16 new_len;
+	__u32 pad;
 };
 
 /* Key and value of the in-kernel I/O aggregation map. */

@@ -64,12 +64,22 @@ struct roard_inflight {
 	s32 fd_out; /* descriptor whose bytes were written, or -1 */
 };
 
+struct roard_rename_args {
+	s64 olddfd;
+	u64 oldname;
+	s64 newdfd;
+	u64 newname;
+	u64 flags;
+};
+
 /* tgid -> run key of every tracked process: the in-kernel filter, one entry per process. */
 BPF_HASH(tracked, u32, u64, ROARD_TRACKED_MAX);
 /* (tgid, fd) -> I/O so far on that open file; flushed at close, reuse and exit. */
 BPF_HASH(fdagg, struct roard_fdkey, struct roard_fdagg, ROARD_FDAGG_MAX);
 /* thread id -> descriptors of the read/write syscall it is inside; one per running thread. */
 BPF_HASH(inflight, u64, struct roard_inflight, ROARD_TRACKED_MAX);
+/* thread id -> arguments of the rename it is inside; one per running thread. */
+BPF_HASH(renames, u64, struct roard_rename_args, ROARD_TRACKED_MAX);
 /* run key -> events dropped for that run; one entry per concurrently open run. */
 BPF_HASH(run_losses, u64, u64, ROARD_RUNS_MAX);
 /* Drops by category (ROARD_LOSS_*), per CPU so counting never contends. */

@@ -88,7 +88,27 @@ class CloseEvent:
     path_lost: bool = False
 
 
-Event = ForkEvent | ExecEvent | ExitEvent | OpenEvent | CloseEvent
+@dataclass(frozen=True)
+class RenameEvent:
+    """A tracked process renamed `old` to `new` (absolute, as the process sees them)."""
+
+    run_key: int
+    tgid: int
+    old: str
+    new: str
+    exchange: bool  # RENAME_EXCHANGE: the two names swapped files
+    truncated: bool  # a name or base dir could not be read whole
+
+
+Event = ForkEvent | ExecEvent | ExitEvent | OpenEvent | CloseEvent | RenameEvent
+
+
+def _resolve(base: bytes, name: bytes) -> str:
+    """A name passed to a syscall, made absolute against its base dir, normalized."""
+    text = name.decode("utf-8", "surrogateescape")
+    if not text.startswith("/"):
+        text = join_components(base) + "/" + text
+    return os.path.normpath(text)
 
 
 def userspace_dev(kernel_dev: int) -> int:
@@ -108,12 +128,15 @@ class Decoder:
     def __init__(self, abi: Abi) -> None:
         self._abi = abi
         self._structs = abi.event_structs
-        self._ev = {name: abi.const(f"EV_{name}") for name in ("FORK", "EXEC", "EXIT", "OPEN")}
+        self._ev = {
+            name: abi.const(f"EV_{name}") for name in ("FORK", "EXEC", "EXIT", "OPEN", "RENAME")
+        }
         self._path_truncated = abi.const("HDR_PATH_TRUNCATED")
         self._path_unknown = abi.const("HDR_PATH_UNKNOWN")
         self._mmap_read = abi.const("AGG_MMAP_READ")
         self._mmap_shared_write = abi.const("AGG_MMAP_SHARED_WRITE")
         self._fmode_created = abi.const("FMODE_CREATED")
+        self._rename_exchange = abi.const("RENAME_EXCHANGE")
         self._argv_truncated = abi.const("HDR_ARGV_TRUNCATED")
         self._inherited = abi.const("ORIGIN_INHERITED")
 
@@ -152,6 +175,21 @@ class Decoder:
             )
         if etype == self._ev["EXIT"]:
             return ExitEvent(ev.run_key, ev.tgid, ev.start_boottime_ns, ev.exit_code)
+        if etype == self._ev["RENAME"]:
+            cut = [ev.olddir_len, ev.old_len, ev.newdir_len, ev.new_len]
+            parts, pos = [], 0
+            for n in cut:
+                parts.append(tail[pos : pos + n])
+                pos += n
+            olddir, old, newdir, new = (p.removesuffix(b"\0") for p in parts)
+            return RenameEvent(
+                run_key=ev.run_key,
+                tgid=ev.tgid,
+                old=_resolve(olddir, old),
+                new=_resolve(newdir, new),
+                exchange=bool(ev.rename_flags & self._rename_exchange),
+                truncated=bool(ev.flags & self._path_truncated) or not old or not new,
+            )
         if etype == self._ev["OPEN"]:
             return OpenEvent(
                 run_key=ev.run_key,

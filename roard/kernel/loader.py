@@ -58,7 +58,7 @@ KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("mm_struct", "arg_end"),
 )
 
-HOOK_FILES = ("process.c", "file.c")
+HOOK_FILES = ("process.c", "file.c", "rename.c")
 
 # Hook macros in the BPF sources and the syscall tracepoints each one defines a handler for.
 _HOOK_MACROS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -37,5 +38,24 @@ class FdTable:
         """Forget (pid, fd) and return what it referred to."""
         return self._files.pop((pid, fd), None)
 
+    def rename(self, old: str, new: str, exchange: bool = False) -> None:
+        """Descriptors open on `old`, or on files under the directory `old`, now reach
+        them under `new` (and the other way round too when the names were exchanged)."""
+        for key, file in self._files.items():
+            moved = renamed(file.path, old, new, exchange)
+            if moved is not None:
+                self._files[key] = dataclasses.replace(file, path=moved)
+
     def __len__(self) -> int:
         return len(self._files)
+
+
+def renamed(path: str, old: str, new: str, exchange: bool = False) -> str | None:
+    """`path` after `old` was renamed to `new` (either may be a directory; with exchange,
+    the two names swapped), or None when the rename does not concern it."""
+    for before, after in ((old, new), (new, old)) if exchange else ((old, new),):
+        if path == before:
+            return after
+        if path.startswith(before + "/"):
+            return after + path[len(before) :]
+    return None

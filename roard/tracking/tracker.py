@@ -22,9 +22,17 @@ from roard.artifacts.classify import classify
 from roard.artifacts.hasher import Digest, FileKeptChanging, Hasher, NotRegularFile
 from roard.config import ClassifyRules
 from roard.errors import NotFound, PermissionDenied
-from roard.kernel.decode import CloseEvent, Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent
+from roard.kernel.decode import (
+    CloseEvent,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    OpenEvent,
+    RenameEvent,
+)
 from roard.records import convert
-from roard.tracking.fds import FdTable, OpenFile
+from roard.tracking.fds import FdTable, OpenFile, renamed
 from roard.tracking.processes import Process, ProcessTable, start_ticks, ticks_from_ns
 from roard.tracking.runs import Run, Runs
 from roard.v1 import records_pb2 as pb
@@ -279,6 +287,8 @@ class Tracker:
                 self._on_fork(run, event)
             elif isinstance(event, ExecEvent):
                 self._on_exec(run, event)
+            elif isinstance(event, RenameEvent):
+                self._on_rename(run, event)
             else:
                 self._on_exit(run, event)
 
@@ -341,6 +351,30 @@ class Tracker:
             if not use.written:
                 # Inputs are hashed as consumed: now, before anything else changes them.
                 use.consumed = self._hasher.submit(file.path)
+
+    def _on_rename(self, run: Run, ev: RenameEvent) -> None:
+        """What the run wrote or read under the old name (or under the old directory) is
+        known by its new name from now on: write to a temporary then rename, and the final
+        name is the output; the temporary name is not."""
+        if ev.truncated:
+            run.lose(1, "a rename whose names could not be read")
+            return
+        self._fds.rename(ev.old, ev.new, ev.exchange)
+        moves = {
+            path: target
+            for path in run.files
+            if (target := renamed(path, ev.old, ev.new, ev.exchange)) is not None
+        }
+        taken = {path: run.files.pop(path) for path in moves}
+        for path, use in taken.items():
+            use.path = moves[path]
+            use.prehash = None  # hashed under the old name: hash again at run end
+            replaced = run.files.get(use.path)
+            if replaced is not None and not ev.exchange:
+                # The run had read what the new name held before: an in-place update.
+                use.read = use.read or replaced.read
+                use.bytes_read += replaced.bytes_read
+            run.files[use.path] = use
 
     def _on_fork(self, run: Run, ev: ForkEvent) -> None:
         known = self._procs.get(ev.tgid)

@@ -433,3 +433,30 @@ def test_a_second_daemon_refuses_to_take_over(roard: Roard, tmp_path: Path) -> N
     assert same_socket.returncode == 1 and "another roard is serving" in same_socket.stderr
     assert "Traceback" not in same_state.stderr + same_socket.stderr
     assert roard.roarctl("status").returncode == 0
+
+
+def test_write_then_rename_records_final_names(roard: Roard, workdir: Path) -> None:
+    """Atomic writes (temporary + os.replace over an existing file) and a checkpoint
+    directory renamed with mv: the outputs are the final names, never the temporaries."""
+    (workdir / "model.pt").write_text("old model")
+    (workdir / "save.py").write_text(
+        textwrap.dedent("""
+        import os
+        with open("model.pt.tmp", "w") as f:
+            f.write("new model")
+        os.replace("model.pt.tmp", "model.pt")
+        os.mkdir("ckpt.tmp")
+        with open("ckpt.tmp/shard0.bin", "wb") as f:
+            f.write(b"shard zero")
+    """)
+    )
+    script = f"{python3()} save.py && mv ckpt.tmp ckpt"
+    roard.roarctl("tag", "--name", "rename-e2e", "--", "sh", "-c", script, cwd=workdir)
+    doc = roard.show("rename-e2e")
+    assert doc["complete"], doc["lost_events"]
+    outputs = by_path(doc["outputs"])
+    assert outputs[str(workdir / "model.pt")]["hash"] == b3(workdir / "model.pt")
+    shard = workdir / "ckpt" / "shard0.bin"
+    assert outputs[str(shard)]["hash"] == b3(shard)
+    assert str(workdir / "model.pt.tmp") not in outputs
+    assert str(workdir / "ckpt.tmp" / "shard0.bin") not in outputs

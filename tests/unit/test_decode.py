@@ -17,6 +17,7 @@ from roard.kernel.decode import (
     ExitEvent,
     ForkEvent,
     OpenEvent,
+    RenameEvent,
     join_components,
     userspace_dev,
 )
@@ -250,3 +251,23 @@ def test_userspace_dev() -> None:
 def test_join_components_root() -> None:
     """No components is the root directory."""
     assert join_components(b"") == "/"
+
+
+def test_rename_names_are_resolved_against_their_base_dirs(decoder: Decoder) -> None:
+    """Relative names join their base dir (cwd or dir fd); absolute ones stand alone."""
+    olddir, old, newdir, new = b"work\0home\0", b"../tmp/x.part\0", b"ignored\0", b"/out/x\0"
+    raw = record(
+        "rename",
+        olddir + old + newdir + new,
+        run_key=1,
+        tgid=2,
+        rename_flags=ABI.const("RENAME_EXCHANGE"),
+        olddir_len=len(olddir),
+        old_len=len(old),
+        newdir_len=len(newdir),
+        new_len=len(new),
+    )
+    event = decoder.decode(raw)
+    assert isinstance(event, RenameEvent)
+    assert (event.old, event.new) == ("/home/tmp/x.part", "/out/x")
+    assert event.exchange and not event.truncated

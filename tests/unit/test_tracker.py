@@ -21,7 +21,14 @@ import pytest
 from roard.artifacts.hashcache import HashCache
 from roard.artifacts.hasher import Hasher
 from roard.config import ClassifyRules
-from roard.kernel.decode import CloseEvent, ExecEvent, ExitEvent, ForkEvent, OpenEvent
+from roard.kernel.decode import (
+    CloseEvent,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    OpenEvent,
+    RenameEvent,
+)
 from roard.tracking.processes import CLK_TCK, start_ticks
 from roard.tracking.runs import Run
 from roard.tracking.tracker import Caller, Tracker
@@ -535,3 +542,45 @@ def test_reaper_finishes_a_run_whose_exit_event_was_lost(env: Env) -> None:
     env.tracker.reap()
     _files, finished = env.finish(run)
     assert not finished.complete and finished.lost_events == 1
+
+
+def test_write_to_temporary_then_rename_records_the_final_name(env: Env) -> None:
+    """The atomic-write pattern: the final name is the output, the temporary is not."""
+    run, pid = env.tag()
+    tmp = env.file("model.pt.tmp", b"weights")
+    env.open(run, pid, 20, tmp, os.O_WRONLY | os.O_CREAT, created=True)
+    env.close(run, pid, 20, tmp, wbytes=7)
+    final = tmp.with_name("model.pt")
+    tmp.rename(final)
+    env.tracker.handle(RenameEvent(run.key, pid, str(tmp), str(final), False, False))
+    env.exit(run, pid)
+    files, finished = env.finish(run)
+    assert str(tmp) not in files
+    assert (files[str(final)].role, files[str(final)].hash) == (pb.ROLE_OUTPUT, b3(b"weights"))
+    assert finished.complete
+
+
+def test_renamed_directory_moves_the_files_written_in_it(env: Env) -> None:
+    """A checkpoint directory written under a temporary name, then renamed."""
+    run, pid = env.tag()
+    (env.tmp / "ckpt.tmp").mkdir()
+    shard = env.file("ckpt.tmp/shard0.bin", b"s0")
+    env.open(run, pid, 20, shard, os.O_WRONLY | os.O_CREAT, created=True)
+    env.close(run, pid, 20, shard, wbytes=2)
+    (env.tmp / "ckpt.tmp").rename(env.tmp / "ckpt")
+    env.tracker.handle(
+        RenameEvent(run.key, pid, str(env.tmp / "ckpt.tmp"), str(env.tmp / "ckpt"), False, False)
+    )
+    env.exit(run, pid)
+    files, _ = env.finish(run)
+    assert files[str(env.tmp / "ckpt" / "shard0.bin")].hash == b3(b"s0")
+    assert str(shard) not in files
+
+
+def test_unreadable_rename_counts_a_loss(env: Env) -> None:
+    """A rename whose names the kernel could not read leaves the run incomplete."""
+    run, pid = env.tag()
+    env.tracker.handle(RenameEvent(run.key, pid, "/a", "/b", False, True))
+    env.exit(run, pid)
+    _files, finished = env.finish(run)
+    assert not finished.complete
