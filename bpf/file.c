@@ -83,26 +83,15 @@ SYSCALL_ENTER(sys_enter_dup3)
 
 /* close_range and exec drop descriptors without close(2): flush the lazy ones first.
  * (An exec that fails only means the next I/O starts a new aggregate.) */
-SYSCALL_ENTER(sys_enter_close_range)
-{
-	u32 tgid = current_tgid();
-	if (tracked_run(tgid))
-		flush_lazy_fds(tgid);
-	return 0;
-}
+#define FLUSH_LAZY_HOOK(name)                                                              \
+	SYSCALL_ENTER(sys_enter_##name)                                                    \
+	{                                                                                  \
+		u32 tgid = current_tgid();                                                 \
+		if (tracked_run(tgid))                                                     \
+			flush_lazy_fds(tgid);                                              \
+		return 0;                                                                  \
+	}
 
-SYSCALL_ENTER(sys_enter_execve)
-{
-	u32 tgid = current_tgid();
-	if (tracked_run(tgid))
-		flush_lazy_fds(tgid);
-	return 0;
-}
-
-SYSCALL_ENTER(sys_enter_execveat)
-{
-	u32 tgid = current_tgid();
-	if (tracked_run(tgid))
-		flush_lazy_fds(tgid);
-	return 0;
-}
+FLUSH_LAZY_HOOK(close_range)
+FLUSH_LAZY_HOOK(execve)
+FLUSH_LAZY_HOOK(execveat)

@@ -63,11 +63,14 @@ HOOK_FILES = ("process.c", "file.c", "rename.c")
 # Hook macros in the BPF sources and the syscall tracepoints each one defines a handler for.
 _HOOK_MACROS = {
     "OPEN_HOOK": ("sys_exit_{}",),
+    "FLUSH_LAZY_HOOK": ("sys_enter_{}",),
     "IO_HOOK": ("sys_enter_{}", "sys_exit_{}"),
     "SYSCALL_ENTER": ("{}",),
     "SYSCALL_EXIT": ("{}",),
 }
-_HOOK_USE = re.compile(r"^(OPEN_HOOK|IO_HOOK|SYSCALL_ENTER|SYSCALL_EXIT)\((\w+)", re.MULTILINE)
+_HOOK_USE = re.compile(
+    r"^(OPEN_HOOK|IO_HOOK|FLUSH_LAZY_HOOK|SYSCALL_ENTER|SYSCALL_EXIT)\((\w+)", re.MULTILINE
+)
 _FORMAT_FIELD = re.compile(r"field:(.+?)\s+\**(\w+);\s+offset:(\d+);\s+size:(\d+);")
 
 
