@@ -41,6 +41,29 @@ IO_HOOK(pwritev, -1, 0)
 IO_HOOK(pwritev2, -1, 0)
 IO_HOOK(sendfile64, 1, 0)
 IO_HOOK(copy_file_range, 0, 2)
+IO_HOOK(splice, 0, 2)
+
+/* Size changes through a descriptor make the file an output. */
+#define RESIZE_HOOK(name)                                                                  \
+	SYSCALL_ENTER(sys_enter_##name)                                                    \
+	{                                                                                  \
+		u64 run_key = tracked_run(current_tgid());                                 \
+		if (run_key)                                                               \
+			account(run_key, (s32)ctx->args[0], 0, 0, ROARD_AGG_RESIZED);      \
+		return 0;                                                                  \
+	}
+
+RESIZE_HOOK(ftruncate)
+RESIZE_HOOK(fallocate)
+
+/* io_uring moves bytes without these syscalls: say so instead of being silently partial. */
+SYSCALL_ENTER(sys_enter_io_uring_setup)
+{
+	u64 run_key = tracked_run(current_tgid());
+	if (run_key)
+		count_loss(ROARD_LOSS_IO_URING, run_key);
+	return 0;
+}
 
 /* PROT_READ mappings consume the file; shared writable ones change it. */
 SYSCALL_ENTER(sys_enter_mmap)

@@ -24,6 +24,7 @@
 #define ROARD_AGG_MMAP_READ 2
 #define ROARD_AGG_MMAP_SHARED_WRITE 4
 #define ROARD_AGG_ANNOUNCED 8
+#define ROARD_AGG_RESIZED 16
 
 /* Descriptors below this are announced lazily: one event per file, at close (or exec,
  * exit), path included. Higher ones get an open event too, because the loops that flush a
@@ -44,7 +45,8 @@
 #define ROARD_LOSS_TRACKED_FULL 2
 #define ROARD_LOSS_AGG_FULL 3
 #define ROARD_LOSS_INFLIGHT_FULL 4
-#define ROARD_LOSS_NR 5
+#define ROARD_LOSS_IO_URING 5 /* the run set up io_uring, whose file I/O this tier cannot see */
+#define ROARD_LOSS_NR 6
 
 /* Sizes. A path is sent as its components, leaf first, each NUL-terminated. */
 #define ROARD_NAME_MAX 256
@@ -174,6 +176,13 @@ struct roard_ev_rename {
 	__u16 old_len;
 	__u16 newdir_len;
 	__u16 new_len;
+	__u32 pad;
+};
+
+/* Key of the per-run loss counters. */
+struct roard_losskey {
+	__u64 run_key;
+	__u32 category;
 	__u32 pad;
 };
 

@@ -80,8 +80,8 @@ BPF_HASH(fdagg, struct roard_fdkey, struct roard_fdagg, ROARD_FDAGG_MAX);
 BPF_HASH(inflight, u64, struct roard_inflight, ROARD_TRACKED_MAX);
 /* thread id -> arguments of the rename it is inside; one per running thread. */
 BPF_HASH(renames, u64, struct roard_rename_args, ROARD_TRACKED_MAX);
-/* run key -> events dropped for that run; one entry per concurrently open run. */
-BPF_HASH(run_losses, u64, u64, ROARD_RUNS_MAX);
+/* (run key, category) -> events dropped for that run; a few entries per open run at most. */
+BPF_HASH(run_losses, struct roard_losskey, u64, ROARD_RUNS_MAX);
 /* Drops by category (ROARD_LOSS_*), per CPU so counting never contends. */
 BPF_PERCPU_ARRAY(losses, u64, ROARD_LOSS_NR);
 /* The event under construction: larger than the 512-byte BPF stack. */
@@ -111,7 +111,8 @@ static __always_inline void count_loss(u32 category, u64 run_key)
 	if (!run_key)
 		return;
 	u64 zero = 0;
-	u64 *r = run_losses.lookup_or_try_init(&run_key, &zero);
+	struct roard_losskey key = {.run_key = run_key, .category = category};
+	u64 *r = run_losses.lookup_or_try_init(&key, &zero);
 	if (r)
 		lock_xadd(r, 1);
 }

@@ -129,6 +129,8 @@ def _summary(doc: dict[str, Any]) -> str:
 def _print_show(doc: dict[str, Any]) -> None:
     print(_summary(doc))
     print(f"  host {doc['host']}, started {doc['started_at']}, ended {doc['ended_at'] or '-'}")
+    for reason in doc.get("loss_reasons", []):
+        print(f"  lost: {reason}")
     print("  processes:")
     for proc in doc["processes"]:
         print(f"    {proc['pid']} (ppid {proc['ppid']}) {' '.join(proc['argv']) or proc['exe']}")

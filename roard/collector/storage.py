@@ -474,9 +474,15 @@ class SqliteStore:
                 "SELECT * FROM file_access WHERE run_id = ? AND role IN (?, ?) ORDER BY path",
                 (run_id, ROLE_INPUT, ROLE_OUTPUT),
             ).fetchall()
+            notices = conn.execute(
+                "SELECT payload FROM records WHERE run_id = ? AND kind = 'loss_notice'"
+                " ORDER BY seq",
+                (run_id,),
+            ).fetchall()
 
         doc = self._run_summary(row)
         doc.update(
+            loss_reasons=[_loss_reason(n["payload"]) for n in notices],
             labels=json.loads(row["labels"]),
             how=row["how"] or None,
             root_pid=row["root_pid"],
@@ -581,6 +587,13 @@ class SqliteStore:
             "uid": row["uid"],
             "tagged": row["tagged_seq"] is not None,
         }
+
+
+def _loss_reason(payload: bytes) -> str:
+    """The reason of a stored LossNotice record."""
+    record = records_pb2.Record()
+    record.ParseFromString(payload)
+    return record.loss_notice.reason
 
 
 def _opt_time(value: float | None) -> str | None:

@@ -81,6 +81,7 @@ class CloseEvent:
     nwrites: int
     mmap_read: bool
     mmap_shared_write: bool
+    resized: bool  # ftruncate/fallocate through this descriptor
     open_flags: int
     created: bool
     path: str | None = None
@@ -135,6 +136,7 @@ class Decoder:
         self._path_unknown = abi.const("HDR_PATH_UNKNOWN")
         self._mmap_read = abi.const("AGG_MMAP_READ")
         self._mmap_shared_write = abi.const("AGG_MMAP_SHARED_WRITE")
+        self._resized = abi.const("AGG_RESIZED")
         self._fmode_created = abi.const("FMODE_CREATED")
         self._rename_exchange = abi.const("RENAME_EXCHANGE")
         self._argv_truncated = abi.const("HDR_ARGV_TRUNCATED")
@@ -229,6 +231,7 @@ class Decoder:
             nwrites=agg.nwrites,
             mmap_read=bool(agg_flags & self._mmap_read),
             mmap_shared_write=bool(agg_flags & self._mmap_shared_write),
+            resized=bool(agg_flags & self._resized),
             open_flags=agg.open_flags,
             created=bool(agg.fmode & self._fmode_created),
             path=path,

@@ -64,12 +64,14 @@ HOOK_FILES = ("process.c", "file.c", "rename.c")
 _HOOK_MACROS = {
     "OPEN_HOOK": ("sys_exit_{}",),
     "FLUSH_LAZY_HOOK": ("sys_enter_{}",),
+    "RESIZE_HOOK": ("sys_enter_{}",),
     "IO_HOOK": ("sys_enter_{}", "sys_exit_{}"),
     "SYSCALL_ENTER": ("{}",),
     "SYSCALL_EXIT": ("{}",),
 }
 _HOOK_USE = re.compile(
-    r"^(OPEN_HOOK|IO_HOOK|FLUSH_LAZY_HOOK|SYSCALL_ENTER|SYSCALL_EXIT)\((\w+)", re.MULTILINE
+    r"^(OPEN_HOOK|IO_HOOK|FLUSH_LAZY_HOOK|RESIZE_HOOK|SYSCALL_ENTER|SYSCALL_EXIT)\((\w+)",
+    re.MULTILINE,
 )
 _FORMAT_FIELD = re.compile(r"field:(.+?)\s+\**(\w+);\s+offset:(\d+);\s+size:(\d+);")
 
@@ -228,15 +230,17 @@ class Probes:
             for idx, name in sorted(self._loss_names.items())
         }
 
-    def take_run_losses(self, run_key: int) -> int:
-        """Events dropped for one run; forgets the counter."""
-        key = ctypes.c_uint64(run_key)
-        try:
-            n = int(self._run_losses[key].value)
-            del self._run_losses[key]
-        except KeyError:
-            return 0
-        return n
+    def take_run_losses(self, run_key: int) -> dict[str, int]:
+        """Events dropped for one run, by category; forgets the counters."""
+        taken = {}
+        for idx, name in self._loss_names.items():
+            key = self._run_losses.Key(run_key, idx)
+            try:
+                taken[name] = int(self._run_losses[key].value)
+                del self._run_losses[key]
+            except KeyError:
+                continue
+        return taken
 
     def close(self) -> None:
         """Detach everything."""

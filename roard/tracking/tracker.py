@@ -50,7 +50,7 @@ class KernelMaps(Protocol):
     def flush_fds(self, tgid: int, fds: set[int], run_key: int) -> list[CloseEvent]: ...
     @property
     def lazy_fds(self) -> int: ...
-    def take_run_losses(self, run_key: int) -> int: ...
+    def take_run_losses(self, run_key: int) -> dict[str, int]: ...
 
 
 class Sink(Protocol):
@@ -341,7 +341,7 @@ class Tracker:
         use = run.use(file.path, file.dev, file.ino)
         use.bytes_read += ev.rbytes
         use.bytes_written += ev.wbytes
-        if file.changed_by_open or ev.wbytes or ev.mmap_shared_write:
+        if file.changed_by_open or ev.wbytes or ev.mmap_shared_write or ev.resized:
             use.written = True
             # Hash ahead, while the job runs: at run end the cache answers if unchanged.
             if use.prehash is None or use.prehash.done():
@@ -492,9 +492,8 @@ class Tracker:
     def _final_records(self, run: Run) -> list[pb.Record]:
         now = self._clock()
         run.ended_at = run.ended_at or now
-        kernel_lost = self._kernel.take_run_losses(run.key)
-        if kernel_lost:
-            run.lose(kernel_lost, "kernel events dropped")
+        for category, count in self._kernel.take_run_losses(run.key).items():
+            run.lose(count, f"kernel: {category} ({count})")
         chosen = [
             use
             for use in sorted(run.files.values(), key=lambda u: u.path)

@@ -44,6 +44,7 @@ def test_dropped_events_mark_the_run_incomplete(starved: Roard, workdir: Path) -
     doc = starved.show("storm")
     assert doc["complete"] is False
     assert doc["lost_events"] > 0
+    assert any("ringbuf_file" in reason for reason in doc["loss_reasons"])
     recorded = [o for o in doc["outputs"] if o["path"].startswith(str(workdir))]
     assert len(recorded) + doc["lost_events"] >= 3000  # every file recorded or counted lost
     status = json.loads(starved.roarctl("status", "--json").stdout)
@@ -69,6 +70,7 @@ def test_runs_open_when_the_daemon_died_are_closed_as_incomplete(
             doc = second.show(run_id)
             assert doc["status"] == "finished"
             assert doc["complete"] is False and doc["lost_events"] >= 1
+            assert any("roard stopped" in reason for reason in doc["loss_reasons"])
             assert [p["pid"] for p in doc["processes"]] == [job.pid]
         finally:
             stop_roard(second)

@@ -460,3 +460,28 @@ def test_write_then_rename_records_final_names(roard: Roard, workdir: Path) -> N
     assert outputs[str(shard)]["hash"] == b3(shard)
     assert str(workdir / "model.pt.tmp") not in outputs
     assert str(workdir / "ckpt.tmp" / "shard0.bin") not in outputs
+
+
+def test_io_uring_marks_the_run_incomplete_and_ftruncate_is_an_output(
+    roard: Roard, workdir: Path
+) -> None:
+    """io_uring I/O is invisible to this tier: a run that sets it up says so instead of
+    being silently partial. A file only resized through its descriptor is an output."""
+    (workdir / "sized.bin").write_bytes(b"0123456789" * 10)
+    (workdir / "job.py").write_text(
+        textwrap.dedent("""
+        import ctypes, os
+        fd = os.open("sized.bin", os.O_WRONLY)
+        os.ftruncate(fd, 10)
+        os.close(fd)
+        params = ctypes.create_string_buffer(120)
+        ctypes.CDLL(None, use_errno=True).syscall(425, 4, params)  # io_uring_setup
+    """)
+    )
+    result = roard.roarctl("tag", "--name", "uring-e2e", "--", python3(), "job.py", cwd=workdir)
+    assert "INCOMPLETE" in result.stderr
+    doc = roard.show("uring-e2e")
+    assert doc["complete"] is False
+    assert any("io_uring" in reason for reason in doc["loss_reasons"])
+    sized = by_path(doc["outputs"])[str(workdir / "sized.bin")]
+    assert sized["size"] == 10 and sized["hash"] == b3(workdir / "sized.bin")

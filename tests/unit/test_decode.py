@@ -138,6 +138,7 @@ def test_close(decoder: Decoder) -> None:
         nwrites=8,
         mmap_read=True,
         mmap_shared_write=False,
+        resized=False,
         open_flags=os.O_RDWR,
         created=False,
     )

@@ -47,7 +47,7 @@ class FakeKernel:
         self.tracked: dict[int, int] = {}
         self.untracked: list[int] = []
         self.pending: dict[int, list[CloseEvent]] = {}
-        self.losses: dict[int, int] = {}
+        self.losses: dict[int, dict[str, int]] = {}
 
     def track(self, tgid: int, run_key: int) -> None:
         self.tracked[tgid] = run_key
@@ -60,8 +60,8 @@ class FakeKernel:
     def flush_fds(self, tgid: int, fds: set[int], run_key: int) -> list[CloseEvent]:
         return [c for c in self.pending.pop(tgid, []) if c.fd in fds and c.run_key == run_key]
 
-    def take_run_losses(self, run_key: int) -> int:
-        return self.losses.pop(run_key, 0)
+    def take_run_losses(self, run_key: int) -> dict[str, int]:
+        return self.losses.pop(run_key, {})
 
 
 class FakeSink:
@@ -153,6 +153,7 @@ class Env:
             nwrites=int(wbytes > 0),
             mmap_read=False,
             mmap_shared_write=False,
+            resized=False,
             open_flags=0,
             created=False,
         )
@@ -436,10 +437,13 @@ def test_close_without_open_counts_a_loss(env: Env) -> None:
 def test_kernel_drops_make_the_run_incomplete(env: Env) -> None:
     """Events the kernel dropped for the run are counted in RunFinished."""
     run, pid = env.tag()
-    env.kernel.losses[run.key] = 4
+    env.kernel.losses[run.key] = {"ringbuf_file": 3, "io_uring": 1}
     env.exit(run, pid)
     _, finished = env.finish(run)
     assert (finished.complete, finished.lost_events) == (False, 4)
+    (notice,) = env.sink.of(run, "loss_notice")
+    assert "io_uring (1)" in notice.loss_notice.reason  # the user learns why
+    assert "ringbuf_file (3)" in notice.loss_notice.reason
 
 
 def test_events_for_unknown_runs_are_unattributed(env: Env) -> None:
