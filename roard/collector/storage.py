@@ -28,6 +28,7 @@ __all__ = ["SCHEMA_VERSION", "LineageStore", "SqliteStore", "rfc3339"]
 
 ROLE_INPUT = records_pb2.ROLE_INPUT
 ROLE_OUTPUT = records_pb2.ROLE_OUTPUT
+ROLE_DELETED = records_pb2.ROLE_DELETED
 
 # Schema migrations: entry i takes the database from version i to i + 1 (PRAGMA
 # user_version). Append only; never edit a released entry.
@@ -471,8 +472,8 @@ class SqliteStore:
                 (run_id,),
             ).fetchall()
             files = conn.execute(
-                "SELECT * FROM file_access WHERE run_id = ? AND role IN (?, ?) ORDER BY path",
-                (run_id, ROLE_INPUT, ROLE_OUTPUT),
+                "SELECT * FROM file_access WHERE run_id = ? AND role IN (?, ?, ?) ORDER BY path",
+                (run_id, ROLE_INPUT, ROLE_OUTPUT, ROLE_DELETED),
             ).fetchall()
             notices = conn.execute(
                 "SELECT payload FROM records WHERE run_id = ? AND kind = 'loss_notice'"
@@ -489,6 +490,11 @@ class SqliteStore:
             processes=[_process_doc(p) for p in processes],
             inputs=[_input_doc(f) for f in files if f["role"] == ROLE_INPUT],
             outputs=[_output_doc(f) for f in files if f["role"] == ROLE_OUTPUT],
+            deleted=[
+                {"path": f["path"], "kind": f["kind"], "bytes_written": _u64(f["bytes_written"])}
+                for f in files
+                if f["role"] == ROLE_DELETED
+            ],
         )
         return doc
 

@@ -85,6 +85,24 @@ def file_access(
     )
 
 
+def file_deleted(run: Run, use: FileUse, kind: str, now: float) -> pb.Record:
+    """A file the run wrote that did not survive it: recorded as such, not as an output."""
+    return pb.Record(
+        id=f"{run.run_id}/file/{pb.Role.Name(pb.ROLE_DELETED)}/{use.path}",
+        run_id=run.run_id,
+        time=now,
+        file_access=pb.FileAccess(
+            path=use.path,
+            role=pb.ROLE_DELETED,
+            kind=kind,
+            dev=use.dev,
+            ino=use.ino,
+            bytes_read=use.bytes_read,
+            bytes_written=use.bytes_written,
+        ),
+    )
+
+
 def run_finished(run: Run, now: float) -> pb.Record:
     """The record that closes a run."""
     lost = run.lost_events

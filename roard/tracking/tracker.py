@@ -512,10 +512,11 @@ class Tracker:
             digest, problem = _result(digests[use.path])
             if problem:
                 run.lose(1, problem)
-            if digest is None:
-                continue  # gone: a temporary that did not survive the run
             kind = classify(use.path, self._rules)
-            records.append(convert.file_access(run, use, digest, kind, use.written, now))
+            if digest is not None:
+                records.append(convert.file_access(run, use, digest, kind, use.written, now))
+            elif use.written and not problem:
+                records.append(convert.file_deleted(run, use, kind, now))
         if run.lost_events:
             reasons = ", ".join(sorted(run.lost_reasons))
             records.append(convert.loss_notice(run, run.lost_events, reasons, now, 0))

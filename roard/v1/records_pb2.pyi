@@ -12,9 +12,11 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_UNSPECIFIED: _ClassVar[Role]
     ROLE_INPUT: _ClassVar[Role]
     ROLE_OUTPUT: _ClassVar[Role]
+    ROLE_DELETED: _ClassVar[Role]
 ROLE_UNSPECIFIED: Role
 ROLE_INPUT: Role
 ROLE_OUTPUT: Role
+ROLE_DELETED: Role
 
 class Record(_message.Message):
     __slots__ = ("id", "seq", "run_id", "time", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished")

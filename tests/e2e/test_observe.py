@@ -450,7 +450,7 @@ def test_write_then_rename_records_final_names(roard: Roard, workdir: Path) -> N
             f.write(b"shard zero")
     """)
     )
-    script = f"{python3()} save.py && mv ckpt.tmp ckpt"
+    script = f"{python3()} save.py && mv ckpt.tmp ckpt && echo scratch > tmp.log && rm tmp.log"
     roard.roarctl("tag", "--name", "rename-e2e", "--", "sh", "-c", script, cwd=workdir)
     doc = roard.show("rename-e2e")
     assert doc["complete"], doc["lost_events"]
@@ -460,6 +460,7 @@ def test_write_then_rename_records_final_names(roard: Roard, workdir: Path) -> N
     assert outputs[str(shard)]["hash"] == b3(shard)
     assert str(workdir / "model.pt.tmp") not in outputs
     assert str(workdir / "ckpt.tmp" / "shard0.bin") not in outputs
+    assert [d["path"] for d in doc["deleted"]] == [str(workdir / "tmp.log")]
 
 
 def test_io_uring_marks_the_run_incomplete_and_ftruncate_is_an_output(

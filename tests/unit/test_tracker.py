@@ -322,7 +322,8 @@ def test_read_then_written_is_an_output_read_too(env: Env) -> None:
 
 
 def test_deleted_file_is_not_an_output(env: Env) -> None:
-    """A temporary written and deleted before the run ends is not reported as an output."""
+    """A temporary written and deleted before the run ends is recorded as deleted, without
+    a hash, not as an output; the run stays complete."""
     run, pid = env.tag()
     tmp = env.file("scratch.tmp", b"x")
     kept = env.file("kept.out", b"y")
@@ -331,8 +332,10 @@ def test_deleted_file_is_not_an_output(env: Env) -> None:
         env.close(run, pid, fd, path, wbytes=1)
     tmp.unlink()
     env.exit(run, pid)
-    files, _ = env.finish(run)
-    assert list(files) == [str(kept)]
+    files, finished = env.finish(run)
+    assert files[str(kept)].role == pb.ROLE_OUTPUT
+    assert (files[str(tmp)].role, files[str(tmp)].hash) == (pb.ROLE_DELETED, "")
+    assert finished.complete
 
 
 def test_exit_flushes_open_descriptors(env: Env) -> None:
