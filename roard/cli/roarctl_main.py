@@ -134,6 +134,8 @@ def _print_show(doc: dict[str, Any]) -> None:
     print("  processes:")
     for proc in doc["processes"]:
         print(f"    {proc['pid']} (ppid {proc['ppid']}) {' '.join(proc['argv']) or proc['exe']}")
+    if doc.get("deleted"):
+        print(f"  deleted before the run ended: {len(doc['deleted'])} files (--json lists them)")
     for role in ("inputs", "outputs"):
         files = doc[role]
         print(f"  {role}:")
