@@ -146,6 +146,7 @@ class Daemon:
                 "cache_misses": self.cache.misses,
             },
             "tracker": self.tracker.counts(),
+            "kernel_tracked_processes": self.probes.tracked_count(),
             "records_delivered": self.sink.delivered,
             "record_store_failures": self.sink.failures,
             "runs": [
@@ -175,8 +176,3 @@ class Daemon:
         self.sink.close()
         self.cache.close()
         self.store.close()
-
-
-def default_state_dir() -> Path:
-    """The state directory when nothing overrides it."""
-    return Path("/var/lib/roard")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from roard.errors import PrerequisiteError
@@ -26,7 +26,6 @@ class Features:
     kprobes: bool
     bcc: bool
     privileged: bool
-    notes: list[str] = field(default_factory=list)
 
     @property
     def tier(self) -> str:
