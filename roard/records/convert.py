@@ -120,11 +120,11 @@ def run_finished(run: Run, now: float) -> pb.Record:
     )
 
 
-def loss_notice(run: Run, count: int, reason: str, now: float, serial: int) -> pb.Record:
-    """Events of the run were lost."""
+def loss_notice(run_id: str, count: int, reason: str, now: float, serial: str) -> pb.Record:
+    """Events of the run were lost (`serial` tells this notice from the run's others)."""
     return pb.Record(
-        id=f"{run.run_id}/loss/{serial}",
-        run_id=run.run_id,
+        id=f"{run_id}/loss/{serial}",
+        run_id=run_id,
         time=now,
         loss_notice=pb.LossNotice(lost_events=count, reason=reason),
     )
@@ -134,12 +134,7 @@ def run_interrupted(run_id: str, now: float) -> list[pb.Record]:
     """Close a run that a previous daemon left open: its end was not observed."""
     reason = "roard stopped while the run was tracked; its end was not observed"
     return [
-        pb.Record(
-            id=f"{run_id}/loss/interrupted",
-            run_id=run_id,
-            time=now,
-            loss_notice=pb.LossNotice(lost_events=1, reason=reason),
-        ),
+        loss_notice(run_id, 1, reason, now, "interrupted"),
         pb.Record(
             id=f"{run_id}/finished",
             run_id=run_id,

@@ -519,7 +519,7 @@ class Tracker:
                 records.append(convert.file_deleted(run, use, kind, now))
         if run.lost_events:
             reasons = ", ".join(sorted(run.lost_reasons))
-            records.append(convert.loss_notice(run, run.lost_events, reasons, now, 0))
+            records.append(convert.loss_notice(run.run_id, run.lost_events, reasons, now, "final"))
         records.append(convert.run_finished(run, now))
         return records
 
