@@ -28,9 +28,9 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	if (!s)
 		return 0;
 	struct roard_ev_fork *ev = (struct roard_ev_fork *)s->buf;
-	fill_hdr((struct roard_hdr *)ev, ROARD_EV_FORK, run_key);
-	ev->tgid = ctgid;
-	ev->pid = ctgid;
+	fill_hdr(&ev->hdr, ROARD_EV_FORK, run_key);
+	ev->hdr.tgid = ctgid;
+	ev->hdr.pid = ctgid;
 	ev->ppid = ptgid;
 	ev->start_boottime_ns = rd_u64(child, OFF_TASK_STRUCT_START_BOOTTIME);
 	ev->parent_start_boottime_ns = start_boottime(parent);
@@ -50,7 +50,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	u64 mm = rd_u64(task, OFF_TASK_STRUCT_MM);
 	struct roard_ev_exec *ev = (struct roard_ev_exec *)s->buf;
 	u8 *data = s->buf + sizeof(*ev);
-	fill_hdr((struct roard_hdr *)ev, ROARD_EV_EXEC, run_key);
+	fill_hdr(&ev->hdr, ROARD_EV_EXEC, run_key);
 	ev->start_boottime_ns = start_boottime(task);
 	ev->ppid = rd_u32(rd_u64(task, OFF_TASK_STRUCT_REAL_PARENT), OFF_TASK_STRUCT_TGID);
 	ev->uid = (u32)bpf_get_current_uid_gid();
@@ -64,13 +64,13 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	ev->exe_len = exe_end;
 	ev->cwd_len = cwd_end - exe_end;
 	if (truncated || s->walk_truncated)
-		ev->flags |= ROARD_HDR_PATH_TRUNCATED;
+		ev->hdr.flags |= ROARD_HDR_PATH_TRUNCATED;
 
 	u64 arg_start = rd_u64(mm, OFF_MM_STRUCT_ARG_START);
 	u64 arg_len = rd_u64(mm, OFF_MM_STRUCT_ARG_END) - arg_start;
 	if (arg_len > ROARD_ARGV_MAX) {
 		arg_len = ROARD_ARGV_MAX;
-		ev->flags |= ROARD_HDR_ARGV_TRUNCATED;
+		ev->hdr.flags |= ROARD_HDR_ARGV_TRUNCATED;
 	}
 	if (bpf_probe_read_user(data + cwd_end, arg_len,
 				(const void *)arg_start) != 0)
@@ -104,7 +104,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	if (!s)
 		return 0;
 	struct roard_ev_exit *ev = (struct roard_ev_exit *)s->buf;
-	fill_hdr((struct roard_hdr *)ev, ROARD_EV_EXIT, run_key);
+	fill_hdr(&ev->hdr, ROARD_EV_EXIT, run_key);
 	ev->start_boottime_ns = start_boottime(task);
 	ev->exit_code = rd_u32(task, OFF_TASK_STRUCT_EXIT_CODE);
 	submit(s, sizeof(*ev), 0, ROARD_LOSS_RINGBUF_PROC, run_key, true);

@@ -57,7 +57,7 @@ static __always_inline void rename_exit(long ret)
 		return;
 	struct roard_ev_rename *ev = (struct roard_ev_rename *)s->buf;
 	u8 *data = s->buf + sizeof(*ev);
-	fill_hdr((struct roard_hdr *)ev, ROARD_EV_RENAME, run_key);
+	fill_hdr(&ev->hdr, ROARD_EV_RENAME, run_key);
 	ev->rename_flags = args.flags;
 	s->pos = 0;
 	walk_base(s, data, args.olddfd);
@@ -71,7 +71,7 @@ static __always_inline void rename_exit(long ret)
 	ev->newdir_len = s->pos - mark;
 	ev->new_len = read_name(s, data, args.newname);
 	if (truncated || !ev->old_len || !ev->new_len)
-		ev->flags |= ROARD_HDR_PATH_TRUNCATED;
+		ev->hdr.flags |= ROARD_HDR_PATH_TRUNCATED;
 	u32 len = s->pos;
 	submit(s, sizeof(*ev), len, ROARD_LOSS_RINGBUF_FILE, run_key, false);
 }

@@ -1,8 +1,8 @@
 /* roard_abi.h: the one ABI between the BPF programs and userspace.
  *
- * roard/kernel/abi.py parses this file (plain #defines of integers and flat structs of
- * fixed-width fields) and builds its decoders from it, so nothing is synced by hand.
- * Keep it that way: no nested structs, no unions, no expressions in #defines.
+ * roard/kernel/abi.py parses this file (plain #defines of integers, and structs of
+ * fixed-width fields or of structs defined above them) and builds its decoders from it,
+ * so nothing is synced by hand. Keep it that way: no unions, no expressions in #defines.
  */
 #ifndef ROARD_ABI_H
 #define ROARD_ABI_H
@@ -65,7 +65,7 @@
 #define ROARD_MAP_ANONYMOUS 32
 #define ROARD_RENAME_EXCHANGE 2
 
-/* Common prefix of every event. */
+/* Common prefix of every event: each roard_ev_* starts with it. */
 struct roard_hdr {
 	__u32 type;
 	__u32 tgid;
@@ -77,12 +77,7 @@ struct roard_hdr {
 
 /* A tracked process forked a new process (threads are not reported). */
 struct roard_ev_fork {
-	__u32 type;
-	__u32 tgid;
-	__u32 pid;
-	__u32 flags;
-	__u64 ktime_ns;
-	__u64 run_key;
+	struct roard_hdr hdr;
 	__u64 start_boottime_ns;
 	__u64 parent_start_boottime_ns;
 	__u32 ppid;
@@ -91,12 +86,7 @@ struct roard_ev_fork {
 
 /* A tracked process called execve; data = exe path, cwd path, argv (NUL-separated). */
 struct roard_ev_exec {
-	__u32 type;
-	__u32 tgid;
-	__u32 pid;
-	__u32 flags;
-	__u64 ktime_ns;
-	__u64 run_key;
+	struct roard_hdr hdr;
 	__u64 start_boottime_ns;
 	__u32 ppid;
 	__u32 uid;
@@ -108,12 +98,7 @@ struct roard_ev_exec {
 
 /* The last thread of a tracked process exited. */
 struct roard_ev_exit {
-	__u32 type;
-	__u32 tgid;
-	__u32 pid;
-	__u32 flags;
-	__u64 ktime_ns;
-	__u64 run_key;
+	struct roard_hdr hdr;
 	__u64 start_boottime_ns;
 	__s32 exit_code;
 	__u32 pad;
@@ -121,12 +106,7 @@ struct roard_ev_exit {
 
 /* A regular file became reachable through (tgid, fd); data = path. */
 struct roard_ev_open {
-	__u32 type;
-	__u32 tgid;
-	__u32 pid;
-	__u32 flags;
-	__u64 ktime_ns;
-	__u64 run_key;
+	struct roard_hdr hdr;
 	__u64 ino;
 	__u32 dev;
 	__s32 fd;
@@ -140,12 +120,7 @@ struct roard_ev_open {
 /* (tgid, fd) was closed, reused, or its process exec'd or exited: the I/O aggregated on
  * it. data = path, unless the file was announced by an open event (path_len 0). */
 struct roard_ev_close {
-	__u32 type;
-	__u32 tgid;
-	__u32 pid;
-	__u32 flags;
-	__u64 ktime_ns;
-	__u64 run_key;
+	struct roard_hdr hdr;
 	__u64 ino;
 	__u64 rbytes;
 	__u64 wbytes;
@@ -165,12 +140,7 @@ struct roard_ev_close {
  * new name. A base dir is the cwd or the dir fd's directory; it is unused for absolute
  * names. */
 struct roard_ev_rename {
-	__u32 type;
-	__u32 tgid;
-	__u32 pid;
-	__u32 flags;
-	__u64 ktime_ns;
-	__u64 run_key;
+	struct roard_hdr hdr;
 	__u32 rename_flags;
 	__u16 olddir_len;
 	__u16 old_len;

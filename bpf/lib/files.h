@@ -32,8 +32,8 @@ static __always_inline void flush_entry(struct roard_fdkey *key, struct roard_fd
 	struct roard_scratch *s = (agg->flags & ROARD_AGG_IGNORE) ? 0 : scratch_buf();
 	if (s) {
 		struct roard_ev_close *ev = (struct roard_ev_close *)s->buf;
-		fill_hdr((struct roard_hdr *)ev, ROARD_EV_CLOSE, agg->run_key);
-		ev->tgid = key->tgid;
+		fill_hdr(&ev->hdr, ROARD_EV_CLOSE, agg->run_key);
+		ev->hdr.tgid = key->tgid;
 		ev->fd = key->fd;
 		ev->ino = agg->ino;
 		ev->dev = agg->dev;
@@ -49,9 +49,9 @@ static __always_inline void flush_entry(struct roard_fdkey *key, struct roard_fd
 			if (file_alive) {
 				walk_path(s, s->buf + sizeof(*ev), agg->file + OFF_FILE_F_PATH);
 				if (s->walk_truncated)
-					ev->flags |= ROARD_HDR_PATH_TRUNCATED;
+					ev->hdr.flags |= ROARD_HDR_PATH_TRUNCATED;
 			} else {
-				ev->flags |= ROARD_HDR_PATH_UNKNOWN;
+				ev->hdr.flags |= ROARD_HDR_PATH_UNKNOWN;
 			}
 		}
 		u32 len = s->pos;
@@ -116,7 +116,7 @@ static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u
 		struct roard_scratch *s = scratch_buf();
 		if (s) {
 			struct roard_ev_open *ev = (struct roard_ev_open *)s->buf;
-			fill_hdr((struct roard_hdr *)ev, ROARD_EV_OPEN, run_key);
+			fill_hdr(&ev->hdr, ROARD_EV_OPEN, run_key);
 			ev->ino = init.ino;
 			ev->dev = init.dev;
 			ev->fd = key->fd;
@@ -126,7 +126,7 @@ static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u
 			s->pos = 0;
 			walk_path(s, s->buf + sizeof(*ev), file + OFF_FILE_F_PATH);
 			if (s->walk_truncated)
-				ev->flags |= ROARD_HDR_PATH_TRUNCATED;
+				ev->hdr.flags |= ROARD_HDR_PATH_TRUNCATED;
 			u32 len = s->pos;
 			ev->path_len = len;
 			submit(s, sizeof(*ev), len, ROARD_LOSS_RINGBUF_FILE, run_key, false);

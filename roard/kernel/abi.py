@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from roard.errors import KernelError
 
@@ -24,7 +25,7 @@ _CTYPES: dict[str, type[ctypes._SimpleCData]] = {  # type: ignore[type-arg]
 }
 _DEFINE = re.compile(r"^#define[ \t]+(ROARD_\w+)[ \t]+(\S+)[ \t]*$", re.MULTILINE)
 _STRUCT = re.compile(r"struct\s+(\w+)\s*\{([^}]*)\};")
-_FIELD = re.compile(r"^\s*(\w+)\s+(\w+)(?:\[(\w+)\])?\s*;")
+_FIELD = re.compile(r"^\s*((?:struct\s+)?\w+)\s+(\w+)(?:\[(\w+)\])?\s*;")
 
 
 def bpf_source_dir() -> Path:
@@ -61,13 +62,15 @@ class Abi:
                 raise KernelError(f"roard_abi.h: {name} is not an integer: {value!r}") from None
         structs: dict[str, type[ctypes.Structure]] = {}
         for name, body in _STRUCT.findall(text):
-            fields: list[tuple[str, type[ctypes._SimpleCData] | type[ctypes.Array]]] = []  # type: ignore[type-arg]
+            fields: list[tuple[str, Any]] = []
             for line in filter(str.strip, body.splitlines()):
                 match = _FIELD.match(line)
-                if not match or match.group(1) not in _CTYPES:
+                ctype = match.group(1) if match else ""
+                nested = structs.get(ctype.removeprefix("struct").strip())
+                if not match or (ctype not in _CTYPES and nested is None):
                     raise KernelError(f"roard_abi.h: struct {name}: cannot decode {line.strip()!r}")
-                ctype, field, count = match.groups()
-                base = _CTYPES[ctype]
+                _ctype, field, count = match.groups()
+                base: Any = nested if nested is not None else _CTYPES[ctype]
                 if count is None:
                     fields.append((field, base))
                 else:

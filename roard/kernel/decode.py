@@ -151,10 +151,11 @@ class Decoder:
         if struct is None or len(data) < ctypes.sizeof(struct):
             raise KernelError(f"undecodable ring-buffer record: type {etype}, {len(data)} bytes")
         ev = struct.from_buffer_copy(data[: ctypes.sizeof(struct)])
+        hdr = ev.hdr
         tail = data[ctypes.sizeof(struct) :]
         if etype == self._ev["FORK"]:
             return ForkEvent(
-                ev.run_key, ev.tgid, ev.ppid, ev.start_boottime_ns, ev.parent_start_boottime_ns
+                hdr.run_key, hdr.tgid, ev.ppid, ev.start_boottime_ns, ev.parent_start_boottime_ns
             )
         if etype == self._ev["EXEC"]:
             exe = tail[: ev.exe_len]
@@ -164,19 +165,19 @@ class Decoder:
             # Each argument ends in one NUL; strip only the last so "" arguments survive.
             argv = blob.removesuffix(b"\0").split(b"\0")
             return ExecEvent(
-                run_key=ev.run_key,
-                tgid=ev.tgid,
+                run_key=hdr.run_key,
+                tgid=hdr.tgid,
                 ppid=ev.ppid,
                 start_ns=ev.start_boottime_ns,
                 uid=ev.uid,
                 exe=join_components(exe),
                 cwd=join_components(cwd),
                 argv=tuple(a.decode("utf-8", "surrogateescape") for a in argv if ev.argv_len),
-                truncated=bool(ev.flags & self._path_truncated),
-                argv_truncated=bool(ev.flags & self._argv_truncated),
+                truncated=bool(hdr.flags & self._path_truncated),
+                argv_truncated=bool(hdr.flags & self._argv_truncated),
             )
         if etype == self._ev["EXIT"]:
-            return ExitEvent(ev.run_key, ev.tgid, ev.start_boottime_ns, ev.exit_code)
+            return ExitEvent(hdr.run_key, hdr.tgid, ev.start_boottime_ns, ev.exit_code)
         if etype == self._ev["RENAME"]:
             cut = [ev.olddir_len, ev.old_len, ev.newdir_len, ev.new_len]
             parts, pos = [], 0
@@ -185,17 +186,17 @@ class Decoder:
                 pos += n
             olddir, old, newdir, new = (p.removesuffix(b"\0") for p in parts)
             return RenameEvent(
-                run_key=ev.run_key,
-                tgid=ev.tgid,
+                run_key=hdr.run_key,
+                tgid=hdr.tgid,
                 old=_resolve(olddir, old),
                 new=_resolve(newdir, new),
                 exchange=bool(ev.rename_flags & self._rename_exchange),
-                truncated=bool(ev.flags & self._path_truncated) or not old or not new,
+                truncated=bool(hdr.flags & self._path_truncated) or not old or not new,
             )
         if etype == self._ev["OPEN"]:
             return OpenEvent(
-                run_key=ev.run_key,
-                tgid=ev.tgid,
+                run_key=hdr.run_key,
+                tgid=hdr.tgid,
                 fd=ev.fd,
                 path=join_components(tail[: ev.path_len]),
                 dev=userspace_dev(ev.dev),
@@ -203,15 +204,16 @@ class Decoder:
                 open_flags=ev.open_flags,
                 created=bool(ev.fmode & self._fmode_created),
                 inherited=ev.origin == self._inherited,
-                truncated=bool(ev.flags & self._path_truncated),
+                truncated=bool(hdr.flags & self._path_truncated),
             )
         path = join_components(tail[: ev.path_len]) if ev.path_len else None
-        return self.close_from(ev.tgid, ev.fd, ev, ev.agg_flags, path, ev.flags)
+        return self.close_from(hdr.tgid, ev.fd, hdr.run_key, ev, ev.agg_flags, path, hdr.flags)
 
     def close_from(
         self,
         tgid: int,
         fd: int,
+        run_key: int,
         agg: Any,
         agg_flags: int,
         path: str | None = None,
@@ -220,7 +222,7 @@ class Decoder:
         """A CloseEvent from anything with the aggregate's fields: a roard_ev_close record,
         or a roard_fdagg map value that userspace reads when a process exits."""
         return CloseEvent(
-            run_key=agg.run_key,
+            run_key=run_key,
             tgid=tgid,
             fd=fd,
             dev=userspace_dev(agg.dev),

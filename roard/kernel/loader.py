@@ -220,7 +220,7 @@ class Probes:
                 continue
             if agg.flags & ignore:
                 continue
-            flushed.append(self._decoder.close_from(tgid, fd, agg, agg.flags))
+            flushed.append(self._decoder.close_from(tgid, fd, agg.run_key, agg, agg.flags))
         return flushed
 
     def losses(self) -> dict[str, int]:

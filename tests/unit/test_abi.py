@@ -123,3 +123,13 @@ def test_event_code_without_struct_is_a_kernel_error() -> None:
     abi = Abi.parse("#define ROARD_EV_GHOST 9\n")
     with pytest.raises(KernelError):
         _ = abi.event_structs
+
+
+def test_struct_field_of_an_earlier_struct_nests_it() -> None:
+    """A field typed by a struct defined above it (the common event header) is nested."""
+    abi = Abi.parse(
+        "struct h {\n\t__u32 type;\n\t__u32 pad;\n};\n"
+        "struct ev {\n\tstruct h hdr;\n\t__u64 x;\n};\n"
+    )
+    ev = abi.structs["ev"].from_buffer_copy(bytes([7, 0, 0, 0, 0, 0, 0, 0, 9] + [0] * 7))
+    assert (ev.hdr.type, ev.x, ctypes.sizeof(abi.structs["ev"])) == (7, 9, 16)

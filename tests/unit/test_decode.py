@@ -25,10 +25,19 @@ from roard.kernel.decode import (
 ABI = Abi.load()
 
 
+HDR_FIELDS = {"tgid", "pid", "flags", "ktime_ns", "run_key"}
+
+
 def record(kind: str, tail: bytes = b"", **fields: Any) -> bytes:
-    """A raw record: struct roard_ev_<kind> (type filled in) followed by its data tail."""
+    """A raw record: struct roard_ev_<kind> (header fields given flat, type filled in)
+    followed by its data tail."""
     struct = ABI.structs[f"roard_ev_{kind}"]
-    return bytes(struct(type=ABI.const(f"EV_{kind.upper()}"), **fields)) + tail
+    hdr = ABI.structs["roard_hdr"](
+        type=ABI.const(f"EV_{kind.upper()}"),
+        **{k: v for k, v in fields.items() if k in HDR_FIELDS},
+    )
+    body = {k: v for k, v in fields.items() if k not in HDR_FIELDS}
+    return bytes(struct(hdr=hdr, **body)) + tail
 
 
 def kdev(major: int, minor: int) -> int:
