@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from roard.artifacts.hasher import Digest
 from roard.tracking.processes import Process
 from roard.tracking.runs import FileUse, Run
 from roard.v1 import records_pb2 as pb
 
 
+def _record(run_id: str, suffix: str, now: float, **body: Any) -> pb.Record:
+    """A record of run `run_id`; its id (run id + `suffix`) is stable across retries."""
+    return pb.Record(id=f"{run_id}/{suffix}", run_id=run_id, time=now, **body)
+
+
 def run_tagged(run: Run, host: str, now: float) -> pb.Record:
     """The record that opens a run."""
-    return pb.Record(
-        id=f"{run.run_id}/tagged",
-        run_id=run.run_id,
-        time=now,
+    return _record(
+        run.run_id,
+        "tagged",
+        now,
         run_tagged=pb.RunTagged(
             name=run.name or "",
             labels=run.labels,
@@ -28,10 +35,10 @@ def run_tagged(run: Run, host: str, now: float) -> pb.Record:
 
 def process_started(proc: Process, now: float, generation: int) -> pb.Record:
     """A process of the run, as known now (re-sent after each exec: the latest wins)."""
-    return pb.Record(
-        id=f"{proc.run_id}/proc/{proc.pid}-{proc.start_ticks}/start/{generation}",
-        run_id=proc.run_id,
-        time=now,
+    return _record(
+        proc.run_id,
+        f"proc/{proc.pid}-{proc.start_ticks}/start/{generation}",
+        now,
         process_started=pb.ProcessStarted(
             pid=proc.pid,
             ppid=proc.ppid,
@@ -47,10 +54,10 @@ def process_started(proc: Process, now: float, generation: int) -> pb.Record:
 
 def process_exited(proc: Process, now: float) -> pb.Record:
     """A process of the run ended."""
-    return pb.Record(
-        id=f"{proc.run_id}/proc/{proc.pid}-{proc.start_ticks}/exit",
-        run_id=proc.run_id,
-        time=now,
+    return _record(
+        proc.run_id,
+        f"proc/{proc.pid}-{proc.start_ticks}/exit",
+        now,
         process_exited=pb.ProcessExited(
             pid=proc.pid,
             start_ticks=proc.start_ticks,
@@ -65,10 +72,10 @@ def file_access(
 ) -> pb.Record:
     """One input or output of a run, with its content hash."""
     role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
-    return pb.Record(
-        id=f"{run.run_id}/file/{pb.Role.Name(role)}/{use.path}",
-        run_id=run.run_id,
-        time=now,
+    return _record(
+        run.run_id,
+        f"file/{pb.Role.Name(role)}/{use.path}",
+        now,
         file_access=pb.FileAccess(
             path=use.path,
             role=role,
@@ -87,10 +94,10 @@ def file_access(
 
 def file_deleted(run: Run, use: FileUse, kind: str, now: float) -> pb.Record:
     """A file the run wrote that did not survive it: recorded as such, not as an output."""
-    return pb.Record(
-        id=f"{run.run_id}/file/{pb.Role.Name(pb.ROLE_DELETED)}/{use.path}",
-        run_id=run.run_id,
-        time=now,
+    return _record(
+        run.run_id,
+        f"file/{pb.Role.Name(pb.ROLE_DELETED)}/{use.path}",
+        now,
         file_access=pb.FileAccess(
             path=use.path,
             role=pb.ROLE_DELETED,
@@ -106,10 +113,10 @@ def file_deleted(run: Run, use: FileUse, kind: str, now: float) -> pb.Record:
 def run_finished(run: Run, now: float) -> pb.Record:
     """The record that closes a run."""
     lost = run.lost_events
-    return pb.Record(
-        id=f"{run.run_id}/finished",
-        run_id=run.run_id,
-        time=now,
+    return _record(
+        run.run_id,
+        "finished",
+        now,
         run_finished=pb.RunFinished(
             has_exit_code=run.exit_code is not None,
             exit_code=run.exit_code or 0,
@@ -122,10 +129,10 @@ def run_finished(run: Run, now: float) -> pb.Record:
 
 def loss_notice(run_id: str, count: int, reason: str, now: float, serial: str) -> pb.Record:
     """Events of the run were lost (`serial` tells this notice from the run's others)."""
-    return pb.Record(
-        id=f"{run_id}/loss/{serial}",
-        run_id=run_id,
-        time=now,
+    return _record(
+        run_id,
+        f"loss/{serial}",
+        now,
         loss_notice=pb.LossNotice(lost_events=count, reason=reason),
     )
 
@@ -135,10 +142,10 @@ def run_interrupted(run_id: str, now: float) -> list[pb.Record]:
     reason = "roard stopped while the run was tracked; its end was not observed"
     return [
         loss_notice(run_id, 1, reason, now, "interrupted"),
-        pb.Record(
-            id=f"{run_id}/finished",
-            run_id=run_id,
-            time=now,
+        _record(
+            run_id,
+            "finished",
+            now,
             run_finished=pb.RunFinished(ended_at=now, complete=False, lost_events=1),
         ),
     ]
