@@ -188,8 +188,7 @@ class Tracker:
         # Its announced descriptors' aggregates still carry the old run's key: flush them
         # into the old run now; what the process does next belongs to the new run.
         if old_run is not None:
-            for close in self._kernel.flush_fds(proc.pid, proc.fds, old_run.key):
-                self._on_close(old_run, close)
+            self._take_kernel_files(old_run, proc.pid, proc.fds)
             old_run.live.discard(proc.pid)
             if not old_run.live:
                 self._schedule_finalize(old_run, "its processes moved to a nested run")
@@ -234,19 +233,22 @@ class Tracker:
         dead on two passes in a row is taken as exited, and its run as incomplete. Without
         this, a run adopted with --pid could stay running for ever."""
         with self._lock:
-            dead = {
-                proc.key: (run, proc)
+            watched = [
+                (run, proc)
                 for run in self._runs.active()
                 if not run.finalizing
                 for proc in (self._procs.get(pid) for pid in run.live)
-                if proc is not None and not _alive(proc)
-            }
+                if proc is not None
+            ]
+        # /proc is read without the lock: the observer must not wait on thousands of reads.
+        dead = {proc.key: (run, proc) for run, proc in watched if not _alive(proc)}
+        with self._lock:
             for key, (run, proc) in dead.items():
-                if key not in self._suspects:
+                if key not in self._suspects or run.finalizing:
                     continue
-                self._procs.remove(proc.pid, proc.start_ticks)
-                for close in self._kernel.flush_fds(proc.pid, proc.fds, run.key):
-                    self._on_close(run, close)
+                if self._procs.remove(proc.pid, proc.start_ticks) is None:
+                    continue  # its exit event came in meanwhile
+                self._take_kernel_files(run, proc.pid, proc.fds)
                 run.live.discard(proc.pid)
                 run.lose(1, "a process's exit event never arrived")
                 if proc.pid == run.root_pid:
@@ -321,6 +323,12 @@ class Tracker:
         proc = self._procs.get(ev.tgid)
         if proc is not None:
             proc.fds.add(ev.fd)
+
+    def _take_kernel_files(self, run: Run, pid: int, fds: set[int]) -> None:
+        """Apply the I/O the kernel still holds for these descriptors of `pid` to `run`
+        (no close(2) will report it: the process exited, left the run or was untagged)."""
+        for close in self._kernel.flush_fds(pid, fds, run.key):
+            self._on_close(run, close)
 
     def _on_close(self, run: Run, ev: CloseEvent) -> None:
         proc = self._procs.get(ev.tgid)
@@ -414,8 +422,7 @@ class Tracker:
         proc = self._procs.remove(ev.tgid, ticks_from_ns(ev.start_ns))
         if proc is None:
             return  # a duplicate report from a second exiting thread
-        for close in self._kernel.flush_fds(proc.pid, proc.fds, run.key):
-            self._on_close(run, close)
+        self._take_kernel_files(run, proc.pid, proc.fds)
         proc.ended_at = self._clock()
         proc.exit_code = _exit_status(ev.exit_code)
         run.live.discard(proc.pid)
@@ -457,8 +464,7 @@ class Tracker:
                 # Its lazily announced files too: the kernel will not flush them at exit
                 # now that the process is no longer tracked.
                 held = proc.fds | set(range(self._kernel.lazy_fds))
-                for close in self._kernel.flush_fds(proc.pid, held, run.key):
-                    self._on_close(run, close)
+                self._take_kernel_files(run, proc.pid, held)
                 self._procs.remove(proc.pid)
             run.live.clear()
             run.root_exited.set()
