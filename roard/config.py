@@ -56,6 +56,20 @@ class ClassifyRules:
 
 
 @dataclass(frozen=True)
+class CollectorConfig:
+    """Where records go (config section [collector]); empty strings mean "not set"."""
+
+    address: str = ""  # HOST:PORT or unix:/path; empty: the embedded collector
+    host_id: str = ""  # empty: the hostname
+    token_file: str = ""  # a file holding this host's bearer token
+    tls_ca: str = ""  # CA that signed the collector's certificate (enables TLS)
+    tls_cert: str = ""  # this host's client certificate (mutual TLS)
+    tls_key: str = ""
+    spool_max_bytes: int = 1 << 30  # records held while the collector is unreachable
+    delivery_wait_seconds: float = 10.0  # how long `roarctl tag` waits for the collector
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything roard run reads at start."""
 
@@ -65,6 +79,7 @@ class Config:
     linger_seconds: float = 2.0  # how long a spawned run waits for stragglers after its root exits
     kernel: KernelSizing = field(default_factory=KernelSizing)
     classify: ClassifyRules = field(default_factory=ClassifyRules)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
 
 
 _TOP_KEYS = {"state_dir": Path, "socket": Path, "hash_workers": int, "linger_seconds": float}
@@ -109,6 +124,8 @@ def parse(text: str, source: str = "config") -> Config:
             config = replace(config, kernel=_section("kernel", value, KernelSizing))
         elif key == "classify":
             config = replace(config, classify=_section("classify", value, ClassifyRules))
+        elif key == "collector":
+            config = replace(config, collector=_section("collector", value, CollectorConfig))
         elif key in _TOP_KEYS:
             top[key] = _typed("", key, value, _TOP_KEYS[key])
         else:
@@ -119,7 +136,14 @@ def parse(text: str, source: str = "config") -> Config:
 def _checked(config: Config) -> Config:
     """Reject values of the right type that cannot work, naming the key."""
     k = config.kernel
+    c = config.collector
     problems = [
+        (c.spool_max_bytes >= 1 << 20, "[collector] spool_max_bytes must be at least 1 MiB"),
+        (c.delivery_wait_seconds >= 0, "[collector] delivery_wait_seconds must not be negative"),
+        (
+            not (c.tls_cert or c.tls_key) or bool(c.tls_cert and c.tls_key and c.tls_ca),
+            "[collector] tls_cert and tls_key go together, with tls_ca",
+        ),
         (config.hash_workers >= 1, "hash_workers must be at least 1"),
         (config.linger_seconds >= 0, "linger_seconds must not be negative"),
         (

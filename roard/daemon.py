@@ -5,9 +5,9 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import socket
 import threading
 import time
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +16,33 @@ import structlog
 import roard
 from roard.artifacts.hashcache import HashCache
 from roard.artifacts.hasher import Hasher
-from roard.collector.storage import SqliteStore
+from roard.collector.client import CollectorClient
+from roard.collector.service import CollectorServer
+from roard.collector.sqlite import SqliteStore
+from roard.collector.transport import CollectorTarget, TlsFiles, check_address, default_host_id
 from roard.config import Config
 from roard.control.server import ControlServer, ControlService
-from roard.errors import PrerequisiteError
+from roard.errors import ConfigError, PrerequisiteError
+from roard.export.stream import Exporter, HelloInfo
 from roard.kernel import features, loader
 from roard.kernel.abi import Abi
 from roard.kernel.decode import Decoder
 from roard.observer import Observer
 from roard.records import convert
-from roard.records.sink import EmbeddedSink
+from roard.records.sink import SpoolSink
+from roard.records.spool import Spool
 from roard.tracking.tracker import Tracker
 
 log = structlog.get_logger("roard.daemon")
 
 _REAP_SECONDS = 5.0
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
 
 
 class Daemon:
@@ -42,7 +54,15 @@ class Daemon:
         self._started_at = time.time()
 
     def start(self) -> None:
-        """Check prerequisites, load the BPF programs and start serving."""
+        """Check prerequisites, load the BPF programs and start serving. On failure,
+        whatever had started is stopped again before the error propagates."""
+        with ExitStack() as stack:
+            self._start(stack)
+            self._running = stack.pop_all()
+
+    def _start(self, stack: ExitStack) -> None:
+        # Each part registers its shutdown as it starts: the stack unwinds in reverse, so
+        # roarctl is cut off first and the spool is drained last.
         host = features.probe()
         features.require(host)
         self.features = host
@@ -50,15 +70,29 @@ class Daemon:
         state.mkdir(parents=True, exist_ok=True)
         os.chmod(state, 0o700)
         self._lock_state(state)
-        self.store = SqliteStore(state / "registry.db")
-        self.cache = HashCache(state / "hashcache.db")
-        self.hasher = Hasher(self.cache, self.config.hash_workers)
-        self.probes = loader.load(state, self.config.kernel)
+        self.host_id = self.config.collector.host_id or default_host_id()
+        self.embedded: CollectorServer | None = None
+        target = self._collector_target(stack)
+        self.spool = stack.enter_context(
+            closing(Spool(state / "spool.db", self.config.collector.spool_max_bytes))
+        )
+        self.sink = SpoolSink(self.spool, on_spooled=self._spooled)
+        self.exporter = Exporter(
+            self.spool,
+            self.sink,
+            target,
+            HelloInfo(self.host_id, _boot_id(), roard.__version__, host.tier),
+        )
+        self.exporter.start()
+        stack.callback(self._drain)
+        self.queries = stack.enter_context(closing(CollectorClient(target)))
+        self.cache = stack.enter_context(closing(HashCache(state / "hashcache.db")))
+        self.hasher = stack.enter_context(closing(Hasher(self.cache, self.config.hash_workers)))
+        self.probes = stack.enter_context(closing(loader.load(state, self.config.kernel)))
         for event in self.probes.skipped:
             log.warning(
                 "tracepoint missing on this kernel; its syscall is not observed", tracepoint=event
             )
-        self.sink = EmbeddedSink(self.store)
         self._close_interrupted_runs()
         self.tracker = Tracker(
             self.probes,
@@ -66,16 +100,26 @@ class Daemon:
             self.sink,
             self.config.classify,
             linger_seconds=self.config.linger_seconds,
+            host=self.host_id,
         )
+        stack.callback(self._untag_all)
         self.observer = Observer(self.probes, Decoder(Abi.load()), self.tracker)
         self.observer.start()
+        stack.callback(self.observer.stop)
         threading.Thread(target=self._reap_loop, name="roard-reaper", daemon=True).start()
         self.control = ControlServer(
-            lambda relay: ControlService(self.tracker, self.store, self.status, relay),
+            lambda relay: ControlService(
+                self.tracker,
+                self.queries,
+                self.status,
+                relay,
+                self._delivered,
+            ),
             public=self.config.socket,
             private=state / "control" / "grpc.sock",
         )
         self.control.start()
+        stack.callback(self.control.stop)
         log.info(
             "roard ready",
             tier=host.tier,
@@ -84,6 +128,58 @@ class Daemon:
             load_seconds=round(self.probes.load_seconds, 2),
             headers=str(self.probes.headers.path),
         )
+
+    def _untag_all(self) -> None:
+        """Finalize open runs with what was seen."""
+        for run in self.tracker.active_runs():
+            self.tracker.untag(run)
+
+    def _drain(self) -> None:
+        """Spool what is queued, give the collector a moment to take it, stop streaming;
+        whatever is not acked waits on disk for the next start."""
+        self.sink.close()
+        self.exporter.wait_acked(self.sink.last_emitted, 2.0)
+        self.exporter.stop()
+
+    def _collector_target(self, stack: ExitStack) -> CollectorTarget:
+        """Where records go: the configured collector, or an embedded one on local SQLite
+        served on a socket in the state dir (the same stream code either way)."""
+        conf = self.config.collector
+        if not conf.address:
+            self.store = stack.enter_context(SqliteStore(self.config.state_dir / "registry.db"))
+            address = f"unix:{self.config.state_dir / 'collector.sock'}"
+            self.embedded = CollectorServer(self.store, address, workers=8)
+            self.embedded.start()
+            stack.callback(self.embedded.stop)
+            return CollectorTarget(address)
+        tls = (
+            TlsFiles(
+                cert=Path(conf.tls_cert) if conf.tls_cert else None,
+                key=Path(conf.tls_key) if conf.tls_key else None,
+                ca=Path(conf.tls_ca),
+            )
+            if conf.tls_ca
+            else None
+        )
+        token = None
+        if conf.token_file:
+            try:
+                token = Path(conf.token_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"[collector] token_file {conf.token_file}: {exc.strerror}"
+                ) from None
+        return CollectorTarget(check_address(conf.address), tls=tls, token=token)
+
+    def _spooled(self) -> None:
+        exporter = getattr(self, "exporter", None)
+        if exporter is not None:
+            exporter.notify()
+
+    def _delivered(self, timeout: float | None = None) -> bool:
+        """Wait until everything emitted so far is stored by the collector."""
+        wait = self.config.collector.delivery_wait_seconds if timeout is None else timeout
+        return self.sink.flush() and self.exporter.wait_acked(self.sink.last_emitted, wait)
 
     def _reap_loop(self) -> None:
         """Every few seconds, look for tracked processes that died without an exit event."""
@@ -114,7 +210,7 @@ class Daemon:
         """Runs a previous roard on this host left open can never finish normally: close
         them as incomplete, so nobody mistakes them for complete or still running."""
         now = time.time()
-        stale = self.store.unfinished(socket.gethostname())
+        stale = self.spool.open_runs()
         for run_id in stale:
             self.sink.emit(convert.run_interrupted(run_id, now))
         if stale:
@@ -147,8 +243,18 @@ class Daemon:
             },
             "tracker": self.tracker.counts(),
             "kernel_tracked_processes": self.probes.tracked_count(),
-            "records_delivered": self.sink.delivered,
-            "record_store_failures": self.sink.failures,
+            "records_spooled": self.sink.spooled,
+            "spool_failures": self.sink.failures,
+            "spool": self._spool_status(),
+            "collector": {
+                "address": "embedded" if self.embedded else self.config.collector.address,
+                "host_id": self.host_id,
+                "connected": self.exporter.connected,
+                "acked_seq": self.exporter.acked_seq,
+                "records_sent": self.exporter.records_sent,
+                "reconnects": self.exporter.reconnects,
+                "last_error": self.exporter.last_error,
+            },
             "runs": [
                 {"run_id": r.run_id, "name": r.name, "processes": len(r.live)}
                 for r in self.tracker.active_runs()
@@ -156,6 +262,15 @@ class Daemon:
             ],
             "state_dir": str(self.config.state_dir),
             "socket": str(self.config.socket),
+        }
+
+    def _spool_status(self) -> dict[str, Any]:
+        depth = self.spool.depth()
+        return {
+            "records": depth.records,
+            "bytes": depth.bytes,
+            "oldest_age_seconds": round(time.time() - depth.oldest, 1) if depth.oldest else 0,
+            "shed_records": self.spool.shed_records,
         }
 
     def wait(self) -> None:
@@ -167,12 +282,4 @@ class Daemon:
     def stop(self) -> None:
         """Stop serving, finalize open runs with what was seen, detach the programs."""
         log.info("roard stopping")
-        self.control.stop()
-        self.observer.stop()
-        for run in self.tracker.active_runs():
-            self.tracker.untag(run)
-        self.probes.close()
-        self.hasher.close()
-        self.sink.close()
-        self.cache.close()
-        self.store.close()
+        self._running.close()

@@ -43,3 +43,7 @@ class NotFound(RoardError):
 
 class PermissionDenied(RoardError):
     """The caller may not act on that process or run."""
+
+
+class CollectorUnavailable(RoardError):
+    """The collector cannot be reached (records stay spooled and are sent later)."""

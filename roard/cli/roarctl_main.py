@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,35 @@ def _parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list runs, newest first")
     runs.add_argument("--name")
+    runs.add_argument("--label", action="append", default=[], metavar="K=V", help="must match")
+    runs.add_argument("--host", help="only runs of this host")
+    runs.add_argument("--since", type=_when, help="started at or after (ISO 8601 time)")
+    runs.add_argument("--until", type=_when, help="started before (ISO 8601 time)")
     runs.add_argument("--limit", type=int, default=50)
     runs.add_argument("--json", action="store_true")
+
+    lineage = sub.add_parser("lineage", help="what produced an artifact, and what consumed it")
+    lineage.add_argument("target", metavar="PATH_OR_HASH", help="a path, blake3:<hex> or prefix")
+    direction = lineage.add_mutually_exclusive_group()
+    direction.add_argument("--up", action="store_true", help="producers, recursively (default)")
+    direction.add_argument("--down", action="store_true", help="consumers, recursively")
+    direction.add_argument("--both", action="store_true", help="up and down")
+    lineage.add_argument("--depth", type=int, default=0, help="run levels to walk (default 5)")
+    lineage.add_argument("--host", help="with a path: that host's file")
+    lineage.add_argument("--json", action="store_true")
+
+    artifact = sub.add_parser("artifact", help="an artifact's paths and runs")
+    artifact.add_argument("target", metavar="PATH_OR_HASH")
+    artifact.add_argument("--host")
+    artifact.add_argument("--json", action="store_true")
+
+    graph = sub.add_parser("graph", help="a run's DAG: upstream producers, downstream consumers")
+    graph.add_argument("run")
+    graph.add_argument("--json", action="store_true")
+
+    export = sub.add_parser("export", help="a run as OpenLineage events or W3C PROV-JSON")
+    export.add_argument("run")
+    export.add_argument("--format", required=True, choices=["openlineage", "prov"])
 
     show = sub.add_parser("show", help="one run: processes, inputs, outputs")
     show.add_argument("run", help="run id, or a name meaning its latest run")
@@ -48,6 +77,26 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="daemon health, tier and counters")
     status.add_argument("--json", action="store_true")
     return parser
+
+
+def _when(text: str) -> float:
+    """An ISO 8601 time (naive means UTC) as seconds since the epoch."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-26T08:00:00Z or 2026-11-26)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _target(text: str) -> str:
+    """A hash stays as given; a path is made absolute (the registry stores absolute paths)."""
+    if text.startswith("blake3:") or not (os.sep in text or os.path.exists(text)):
+        return text
+    return os.path.realpath(text)
 
 
 def _labels(pairs: list[str]) -> dict[str, str]:
@@ -116,6 +165,12 @@ def _kind_counts(files: list[dict[str, Any]] | dict[str, int]) -> dict[str, int]
 
 
 def _summary(doc: dict[str, Any]) -> str:
+    if doc.get("delivered") is False:
+        return (
+            f"run {doc['run_id']} finished and is spooled, but the collector has not stored it "
+            "yet (unreachable?): `roarctl show` will have it once it is delivered; "
+            "`roarctl status` shows the collector connection"
+        )
     name = f" ({doc['name']})" if doc.get("name") else ""
     complete = "complete" if doc["complete"] else f"INCOMPLETE: {doc['lost_events']} events lost"
     inputs, outputs = _kind_counts(doc["inputs"]), _kind_counts(doc["outputs"])
@@ -147,6 +202,112 @@ def _print_show(doc: dict[str, Any]) -> None:
             print(f"    (+{len(others)} {'/'.join(kinds)} files: --json lists them)")
 
 
+def _run_label(run: dict[str, Any]) -> str:
+    name = f" {run['name']}" if run.get("name") else ""
+    state = "" if run["complete"] else " INCOMPLETE"
+    return f"run {run['run_id']}{name} ({run['host']}, {run['started_at'][:19]}Z){state}"
+
+
+def _artifact_label(node: dict[str, Any]) -> str:
+    paths = node.get("paths") or []
+    where = paths[0] if paths else "?"
+    more = f" (+{len(paths) - 1} paths)" if len(paths) > 1 else ""
+    return f"{node['hash'][:19]}…  {where}{more}"
+
+
+def _print_tree(doc: dict[str, Any]) -> None:
+    """The lineage graph as an indented tree from its root, following edges away from it."""
+    artifacts = {a["hash"]: a for a in doc["artifacts"]}
+    runs = {r["run_id"]: r for r in doc["runs"]}
+    producers: dict[str, list[str]] = {}
+    consumers: dict[str, list[str]] = {}
+    inputs: dict[str, list[str]] = {}
+    outputs: dict[str, list[str]] = {}
+    for e in doc["edges"]:
+        if e["kind"] == "generated":
+            producers.setdefault(e["to"], []).append(e["from"])
+            outputs.setdefault(e["from"], []).append(e["to"])
+        else:
+            consumers.setdefault(e["from"], []).append(e["to"])
+            inputs.setdefault(e["to"], []).append(e["from"])
+
+    def walk(node: str, is_run: bool, up: bool, indent: int, seen: set[str]) -> None:
+        pad = "  " * indent
+        label = _run_label(runs[node]) if is_run else _artifact_label(artifacts[node])
+        arrow = ("<- " if up else "-> ") if indent else ""
+        if node in seen:
+            print(f"{pad}{arrow}{label} (see above)")
+            return
+        print(f"{pad}{arrow}{label}")
+        seen.add(node)
+        if is_run:
+            nexts = inputs.get(node, []) if up else outputs.get(node, [])
+        else:
+            nexts = producers.get(node, []) if up else consumers.get(node, [])
+        for nxt in sorted(nexts):
+            walk(nxt, not is_run, up, indent + 1, seen)
+
+    root = doc["root"]
+    start, is_run = (root["run_id"], True) if root["type"] == "run" else (root["hash"], False)
+    direction = doc.get("direction", "both")
+    if direction in ("up", "both"):
+        print("upstream (what produced it):")
+        walk(start, is_run, True, 1, set())
+    if direction in ("down", "both"):
+        print("downstream (what consumed it):")
+        walk(start, is_run, False, 1, set())
+    if doc["hidden_runs"]:
+        print(f"  ({doc['hidden_runs']} more runs you may not see)")
+    if doc["truncated"]:
+        print("  (graph cut at its size limit: lower --depth or start further down)")
+
+
+def _lineage(client: ControlClient, args: argparse.Namespace) -> int:
+    up, down = (True, True) if args.both else (not args.down, args.down)
+    doc = client.lineage(_target(args.target), up, down, args.depth, args.host)
+    if args.json:
+        print_json(doc)
+    else:
+        _print_tree(doc)
+        if doc.get("other_matches"):
+            print(f"  ({len(doc['other_matches'])} other contents matched; --json lists them)")
+    return 0
+
+
+def _artifact(client: ControlClient, args: argparse.Namespace) -> int:
+    doc = client.artifact(_target(args.target), args.host)
+    if args.json:
+        print_json(doc)
+        return 0
+    for a in doc["artifacts"]:
+        print(f"{a['hash']}  {a['size']} bytes")
+        for p in a["paths"]:
+            print(f"  at {p['host']}:{p['path']}")
+        for key, verb in (("produced_by", "produced by"), ("consumed_by", "consumed by")):
+            for r in a[key]:
+                print(f"  {verb} {_run_label(r)}")
+    return 0
+
+
+def _graph(client: ControlClient, args: argparse.Namespace) -> int:
+    doc = client.run_graph(args.run)
+    print_json(doc) if args.json else _print_tree(doc)
+    return 0
+
+
+def _export(client: ControlClient, args: argparse.Namespace) -> int:
+    doc = client.export(args.run, args.format)
+    if args.format == "openlineage":
+        for event in doc:  # one RunEvent per line, as OpenLineage's file transport writes
+            print(json.dumps(event, sort_keys=True))
+    else:
+        print_json(doc)
+    return 0
+
+
+_QUERIES = {"lineage": _lineage, "artifact": _artifact, "graph": _graph, "export": _export}
+
+
 def _run(args: argparse.Namespace) -> int:
     client = ControlClient(socket_path(str(args.socket) if args.socket else None))
     if args.command == "tag":
@@ -172,8 +333,12 @@ def _run(args: argparse.Namespace) -> int:
         doc = client.show(args.run)
         print_json(doc) if args.json else _print_show(doc)
         return 0
+    if args.command in _QUERIES:
+        return _QUERIES[args.command](client, args)
     if args.command == "runs":
-        runs = client.runs(args.name, args.limit)
+        runs = client.runs(
+            args.name, args.limit, _labels(args.label), args.host, args.since, args.until
+        )
         if args.json:
             print_json(runs)
         else:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from roard import config as config_mod
 from roard import logs
 from roard.cli.common import print_json, run_main
+from roard.errors import ConfigError, UsageError
 from roard.kernel import features
 from roard.kernel.btf import Btf
 from roard.kernel.headers import find_headers
@@ -21,16 +24,35 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roard", description="roard lineage daemon")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument(
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
         "--embedded",
         action="store_true",
-        help="serve the registry in-process on local SQLite (the default for now)",
+        help="serve the registry in-process on local SQLite (the default without a collector)",
+    )
+    where.add_argument(
+        "--collector", metavar="ADDR", help="stream records to this collector (HOST:PORT)"
     )
     run.add_argument("--config", type=Path, help="config file (default /etc/roard/roard.toml)")
     run.add_argument("--state-dir", type=Path, help="state directory (default /var/lib/roard)")
     run.add_argument("--socket", type=Path, help="control socket (default /run/roard/roard.sock)")
     run.add_argument("--check-config", action="store_true", help="validate the config and exit")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    collector = sub.add_parser("collector", help="run a standalone collector (registry)")
+    collector.add_argument("--listen", required=True, help="HOST:PORT or unix:/path")
+    collector.add_argument(
+        "--db", required=True, help="sqlite:///path/registry.db or postgresql://user@host/db"
+    )
+    collector.add_argument("--tls-cert", type=Path, help="the collector's certificate (PEM)")
+    collector.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    collector.add_argument("--tls-ca", type=Path, help="CA of the hosts' client certificates")
+    collector.add_argument(
+        "--mtls", action="store_true", help="require client certificates (CN = host id)"
+    )
+    collector.add_argument("--tokens", type=Path, help="file of 'HOST_ID TOKEN' lines")
+    collector.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     doctor = sub.add_parser("doctor", help="check prerequisites and say which tier would run")
     doctor.add_argument("--config", type=Path)
     doctor.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -43,6 +65,10 @@ def _config(args: argparse.Namespace) -> config_mod.Config:
         config = replace(config, state_dir=args.state_dir)
     if getattr(args, "socket", None):
         config = replace(config, socket=args.socket)
+    if getattr(args, "collector", None):
+        config = replace(config, collector=replace(config.collector, address=args.collector))
+    elif getattr(args, "embedded", False):
+        config = replace(config, collector=replace(config.collector, address=""))
     return config
 
 
@@ -60,6 +86,38 @@ def _run(args: argparse.Namespace) -> int:
         daemon.wait()
     finally:
         daemon.stop()
+    return 0
+
+
+def _collector(args: argparse.Namespace) -> int:
+    from roard.collector.service import CollectorServer
+    from roard.collector.stores import open_store
+    from roard.collector.transport import TlsFiles, parse_tokens
+
+    logs.configure(args.log_level)
+    tls = None
+    if args.tls_cert or args.tls_key:
+        tls = TlsFiles(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca)
+    elif args.mtls:
+        raise UsageError("--mtls needs --tls-cert, --tls-key and --tls-ca")
+    tokens = None
+    if args.tokens:
+        try:
+            tokens = parse_tokens(args.tokens.read_text(), str(args.tokens))
+        except OSError as exc:
+            raise ConfigError(f"--tokens {args.tokens}: {exc.strerror}") from None
+    store = open_store(args.db)
+    try:
+        server = CollectorServer(store, args.listen, tls=tls, mtls=args.mtls, tokens=tokens)
+        server.start()
+        print(f"roard collector: listening on {args.listen} (port {server.port})", flush=True)
+        stopped = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopped.set())
+        stopped.wait()
+        server.stop()
+    finally:
+        store.close()
     return 0
 
 
@@ -126,7 +184,7 @@ def _doctor(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `roard`."""
     args = _parser().parse_args(argv)
-    body = _run if args.command == "run" else _doctor
+    body = {"run": _run, "collector": _collector, "doctor": _doctor}[args.command]
     return run_main("roard", lambda: body(args))
 
 

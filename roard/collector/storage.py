@@ -1,38 +1,75 @@
 """Registry storage: lineage records in, run descriptions (the `roarctl show/runs` JSON) out.
 
-`LineageStore` is the interface the collector service codes against; `SqliteStore` is the
-embedded implementation (one file, WAL mode). A PostgreSQL twin implements the same
-protocol, so the SQL here stays plain: `INSERT ... ON CONFLICT`, `CASE`, no SQLite-only
-functions, and booleans stored as 0/1.
+`LineageStore` is the interface the collector service codes against. `SqlStore` holds all
+of the SQL, written once in the dialect SQLite and PostgreSQL share (`?` placeholders that
+the PostgreSQL driver layer rewrites, `INSERT ... ON CONFLICT`, `CASE`, booleans as 0/1);
+`roard.collector.sqlite` and `roard.collector.postgres` only supply connections,
+transactions and the schema version bookkeeping.
 
-Records arrive at least once and in any order, so every write is idempotent (deduplicated
-by `Record.id`) and order-independent where it matters (a run row exists as soon as any of
-its records does; the highest `seq` wins for file accesses and for run tagging/finishing).
+Records arrive at least once, in any order, from several collectors at once: every write is
+idempotent (the `records` table deduplicates by `Record.id` and the derived tables are only
+touched for records that were new) and order-independent where it matters (a run row exists
+as soon as any of its records does; the highest `seq` wins for file accesses and for run
+tagging/finishing).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from roard.errors import ConfigError, NotFound, UsageError
+from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.v1 import records_pb2
 
-__all__ = ["SCHEMA_VERSION", "LineageStore", "SqliteStore", "rfc3339"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Cursor",
+    "LineageStore",
+    "Row",
+    "RunFilter",
+    "SqlStore",
+    "rfc3339",
+]
 
 ROLE_INPUT = records_pb2.ROLE_INPUT
 ROLE_OUTPUT = records_pb2.ROLE_OUTPUT
 ROLE_DELETED = records_pb2.ROLE_DELETED
 
-# Schema migrations: entry i takes the database from version i to i + 1 (PRAGMA
-# user_version). Append only; never edit a released entry.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+Row = Mapping[str, Any]
+
+
+class Cursor(Protocol):
+    """The slice of a DB-API cursor the SQL below uses; rows are mappings by column."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    @property
+    def rowcount(self) -> int: ...
+
+
+def _backfill_labels(cur: Cursor) -> None:
+    cur.execute("SELECT run_id, labels FROM runs WHERE labels <> '{}'")
+    rows = [(r["run_id"], k, v) for r in cur.fetchall() for k, v in json.loads(r["labels"]).items()]
+    if rows:
+        cur.executemany(
+            "INSERT INTO run_labels (run_id, key, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            rows,
+        )
+
+
+# Schema migrations: entry i takes the database from version i to i + 1. A step is SQL, or a
+# function of the open transaction for what SQL cannot do portably (copying JSON labels
+# into rows). Append only; never edit a released entry. Types are SQLite's spelling; the
+# PostgreSQL store maps INTEGER to BIGINT and BLOB to BYTEA.
+MIGRATIONS: tuple[tuple[str | Callable[[Cursor], None], ...], ...] = (
     (
         # Every record ever accepted, raw: the deduplication key, and what a later schema
         # version can rebuild the derived tables below from.
@@ -109,11 +146,48 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX file_access_hash ON file_access (hash, role)",
     ),
+    (
+        # The host that sent each record (stamped by the collector, not trusted from it).
+        "ALTER TABLE records ADD COLUMN host TEXT NOT NULL DEFAULT ''",
+        # Losses in delivery (a full spool shed records) keep even a finished run incomplete.
+        "ALTER TABLE runs ADD COLUMN delivery_lost INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX runs_host ON runs (host, started_at)",
+        # Labels as rows, so `runs --label k=v` is an indexed lookup in either database.
+        """
+        CREATE TABLE run_labels (
+            run_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (run_id, key)
+        )
+        """,
+        "CREATE INDEX run_labels_kv ON run_labels (key, value)",
+        _backfill_labels,
+        "CREATE INDEX file_access_path ON file_access (path)",
+        # One row per daemon host: what it last said in its hello, and how far it is acked.
+        """
+        CREATE TABLE hosts (
+            host_id TEXT PRIMARY KEY,
+            boot_id TEXT NOT NULL DEFAULT '',
+            version TEXT NOT NULL DEFAULT '',
+            tier TEXT NOT NULL DEFAULT '',
+            last_seen DOUBLE PRECISION NOT NULL,
+            acked_seq INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+    ),
 )
 
-SCHEMA_VERSION = len(_MIGRATIONS)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 _I64_LIMIT = 1 << 63
+DEFAULT_DEPTH = 5
+MAX_DEPTH = 50
+# A lineage answer stops growing here (and says so): a walk through a hub artifact (a
+# shared base image, a tokenizer) can otherwise reach the whole registry.
+MAX_NODES = 2000
+_HEX = frozenset("0123456789abcdef")
+_MIN_PREFIX = 6
 
 
 def _i64(value: int) -> int:
@@ -136,16 +210,42 @@ def _not_found(run: str) -> NotFound:
     return NotFound(f"no run '{run}': list runs with `roarctl runs`")
 
 
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs `runs()` lists; every given criterion must hold."""
+
+    name: str | None = None
+    labels: Mapping[str, str] | None = None
+    host: str | None = None
+    since: float | None = None  # started at or after
+    until: float | None = None  # started before
+    limit: int = 100
+
+
 class LineageStore(Protocol):
     """What the collector needs from its storage (SQLite embedded, PostgreSQL at scale).
 
     Implementations are thread-safe. `uid` arguments restrict results to runs tagged by
-    that user; None or 0 (root) sees everything.
+    that user; None or 0 (root) sees everything. Hashes are the registry's shared
+    namespace: any caller may learn which hashes exist.
     """
 
-    def ingest(self, records: Iterable[records_pb2.Record]) -> int:
+    def ingest(self, records: Iterable[records_pb2.Record], host: str | None = None) -> int:
         """Stores records in one transaction, ignoring ids already stored; returns how many
-        were new."""
+        were new. With `host`, the records come from that authenticated host and may only
+        concern its own runs."""
+        ...
+
+    def hello(self, host: str, boot_id: str, version: str, tier: str, now: float) -> int:
+        """Registers a daemon's (re)connection; returns the highest seq acked to it."""
+        ...
+
+    def acked(self, host: str, seq: int) -> None:
+        """Remembers that `host`'s records up to `seq` are stored."""
         ...
 
     def show(self, run: str, uid: int | None = None) -> dict[str, Any]:
@@ -161,15 +261,33 @@ class LineageStore(Protocol):
         """Ids of the runs of `host` that were tagged but never finished."""
         ...
 
-    def runs(
-        self, name: str | None = None, uid: int | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        """Summaries of visible runs, newest first, optionally only those named `name`."""
+    def runs(self, where: RunFilter, uid: int | None = None) -> list[dict[str, Any]]:
+        """Summaries of visible runs matching `where`, newest first."""
         ...
 
-    def artifact_runs(self, file_hash: str) -> dict[str, list[str]]:
-        """Run ids that left `file_hash` as an output ("produced_by") and that read it as an
-        input ("consumed_by")."""
+    def artifact(
+        self, query: str, host: str | None = None, uid: int | None = None
+    ) -> dict[str, Any]:
+        """An artifact by full hash, hash prefix or absolute path (+host): its paths and
+        the runs that produced and consumed it."""
+        ...
+
+    def lineage(
+        self,
+        query: str,
+        up: bool,
+        down: bool,
+        depth: int = DEFAULT_DEPTH,
+        host: str | None = None,
+        uid: int | None = None,
+    ) -> dict[str, Any]:
+        """The lineage graph around an artifact, `depth` run levels up and/or down."""
+        ...
+
+    def run_graph(
+        self, run: str, depth: int = DEFAULT_DEPTH, uid: int | None = None
+    ) -> dict[str, Any]:
+        """A run's DAG: its inputs' producers upstream and its outputs' consumers downstream."""
         ...
 
     def close(self) -> None:
@@ -177,43 +295,34 @@ class LineageStore(Protocol):
         ...
 
 
-def _visibility(uid: int | None) -> tuple[str, tuple[int, ...]]:
-    """SQL condition (on table alias `r`) limiting runs to those a caller may see."""
+def _visibility(uid: int | None, alias: str = "r") -> tuple[str, tuple[int, ...]]:
+    """SQL condition (on the runs table alias) limiting runs to those a caller may see."""
     if uid is None or uid == 0:
         return "1 = 1", ()
     # An untagged run (RunTagged not yet arrived) has no owner yet: root only.
-    return "r.tagged_seq IS NOT NULL AND r.uid = ?", (uid,)
+    return f"{alias}.tagged_seq IS NOT NULL AND {alias}.uid = ?", (uid,)
 
 
-class SqliteStore:
-    """The embedded registry: a `LineageStore` over one SQLite file.
+class SqlStore:
+    """All of the registry's SQL over an abstract connection (see the module docstring).
 
-    One connection shared by all threads and serialized by a lock: SQLite allows one
-    writer at a time anyway, and the registry's queries are small.
+    Subclasses implement `_write()` and `_read()`: context managers yielding a Cursor inside
+    one transaction (committed on success, rolled back on error), and the schema version
+    bookkeeping used by `_migrate()`.
     """
 
-    def __init__(self, path: Path) -> None:
-        """Opens (creating if needed) the database at `path` and brings its schema up to
-        date. Raises ConfigError when the file was written by a newer roard."""
-        self._path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves so each ingest batch is
-        # exactly one transaction.
-        self._conn = sqlite3.connect(
-            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._closed = False
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: an acked record must survive power loss (the daemon drops acked
-            # records from its spool), which WAL's NORMAL does not promise.
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._migrate()
-        except BaseException:
-            self._conn.close()
-            raise
+    def _write(self) -> AbstractContextManager[Cursor]:
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Cursor]:
+        raise NotImplementedError
+
+    def _insert_new(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> set[str]:
+        """Inserts `records` rows (id first), skipping stored ids; returns the new ids."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     def __enter__(self) -> Self:
         return self
@@ -226,223 +335,88 @@ class SqliteStore:
     ) -> None:
         self.close()
 
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._path
-
-    def _migrate(self) -> None:
-        # BEGIN IMMEDIATE takes the write lock before reading the version, so two
-        # processes opening a fresh file cannot both run the same migration.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"registry database {self._path} has schema version {version}, newer "
-                    f"than this roard understands ({SCHEMA_VERSION}): upgrade roard or "
-                    "point it at another database"
-                )
-            for target, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
-                for statement in statements:
-                    self._conn.execute(statement)
-                # user_version lives in the file header and commits with the transaction.
-                self._conn.execute(f"PRAGMA user_version = {target:d}")
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-
-    def close(self) -> None:
-        """Closes the database; further calls raise sqlite3.ProgrammingError. Idempotent."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._conn.close()
+    @staticmethod
+    def _apply_migrations(cur: Cursor, version: int, adapt: Callable[[str], str]) -> int:
+        """Runs the migrations after `version` in `cur`'s transaction; returns the new
+        version. `adapt` rewrites SQL for the dialect."""
+        for step in (s for m in MIGRATIONS[version:] for s in m):
+            if isinstance(step, str):
+                cur.execute(adapt(step))
+            else:
+                step(cur)
+        return SCHEMA_VERSION
 
     # ----------------------------------------------------------------------------- writes
 
-    def ingest(self, records: Iterable[records_pb2.Record]) -> int:
+    def ingest(self, records: Iterable[records_pb2.Record], host: str | None = None) -> int:
         """Stores `records` in one transaction and returns how many were new.
 
         Records whose id is already stored (or repeated within the batch) are ignored, so
-        redelivery is harmless. A record without an id or run id raises UsageError and
-        nothing of the batch is stored.
+        redelivery is harmless. A record without an id or run id raises UsageError, and one
+        for another host's run raises PermissionDenied; nothing of the batch is stored then.
         """
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                new = 0
-                for record in records:
-                    if self._ingest_one(conn, record):
-                        new += 1
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return new
-
-    def _ingest_one(self, conn: sqlite3.Connection, record: records_pb2.Record) -> bool:
-        if not record.id or not record.run_id:
-            raise UsageError(
-                f"lineage record without an id or run id (id={record.id!r}, "
-                f"run_id={record.run_id!r}): the sender is broken; upgrade roard on that host"
-            )
-        kind = record.WhichOneof("body") or ""
-        cursor = conn.execute(
-            "INSERT INTO records (id, run_id, seq, time, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (id) DO NOTHING",
-            (
-                record.id,
-                record.run_id,
-                _i64(record.seq),
-                record.time,
-                kind,
-                record.SerializeToString(deterministic=True),
-            ),
-        )
-        if cursor.rowcount != 1:
-            return False  # seen before: its effects are already applied
-
-        # Any record may be the first of its run to arrive: make sure the run row exists.
-        # Until RunTagged arrives the run's start is the earliest record time seen.
-        conn.execute(
-            "INSERT INTO runs (run_id, started_at) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE"
-            " SET started_at = CASE WHEN runs.tagged_seq IS NULL"
-            " AND excluded.started_at < runs.started_at"
-            " THEN excluded.started_at ELSE runs.started_at END",
-            (record.run_id, record.time),
-        )
-        seq = _i64(record.seq)
-        if kind == "run_tagged":
-            self._apply_run_tagged(conn, record, seq)
-        elif kind == "process_started":
-            self._apply_process_started(conn, record)
-        elif kind == "process_exited":
-            self._apply_process_exited(conn, record)
-        elif kind == "file_access":
-            self._apply_file_access(conn, record, seq)
-        elif kind == "loss_notice":
-            conn.execute(
-                "UPDATE runs SET loss_sum = loss_sum + ? WHERE run_id = ?",
-                (_i64(record.loss_notice.lost_events), record.run_id),
-            )
-        elif kind == "run_finished":
-            fin = record.run_finished
-            # Ties on seq: the later-ingested record wins.
-            conn.execute(
-                "UPDATE runs SET finished_seq = ?, has_exit_code = ?, exit_code = ?,"
-                " ended_at = ?, complete = ?, final_lost = ?"
-                " WHERE run_id = ? AND (finished_seq IS NULL OR finished_seq <= ?)",
+        batch = _unique(records)
+        if not batch:
+            return 0
+        run_ids = sorted({r.run_id for r in batch})
+        with self._write() as cur:
+            if host is not None:
+                _check_owner(cur, batch, run_ids, host)
+            rows = [
                 (
-                    seq,
-                    int(fin.has_exit_code),
-                    fin.exit_code if fin.has_exit_code else None,
-                    fin.ended_at or record.time,
-                    int(fin.complete),
-                    _i64(fin.lost_events),
-                    record.run_id,
-                    seq,
-                ),
+                    r.id,
+                    r.run_id,
+                    _i64(r.seq),
+                    r.time,
+                    r.WhichOneof("body") or "",
+                    r.SerializeToString(deterministic=True),
+                    host or "",
+                )
+                for r in batch
+            ]
+            new_ids = self._insert_new(cur, rows)
+            new = [r for r in batch if r.id in new_ids]
+            if new:
+                _apply(cur, new)
+            return len(new)
+
+    def hello(self, host: str, boot_id: str, version: str, tier: str, now: float) -> int:
+        """Registers a daemon's (re)connection; returns the highest seq acked to it."""
+        with self._write() as cur:
+            cur.execute(
+                "INSERT INTO hosts (host_id, boot_id, version, tier, last_seen) VALUES"
+                " (?, ?, ?, ?, ?) ON CONFLICT (host_id) DO UPDATE SET boot_id = excluded.boot_id,"
+                " version = excluded.version, tier = excluded.tier,"
+                " last_seen = excluded.last_seen",
+                (host, boot_id, version, tier, now),
             )
-        # A record with no body (from a newer sender) is kept raw in `records` only.
-        return True
+            cur.execute("SELECT acked_seq FROM hosts WHERE host_id = ?", (host,))
+            return _u64(int(cur.fetchone()["acked_seq"]))
 
-    @staticmethod
-    def _apply_run_tagged(conn: sqlite3.Connection, record: records_pb2.Record, seq: int) -> None:
-        tag = record.run_tagged
-        conn.execute(
-            "UPDATE runs SET tagged_seq = ?, name = ?, labels = ?, host = ?, uid = ?, how = ?,"
-            " root_pid = ?, started_at = ?"
-            " WHERE run_id = ? AND (tagged_seq IS NULL OR tagged_seq <= ?)",
-            (
-                seq,
-                tag.name,
-                json.dumps(dict(sorted(tag.labels.items()))),
-                tag.host,
-                tag.uid,
-                tag.how,
-                tag.root_pid,
-                tag.started_at or record.time,
-                record.run_id,
-                seq,
-            ),
-        )
-
-    @staticmethod
-    def _apply_process_started(conn: sqlite3.Connection, record: records_pb2.Record) -> None:
-        ps = record.process_started
-        # The exit may have arrived first: fill in the start fields, keep the exit fields.
-        conn.execute(
-            "INSERT INTO processes (run_id, pid, start_ticks, ppid, exe, argv, cwd, uid,"
-            " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (run_id, pid, start_ticks) DO UPDATE SET ppid = excluded.ppid,"
-            " exe = excluded.exe, argv = excluded.argv, cwd = excluded.cwd,"
-            " uid = excluded.uid, started_at = excluded.started_at",
-            (
-                record.run_id,
-                ps.pid,
-                _i64(ps.start_ticks),
-                ps.ppid,
-                ps.exe,
-                json.dumps(list(ps.argv)),
-                ps.cwd,
-                ps.uid,
-                ps.started_at or record.time,
-            ),
-        )
-
-    @staticmethod
-    def _apply_process_exited(conn: sqlite3.Connection, record: records_pb2.Record) -> None:
-        pe = record.process_exited
-        # No start record (yet, or ever: e.g. adopted mid-life): keep what the exit tells.
-        conn.execute(
-            "INSERT INTO processes (run_id, pid, start_ticks, ended_at, exit_code)"
-            " VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (run_id, pid, start_ticks) DO UPDATE SET"
-            " ended_at = excluded.ended_at, exit_code = excluded.exit_code",
-            (
-                record.run_id,
-                pe.pid,
-                _i64(pe.start_ticks),
-                pe.ended_at or record.time,
-                pe.exit_code,
-            ),
-        )
-
-    @staticmethod
-    def _apply_file_access(conn: sqlite3.Connection, record: records_pb2.Record, seq: int) -> None:
-        fa = record.file_access
-        # Highest seq wins per (run, role, path), whatever order the records came in.
-        conn.execute(
-            "INSERT INTO file_access (run_id, role, path, seq, hash, size, kind, dev, ino,"
-            " mtime_ns, bytes_read, bytes_written, read_too)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (run_id, role, path) DO UPDATE SET seq = excluded.seq,"
-            " hash = excluded.hash, size = excluded.size, kind = excluded.kind,"
-            " dev = excluded.dev, ino = excluded.ino, mtime_ns = excluded.mtime_ns,"
-            " bytes_read = excluded.bytes_read, bytes_written = excluded.bytes_written,"
-            " read_too = excluded.read_too"
-            " WHERE excluded.seq >= file_access.seq",
-            (
-                record.run_id,
-                int(fa.role),
-                fa.path,
-                seq,
-                fa.hash,
-                _i64(fa.size),
-                fa.kind,
-                _i64(fa.dev),
-                _i64(fa.ino),
-                fa.mtime_ns,
-                _i64(fa.bytes_read),
-                _i64(fa.bytes_written),
-                int(fa.read_too),
-            ),
-        )
+    def acked(self, host: str, seq: int) -> None:
+        """Remembers that `host`'s records up to `seq` are stored (never moves backwards)."""
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE hosts SET acked_seq = ? WHERE host_id = ? AND acked_seq < ?",
+                (_i64(seq), host, _i64(seq)),
+            )
 
     # ---------------------------------------------------------------------------- queries
+
+    def _find_run(self, cur: Cursor, run: str, uid: int | None) -> Row:
+        where, params = _visibility(uid)
+        cur.execute(f"SELECT * FROM runs r WHERE r.run_id = ? AND {where}", (run, *params))
+        row = cur.fetchone()
+        if row is None and run:
+            cur.execute(
+                f"SELECT * FROM runs r WHERE r.name = ? AND {where}"
+                " ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1",
+                (run, *params),
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise _not_found(run)
+        return dict(row)
 
     def show(self, run: str, uid: int | None = None) -> dict[str, Any]:
         """The `roarctl show RUN --json` document for `run`: a run id, or else a name
@@ -451,39 +425,30 @@ class SqliteStore:
         Fields not yet known (a run whose RunTagged has not arrived, a process seen only
         exiting) are None, "" or empty. Raises NotFound when no visible run matches.
         """
-        where, params = _visibility(uid)
-        with self._lock:
-            conn = self._conn
-            row = conn.execute(
-                f"SELECT * FROM runs r WHERE r.run_id = ? AND {where}", (run, *params)
-            ).fetchone()
-            if row is None and run:
-                row = conn.execute(
-                    f"SELECT * FROM runs r WHERE r.name = ? AND {where}"
-                    " ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1",
-                    (run, *params),
-                ).fetchone()
-            if row is None:
-                raise _not_found(run)
+        with self._read() as cur:
+            row = self._find_run(cur, run, uid)
             run_id = row["run_id"]
-            processes = conn.execute(
+            cur.execute(
                 "SELECT * FROM processes WHERE run_id = ?"
                 " ORDER BY started_at IS NULL, started_at, start_ticks, pid",
                 (run_id,),
-            ).fetchall()
-            files = conn.execute(
+            )
+            processes = cur.fetchall()
+            cur.execute(
                 "SELECT * FROM file_access WHERE run_id = ? AND role IN (?, ?, ?) ORDER BY path",
                 (run_id, ROLE_INPUT, ROLE_OUTPUT, ROLE_DELETED),
-            ).fetchall()
-            notices = conn.execute(
+            )
+            files = cur.fetchall()
+            cur.execute(
                 "SELECT payload FROM records WHERE run_id = ? AND kind = 'loss_notice'"
                 " ORDER BY seq",
                 (run_id,),
-            ).fetchall()
+            )
+            notices = cur.fetchall()
 
-        doc = self._run_summary(row)
+        doc = _run_summary(row)
         doc.update(
-            loss_reasons=[_loss_reason(n["payload"]) for n in notices],
+            loss_reasons=[_loss_reason(bytes(n["payload"])) for n in notices],
             labels=json.loads(row["labels"]),
             how=row["how"] or None,
             root_pid=row["root_pid"],
@@ -501,98 +466,531 @@ class SqliteStore:
     def unfinished(self, host: str) -> list[str]:
         """Ids of the runs of `host` that were tagged but never finished (the daemon that
         tracked them stopped without finalizing them)."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as cur:
+            cur.execute(
                 "SELECT run_id FROM runs WHERE host = ? AND tagged_seq IS NOT NULL"
                 " AND finished_seq IS NULL ORDER BY started_at",
                 (host,),
-            ).fetchall()
-        return [row["run_id"] for row in rows]
+            )
+            return [row["run_id"] for row in cur.fetchall()]
 
     def summary(self, run_id: str, uid: int | None = None) -> dict[str, Any]:
         """A run's header fields plus file counts by role and kind ("inputs": {"artifact":
         2, "system": 40}), without listing the files: cheap for runs with many files."""
         where, params = _visibility(uid)
-        with self._lock:
-            row = self._conn.execute(
-                f"SELECT * FROM runs r WHERE r.run_id = ? AND {where}", (run_id, *params)
-            ).fetchone()
+        with self._read() as cur:
+            cur.execute(f"SELECT * FROM runs r WHERE r.run_id = ? AND {where}", (run_id, *params))
+            row = cur.fetchone()
             if row is None:
                 raise _not_found(run_id)
-            counts = self._conn.execute(
+            cur.execute(
                 "SELECT role, kind, COUNT(*) AS n FROM file_access WHERE run_id = ?"
                 " GROUP BY role, kind",
                 (run_id,),
-            ).fetchall()
-        doc = self._run_summary(row)
+            )
+            counts = cur.fetchall()
+        doc = _run_summary(row)
         for role, key in ((ROLE_INPUT, "inputs"), (ROLE_OUTPUT, "outputs")):
             doc[key] = {c["kind"]: c["n"] for c in counts if c["role"] == role}
         return doc
 
-    def runs(
-        self, name: str | None = None, uid: int | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        """Summaries of the visible runs, newest (by started_at) first, at most `limit`;
-        only runs called `name` when it is given."""
-        where, params = _visibility(uid)
+    def runs(self, where: RunFilter | None = None, uid: int | None = None) -> list[dict[str, Any]]:
+        """Summaries of the visible runs matching `where`, newest (by started_at) first."""
+        where = where or RunFilter()
+        cond, params = _visibility(uid)
         sql = (
             "SELECT r.*,"
             " (SELECT COUNT(*) FROM file_access f WHERE f.run_id = r.run_id AND f.role = ?)"
             " AS n_inputs,"
             " (SELECT COUNT(*) FROM file_access f WHERE f.run_id = r.run_id AND f.role = ?)"
             " AS n_outputs"
-            f" FROM runs r WHERE {where}"
+            f" FROM runs r WHERE {cond}"
         )
         args: list[Any] = [ROLE_INPUT, ROLE_OUTPUT, *params]
-        if name is not None:
-            sql += " AND r.name = ?"
-            args.append(name)
+        for column, op, value in (
+            ("name", "=", where.name),
+            ("host", "=", where.host),
+            ("started_at", ">=", where.since),
+            ("started_at", "<", where.until),
+        ):
+            if value is not None:
+                sql += f" AND r.{column} {op} ?"
+                args.append(value)
+        for key, value in sorted((where.labels or {}).items()):
+            sql += (
+                " AND EXISTS (SELECT 1 FROM run_labels l WHERE l.run_id = r.run_id"
+                " AND l.key = ? AND l.value = ?)"
+            )
+            args += [key, value]
         sql += " ORDER BY r.started_at DESC, r.run_id DESC LIMIT ?"
-        args.append(max(limit, 0))
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+        args.append(max(where.limit, 0))
+        with self._read() as cur:
+            cur.execute(sql, args)
+            rows = cur.fetchall()
         result = []
         for row in rows:
-            item = self._run_summary(row)
+            item = _run_summary(row)
             item.update(inputs=row["n_inputs"], outputs=row["n_outputs"])
             result.append(item)
         return result
 
-    def artifact_runs(self, file_hash: str) -> dict[str, list[str]]:
-        """Runs whose final output (per path) had content `file_hash` ("produced_by") and
-        runs that read that content ("consumed_by"), oldest run first. Not filtered by
-        uid: hashes are the registry's shared namespace."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT DISTINCT f.role, r.run_id, r.started_at FROM file_access f"
-                " JOIN runs r ON r.run_id = f.run_id"
-                " WHERE f.hash = ? AND f.role IN (?, ?)"
-                " ORDER BY r.started_at, r.run_id",
-                (file_hash, ROLE_INPUT, ROLE_OUTPUT),
-            ).fetchall()
+    def artifact(
+        self, query: str, host: str | None = None, uid: int | None = None
+    ) -> dict[str, Any]:
+        """Resolves `query` (see `_resolve`) to artifacts, newest first, each with its known
+        paths (host, path) and the visible runs that produced and consumed it."""
+        with self._read() as cur:
+            hashes = _resolve(cur, query, host)
+            found = []
+            for file_hash in hashes:
+                uses = _uses(cur, [file_hash], ROLE_OUTPUT) + _uses(cur, [file_hash], ROLE_INPUT)
+                found.append(_artifact_doc(cur, file_hash, uses, uid))
+        return {"query": query, "artifacts": found}
+
+    def lineage(
+        self,
+        query: str,
+        up: bool,
+        down: bool,
+        depth: int = DEFAULT_DEPTH,
+        host: str | None = None,
+        uid: int | None = None,
+    ) -> dict[str, Any]:
+        """The graph around the artifact `query` names (its newest match): runs that
+        produced it and, recursively, their inputs' producers (`up`), and runs that
+        consumed it and their outputs' consumers (`down`), `depth` run levels each way.
+
+        Nodes are artifacts (by hash) and runs; edges are "used" (artifact -> run) and
+        "generated" (run -> artifact). Runs the caller may not see are counted, not shown.
+        """
+        depth = _checked_depth(depth)
+        with self._read() as cur:
+            hashes = _resolve(cur, query, host)
+            graph = _Graph(cur, uid)
+            graph.add_artifact(hashes[0])
+            if up:
+                graph.walk({hashes[0]}, ROLE_OUTPUT, depth)
+            if down:
+                graph.walk({hashes[0]}, ROLE_INPUT, depth)
+            doc = graph.document()
+        doc.update(
+            query=query,
+            root={"type": "artifact", "hash": hashes[0]},
+            direction="both" if up and down else ("up" if up else "down"),
+            depth=depth,
+            other_matches=hashes[1:],
+        )
+        return doc
+
+    def run_graph(
+        self, run: str, depth: int = DEFAULT_DEPTH, uid: int | None = None
+    ) -> dict[str, Any]:
+        """A run's DAG: the run, its inputs and outputs, then `depth` levels of producers
+        upstream and consumers downstream (same node/edge shape as `lineage`)."""
+        depth = _checked_depth(depth)
+        with self._read() as cur:
+            row = self._find_run(cur, run, uid)
+            graph = _Graph(cur, uid)
+            graph.add_runs({row["run_id"]})
+            ins = graph.expand_runs({row["run_id"]}, ROLE_INPUT)
+            outs = graph.expand_runs({row["run_id"]}, ROLE_OUTPUT)
+            graph.walk(ins, ROLE_OUTPUT, depth)
+            graph.walk(outs, ROLE_INPUT, depth)
+            doc = graph.document()
+        doc.update(root={"type": "run", "run_id": row["run_id"]}, depth=depth)
+        return doc
+
+
+# ------------------------------------------------------------------------------- ingest
+
+
+def _unique(records: Iterable[records_pb2.Record]) -> list[records_pb2.Record]:
+    """The batch without repeated ids (first wins); rejects records that cannot be stored."""
+    seen: set[str] = set()
+    batch = []
+    for record in records:
+        if not record.id or not record.run_id:
+            raise UsageError(
+                f"lineage record without an id or run id (id={record.id!r}, "
+                f"run_id={record.run_id!r}): the sender is broken; upgrade roard on that host"
+            )
+        if record.id not in seen:
+            seen.add(record.id)
+            batch.append(record)
+    return batch
+
+
+def _check_owner(
+    cur: Cursor, batch: list[records_pb2.Record], run_ids: list[str], host: str
+) -> None:
+    """A host may only write its own runs: a RunTagged naming another host, or a record
+    for a run another host tagged, rejects the batch."""
+    for record in batch:
+        if record.HasField("run_tagged") and record.run_tagged.host != host:
+            raise PermissionDenied(
+                f"host {host!r} sent run {record.run_id} tagged on {record.run_tagged.host!r}:"
+                " a host may only record its own runs (check the daemon's host_id)"
+            )
+    for chunk in _chunks(run_ids, 500):
+        cur.execute(
+            f"SELECT run_id, host FROM runs WHERE run_id IN ({_marks(len(chunk))})"
+            " AND host <> '' AND host <> ?",
+            (*chunk, host),
+        )
+        clash = cur.fetchone()
+        if clash is not None:
+            raise PermissionDenied(
+                f"run {clash['run_id']} belongs to host {clash['host']!r}, not {host!r}:"
+                " a host may only record its own runs"
+            )
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _apply(cur: Cursor, new: list[records_pb2.Record]) -> None:
+    """Applies the effects of records stored for the first time, one statement per kind."""
+    # Any record may be the first of its run to arrive: make sure the run row exists. Until
+    # RunTagged arrives the run's start is the earliest record time seen.
+    first: dict[str, float] = {}
+    for r in new:
+        first[r.run_id] = min(first.get(r.run_id, r.time), r.time)
+    cur.executemany(
+        "INSERT INTO runs (run_id, started_at) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE"
+        " SET started_at = CASE WHEN runs.tagged_seq IS NULL"
+        " AND excluded.started_at < runs.started_at"
+        " THEN excluded.started_at ELSE runs.started_at END",
+        sorted(first.items()),
+    )
+    by_kind: dict[str, list[records_pb2.Record]] = {}
+    for r in new:
+        by_kind.setdefault(r.WhichOneof("body") or "", []).append(r)
+    for kind, records in by_kind.items():
+        statement = _APPLY.get(kind)
+        if statement is not None:  # other kinds (newer senders, path changes) stay raw
+            sql, params = statement
+            cur.executemany(sql, [params(r) for r in records])
+    for r in by_kind.get("run_tagged", []):
+        cur.execute("DELETE FROM run_labels WHERE run_id = ?", (r.run_id,))
+    if by_kind.get("run_tagged"):
+        # Labels of the winning (highest seq) RunTagged, whatever order they came in.
+        ids = [r.run_id for r in by_kind["run_tagged"]]
+        cur.execute(f"SELECT run_id, labels FROM runs WHERE run_id IN ({_marks(len(ids))})", ids)
+        rows = [
+            (x["run_id"], k, v) for x in cur.fetchall() for k, v in json.loads(x["labels"]).items()
+        ]
+        if rows:
+            cur.executemany(
+                "INSERT INTO run_labels (run_id, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                rows,
+            )
+
+
+def _tagged_params(record: records_pb2.Record) -> tuple[Any, ...]:
+    tag, seq = record.run_tagged, _i64(record.seq)
+    labels = json.dumps(dict(sorted(tag.labels.items())))
+    return (seq, tag.name, labels, tag.host, tag.uid, tag.how, tag.root_pid,
+            tag.started_at or record.time, record.run_id, seq)  # fmt: skip
+
+
+def _started_params(record: records_pb2.Record) -> tuple[Any, ...]:
+    ps = record.process_started
+    return (record.run_id, ps.pid, _i64(ps.start_ticks), ps.ppid, ps.exe,
+            json.dumps(list(ps.argv)), ps.cwd, ps.uid, ps.started_at or record.time)  # fmt: skip
+
+
+def _exited_params(record: records_pb2.Record) -> tuple[Any, ...]:
+    pe = record.process_exited
+    return (record.run_id, pe.pid, _i64(pe.start_ticks), pe.ended_at or record.time,
+            pe.exit_code)  # fmt: skip
+
+
+def _access_params(record: records_pb2.Record) -> tuple[Any, ...]:
+    fa = record.file_access
+    return (record.run_id, int(fa.role), fa.path, _i64(record.seq), fa.hash, _i64(fa.size),
+            fa.kind, _i64(fa.dev), _i64(fa.ino), fa.mtime_ns, _i64(fa.bytes_read),
+            _i64(fa.bytes_written), int(fa.read_too))  # fmt: skip
+
+
+def _loss_params(record: records_pb2.Record) -> tuple[Any, ...]:
+    notice = record.loss_notice
+    lost = _i64(notice.lost_events)
+    return (0 if notice.delivery else lost, lost if notice.delivery else 0, record.run_id)
+
+
+def _finished_params(record: records_pb2.Record) -> tuple[Any, ...]:
+    fin, seq = record.run_finished, _i64(record.seq)
+    return (seq, int(fin.has_exit_code), fin.exit_code if fin.has_exit_code else None,
+            fin.ended_at or record.time, int(fin.complete), _i64(fin.lost_events),
+            record.run_id, seq)  # fmt: skip
+
+
+_APPLY: dict[str, tuple[str, Callable[[records_pb2.Record], tuple[Any, ...]]]] = {
+    "run_tagged": (
+        "UPDATE runs SET tagged_seq = ?, name = ?, labels = ?, host = ?, uid = ?, how = ?,"
+        " root_pid = ?, started_at = ?"
+        " WHERE run_id = ? AND (tagged_seq IS NULL OR tagged_seq <= ?)",
+        _tagged_params,
+    ),
+    # The exit may have arrived first: fill in the start fields, keep the exit fields.
+    "process_started": (
+        "INSERT INTO processes (run_id, pid, start_ticks, ppid, exe, argv, cwd, uid,"
+        " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (run_id, pid, start_ticks) DO UPDATE SET ppid = excluded.ppid,"
+        " exe = excluded.exe, argv = excluded.argv, cwd = excluded.cwd,"
+        " uid = excluded.uid, started_at = excluded.started_at",
+        _started_params,
+    ),
+    # No start record (yet, or ever: e.g. adopted mid-life): keep what the exit tells.
+    "process_exited": (
+        "INSERT INTO processes (run_id, pid, start_ticks, ended_at, exit_code)"
+        " VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (run_id, pid, start_ticks) DO UPDATE SET"
+        " ended_at = excluded.ended_at, exit_code = excluded.exit_code",
+        _exited_params,
+    ),
+    # Highest seq wins per (run, role, path), whatever order the records came in.
+    "file_access": (
+        "INSERT INTO file_access (run_id, role, path, seq, hash, size, kind, dev, ino,"
+        " mtime_ns, bytes_read, bytes_written, read_too)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (run_id, role, path) DO UPDATE SET seq = excluded.seq,"
+        " hash = excluded.hash, size = excluded.size, kind = excluded.kind,"
+        " dev = excluded.dev, ino = excluded.ino, mtime_ns = excluded.mtime_ns,"
+        " bytes_read = excluded.bytes_read, bytes_written = excluded.bytes_written,"
+        " read_too = excluded.read_too"
+        " WHERE excluded.seq >= file_access.seq",
+        _access_params,
+    ),
+    "loss_notice": (
+        "UPDATE runs SET loss_sum = loss_sum + ?, delivery_lost = delivery_lost + ?"
+        " WHERE run_id = ?",
+        _loss_params,
+    ),
+    # Ties on seq: the later-ingested record wins.
+    "run_finished": (
+        "UPDATE runs SET finished_seq = ?, has_exit_code = ?, exit_code = ?,"
+        " ended_at = ?, complete = ?, final_lost = ?"
+        " WHERE run_id = ? AND (finished_seq IS NULL OR finished_seq <= ?)",
+        _finished_params,
+    ),
+}
+
+
+# ------------------------------------------------------------------------------ lineage
+
+
+def _checked_depth(depth: int) -> int:
+    if depth == 0:
+        return DEFAULT_DEPTH
+    if not 1 <= depth <= MAX_DEPTH:
+        raise UsageError(f"--depth {depth}: give a depth between 1 and {MAX_DEPTH}")
+    return depth
+
+
+def _resolve(cur: Cursor, query: str, host: str | None) -> list[str]:
+    """The hashes `query` names, newest use first: a full "blake3:<hex>" hash, a hex prefix
+    of at least 6 digits (with or without "blake3:"), or an absolute path (every content
+    that path had in a run, optionally only on `host`). Raises NotFound or UsageError."""
+    text = query.strip()
+    if text.startswith("/"):
+        sql = (
+            "SELECT f.hash, MAX(r.started_at) AS t FROM file_access f JOIN runs r"
+            " ON r.run_id = f.run_id WHERE f.path = ? AND f.role IN (?, ?) AND f.hash <> ''"
+        )
+        args: list[Any] = [text, ROLE_INPUT, ROLE_OUTPUT]
+        if host:
+            sql += " AND r.host = ?"
+            args.append(host)
+        cur.execute(sql + " GROUP BY f.hash ORDER BY t DESC", args)
+        hashes = [row["hash"] for row in cur.fetchall()]
+        if not hashes:
+            where = f" on host {host}" if host else ""
+            raise NotFound(f"no run read or wrote {text}{where}: check the path (absolute)")
+        return hashes
+    digits = text.removeprefix("blake3:").lower()
+    if len(digits) < _MIN_PREFIX or not set(digits) <= _HEX:
+        raise UsageError(
+            f"{query!r} is neither an absolute path nor a hash: give blake3:<hex>, at least "
+            f"{_MIN_PREFIX} hex digits of one, or an absolute path"
+        )
+    low = "blake3:" + digits
+    # A range scan on the hash index, the same in both databases (LIKE is not, for indexes).
+    cur.execute(
+        "SELECT f.hash, MAX(r.started_at) AS t FROM file_access f JOIN runs r"
+        " ON r.run_id = f.run_id WHERE f.hash >= ? AND f.hash < ? GROUP BY f.hash"
+        " ORDER BY t DESC LIMIT 20",
+        (low, low + "g"),
+    )
+    hashes = [row["hash"] for row in cur.fetchall()]
+    if not hashes:
+        raise NotFound(f"no artifact with hash {low}: no run read or wrote that content")
+    return hashes
+
+
+def _uses(cur: Cursor, hashes: Sequence[str], role: int) -> list[Row]:
+    """Every (run, path) that used one of `hashes` in `role`, with run fields, oldest
+    run first."""
+    found: list[Row] = []
+    for chunk in _chunks(list(hashes), 500):
+        cur.execute(
+            "SELECT f.hash, f.role, f.path, f.size, f.kind, r.* FROM file_access f"
+            " JOIN runs r ON r.run_id = f.run_id"
+            f" WHERE f.hash IN ({_marks(len(chunk))}) AND f.role = ?"
+            " ORDER BY r.started_at, r.run_id, f.path",
+            (*chunk, role),
+        )
+        found += cur.fetchall()
+    return found
+
+
+def _visible(row: Row, uid: int | None) -> bool:
+    return uid is None or uid == 0 or (row["tagged_seq"] is not None and row["uid"] == uid)
+
+
+def _artifact_doc(cur: Cursor, file_hash: str, uses: list[Row], uid: int | None) -> dict[str, Any]:
+    shown = [u for u in uses if _visible(u, uid)]
+    paths = sorted({(u["host"], u["path"]) for u in shown})
+
+    def runs(role: int) -> list[dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        for u in shown:
+            if u["role"] == role and u["run_id"] not in seen:
+                seen[u["run_id"]] = _run_summary(u)
+        return list(seen.values())
+
+    return {
+        "hash": file_hash,
+        "size": _u64(uses[0]["size"]) if uses else None,
+        "kind": uses[0]["kind"] if uses else None,
+        "paths": [{"host": h, "path": p} for h, p in paths],
+        "produced_by": runs(ROLE_OUTPUT),
+        "consumed_by": runs(ROLE_INPUT),
+        "hidden_runs": len({u["run_id"] for u in uses if not _visible(u, uid)}),
+    }
+
+
+class _Graph:
+    """Breadth-first lineage walk state: nodes, edges and what was cut."""
+
+    def __init__(self, cur: Cursor, uid: int | None) -> None:
+        self._cur = cur
+        self._uid = uid
+        self.artifacts: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.edges: set[tuple[str, str, str]] = set()
+        self.hidden: set[str] = set()
+        self.truncated = False
+
+    def _room(self) -> bool:
+        if len(self.artifacts) + len(self.runs) >= MAX_NODES:
+            self.truncated = True
+        return not self.truncated
+
+    def add_artifact(self, file_hash: str, path: str = "", size: int = 0, kind: str = "") -> None:
+        node = self.artifacts.setdefault(
+            file_hash, {"hash": file_hash, "paths": [], "size": size or None, "kind": kind or None}
+        )
+        if path and path not in node["paths"]:
+            node["paths"].append(path)
+
+    def add_runs(self, run_ids: set[str]) -> None:
+        missing = sorted(run_ids - set(self.runs))
+        for chunk in _chunks(missing, 500):
+            self._cur.execute(
+                f"SELECT * FROM runs r WHERE r.run_id IN ({_marks(len(chunk))})", chunk
+            )
+            for row in self._cur.fetchall():
+                self.runs[row["run_id"]] = _run_summary(row)
+
+    def expand_runs(self, run_ids: set[str], role: int) -> set[str]:
+        """Adds the artifact inputs (or outputs) of `run_ids`; returns their hashes."""
+        found: set[str] = set()
+        for chunk in _chunks(sorted(run_ids), 500):
+            self._cur.execute(
+                "SELECT run_id, hash, path, size, kind FROM file_access"
+                f" WHERE run_id IN ({_marks(len(chunk))}) AND role = ? AND kind = 'artifact'"
+                " AND hash <> ''",
+                (*chunk, role),
+            )
+            for row in self._cur.fetchall():
+                if not self._room() and row["hash"] not in self.artifacts:
+                    continue
+                self.add_artifact(row["hash"], row["path"], _u64(row["size"]), row["kind"])
+                edge = (
+                    (row["hash"], row["run_id"], "used")
+                    if role == ROLE_INPUT
+                    else (row["run_id"], row["hash"], "generated")
+                )
+                self.edges.add(edge)
+                found.add(row["hash"])
+        return found
+
+    def walk(self, frontier: set[str], role: int, depth: int) -> None:
+        """From artifacts `frontier`, follow runs that used them in `role` (OUTPUT: up to
+        producers, INPUT: down to consumers), then those runs' other side, `depth` times."""
+        seen_runs: set[str] = set()
+        for _ in range(depth):
+            if not frontier or not self._room():
+                return
+            uses = [
+                u for u in _uses(self._cur, sorted(frontier), role) if u["run_id"] not in seen_runs
+            ]
+            visible = [u for u in uses if _visible(u, self._uid)]
+            self.hidden |= {u["run_id"] for u in uses if not _visible(u, self._uid)}
+            run_ids: set[str] = set()
+            for u in visible:
+                if u["run_id"] not in self.runs and not self._room():
+                    continue
+                self.runs.setdefault(u["run_id"], _run_summary(u))
+                self.add_artifact(u["hash"], u["path"], _u64(u["size"]), u["kind"])
+                edge = (
+                    (u["run_id"], u["hash"], "generated")
+                    if role == ROLE_OUTPUT
+                    else (u["hash"], u["run_id"], "used")
+                )
+                self.edges.add(edge)
+                run_ids.add(u["run_id"])
+            seen_runs |= run_ids
+            other = ROLE_INPUT if role == ROLE_OUTPUT else ROLE_OUTPUT
+            frontier = self.expand_runs(run_ids, other) - frontier
+
+    def document(self) -> dict[str, Any]:
+        for node in self.artifacts.values():
+            node["paths"].sort()
         return {
-            "produced_by": [r["run_id"] for r in rows if r["role"] == ROLE_OUTPUT],
-            "consumed_by": [r["run_id"] for r in rows if r["role"] == ROLE_INPUT],
+            "artifacts": sorted(self.artifacts.values(), key=lambda a: a["hash"]),
+            "runs": sorted(self.runs.values(), key=lambda r: (r["started_at"], r["run_id"])),
+            "edges": [{"from": a, "to": b, "kind": k} for a, b, k in sorted(self.edges)],
+            "hidden_runs": len(self.hidden - set(self.runs)),
+            "truncated": self.truncated,
         }
 
-    @staticmethod
-    def _run_summary(row: sqlite3.Row) -> dict[str, Any]:
-        """The fields `show` and `runs` share, from a `runs` row."""
-        finished = row["finished_seq"] is not None
-        lost = _u64(row["final_lost"]) if finished else row["loss_sum"]
-        return {
-            "run_id": row["run_id"],
-            "name": row["name"] or None,
-            "status": "finished" if finished else "running",
-            "exit_code": row["exit_code"] if finished and row["has_exit_code"] else None,
-            "host": row["host"],
-            "started_at": rfc3339(row["started_at"]),
-            "ended_at": rfc3339(row["ended_at"]) if finished else None,
-            "complete": bool(row["complete"]) if finished else lost == 0,
-            "lost_events": lost,
-            "uid": row["uid"],
-            "tagged": row["tagged_seq"] is not None,
-        }
+
+# ------------------------------------------------------------------------------ documents
+
+
+def _run_summary(row: Row) -> dict[str, Any]:
+    """The fields `show`, `runs` and lineage nodes share, from a `runs` row."""
+    finished = row["finished_seq"] is not None
+    delivery_lost = row["delivery_lost"]
+    lost = (_u64(row["final_lost"]) if finished else row["loss_sum"]) + delivery_lost
+    return {
+        "run_id": row["run_id"],
+        "name": row["name"] or None,
+        "status": "finished" if finished else "running",
+        "exit_code": row["exit_code"] if finished and row["has_exit_code"] else None,
+        "host": row["host"],
+        "started_at": rfc3339(row["started_at"]),
+        "ended_at": rfc3339(row["ended_at"]) if finished else None,
+        "complete": (bool(row["complete"]) if finished else True) and lost == 0,
+        "lost_events": lost,
+        "uid": row["uid"],
+        "tagged": row["tagged_seq"] is not None,
+    }
 
 
 def _loss_reason(payload: bytes) -> str:
@@ -606,7 +1004,7 @@ def _opt_time(value: float | None) -> str | None:
     return None if value is None else rfc3339(value)
 
 
-def _process_doc(row: sqlite3.Row) -> dict[str, Any]:
+def _process_doc(row: Row) -> dict[str, Any]:
     argv: Sequence[str] = json.loads(row["argv"]) if row["argv"] is not None else []
     return {
         "pid": row["pid"],
@@ -622,7 +1020,7 @@ def _process_doc(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _file_doc(row: sqlite3.Row) -> dict[str, Any]:
+def _file_doc(row: Row) -> dict[str, Any]:
     return {
         "path": row["path"],
         "hash": row["hash"],
@@ -631,11 +1029,11 @@ def _file_doc(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _input_doc(row: sqlite3.Row) -> dict[str, Any]:
+def _input_doc(row: Row) -> dict[str, Any]:
     return {**_file_doc(row), "bytes_read": _u64(row["bytes_read"])}
 
 
-def _output_doc(row: sqlite3.Row) -> dict[str, Any]:
+def _output_doc(row: Row) -> dict[str, Any]:
     return {
         **_file_doc(row),
         "bytes_written": _u64(row["bytes_written"]),

@@ -61,29 +61,70 @@ class ControlClient:
             exit_code=exit_code or 0,
             timeout=timeout,
         )
-        doc: dict[str, Any] = json.loads(self._call("Finish", request, timeout=None).json)
+        doc: dict[str, Any] = self._json("Finish", request, None)
         return doc
+
+    def _json(self, method: str, request: Any, timeout: float | None = 30.0) -> Any:
+        return json.loads(self._call(method, request, timeout).json)
 
     def untag(self, run: str) -> dict[str, Any]:
         """Stop tracking a run and finalize it."""
-        doc: dict[str, Any] = json.loads(self._call("Untag", pb.RunRef(run=run), None).json)
+        doc: dict[str, Any] = self._json("Untag", pb.RunRef(run=run), None)
         return doc
 
     def show(self, run: str) -> dict[str, Any]:
         """A run by id, or a name meaning its latest run."""
-        doc: dict[str, Any] = json.loads(self._call("Show", pb.RunRef(run=run)).json)
+        doc: dict[str, Any] = self._json("Show", pb.RunRef(run=run))
         return doc
 
-    def runs(self, name: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Runs visible to the caller, newest first."""
-        doc: list[dict[str, Any]] = json.loads(
-            self._call("Runs", pb.RunsRequest(name=name or "", limit=limit)).json
+    def runs(
+        self,
+        name: str | None = None,
+        limit: int = 100,
+        labels: dict[str, str] | None = None,
+        host: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Runs visible to the caller, newest first, filtered by every criterion given."""
+        request = pb.RunsRequest(
+            name=name or "",
+            limit=limit,
+            labels=labels or {},
+            host=host or "",
+            since=since or 0,
+            until=until or 0,
+        )
+        doc: list[dict[str, Any]] = self._json("Runs", request)
+        return doc
+
+    def artifact(self, query: str, host: str | None = None) -> dict[str, Any]:
+        """Artifacts by hash, hash prefix or absolute path, with their runs."""
+        doc: dict[str, Any] = self._json(
+            "Artifact", pb.LineageRequest(query=query, host=host or "")
         )
         return doc
 
+    def lineage(
+        self, query: str, up: bool, down: bool, depth: int = 0, host: str | None = None
+    ) -> dict[str, Any]:
+        """The lineage graph around an artifact."""
+        request = pb.LineageRequest(query=query, host=host or "", up=up, down=down, depth=depth)
+        doc: dict[str, Any] = self._json("Lineage", request)
+        return doc
+
+    def run_graph(self, run: str) -> dict[str, Any]:
+        """A run's DAG of upstream producers and downstream consumers."""
+        doc: dict[str, Any] = self._json("RunGraph", pb.RunRef(run=run))
+        return doc
+
+    def export(self, run: str, fmt: str) -> Any:
+        """A run as OpenLineage events or a PROV-JSON document."""
+        return self._json("Export", pb.ExportRequest(run=run, format=fmt))
+
     def status(self) -> dict[str, Any]:
         """Daemon health, tier and counters."""
-        doc: dict[str, Any] = json.loads(self._call("Status", pb.Empty()).json)
+        doc: dict[str, Any] = self._json("Status", pb.Empty())
         return doc
 
     def close(self) -> None:

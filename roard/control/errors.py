@@ -1,10 +1,11 @@
-"""roard errors across the control socket: one table, used by server and client."""
+"""roard errors across gRPC (control socket and collector): one table, both sides."""
 
 from __future__ import annotations
 
 import grpc
 
 from roard.errors import (
+    CollectorUnavailable,
     DaemonUnavailable,
     NotFound,
     PermissionDenied,
@@ -17,6 +18,7 @@ _CODES: tuple[tuple[type[RoardError], grpc.StatusCode], ...] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (UsageError, grpc.StatusCode.INVALID_ARGUMENT),
     (DaemonUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (CollectorUnavailable, grpc.StatusCode.UNAVAILABLE),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -14,7 +14,7 @@ import structlog
 
 from roard.control.errors import status_code
 from roard.control.peercred import CredentialRelay
-from roard.errors import PrerequisiteError, RoardError
+from roard.errors import CollectorUnavailable, PrerequisiteError, RoardError
 from roard.tracking.tracker import Caller, Tracker
 from roard.v1 import control_pb2 as pb
 from roard.v1 import control_pb2_grpc
@@ -25,13 +25,34 @@ Reply = TypeVar("Reply")
 
 
 class RunQueries(Protocol):
-    """The registry queries the control service answers from."""
+    """The registry queries the control service answers from (a CollectorClient)."""
 
     def show(self, run: str, uid: int | None = None) -> dict[str, Any]: ...
     def summary(self, run_id: str, uid: int | None = None) -> dict[str, Any]: ...
     def runs(
-        self, name: str | None = None, uid: int | None = None, limit: int = 100
+        self,
+        name: str | None = None,
+        uid: int | None = None,
+        limit: int = 100,
+        labels: Mapping[str, str] | None = None,
+        host: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[dict[str, Any]]: ...
+    def artifact(
+        self, query: str, host: str | None = None, uid: int | None = None
+    ) -> dict[str, Any]: ...
+    def lineage(
+        self,
+        query: str,
+        up: bool,
+        down: bool,
+        depth: int = 0,
+        host: str | None = None,
+        uid: int | None = None,
+    ) -> dict[str, Any]: ...
+    def run_graph(self, run: str, uid: int | None = None) -> dict[str, Any]: ...
+    def export(self, run: str, fmt: str, uid: int | None = None) -> Any: ...
 
 
 def _rpc(
@@ -70,11 +91,15 @@ class ControlService(control_pb2_grpc.ControlServicer):
         queries: RunQueries,
         status: Callable[[int | None], dict[str, Any]],
         relay: CredentialRelay,
+        delivered: Callable[[float | None], bool],
     ) -> None:
+        """`delivered(timeout)` waits until the collector stored all records emitted so
+        far (None: the configured wait) and says whether it did."""
         self._tracker = tracker
         self._queries = queries
         self._status = status
         self._relay = relay
+        self._delivered = delivered
 
     @staticmethod
     def _scope(caller: Caller) -> int | None:
@@ -85,6 +110,9 @@ class ControlService(control_pb2_grpc.ControlServicer):
         run = self._tracker.tag(
             caller, request.pid, request.name or None, dict(request.labels), request.spawned
         )
+        # `roarctl show RUN` right after tagging should find it; a collector that is down
+        # must not hold the command back, though.
+        self._delivered(2.0)
         return pb.TagReply(run_id=run.run_id)
 
     @_rpc
@@ -96,20 +124,34 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 f"run {run.run_id} was not finalized within {request.timeout:g}s; "
                 "it will be finalized in the background: check `roarctl show`"
             )
-        # Already finalized (every process exited before roarctl asked): it is registered.
-        return _json(self._queries.summary(request.run_id, self._scope(caller)))
+        # Finalized (now, or before roarctl asked): its records are spooled.
+        return _json(self._summary(request.run_id, caller))
+
+    def _summary(self, run_id: str, caller: Caller) -> dict[str, Any]:
+        """The collector's summary of a finalized run or, while the collector has not
+        stored it yet, what the daemon can say: spooled, not delivered."""
+        if self._delivered(None):
+            try:
+                return self._queries.summary(run_id, self._scope(caller))
+            except CollectorUnavailable:
+                pass
+        return {"run_id": run_id, "status": "finished", "delivered": False}
 
     @_rpc
     def Untag(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
         run_id = request.run
         run = self._tracker.active_run(caller, run_id)
-        if run is None:  # a name means its latest run
-            latest = self._queries.runs(request.run, self._scope(caller), limit=1)
-            run_id = latest[0]["run_id"] if latest else run_id
-            run = self._tracker.active_run(caller, run_id)
-        if run is not None:
-            self._tracker.untag(run)
-        return _json(self._queries.summary(run_id, self._scope(caller)))
+        if run is None:  # a name means its latest active run
+            named = [r for r in self._tracker.active_runs() if r.name == run_id]
+            if named:
+                latest_active = max(named, key=lambda r: r.started_at)
+                run = self._tracker.active_run(caller, latest_active.run_id)
+        if run is None:  # finalized already: say how it ended
+            latest = self._queries.runs(run_id, self._scope(caller), limit=1)
+            known = latest[0]["run_id"] if latest else run_id
+            return _json(self._queries.summary(known, self._scope(caller)))
+        self._tracker.untag(run)
+        return _json(self._summary(run.run_id, caller))
 
     @_rpc
     def Show(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
@@ -117,8 +159,42 @@ class ControlService(control_pb2_grpc.ControlServicer):
 
     @_rpc
     def Runs(self, request: pb.RunsRequest, caller: Caller) -> pb.JsonReply:
-        runs = self._queries.runs(request.name or None, self._scope(caller), request.limit or 100)
+        runs = self._queries.runs(
+            request.name or None,
+            self._scope(caller),
+            request.limit or 100,
+            labels=dict(request.labels),
+            host=request.host or None,
+            since=request.since or None,
+            until=request.until or None,
+        )
         return _json(runs)
+
+    @_rpc
+    def Artifact(self, request: pb.LineageRequest, caller: Caller) -> pb.JsonReply:
+        return _json(
+            self._queries.artifact(request.query, request.host or None, self._scope(caller))
+        )
+
+    @_rpc
+    def Lineage(self, request: pb.LineageRequest, caller: Caller) -> pb.JsonReply:
+        doc = self._queries.lineage(
+            request.query,
+            request.up,
+            request.down,
+            request.depth,
+            request.host or None,
+            self._scope(caller),
+        )
+        return _json(doc)
+
+    @_rpc
+    def RunGraph(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
+        return _json(self._queries.run_graph(request.run, self._scope(caller)))
+
+    @_rpc
+    def Export(self, request: pb.ExportRequest, caller: Caller) -> pb.JsonReply:
+        return _json(self._queries.export(request.run, request.format, self._scope(caller)))
 
     @_rpc
     def Status(self, request: pb.Empty, caller: Caller) -> pb.JsonReply:

@@ -1,21 +1,22 @@
-"""Where records go: a sequence number each, then the registry (in-process for now).
+"""Where records go: a sequence number each, then the durable spool.
 
 emit() only queues: the observer thread calls it for every process event and must never
-wait on storage. A writer thread stores queued records in batches; flush() waits until
-everything emitted so far is stored (a run is reported finalized only after that).
+wait on the disk. A writer thread appends queued records to the spool in batches (one
+fsync'd transaction each); flush() waits until everything emitted so far is spooled (a run
+is reported finalized only after that), and delivered() says whether the collector has
+acked it.
 """
 
 from __future__ import annotations
 
-import itertools
 import queue
 import threading
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 import structlog
 
+from roard.records.spool import Spool
 from roard.v1 import records_pb2 as pb
 
 log = structlog.get_logger("roard.sink")
@@ -23,45 +24,57 @@ log = structlog.get_logger("roard.sink")
 _BATCH = 4096
 
 
-class RecordStore(Protocol):
-    """What a sink delivers to (the embedded registry's storage)."""
+class SpoolSink:
+    """Numbers records and appends them to the spool, in batches, on its own thread."""
 
-    def ingest(self, records: Sequence[pb.Record]) -> int: ...
-
-
-class EmbeddedSink:
-    """Numbers records and stores them in the in-process registry, in batches."""
-
-    def __init__(self, store: RecordStore) -> None:
-        self._store = store
-        # Seeded from the clock so numbers keep growing across daemon restarts.
-        self._seq = itertools.count(time.time_ns() // 1000)
+    def __init__(self, spool: Spool, on_spooled: Callable[[], None] = lambda: None) -> None:
+        """`on_spooled` is called (on the writer thread) after each batch is durable."""
+        self._spool = spool
+        self._on_spooled = on_spooled
+        # Numbers keep growing across restarts (the spool remembers the last one) and
+        # across wiped state dirs (seeded from the clock).
+        self._next_seq = max(spool.last_seq() + 1, time.time_ns() // 1000)
         self._seq_lock = threading.Lock()
         self._queue: queue.Queue[pb.Record | None] = queue.Queue()
-        self._stored = threading.Condition()
-        self._emitted = 0
-        self.delivered = 0
+        self._spooled_cond = threading.Condition()
+        self._spooled_seq = spool.last_seq()  # a backlog from before a restart counts
+        self.spooled = 0
         self.failures = 0
         self._writer = threading.Thread(target=self._write_loop, name="roard-sink", daemon=True)
         self._writer.start()
 
+    @property
+    def spooled_seq(self) -> int:
+        """The sequence number of the latest record spooled (0: none yet)."""
+        return self._spooled_seq
+
+    @property
+    def last_emitted(self) -> int:
+        """The sequence number of the latest record emitted (0: none yet)."""
+        with self._seq_lock:
+            return self._next_seq - 1
+
+    def advance_past(self, seq: int) -> None:
+        """Keep numbering above `seq` (a collector has seen that number from this host)."""
+        with self._seq_lock:
+            self._next_seq = max(self._next_seq, seq + 1)
+
     def emit(self, records: Sequence[pb.Record]) -> None:
-        """Queue records, in order, for storage."""
+        """Queue records, in order, for the spool."""
         with self._seq_lock:
             for record in records:
-                record.seq = next(self._seq)
+                record.seq = self._next_seq
+                self._next_seq += 1
                 self._queue.put(record)
-            self._emitted += len(records)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every record emitted so far is stored; False on timeout."""
-        with self._seq_lock:
-            target = self._emitted
-        with self._stored:
-            return self._stored.wait_for(lambda: self.delivered >= target, timeout)
+        """Wait until every record emitted so far is spooled; False on timeout."""
+        target = self.last_emitted
+        with self._spooled_cond:
+            return self._spooled_cond.wait_for(lambda: self._spooled_seq >= target, timeout)
 
     def close(self) -> None:
-        """Store what is queued and stop the writer."""
+        """Spool what is queued and stop the writer."""
         self._queue.put(None)
         self._writer.join()
 
@@ -71,28 +84,40 @@ class EmbeddedSink:
             if first is None:
                 return
             batch = [first]
+            stop = False
             while len(batch) < _BATCH:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
-                    self._store_batch(batch)
-                    return
+                    stop = True
+                    break
                 batch.append(item)
-            self._store_batch(batch)
+            self._store(batch)
+            if stop:
+                return
 
-    def _store_batch(self, batch: list[pb.Record]) -> None:
-        for attempt in range(5):
+    def _store(self, batch: list[pb.Record]) -> None:
+        opened = [r.run_id for r in batch if r.HasField("run_tagged")]
+        closed = [r.run_id for r in batch if r.HasField("run_finished")]
+        delay = 0.2
+        while True:
             try:
-                self._store.ingest(batch)
+                notices = self._spool.append(batch, opened, closed)
                 break
             except Exception:
-                # Storage trouble (disk full, locked): retry, then give up loudly. The
-                # registry deduplicates by record id, so a retried batch is harmless.
+                # Disk full or read-only state dir: keep the batch in memory and retry; the
+                # daemon stays up and nothing emitted so far is dropped.
                 self.failures += 1
-                log.exception("storing records failed", records=len(batch), attempt=attempt)
-                time.sleep(0.2 * (attempt + 1))
-        with self._stored:
-            self.delivered += len(batch)
-            self._stored.notify_all()
+                log.exception("spooling records failed; retrying", records=len(batch))
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        if notices:
+            log.warning("spool full: shed records", runs=len(notices))
+            self.emit(notices)
+        with self._spooled_cond:
+            self._spooled_seq = batch[-1].seq
+            self.spooled += len(batch)
+            self._spooled_cond.notify_all()
+        self._on_spooled()

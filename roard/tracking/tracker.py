@@ -85,6 +85,7 @@ class Tracker:
         linger_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
         exit_grace_seconds: float = 5.0,
+        host: str | None = None,
     ) -> None:
         self._kernel = kernel
         self._hasher = hasher
@@ -94,7 +95,7 @@ class Tracker:
         # How long an exit that roarctl already saw may take to come through the ring.
         self._exit_grace = exit_grace_seconds
         self._clock = clock
-        self._host = socket.gethostname()
+        self._host = host or socket.gethostname()
         self._lock = threading.RLock()
         self._procs = ProcessTable()
         self._fds = FdTable()

@@ -56,12 +56,49 @@ class JsonReply(_message.Message):
     def __init__(self, json: _Optional[str] = ...) -> None: ...
 
 class RunsRequest(_message.Message):
-    __slots__ = ("name", "limit")
+    __slots__ = ("name", "limit", "labels", "host", "since", "until")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
     name: str
     limit: int
-    def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    host: str
+    since: float
+    until: float
+    def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
+
+class LineageRequest(_message.Message):
+    __slots__ = ("query", "host", "up", "down", "depth")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    DOWN_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    host: str
+    up: bool
+    down: bool
+    depth: int
+    def __init__(self, query: _Optional[str] = ..., host: _Optional[str] = ..., up: _Optional[bool] = ..., down: _Optional[bool] = ..., depth: _Optional[int] = ...) -> None: ...
+
+class ExportRequest(_message.Message):
+    __slots__ = ("run", "format")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    run: str
+    format: str
+    def __init__(self, run: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
 
 class Empty(_message.Message):
     __slots__ = ()

@@ -64,6 +64,26 @@ class ControlStub:
                 request_serializer=roard_dot_v1_dot_control__pb2.Empty.SerializeToString,
                 response_deserializer=roard_dot_v1_dot_control__pb2.JsonReply.FromString,
                 _registered_method=True)
+        self.Artifact = channel.unary_unary(
+                '/roard.v1.Control/Artifact',
+                request_serializer=roard_dot_v1_dot_control__pb2.LineageRequest.SerializeToString,
+                response_deserializer=roard_dot_v1_dot_control__pb2.JsonReply.FromString,
+                _registered_method=True)
+        self.Lineage = channel.unary_unary(
+                '/roard.v1.Control/Lineage',
+                request_serializer=roard_dot_v1_dot_control__pb2.LineageRequest.SerializeToString,
+                response_deserializer=roard_dot_v1_dot_control__pb2.JsonReply.FromString,
+                _registered_method=True)
+        self.RunGraph = channel.unary_unary(
+                '/roard.v1.Control/RunGraph',
+                request_serializer=roard_dot_v1_dot_control__pb2.RunRef.SerializeToString,
+                response_deserializer=roard_dot_v1_dot_control__pb2.JsonReply.FromString,
+                _registered_method=True)
+        self.Export = channel.unary_unary(
+                '/roard.v1.Control/Export',
+                request_serializer=roard_dot_v1_dot_control__pb2.ExportRequest.SerializeToString,
+                response_deserializer=roard_dot_v1_dot_control__pb2.JsonReply.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -107,6 +127,30 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Artifact(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Lineage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunGraph(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Export(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +182,26 @@ def add_ControlServicer_to_server(servicer, server):
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
                     request_deserializer=roard_dot_v1_dot_control__pb2.Empty.FromString,
+                    response_serializer=roard_dot_v1_dot_control__pb2.JsonReply.SerializeToString,
+            ),
+            'Artifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.Artifact,
+                    request_deserializer=roard_dot_v1_dot_control__pb2.LineageRequest.FromString,
+                    response_serializer=roard_dot_v1_dot_control__pb2.JsonReply.SerializeToString,
+            ),
+            'Lineage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Lineage,
+                    request_deserializer=roard_dot_v1_dot_control__pb2.LineageRequest.FromString,
+                    response_serializer=roard_dot_v1_dot_control__pb2.JsonReply.SerializeToString,
+            ),
+            'RunGraph': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunGraph,
+                    request_deserializer=roard_dot_v1_dot_control__pb2.RunRef.FromString,
+                    response_serializer=roard_dot_v1_dot_control__pb2.JsonReply.SerializeToString,
+            ),
+            'Export': grpc.unary_unary_rpc_method_handler(
+                    servicer.Export,
+                    request_deserializer=roard_dot_v1_dot_control__pb2.ExportRequest.FromString,
                     response_serializer=roard_dot_v1_dot_control__pb2.JsonReply.SerializeToString,
             ),
     }
@@ -302,6 +366,114 @@ class Control:
             target,
             '/roard.v1.Control/Status',
             roard_dot_v1_dot_control__pb2.Empty.SerializeToString,
+            roard_dot_v1_dot_control__pb2.JsonReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Artifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roard.v1.Control/Artifact',
+            roard_dot_v1_dot_control__pb2.LineageRequest.SerializeToString,
+            roard_dot_v1_dot_control__pb2.JsonReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Lineage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roard.v1.Control/Lineage',
+            roard_dot_v1_dot_control__pb2.LineageRequest.SerializeToString,
+            roard_dot_v1_dot_control__pb2.JsonReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roard.v1.Control/RunGraph',
+            roard_dot_v1_dot_control__pb2.RunRef.SerializeToString,
+            roard_dot_v1_dot_control__pb2.JsonReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Export(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roard.v1.Control/Export',
+            roard_dot_v1_dot_control__pb2.ExportRequest.SerializeToString,
             roard_dot_v1_dot_control__pb2.JsonReply.FromString,
             options,
             channel_credentials,

@@ -19,7 +19,7 @@ ROLE_OUTPUT: Role
 ROLE_DELETED: Role
 
 class Record(_message.Message):
-    __slots__ = ("id", "seq", "run_id", "time", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished")
+    __slots__ = ("id", "seq", "run_id", "time", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished", "path_changed")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class Record(_message.Message):
     FILE_ACCESS_FIELD_NUMBER: _ClassVar[int]
     LOSS_NOTICE_FIELD_NUMBER: _ClassVar[int]
     RUN_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    PATH_CHANGED_FIELD_NUMBER: _ClassVar[int]
     id: str
     seq: int
     run_id: str
@@ -40,7 +41,8 @@ class Record(_message.Message):
     file_access: FileAccess
     loss_notice: LossNotice
     run_finished: RunFinished
-    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ...) -> None: ...
+    path_changed: PathChanged
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ...) -> None: ...
 
 class RunTagged(_message.Message):
     __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at")
@@ -126,12 +128,38 @@ class FileAccess(_message.Message):
     def __init__(self, path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., read_too: _Optional[bool] = ...) -> None: ...
 
 class LossNotice(_message.Message):
-    __slots__ = ("lost_events", "reason")
+    __slots__ = ("lost_events", "reason", "delivery")
     LOST_EVENTS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
     lost_events: int
     reason: str
-    def __init__(self, lost_events: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    delivery: bool
+    def __init__(self, lost_events: _Optional[int] = ..., reason: _Optional[str] = ..., delivery: _Optional[bool] = ...) -> None: ...
+
+class PathChanged(_message.Message):
+    __slots__ = ("op", "path", "new_path", "pid")
+    class Op(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OP_UNSPECIFIED: _ClassVar[PathChanged.Op]
+        OP_RENAME: _ClassVar[PathChanged.Op]
+        OP_EXCHANGE: _ClassVar[PathChanged.Op]
+        OP_LINK: _ClassVar[PathChanged.Op]
+        OP_UNLINK: _ClassVar[PathChanged.Op]
+    OP_UNSPECIFIED: PathChanged.Op
+    OP_RENAME: PathChanged.Op
+    OP_EXCHANGE: PathChanged.Op
+    OP_LINK: PathChanged.Op
+    OP_UNLINK: PathChanged.Op
+    OP_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    NEW_PATH_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    op: PathChanged.Op
+    path: str
+    new_path: str
+    pid: int
+    def __init__(self, op: _Optional[_Union[PathChanged.Op, str]] = ..., path: _Optional[str] = ..., new_path: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class RunFinished(_message.Message):
     __slots__ = ("has_exit_code", "exit_code", "ended_at", "complete", "lost_events")

@@ -1,56 +1,98 @@
-"""Tests for roard.records.sink: queued, batched, retried delivery to the registry."""
+"""Tests for roard.records.sink: numbered, batched, retried appends to the real spool."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from roard.records.sink import EmbeddedSink
+from roard.records.sink import SpoolSink
+from roard.records.spool import Spool
 from roard.v1 import records_pb2 as pb
 
 
-class FlakyStore:
-    """Fails the first `failures` ingests, then stores; can be held to test flush()."""
+class FlakySpool(Spool):
+    """A real spool whose first `failures` appends fail (a full disk), and which can be
+    held to observe flush() waiting."""
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, path: Path, failures: int = 0) -> None:
+        super().__init__(path, max_bytes=1 << 30)
         self.failures = failures
-        self.stored: list[pb.Record] = []
         self.gate = threading.Event()
         self.gate.set()
 
-    def ingest(self, records: Sequence[pb.Record]) -> int:
+    def append(
+        self, records: Sequence[pb.Record], opened: Sequence[str], closed: Sequence[str]
+    ) -> list[pb.Record]:
         self.gate.wait()
         if self.failures:
             self.failures -= 1
             raise OSError("disk full")
-        self.stored.extend(records)
-        return len(records)
+        return super().append(records, opened, closed)
 
 
 def records(n: int) -> list[pb.Record]:
     return [pb.Record(id=f"r{i}", run_id="run") for i in range(n)]
 
 
-def test_flush_waits_until_everything_emitted_is_stored() -> None:
-    """emit() returns at once; flush() returns only once the records are in the store."""
-    store = FlakyStore()
-    store.gate.clear()
-    sink = EmbeddedSink(store)
+def test_flush_waits_until_everything_emitted_is_spooled(tmp_path: Path) -> None:
+    """emit() returns at once; flush() returns only once the records are on disk."""
+    spool = FlakySpool(tmp_path / "spool.db")
+    spool.gate.clear()
+    calls: list[int] = []
+    sink = SpoolSink(spool, on_spooled=lambda: calls.append(1))
     sink.emit(records(3))
-    assert not sink.flush(timeout=0.2)  # the store is held: not stored yet
-    store.gate.set()
+    assert not sink.flush(timeout=0.2)  # the spool is held: not spooled yet
+    spool.gate.set()
     assert sink.flush(timeout=5)
-    assert [r.id for r in store.stored] == ["r0", "r1", "r2"]
-    seqs = [r.seq for r in store.stored]
+    stored = spool.after(0, 100)
+    assert [r.id for r in stored] == ["r0", "r1", "r2"]
+    seqs = [r.seq for r in stored]
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    assert sink.spooled_seq == seqs[-1] == sink.last_emitted and calls
     sink.close()
 
 
-def test_a_failing_store_is_retried_and_nothing_is_lost() -> None:
-    """A transient storage error is retried: every record is stored once it recovers."""
-    store = FlakyStore(failures=2)
-    sink = EmbeddedSink(store)
+def test_a_failing_spool_is_retried_and_nothing_is_lost(tmp_path: Path) -> None:
+    """A transient disk error is retried: every record is spooled once it recovers."""
+    spool = FlakySpool(tmp_path / "spool.db", failures=2)
+    sink = SpoolSink(spool)
     sink.emit(records(5))
     assert sink.flush(timeout=10)
-    assert len(store.stored) == 5 and sink.failures == 2
+    assert len(spool.after(0, 100)) == 5 and sink.failures == 2
+    sink.close()
+
+
+def test_numbers_keep_growing_across_restarts_even_if_the_clock_goes_back(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path / "spool.db", 1 << 30)
+    sink = SpoolSink(spool)
+    sink.advance_past(time.time_ns())  # as if the clock had been far ahead before
+    sink.emit(records(2))
+    assert sink.flush(5)
+    last = sink.last_emitted
+    sink.close()
+    spool.close()
+    reopened = Spool(tmp_path / "spool.db", 1 << 30)
+    again = SpoolSink(reopened)
+    again.emit([pb.Record(id="later", run_id="run")])
+    assert again.flush(5)
+    assert reopened.after(last, 10)[0].id == "later"
+    again.close()
+
+
+def test_runs_opened_and_closed_are_remembered(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", 1 << 30)
+    sink = SpoolSink(spool)
+    sink.emit(
+        [
+            pb.Record(id="a/t", run_id="a", run_tagged=pb.RunTagged()),
+            pb.Record(id="b/t", run_id="b", run_tagged=pb.RunTagged()),
+            pb.Record(id="a/f", run_id="a", run_finished=pb.RunFinished()),
+        ]
+    )
+    assert sink.flush(5)
+    assert spool.open_runs() == ["b"]
     sink.close()

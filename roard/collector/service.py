@@ -1,0 +1,326 @@
+"""The collector's gRPC service: record streams in, registry queries out.
+
+Each daemon opens one `Stream`: a hello, then batches in increasing sequence order; every
+batch is stored in one transaction and acked with its highest sequence number, so an ack
+means durable. Anything malformed ends the stream with a status that says what was wrong;
+nothing of a rejected batch is stored.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+
+import roard
+from roard.collector import export
+from roard.collector.storage import LineageStore, RunFilter
+from roard.collector.transport import (
+    MAX_MESSAGE_BYTES,
+    TOKEN_HEADER,
+    TlsFiles,
+    check_address,
+    is_loopback,
+    server_credentials,
+)
+from roard.control.errors import status_code
+from roard.errors import ConfigError, RoardError, UsageError
+from roard.v1 import collector_pb2 as pb
+from roard.v1 import collector_pb2_grpc
+
+log = structlog.get_logger("roard.collector")
+
+PROTOCOL = 1
+MAX_BATCH = 10_000
+
+Reply = TypeVar("Reply")
+
+
+@dataclass(frozen=True)
+class Access:
+    """How a collector decides who is calling.
+
+    `tokens` maps bearer tokens to host ids; `mtls` takes the host id from the client
+    certificate's common name. With neither, every caller is trusted (loopback only) and
+    names its own host id in its hello.
+    """
+
+    tokens: Mapping[str, str] | None = None
+    mtls: bool = False
+
+    def host_of(self, context: grpc.ServicerContext) -> str | None:
+        """The host id the caller proved, or None when the collector does not check.
+        Aborts the call with UNAUTHENTICATED when a required proof is missing or wrong."""
+        if self.mtls:
+            names = context.auth_context().get("x509_common_name") or []
+            if names:
+                return bytes(names[0]).decode()
+            if not self.tokens:
+                _abort(context, grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
+        if self.tokens:
+            metadata = dict(context.invocation_metadata())
+            header = str(metadata.get(TOKEN_HEADER, ""))
+            token = header.removeprefix("Bearer ").strip()
+            host = self.tokens.get(token)
+            if host is None:
+                _abort(
+                    context,
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "missing or unknown bearer token: check the daemon's [collector] token",
+                )
+            return host
+        return None
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> None:
+    context.abort(code, message)
+    raise AssertionError("abort() raises")
+
+
+def _query(method: Callable[..., Any]) -> Callable[..., pb.JsonDoc]:
+    """Authenticate, run a query, return its JSON; roard errors become statuses."""
+
+    @functools.wraps(method)
+    def wrapper(self: CollectorService, request: Any, context: grpc.ServicerContext) -> pb.JsonDoc:
+        self._access.host_of(context)
+        try:
+            return pb.JsonDoc(json=json.dumps(method(self, request)))
+        except RoardError as exc:
+            _abort(context, status_code(exc), str(exc))
+        except Exception as exc:
+            log.exception("query failed", method=method.__name__)
+            _abort(context, grpc.StatusCode.INTERNAL, f"collector internal error: {exc}")
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def _uid(value: int) -> int | None:
+    return value or None
+
+
+class CollectorService(collector_pb2_grpc.CollectorServicer):
+    """Implements roard.v1.Collector over a LineageStore."""
+
+    def __init__(self, store: LineageStore, access: Access) -> None:
+        self._store = store
+        self._access = access
+        self.collector_id = uuid.uuid4().hex[:12]
+        self.records_stored = 0
+        self.records_duplicate = 0
+
+    # ----------------------------------------------------------------------------- stream
+
+    def Stream(  # noqa: N802 (the proto's name)
+        self, request_iterator: Iterator[pb.StreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.StreamReply]:
+        """One daemon's record stream (see the module docstring)."""
+        proven = self._access.host_of(context)
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("msg") != "hello":
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a stream must open with a hello")
+        assert first is not None
+        hello = first.hello
+        if hello.protocol != PROTOCOL:
+            _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"protocol {hello.protocol} not supported (this collector speaks {PROTOCOL}):"
+                " run the same roard version on hosts and collector",
+            )
+        if not hello.host_id:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "hello without a host id")
+        if proven is not None and hello.host_id != proven:
+            _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"credentials are for host {proven!r}, hello says {hello.host_id!r}",
+            )
+        host = hello.host_id
+        acked = self._storage(
+            context,
+            lambda: self._store.hello(host, hello.boot_id, hello.version, hello.tier, time.time()),
+        )
+        log.info("daemon connected", host=host, version=hello.version, peer=context.peer())
+        yield pb.StreamReply(
+            welcome=pb.Welcome(
+                protocol=PROTOCOL,
+                collector_id=self.collector_id,
+                acked_seq=acked,
+                max_batch=MAX_BATCH,
+            )
+        )
+        last = 0
+        for request in request_iterator:
+            which = request.WhichOneof("msg")
+            if which == "heartbeat":
+                yield pb.StreamReply(heartbeat=pb.Heartbeat(time=time.time()))
+            elif which == "batch":
+                last = self._check_batch(context, request.batch, last)
+                yield self._store_batch(context, host, request.batch)
+            else:
+                _abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"unexpected {which or 'empty'} message",
+                )
+
+    @staticmethod
+    def _check_batch(context: grpc.ServicerContext, batch: pb.Batch, last: int) -> int:
+        """Rejects empty, oversized or out-of-order batches; returns the batch's last seq."""
+        records = batch.records
+        if not records:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "empty batch")
+        if len(records) > MAX_BATCH:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"batch over {MAX_BATCH} records")
+        for record in records:
+            if record.seq <= last:
+                _abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"sequence {record.seq} after {last}: records must be in increasing order"
+                    " within a stream (a replay of old sequences?)",
+                )
+            last = record.seq
+        return last
+
+    def _store_batch(
+        self, context: grpc.ServicerContext, host: str, batch: pb.Batch
+    ) -> pb.StreamReply:
+        records = list(batch.records)
+        stored = self._storage(context, lambda: self._store.ingest(records, host=host))
+        last = records[-1].seq
+        self._storage(context, lambda: self._store.acked(host, last))
+        self.records_stored += stored
+        self.records_duplicate += len(records) - stored
+        return pb.StreamReply(ack=pb.Ack(seq=last, stored=stored, duplicates=len(records) - stored))
+
+    @staticmethod
+    def _storage(context: grpc.ServicerContext, call: Callable[[], Reply]) -> Reply:
+        """Runs a store call; bad records end the stream with their reason, storage trouble
+        with UNAVAILABLE (the daemon keeps its spool and retries)."""
+        try:
+            return call()
+        except RoardError as exc:
+            _abort(context, status_code(exc), str(exc))
+        except Exception as exc:
+            log.exception("storing records failed")
+            _abort(context, grpc.StatusCode.UNAVAILABLE, f"registry storage failed: {exc}")
+        raise AssertionError("unreachable")
+
+    # ---------------------------------------------------------------------------- queries
+
+    @_query
+    def ShowRun(self, request: pb.RunQuery) -> Any:  # noqa: N802
+        return self._store.show(request.run, _uid(request.uid))
+
+    @_query
+    def RunSummary(self, request: pb.RunQuery) -> Any:  # noqa: N802
+        return self._store.summary(request.run, _uid(request.uid))
+
+    @_query
+    def ListRuns(self, request: pb.RunsQuery) -> Any:  # noqa: N802
+        where = RunFilter(
+            name=request.name or None,
+            labels=dict(request.labels) or None,
+            host=request.host or None,
+            since=request.since or None,
+            until=request.until or None,
+            limit=request.limit or 100,
+        )
+        return self._store.runs(where, _uid(request.uid))
+
+    @_query
+    def FindArtifact(self, request: pb.ArtifactQuery) -> Any:  # noqa: N802
+        return self._store.artifact(request.query, request.host or None, _uid(request.uid))
+
+    @_query
+    def Lineage(self, request: pb.LineageQuery) -> Any:  # noqa: N802
+        up, down = request.up, request.down
+        if not up and not down:
+            up = True  # "what produced this?" is the question people ask first
+        return self._store.lineage(
+            request.query, up, down, request.depth, request.host or None, _uid(request.uid)
+        )
+
+    @_query
+    def RunGraph(self, request: pb.RunQuery) -> Any:  # noqa: N802
+        return self._store.run_graph(request.run, uid=_uid(request.uid))
+
+    @_query
+    def Export(self, request: pb.ExportQuery) -> Any:  # noqa: N802
+        doc = self._store.show(request.run, _uid(request.uid))
+        if request.format == "openlineage":
+            return export.openlineage_events(doc, producer=PRODUCER)
+        if request.format == "prov":
+            return export.prov_document(doc)
+        raise UsageError(f"--format {request.format!r}: choose openlineage or prov")
+
+
+PRODUCER = f"https://github.com/roard/roard/tree/v{roard.__version__}"
+
+
+class CollectorServer:
+    """A gRPC server for one CollectorService, on one address."""
+
+    def __init__(
+        self,
+        store: LineageStore,
+        listen: str,
+        tls: TlsFiles | None = None,
+        mtls: bool = False,
+        tokens: Mapping[str, str] | None = None,
+        workers: int = 16,
+    ) -> None:
+        check_address(listen)
+        if tls is None and not tokens and not is_loopback(listen):
+            raise ConfigError(
+                f"refusing to listen on {listen} without TLS or tokens: anyone could write "
+                "lineage. Give --tls-cert/--tls-key (and --tls-ca for mutual TLS) or "
+                "--tokens FILE, or listen on 127.0.0.1 / a unix: socket"
+            )
+        self.service = CollectorService(store, Access(tokens=tokens, mtls=mtls))
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(workers, thread_name_prefix="roard-collector"),
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ],
+        )
+        collector_pb2_grpc.add_CollectorServicer_to_server(  # type: ignore[no-untyped-call]
+            self.service, self._server
+        )
+        try:
+            if tls is not None:
+                self.port = self._server.add_secure_port(listen, server_credentials(tls, mtls))
+            else:
+                self.port = self._server.add_insecure_port(listen)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"cannot listen on {listen}: {exc} (in use, or not this host's)"
+            ) from None
+        self.address = listen
+        self.authenticated = tls is not None or bool(tokens)
+
+    def start(self) -> None:
+        """Serve."""
+        self._server.start()
+        if not self.authenticated:
+            log.warning(
+                "collector accepts unauthenticated connections on loopback only",
+                listen=self.address,
+            )
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Stop serving; calls in flight get `grace` seconds."""
+        self._server.stop(grace).wait()

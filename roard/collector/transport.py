@@ -1,0 +1,163 @@
+"""How daemons and collectors reach each other: addresses, TLS, tokens.
+
+A collector listens on a Unix socket (`unix:/path`) or TCP (`host:port`). Over TCP it
+must either use TLS (optionally mutual: each host presents a client certificate whose
+common name is its host id) or per-host bearer tokens, or listen on loopback only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from roard.errors import ConfigError
+
+# Large enough for a full batch of records with long paths and argv; anything bigger is
+# rejected by gRPC itself before it reaches the service.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+TOKEN_HEADER = "authorization"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files: `cert`/`key` are our own; `ca` verifies the other side."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+
+    def read(self, which: str) -> bytes | None:
+        path: Path | None = getattr(self, which)
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read TLS {which} file {path}: {exc.strerror}") from exc
+
+
+@dataclass(frozen=True)
+class CollectorTarget:
+    """Where a daemon sends records and queries, and how it proves who it is."""
+
+    address: str
+    tls: TlsFiles | None = None
+    token: str | None = None
+
+
+def is_loopback(address: str) -> bool:
+    """True for Unix sockets and addresses that only this host can reach."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_address(address: str) -> str:
+    """Validates a listen or connect address; returns it unchanged."""
+    if address.startswith("unix:"):
+        if len(address) <= len("unix:"):
+            raise ConfigError("collector address 'unix:' needs a socket path: unix:/path/sock")
+        return address
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"collector address {address!r}: expected HOST:PORT (e.g. collector:7443) or "
+            "unix:/path/to/socket"
+        )
+    return address
+
+
+def _call_credentials(token: str) -> grpc.CallCredentials:
+    def plugin(
+        context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback
+    ) -> None:
+        callback(((TOKEN_HEADER, f"Bearer {token}"),), None)
+
+    return grpc.metadata_call_credentials(plugin, name="roard-token")
+
+
+def client_channel(target: CollectorTarget) -> grpc.Channel:
+    """A channel to the collector, with TLS and the host token when configured."""
+    address = check_address(target.address)
+    options = [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        # Notice a dead peer within a minute even when the stream is idle.
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+    if target.tls is not None:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=target.tls.read("ca"),
+            private_key=target.tls.read("key"),
+            certificate_chain=target.tls.read("cert"),
+        )
+        if target.token:
+            creds = grpc.composite_channel_credentials(creds, _call_credentials(target.token))
+        return grpc.secure_channel(address, creds, options)
+    if target.token:
+        # gRPC refuses call credentials on plaintext channels except to local addresses.
+        if not is_loopback(address):
+            raise ConfigError(
+                f"a token for collector {address} needs TLS: set [collector] tls_ca (the "
+                "token would cross the network in the clear)"
+            )
+        creds = grpc.composite_channel_credentials(
+            grpc.local_channel_credentials(
+                grpc.LocalConnectionType.UDS
+                if address.startswith("unix:")
+                else grpc.LocalConnectionType.LOCAL_TCP
+            ),
+            _call_credentials(target.token),
+        )
+        return grpc.secure_channel(address, creds, options)
+    return grpc.insecure_channel(address, options)
+
+
+def server_credentials(tls: TlsFiles, require_client_cert: bool) -> grpc.ServerCredentials:
+    """TLS for a collector's listener; with `require_client_cert`, mutual TLS."""
+    cert, key = tls.read("cert"), tls.read("key")
+    if cert is None or key is None:
+        raise ConfigError("collector TLS needs both --tls-cert and --tls-key")
+    ca = tls.read("ca")
+    if require_client_cert and ca is None:
+        raise ConfigError("mutual TLS needs --tls-ca: the CA that signed the hosts' certificates")
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=require_client_cert
+    )
+
+
+def parse_tokens(text: str, source: str) -> Mapping[str, str]:
+    """A tokens file: one `HOST_ID TOKEN` per line, `#` comments. Returns token -> host."""
+    tokens: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        parts = raw.split("#", 1)[0].split()
+        if not parts:
+            continue
+        if len(parts) != 2 or len(parts[1]) < 16:
+            raise ConfigError(
+                f"{source}:{number}: expected 'HOST_ID TOKEN' with a token of at least 16 "
+                "characters (e.g. `openssl rand -hex 32`)"
+            )
+        host, token = parts
+        if token in tokens:
+            raise ConfigError(f"{source}:{number}: token reused (hosts must not share tokens)")
+        tokens[token] = host
+    return tokens
+
+
+def default_host_id() -> str:
+    """This host's id when none is configured: its hostname."""
+    return socket.gethostname()

@@ -1,0 +1,1 @@
+"""Export: the record stream from the spool to the collector."""

@@ -1,0 +1,225 @@
+"""The exporter: streams spooled records to the collector and forgets them once acked.
+
+One background thread keeps one `Stream` call open: a hello, then batches read from the
+spool in sequence order, at most `window` batches unacknowledged. Each ack deletes the
+acked records from the spool. Any failure (collector down, network cut, a rejected batch)
+ends the call; the thread reconnects with exponential backoff and jitter and resends
+everything still spooled, which the collector deduplicates by record id.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+
+from roard.collector.transport import CollectorTarget, client_channel
+from roard.records.sink import SpoolSink
+from roard.records.spool import Spool
+from roard.v1 import collector_pb2 as pb
+from roard.v1 import collector_pb2_grpc
+
+log = structlog.get_logger("roard.export")
+
+PROTOCOL = 1
+_HEARTBEAT_SECONDS = 15.0
+_BACKOFF_FIRST = 0.2
+_BACKOFF_MAX = 30.0
+
+
+@dataclass(frozen=True)
+class HelloInfo:
+    """What the daemon says about itself when it connects."""
+
+    host_id: str
+    boot_id: str
+    version: str
+    tier: str
+
+
+class _Session:
+    """One Stream call's state, shared by the request generator and the reply loop."""
+
+    def __init__(self) -> None:
+        self.active = True
+        self.inflight: deque[int] = deque()  # last seq of each batch sent, not yet acked
+
+
+class Exporter:
+    """Moves records from the spool to the collector, forever, until stopped."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        sink: SpoolSink,
+        target: CollectorTarget,
+        hello: HelloInfo,
+        batch_records: int = 2000,
+        window: int = 4,
+    ) -> None:
+        self._spool = spool
+        self._sink = sink
+        self._target = target
+        self._hello = hello
+        self._batch = batch_records
+        self._window = window
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._session: _Session | None = None
+        self._call: Any = None
+        self.connected = False
+        self.acked_seq = 0
+        self.records_sent = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="roard-export", daemon=True)
+
+    def start(self) -> None:
+        """Start streaming in the background."""
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New records are spooled (the sink calls this)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_acked(self, seq: int, timeout: float) -> bool:
+        """Wait until the collector has stored every record up to `seq`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.acked_seq < seq and self._spool_holds(seq):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return True
+
+    def _spool_holds(self, seq: int) -> bool:
+        """Whether records up to `seq` may still be waiting (acked in an earlier daemon
+        life, or shed, they are gone from the spool)."""
+        first = self._spool.after(0, 1)
+        return bool(first) and first[0].seq <= seq
+
+    def stop(self) -> None:
+        """Stop streaming; what is not acked stays spooled for the next start."""
+        with self._cond:
+            self._stopping = True
+            if self._session is not None:
+                self._session.active = False
+            self._cond.notify_all()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        self._thread.join(timeout=10)
+
+    # ------------------------------------------------------------------------- internals
+
+    def _run(self) -> None:
+        backoff = _BACKOFF_FIRST
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                self._stream()
+            except grpc.RpcError as exc:
+                if not self._stopping:
+                    self.last_error = f"{exc.code().name}: {exc.details()}"
+                    log.warning("collector stream ended", error=self.last_error)
+            except Exception as exc:
+                self.last_error = repr(exc)
+                log.exception("collector stream failed")
+            finally:
+                self.connected = False
+            if self._stopping:
+                return
+            if time.monotonic() - started > _BACKOFF_MAX:
+                backoff = _BACKOFF_FIRST  # it was up for a while: this is a new outage
+            # Jitter: after a collector restart, hundreds of hosts must not reconnect in step.
+            delay = backoff * random.uniform(0.5, 1.5)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+            self.reconnects += 1
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping, delay)
+
+    def _stream(self) -> None:
+        session = _Session()
+        with self._cond:
+            self._session = session
+        channel = client_channel(self._target)
+        try:
+            stub = collector_pb2_grpc.CollectorStub(channel)  # type: ignore[no-untyped-call]
+            self._call = stub.Stream(self._requests(session))
+            for reply in self._call:
+                self._handle(session, reply)
+        finally:
+            with self._cond:
+                session.active = False
+                self._cond.notify_all()
+            channel.close()
+            self._call = None
+
+    def _handle(self, session: _Session, reply: pb.StreamReply) -> None:
+        which = reply.WhichOneof("msg")
+        if which == "welcome":
+            # Keep numbering above whatever this host ever sent, whatever the clock says.
+            self._sink.advance_past(reply.welcome.acked_seq)
+            self.connected = True
+            self.last_error = None
+            log.info("collector connected", collector=reply.welcome.collector_id)
+            self._batch = min(self._batch, reply.welcome.max_batch or self._batch)
+        elif which == "ack":
+            seq = reply.ack.seq
+            self._spool.ack(seq)
+            with self._cond:
+                while session.inflight and session.inflight[0] <= seq:
+                    session.inflight.popleft()
+                self.acked_seq = max(self.acked_seq, seq)
+                self._cond.notify_all()
+
+    def _can_send(self, session: _Session, sent_upto: int) -> bool:
+        """Wake the request generator: the session ended, or there is room and news."""
+        if not session.active:
+            return True
+        return len(session.inflight) < self._window and self._sink.spooled_seq > sent_upto
+
+    def _requests(self, session: _Session) -> Iterator[pb.StreamRequest]:
+        """The request side of the call, run by gRPC's own thread."""
+        pending = self._spool.after(0, 1)
+        yield pb.StreamRequest(
+            hello=pb.Hello(
+                protocol=PROTOCOL,
+                host_id=self._hello.host_id,
+                boot_id=self._hello.boot_id,
+                version=self._hello.version,
+                tier=self._hello.tier,
+                resume_seq=pending[0].seq if pending else 0,
+            )
+        )
+        sent_upto = 0  # every session resends all that is spooled: acks may have been lost
+        while True:
+            with self._cond:
+                ready = self._cond.wait_for(
+                    functools.partial(self._can_send, session, sent_upto), _HEARTBEAT_SECONDS
+                )
+                if not session.active:
+                    return
+                high = self._sink.spooled_seq
+            if not ready:
+                yield pb.StreamRequest(heartbeat=pb.Heartbeat(time=time.time()))
+                continue
+            records = self._spool.after(sent_upto, self._batch)
+            if not records:  # acked or shed meanwhile
+                sent_upto = max(sent_upto, high)
+                continue
+            sent_upto = records[-1].seq
+            with self._cond:
+                session.inflight.append(sent_upto)
+            self.records_sent += len(records)
+            yield pb.StreamRequest(batch=pb.Batch(records=records))
