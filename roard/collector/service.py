@@ -280,7 +280,7 @@ class CollectorServer:
         tokens: Mapping[str, str] | None = None,
         workers: int = 16,
     ) -> None:
-        check_address(listen)
+        check_address(listen, listen=True)
         if tls is None and not tokens and not is_loopback(listen):
             raise ConfigError(
                 f"refusing to listen on {listen} without TLS or tokens: anyone could write "

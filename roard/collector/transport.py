@@ -63,14 +63,15 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def check_address(address: str) -> str:
-    """Validates a listen or connect address; returns it unchanged."""
+def check_address(address: str, listen: bool = False) -> str:
+    """Validates a connect (or, with `listen`, a listen: port 0 picks one) address;
+    returns it unchanged."""
     if address.startswith("unix:"):
         if len(address) <= len("unix:"):
             raise ConfigError("collector address 'unix:' needs a socket path: unix:/path/sock")
         return address
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not int(not listen) <= int(port) < 65536:
         raise ConfigError(
             f"collector address {address!r}: expected HOST:PORT (e.g. collector:7443) or "
             "unix:/path/to/socket"

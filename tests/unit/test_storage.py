@@ -1,20 +1,35 @@
-"""Tests for roard.collector.storage: SqliteStore on real protobuf records in a temp dir."""
+"""Tests for roard.collector.storage on real protobuf records: every store-generic test runs
+against SqliteStore (a file in a temp dir) and PostgresStore (a fresh database on a private
+server, see tests/pgserver.py)."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import random
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from roard.collector.storage import SCHEMA_VERSION, LineageStore, SqliteStore, rfc3339
-from roard.errors import ConfigError, NotFound, RoardError, UsageError
+from roard.collector.postgres import PostgresStore
+from roard.collector.sqlite import SqliteStore
+from roard.collector.storage import SCHEMA_VERSION, LineageStore, RunFilter, SqlStore, rfc3339
+from roard.collector.stores import open_store
+from roard.errors import (
+    ConfigError,
+    NotFound,
+    PermissionDenied,
+    PrerequisiteError,
+    RoardError,
+    UsageError,
+)
 from roard.v1 import records_pb2 as pb
+from tests.pgserver import SUPERUSER, PgServer
 
 T0 = 1_795_000_000.0  # an arbitrary moment in 2026
 HASH_A = "blake3:" + "a" * 64
@@ -129,9 +144,20 @@ def counter() -> Iterator[int]:
     return itertools.count(1)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SqlStore]:
+    """Opens a store on one registry (a fresh SQLite file, or a fresh PostgreSQL
+    database), again each call: a restarted collector."""
+    if request.param == "sqlite":
+        path = tmp_path / "state" / "registry.db"
+        return lambda: SqliteStore(path)
+    url = request.getfixturevalue("postgres_url")
+    return lambda: PostgresStore(url)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "state" / "registry.db")
+def store(opener: Callable[[], SqlStore]) -> Iterator[SqlStore]:
+    s = opener()
     yield s
     s.close()
 
@@ -151,7 +177,7 @@ def full_run(run_id: str, counter: Iterator[int], name: str = "train") -> list[p
     ]
 
 
-def test_satisfies_protocol(store: SqliteStore) -> None:
+def test_satisfies_protocol(store: SqlStore) -> None:
     as_protocol: LineageStore = store
     assert as_protocol is store
 
@@ -182,7 +208,7 @@ def test_refuses_newer_schema(tmp_path: Path) -> None:
         SqliteStore(path)
 
 
-def test_show_full_run(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_show_full_run(store: SqlStore, counter: Iterator[int]) -> None:
     assert store.ingest(full_run("run-1", counter)) == 9
     doc = store.show("run-1")
     assert doc["run_id"] == "run-1"
@@ -226,7 +252,7 @@ def test_show_full_run(store: SqliteStore, counter: Iterator[int]) -> None:
     }
 
 
-def test_show_is_json_serializable(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_show_is_json_serializable(store: SqlStore, counter: Iterator[int]) -> None:
     store.ingest(full_run("run-1", counter))
     f = RecordFactory("run-2", counter)
     store.ingest([f.exited(7, 70, 1, T0 + 5), f.access("/x", pb.ROLE_INPUT)])  # sparse run
@@ -237,7 +263,7 @@ def test_show_is_json_serializable(store: SqliteStore, counter: Iterator[int]) -
     assert json.loads(json.dumps(listing)) == listing
 
 
-def test_reingest_is_idempotent(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_reingest_is_idempotent(store: SqlStore, counter: Iterator[int]) -> None:
     records = full_run("run-1", counter)
     f = RecordFactory("run-1", counter)
     records.insert(1, f.loss(5))
@@ -253,7 +279,7 @@ def test_reingest_is_idempotent(store: SqliteStore, counter: Iterator[int]) -> N
     assert store.show("run-2")["lost_events"] == 4
 
 
-def test_name_means_latest_run(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_name_means_latest_run(store: SqlStore, counter: Iterator[int]) -> None:
     old = RecordFactory("run-old", counter)
     new = RecordFactory("run-new", counter)
     other = RecordFactory("run-other", counter)
@@ -263,12 +289,12 @@ def test_name_means_latest_run(store: SqliteStore, counter: Iterator[int]) -> No
     store.ingest([other.tagged(name="eval", started_at=T0 + 200)])
     assert store.show("train")["run_id"] == "run-new"
     assert store.show("run-old")["run_id"] == "run-old"  # a run id wins over a name
-    assert [r["run_id"] for r in store.runs(name="train")] == ["run-new", "run-old"]
+    assert [r["run_id"] for r in store.runs(RunFilter(name="train"))] == ["run-new", "run-old"]
     assert [r["run_id"] for r in store.runs()] == ["run-other", "run-new", "run-old"]
-    assert [r["run_id"] for r in store.runs(limit=1)] == ["run-other"]
+    assert [r["run_id"] for r in store.runs(RunFilter(limit=1))] == ["run-other"]
 
 
-def test_not_found_message(store: SqliteStore) -> None:
+def test_not_found_message(store: SqlStore) -> None:
     with pytest.raises(NotFound) as excinfo:
         store.show("nope")
     assert str(excinfo.value) == "no run 'nope': list runs with `roarctl runs`"
@@ -277,7 +303,7 @@ def test_not_found_message(store: SqliteStore) -> None:
         store.show("")
 
 
-def test_out_of_order_records(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_out_of_order_records(store: SqlStore, counter: Iterator[int]) -> None:
     f = RecordFactory("run-1", counter)
     tagged = f.tagged(name="late", started_at=T0)
     exited = f.exited(100, 5000, 0, T0 + 9)
@@ -314,7 +340,7 @@ def test_out_of_order_records(store: SqliteStore, counter: Iterator[int]) -> Non
     assert proc["exit_code"] == 0
 
 
-def test_exit_without_start_is_kept(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_exit_without_start_is_kept(store: SqlStore, counter: Iterator[int]) -> None:
     f = RecordFactory("run-1", counter)
     store.ingest([f.tagged(), f.started(100, 5000, T0 + 1), f.exited(200, 6000, 9, T0 + 5)])
     procs = store.show("run-1")["processes"]
@@ -322,7 +348,7 @@ def test_exit_without_start_is_kept(store: SqliteStore, counter: Iterator[int]) 
     assert [(p["pid"], p["exit_code"]) for p in procs] == [(100, None), (200, 9)]
 
 
-def test_pid_reuse_keeps_processes_apart(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_pid_reuse_keeps_processes_apart(store: SqlStore, counter: Iterator[int]) -> None:
     f = RecordFactory("run-1", counter)
     store.ingest(
         [
@@ -336,7 +362,7 @@ def test_pid_reuse_keeps_processes_apart(store: SqliteStore, counter: Iterator[i
     assert [(p["pid"], p["exit_code"]) for p in procs] == [(100, 0), (100, None)]
 
 
-def test_highest_seq_wins(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_highest_seq_wins(store: SqlStore, counter: Iterator[int]) -> None:
     f = RecordFactory("run-1", counter)
     first = f.access("/out/model.bin", pb.ROLE_OUTPUT, HASH_A, seq=10, size=1)
     last = f.access("/out/model.bin", pb.ROLE_OUTPUT, HASH_B, seq=30, size=3)
@@ -350,11 +376,13 @@ def test_highest_seq_wins(store: SqliteStore, counter: Iterator[int]) -> None:
     assert [i["hash"] for i in doc["inputs"]] == [HASH_A]
     assert store.runs()[0]["outputs"] == 1
     # Only the winning hash is the run's product.
-    assert store.artifact_runs(HASH_B)["produced_by"] == ["run-1"]
-    assert store.artifact_runs(HASH_C)["produced_by"] == []
+    (b,) = store.artifact(HASH_B)["artifacts"]
+    assert [r["run_id"] for r in b["produced_by"]] == ["run-1"]
+    with pytest.raises(NotFound):
+        store.artifact(HASH_C)
 
 
-def test_uid_visibility(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_uid_visibility(store: SqlStore, counter: Iterator[int]) -> None:
     alice = RecordFactory("run-alice", counter)
     bob = RecordFactory("run-bob", counter)
     untagged = RecordFactory("run-untagged", counter)
@@ -378,7 +406,7 @@ def test_uid_visibility(store: SqliteStore, counter: Iterator[int]) -> None:
     assert len(store.runs()) == 3
 
 
-def test_running_with_loss_is_incomplete(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_running_with_loss_is_incomplete(store: SqlStore, counter: Iterator[int]) -> None:
     f = RecordFactory("run-1", counter)
     store.ingest([f.tagged()])
     doc = store.show("run-1")
@@ -393,7 +421,7 @@ def test_running_with_loss_is_incomplete(store: SqliteStore, counter: Iterator[i
     assert (summary["status"], summary["complete"]) == ("running", False)
 
 
-def test_finished_reports_final_loss(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_finished_reports_final_loss(store: SqlStore, counter: Iterator[int]) -> None:
     f = RecordFactory("run-1", counter)
     store.ingest([f.tagged(), f.loss(3), f.finished(code=None, complete=False, lost=12)])
     doc = store.show("run-1")
@@ -403,7 +431,7 @@ def test_finished_reports_final_loss(store: SqliteStore, counter: Iterator[int])
     assert (doc["complete"], doc["lost_events"]) == (False, 12)
 
 
-def test_runs_summary_fields(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_runs_summary_fields(store: SqlStore, counter: Iterator[int]) -> None:
     store.ingest(full_run("run-1", counter))
     (item,) = store.runs()
     assert item == {
@@ -419,22 +447,21 @@ def test_runs_summary_fields(store: SqliteStore, counter: Iterator[int]) -> None
         "outputs": 2,
         "host": "host-1",
     }
-    assert store.runs(name="nothing") == []
-    assert store.runs(limit=0) == []
+    assert store.runs(RunFilter(name="nothing")) == []
+    assert store.runs(RunFilter(limit=0)) == []
 
 
-def test_reopen_keeps_data(tmp_path: Path, counter: Iterator[int]) -> None:
-    path = tmp_path / "registry.db"
-    with SqliteStore(path) as first:
+def test_reopen_keeps_data(opener: Callable[[], SqlStore], counter: Iterator[int]) -> None:
+    with opener() as first:
         records = full_run("run-1", counter)
         first.ingest(records)
         before = first.show("train")
-    with SqliteStore(path) as second:
+    with opener() as second:
         assert second.show("train") == before
         assert second.ingest(records) == 0  # dedup survives a restart
 
 
-def test_artifact_runs(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_artifact_runs(store: SqlStore, counter: Iterator[int]) -> None:
     producer = RecordFactory("run-prep", counter)
     consumer = RecordFactory("run-train", counter)
     store.ingest(
@@ -447,15 +474,20 @@ def test_artifact_runs(store: SqliteStore, counter: Iterator[int]) -> None:
             consumer.access("/out/model.bin", pb.ROLE_OUTPUT, HASH_B),
         ]
     )
-    assert store.artifact_runs(HASH_A) == {
-        "produced_by": ["run-prep"],
-        "consumed_by": ["run-train"],
-    }
-    assert store.artifact_runs(HASH_B) == {"produced_by": ["run-train"], "consumed_by": []}
-    assert store.artifact_runs(HASH_C) == {"produced_by": [], "consumed_by": []}
+    (a,) = store.artifact(HASH_A)["artifacts"]
+    assert [r["run_id"] for r in a["produced_by"]] == ["run-prep"]
+    assert [r["run_id"] for r in a["consumed_by"]] == ["run-train"]
+    assert a["paths"] == [
+        {"host": "host-1", "path": "/data/clean.csv"},
+        {"host": "host-1", "path": "/data/copy.csv"},
+    ]
+    (b,) = store.artifact(HASH_B[:16])["artifacts"]
+    assert b["hash"] == HASH_B and b["consumed_by"] == []
+    with pytest.raises(NotFound):
+        store.artifact(HASH_C)
 
 
-def test_bad_record_rolls_back_batch(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_bad_record_rolls_back_batch(store: SqlStore, counter: Iterator[int]) -> None:
     f = RecordFactory("run-1", counter)
     good = f.tagged()
     with pytest.raises(UsageError):
@@ -467,14 +499,14 @@ def test_bad_record_rolls_back_batch(store: SqliteStore, counter: Iterator[int])
     assert store.ingest([good]) == 1
 
 
-def test_large_uint64_values_round_trip(store: SqliteStore, counter: Iterator[int]) -> None:
+def test_large_uint64_values_round_trip(store: SqlStore, counter: Iterator[int]) -> None:
     f = RecordFactory("run-1", counter)
     big = (1 << 64) - 1
     store.ingest([f.tagged(), f.access("/big", pb.ROLE_INPUT, size=big)])
     assert store.show("run-1")["inputs"][0]["size"] == big
 
 
-def test_concurrent_ingest_and_queries(store: SqliteStore) -> None:
+def test_concurrent_ingest_and_queries(store: SqlStore) -> None:
     counter = itertools.count(1)
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -486,7 +518,7 @@ def test_concurrent_ingest_and_queries(store: SqliteStore) -> None:
                     records = full_run(f"run-{n}-{i}", counter, name=f"w{n}")
                 store.ingest(records)
                 store.show(f"w{n}")
-                store.runs(limit=5)
+                store.runs(RunFilter(limit=5))
         except BaseException as exc:
             errors.append(exc)
 
@@ -496,12 +528,330 @@ def test_concurrent_ingest_and_queries(store: SqliteStore) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert len(store.runs(limit=1000)) == 80
+    assert len(store.runs(RunFilter(limit=1000))) == 80
 
 
-def test_close_is_idempotent(tmp_path: Path) -> None:
-    s = SqliteStore(tmp_path / "r.db")
+def test_close_is_idempotent(opener: Callable[[], SqlStore]) -> None:
+    s = opener()
     s.close()
     s.close()
-    with pytest.raises(sqlite3.ProgrammingError):
+    closed_error = (
+        sqlite3.ProgrammingError if isinstance(s, SqliteStore) else psycopg.InterfaceError
+    )
+    with pytest.raises(closed_error):
         s.runs()
+
+
+def test_hosts_acks_and_queries(store: SqlStore, counter: Iterator[int]) -> None:
+    """The rest of the store's surface, so each dialect runs every query at least once."""
+    big = 1 << 40
+    assert store.hello("host-1", "boot-a", "0.1.0", "full", T0) == 0
+    store.acked("host-1", 7)
+    store.acked("host-1", 3)  # never moves backwards
+    assert store.hello("host-1", "boot-b", "0.1.1", "full", T0 + 1) == 7
+    store.acked("host-1", big)
+    assert store.hello("host-1", "boot-b", "0.1.1", "full", T0 + 2) == big
+
+    prep = RecordFactory("run-prep", counter)
+    train = RecordFactory("run-train", counter)
+    store.ingest(
+        [
+            prep.tagged(name="prep", started_at=T0, labels={"team": "data"}),
+            prep.access("/data/clean.csv", pb.ROLE_OUTPUT, HASH_A),
+            prep.finished(code=0),
+            train.tagged(name="train", started_at=T0 + 100, labels={"team": "vision"}),
+            train.access("/data/clean.csv", pb.ROLE_INPUT, HASH_A),
+            train.access("/out/model.bin", pb.ROLE_OUTPUT, HASH_B),
+        ],
+        host="host-1",
+    )
+    assert store.unfinished("host-1") == ["run-train"]
+    assert store.unfinished("host-2") == []
+    summary = store.summary("run-train")
+    assert (summary["inputs"], summary["outputs"]) == ({"artifact": 1}, {"artifact": 1})
+    assert [r["run_id"] for r in store.runs(RunFilter(labels={"team": "data"}))] == ["run-prep"]
+    assert [r["run_id"] for r in store.runs(RunFilter(host="host-1", since=T0 + 50))] == [
+        "run-train"
+    ]
+    assert store.runs(RunFilter(until=T0)) == []
+
+    up = store.lineage(HASH_B, up=True, down=False)
+    assert [r["run_id"] for r in up["runs"]] == ["run-prep", "run-train"]
+    assert {(e["from"], e["to"], e["kind"]) for e in up["edges"]} == {
+        ("run-prep", HASH_A, "generated"),
+        (HASH_A, "run-train", "used"),
+        ("run-train", HASH_B, "generated"),
+    }
+    down = store.lineage("/data/clean.csv", up=False, down=True)
+    assert [r["run_id"] for r in down["runs"]] == ["run-train"]
+    graph = store.run_graph("train")
+    assert [r["run_id"] for r in graph["runs"]] == ["run-prep", "run-train"]
+    assert store.artifact(HASH_A[:13])["artifacts"][0]["hash"] == HASH_A
+
+    # Another host may not write host-1's runs; the whole batch is refused.
+    intruder = RecordFactory("run-train", counter)
+    with pytest.raises(PermissionDenied):
+        store.ingest([intruder.loss(1)], host="host-2")
+    assert store.show("run-train")["lost_events"] == 0
+
+
+# --------------------------------------------------------------------- PostgreSQL-specific
+
+
+def _pg_query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+def test_postgres_schema_version_and_types(postgres_url: str) -> None:
+    with PostgresStore(postgres_url):
+        pass
+    assert _pg_query(postgres_url, "SELECT version FROM roard_schema") == [(SCHEMA_VERSION,)]
+    types = dict(
+        _pg_query(
+            postgres_url,
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = 'records'",
+        )
+    )
+    assert types["seq"] == "bigint"
+    assert types["payload"] == "bytea"
+    assert types["time"] == "double precision"
+    # Reopening an up-to-date database changes nothing.
+    with PostgresStore(postgres_url):
+        pass
+    assert _pg_query(postgres_url, "SELECT version FROM roard_schema") == [(SCHEMA_VERSION,)]
+
+
+def test_postgres_refuses_newer_schema(postgres_url: str) -> None:
+    with PostgresStore(postgres_url):
+        pass
+    _pg_query(postgres_url, "UPDATE roard_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(ConfigError, match=r"newer than this roard.*upgrade roard"):
+        PostgresStore(postgres_url)
+
+
+def test_postgres_collectors_migrate_together(postgres_url: str) -> None:
+    """Collectors starting at once on a fresh database migrate it exactly once."""
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            PostgresStore(postgres_url).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _pg_query(postgres_url, "SELECT version FROM roard_schema") == [(SCHEMA_VERSION,)]
+
+
+def test_postgres_orders_text_like_sqlite(
+    postgres_server: PgServer, tmp_path: Path, counter: Iterator[int]
+) -> None:
+    """Text compares bytewise in both stores, even in a database whose default collation
+    (ICU en-US here) would sort "a" before "B"."""
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        if conn.info.server_version < 150000:
+            pytest.skip("ICU databases need PostgreSQL 15 (LOCALE_PROVIDER)")
+    url = postgres_server.create_database(
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
+    )
+    records = []
+    for run_id in ("run-b", "run-B", "run-a", "run-_"):
+        f = RecordFactory(run_id, counter)
+        records += [f.tagged(name="same", started_at=T0)]
+        records += [f.access(p, pb.ROLE_INPUT) for p in ("/d/b", "/d/B", "/d/a", "/d/_", "/d/Z")]
+    with SqliteStore(tmp_path / "r.db") as lite, PostgresStore(url) as pg:
+        lite.ingest(records)
+        pg.ingest(records)
+        assert [r["run_id"] for r in pg.runs()] == ["run-b", "run-a", "run-_", "run-B"]
+        assert pg.runs() == lite.runs()
+        assert [i["path"] for i in pg.show("run-a")["inputs"]] == sorted(
+            ["/d/b", "/d/B", "/d/a", "/d/_", "/d/Z"]
+        )
+        assert pg.show("same") == lite.show("same")
+
+
+def _contended_runs(counter: Iterator[int]) -> list[pb.Record]:
+    """Records of 20 runs, with loss notices (additive) and rewrites of one path (highest
+    seq wins): applying any record twice, or in the wrong order, would show."""
+    records = []
+    for i in range(20):
+        run = f"run-{i:02d}"
+        f = RecordFactory(run, counter)
+        records += full_run(run, counter, name=f"job{i % 5}")
+        records += [f.loss(i + 1), f.loss(2)]
+        records += [
+            f.access("/out/ckpt.pt", pb.ROLE_OUTPUT, h, seq=1000 + n, size=n)
+            for n, h in enumerate([HASH_A, HASH_C, HASH_B, HASH_A, HASH_C])
+        ]
+    return records
+
+
+def test_postgres_two_collectors_store_each_record_once(
+    postgres_url: str, tmp_path: Path, counter: Iterator[int]
+) -> None:
+    """Two collectors (stores) share one database; 8 threads each deliver every record, in
+    their own order and batching, so batches overlap: each record is new exactly once."""
+    records = _contended_runs(counter)
+    with SqliteStore(tmp_path / "reference.db") as reference:
+        assert reference.ingest(records) == len(records)
+        expected = {r.run_id: reference.show(r.run_id) for r in records}
+
+    errors: list[BaseException] = []
+    new_counts: list[int] = []
+    barrier = threading.Barrier(8)
+    with PostgresStore(postgres_url) as one, PostgresStore(postgres_url, pool_size=2) as two:
+
+        def deliver(n: int) -> None:
+            rng = random.Random(n)
+            store = (one, two)[n % 2]
+            mine = records[:]
+            rng.shuffle(mine)
+            try:
+                barrier.wait()
+                while mine:
+                    size = rng.randint(5, 60)
+                    batch, mine = mine[:size], mine[size:]
+                    new_counts.append(store.ingest(batch))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert sum(new_counts) == len(records)
+        assert _pg_query(postgres_url, "SELECT COUNT(*), COUNT(DISTINCT id) FROM records") == [
+            (len(records), len(records))
+        ]
+        for run_id, doc in expected.items():
+            assert one.show(run_id) == doc
+            assert two.show(run_id) == doc
+        assert len(one.runs(RunFilter(limit=1000))) == 20
+
+
+def test_postgres_retries_deadlocked_write(
+    postgres_url: str, counter: Iterator[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with PostgresStore(postgres_url) as store:
+        calls = 0
+        insert_new = store._insert_new
+
+        def flaky(cur: Any, rows: list[tuple[Any, ...]]) -> set[str]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise psycopg.errors.DeadlockDetected("deadlock detected")
+            if calls == 2:
+                raise psycopg.errors.SerializationFailure("could not serialize access")
+            return insert_new(cur, rows)
+
+        monkeypatch.setattr(store, "_insert_new", flaky)
+        records = full_run("run-1", counter)
+        # A generator: a retry must still have the records.
+        assert store.ingest(r for r in records) == len(records)
+        assert calls == 3
+        assert store.show("run-1")["exit_code"] == 3
+
+
+def test_postgres_replaces_connections_the_server_closed(
+    postgres_url: str, counter: Iterator[int]
+) -> None:
+    with PostgresStore(postgres_url) as store:
+        store.ingest(full_run("run-1", counter))
+        assert store.runs()
+        killed = _pg_query(
+            postgres_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        assert killed  # the store's idle pooled connection
+        assert store.show("run-1")["run_id"] == "run-1"
+        assert store.ingest(full_run("run-2", counter, name="eval")) == 9
+
+
+def test_postgres_connection_lost_mid_transaction(
+    postgres_url: str, counter: Iterator[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with PostgresStore(postgres_url) as store:
+        insert_new = store._insert_new
+
+        def dies(cur: Any, rows: list[tuple[Any, ...]]) -> set[str]:
+            cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            return insert_new(cur, rows)
+
+        monkeypatch.setattr(store, "_insert_new", dies)
+        records = full_run("run-1", counter)
+        with pytest.raises(PrerequisiteError, match=r"lost the connection.*server is running"):
+            store.ingest(records)
+        monkeypatch.undo()
+        assert store.ingest(records) == len(records)  # nothing was stored; a new connection
+
+
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("postgresql://roard@/registry?host=/nonexistent/socket/dir", "server is running"),
+        ("postgresql://roard:s3cret@127.0.0.1:1/registry", "server is running"),
+    ],
+)
+def test_postgres_unreachable_server(url: str, hint: str) -> None:
+    with pytest.raises(PrerequisiteError) as excinfo:
+        PostgresStore(url)
+    message = str(excinfo.value)
+    assert message.startswith("cannot connect to the PostgreSQL registry (database registry")
+    assert hint in message
+    assert "s3cret" not in message
+    assert excinfo.value.__cause__ is None  # one line for the user, no driver traceback
+
+
+def test_postgres_wrong_database_or_user(postgres_server: PgServer) -> None:
+    with pytest.raises(PrerequisiteError, match=r"does not exist.*createdb"):
+        PostgresStore(postgres_server.url("no_such_db"))
+    wrong_user = postgres_server.url().replace(f"//{SUPERUSER}@", "//no_such_user@")
+    with pytest.raises(PrerequisiteError, match="check the user name and password"):
+        PostgresStore(wrong_user)
+
+
+def test_postgres_malformed_url() -> None:
+    with pytest.raises(PrerequisiteError, match=r"invalid PostgreSQL registry URL.*postgresql://"):
+        PostgresStore("postgresql://host/db?no_such_option=1")
+    with pytest.raises(ConfigError):  # also a configuration error (exit code 2)
+        PostgresStore("postgresql://[::1/db")
+
+
+# ------------------------------------------------------------------------------ open_store
+
+
+def test_open_store_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "registry.db"
+    with open_store(f"sqlite://{path}") as s:
+        assert isinstance(s, SqliteStore) and s.path == path
+    with open_store(str(path)) as s:
+        assert isinstance(s, SqliteStore) and s.path == path
+
+
+def test_open_store_postgres(postgres_url: str) -> None:
+    with open_store(postgres_url) as s:
+        assert isinstance(s, PostgresStore)
+    with open_store(postgres_url.replace("postgresql://", "postgres://", 1)) as s:
+        assert isinstance(s, PostgresStore)
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://db/registry", "sqlite://relative.db", "sqlite:relative.db", ""]
+)
+def test_open_store_refuses_other_urls(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"sqlite:///.*postgresql://"):
+        open_store(url)

@@ -1,0 +1,276 @@
+"""Delivery from a daemon's spool to a collector over real gRPC sockets: exactly once in the
+registry through collector restarts, network cuts and daemon restarts."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from roard.collector.service import CollectorServer
+from roard.collector.sqlite import SqliteStore
+from roard.collector.transport import CollectorTarget
+from roard.export.stream import Exporter, HelloInfo
+from roard.records.sink import SpoolSink
+from roard.records.spool import Spool
+from roard.v1 import records_pb2 as pb
+
+HASH = "blake3:" + "ab" * 32
+
+
+def run_records(run_id: str, host: str, files: int) -> list[pb.Record]:
+    """A whole run: tagged, `files` inputs, finished."""
+    records = [
+        pb.Record(
+            id=f"{run_id}/tagged",
+            run_id=run_id,
+            time=time.time(),
+            run_tagged=pb.RunTagged(name=run_id, host=host, uid=0, started_at=time.time()),
+        )
+    ]
+    records += [
+        pb.Record(
+            id=f"{run_id}/file/{i}",
+            run_id=run_id,
+            time=time.time(),
+            file_access=pb.FileAccess(
+                path=f"/data/{run_id}/{i}", role=pb.ROLE_INPUT, hash=HASH, kind="artifact"
+            ),
+        )
+        for i in range(files)
+    ]
+    records.append(
+        pb.Record(
+            id=f"{run_id}/finished",
+            run_id=run_id,
+            time=time.time(),
+            run_finished=pb.RunFinished(complete=True, ended_at=time.time()),
+        )
+    )
+    return records
+
+
+@dataclass
+class Host:
+    """A daemon's delivery path: spool, sink, exporter."""
+
+    spool: Spool
+    sink: SpoolSink
+    exporter: Exporter
+    host_id: str
+
+    def emit_run(self, run_id: str, files: int) -> int:
+        """Emit and spool a run's records; returns how many."""
+        self.sink.emit(run_records(run_id, self.host_id, files))
+        assert self.sink.flush(10)
+        return files + 2
+
+    def delivered(self, timeout: float = 20) -> bool:
+        return self.exporter.wait_acked(self.sink.last_emitted, timeout)
+
+    def close(self) -> None:
+        self.sink.close()
+        self.exporter.stop()
+        self.spool.close()
+
+
+def start_host(state: Path, address: str, host_id: str = "host-a") -> Host:
+    state.mkdir(parents=True, exist_ok=True)
+    spool = Spool(state / "spool.db", 1 << 30)
+    holder: list[Exporter] = []
+    sink = SpoolSink(spool, on_spooled=lambda: holder and holder[0].notify())
+    exporter = Exporter(
+        spool, sink, CollectorTarget(address), HelloInfo(host_id, "boot", "test", "tracepoint")
+    )
+    holder.append(exporter)
+    exporter.start()
+    return Host(spool, sink, exporter, host_id)
+
+
+def count_records(store: SqliteStore) -> tuple[int, int]:
+    """(records stored, distinct ids) straight from the registry's table."""
+    with store._read() as cur:
+        cur.execute("SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS d FROM records")
+        row = cur.fetchone()
+    return int(row["n"]), int(row["d"])
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[SqliteStore]:
+    with SqliteStore(tmp_path / "registry.db") as store:
+        yield store
+
+
+def serve(store: SqliteStore, address: str) -> CollectorServer:
+    server = CollectorServer(store, address, workers=4)
+    server.start()
+    return server
+
+
+def test_records_arrive_and_are_forgotten_once_acked(tmp_path: Path, registry: SqliteStore) -> None:
+    address = f"unix:{tmp_path / 'c.sock'}"
+    server = serve(registry, address)
+    host = start_host(tmp_path / "a", address)
+    try:
+        n = host.emit_run("run-1", 50)
+        assert host.delivered()
+        assert registry.show("run-1")["status"] == "finished"
+        assert len(registry.show("run-1")["inputs"]) == 50
+        assert count_records(registry) == (n, n)
+        assert host.spool.depth().records == 0
+        assert host.exporter.connected
+    finally:
+        host.close()
+        server.stop()
+
+
+def test_collector_down_then_restarted_loses_and_duplicates_nothing(
+    tmp_path: Path, registry: SqliteStore
+) -> None:
+    """Records emitted while the collector is down (and one killed mid-stream) stay spooled
+    and arrive exactly once when a collector is back on the same address."""
+    address = f"unix:{tmp_path / 'c.sock'}"
+    server = serve(registry, address)
+    host = start_host(tmp_path / "a", address)
+    try:
+        total = host.emit_run("before", 10)
+        assert host.delivered()
+        # Kill it while a large backlog streams, then keep producing during the outage.
+        total += host.emit_run("during-1", 20_000)
+        server.stop(grace=0)
+        total += host.emit_run("during-2", 500)
+        assert not host.delivered(timeout=1)
+        assert host.spool.depth().records > 0
+        server = serve(registry, address)
+        assert host.delivered(timeout=60)
+        assert count_records(registry) == (total, total)
+        for run in ("before", "during-1", "during-2"):
+            assert registry.show(run)["status"] == "finished"
+        assert len(registry.show("during-1")["inputs"]) == 20_000
+        assert host.exporter.reconnects >= 1
+    finally:
+        host.close()
+        server.stop()
+
+
+class CuttableProxy:
+    """A TCP forwarder to a collector whose connections can be cut and refused, as a
+    network partition would."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open = threading.Event()
+        self._open.set()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._open.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self._open.clear()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self._conns.clear()
+
+    def restore(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+
+def test_network_cut_then_restored(tmp_path: Path, registry: SqliteStore) -> None:
+    server = serve(registry, "127.0.0.1:0")
+    proxy = CuttableProxy(server.port)
+    host = start_host(tmp_path / "a", f"127.0.0.1:{proxy.port}")
+    try:
+        total = host.emit_run("r1", 100)
+        assert host.delivered()
+        proxy.cut()
+        total += host.emit_run("r2", 3000)
+        assert not host.delivered(timeout=1.5)
+        proxy.restore()
+        assert host.delivered(timeout=60)
+        assert count_records(registry) == (total, total)
+        assert len(registry.show("r2")["inputs"]) == 3000
+    finally:
+        host.close()
+        proxy.close()
+        server.stop()
+
+
+def test_daemon_restart_resends_what_was_not_acked(tmp_path: Path, registry: SqliteStore) -> None:
+    """A daemon that stops with records still spooled (collector down) delivers them after
+    its restart; records acked before are not stored twice."""
+    address = f"unix:{tmp_path / 'c.sock'}"
+    server = serve(registry, address)
+    host = start_host(tmp_path / "a", address)
+    total = host.emit_run("acked", 5)
+    assert host.delivered()
+    server.stop(grace=0)
+    total += host.emit_run("spooled", 200)
+    host.close()
+    server = serve(registry, address)
+    again = start_host(tmp_path / "a", address)
+    try:
+        assert again.delivered(timeout=30)
+        assert again.spool.depth().records == 0
+        assert count_records(registry) == (total, total)
+        assert registry.show("spooled")["status"] == "finished"
+    finally:
+        again.close()
+        server.stop()
+
+
+def test_two_daemons_into_one_collector(tmp_path: Path, registry: SqliteStore) -> None:
+    address = f"unix:{tmp_path / 'c.sock'}"
+    server = serve(registry, address)
+    a = start_host(tmp_path / "a", address, "host-a")
+    b = start_host(tmp_path / "b", address, "host-b")
+    try:
+        total = 0
+        for i in range(5):
+            total += a.emit_run(f"a{i}", 100)
+            total += b.emit_run(f"b{i}", 100)
+        assert a.delivered() and b.delivered()
+        assert count_records(registry) == (total, total)
+        hosts = {r["run_id"][0]: r["host"] for r in registry.runs()}
+        assert hosts == {"a": "host-a", "b": "host-b"}
+    finally:
+        a.close()
+        b.close()
+        server.stop()
