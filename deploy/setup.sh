@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Install everything roard needs on a Debian/Ubuntu host, into .venv of this checkout.
 # Idempotent; run as root. Leaves .venv/bin/roard and .venv/bin/roarctl.
+#   --dev   also what the test suite needs: a PostgreSQL server (the tests start private
+#           instances of it in temporary directories; the system cluster is not used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+dev=no
+for arg in "$@"; do
+    case "$arg" in
+        --dev) dev=yes ;;
+        *) echo "setup.sh: unknown option $arg (known: --dev)" >&2; exit 2 ;;
+    esac
+done
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: run as root (it installs Debian packages): sudo $0" >&2
@@ -42,7 +52,9 @@ if [ ! -d "/lib/modules/$(uname -r)/build/include" ] && ! ls -d /usr/src/linux-h
 fi
 
 missing=()
-for p in python3-bpfcc "$venv_pkg" gcc libc6-dev; do installed "$p" || missing+=("$p"); done
+wanted=(python3-bpfcc "$venv_pkg" gcc libc6-dev)
+[ "$dev" = no ] || wanted+=(postgresql)
+for p in "${wanted[@]}"; do installed "$p" || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 [ -x .venv/bin/python ] || "$py" -m venv .venv

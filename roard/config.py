@@ -67,6 +67,7 @@ class CollectorConfig:
     tls_key: str = ""
     spool_max_bytes: int = 1 << 30  # records held while the collector is unreachable
     delivery_wait_seconds: float = 10.0  # how long `roarctl tag` waits for the collector
+    reconnect_max_seconds: float = 30.0  # the longest pause between reconnection attempts
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ def _checked(config: Config) -> Config:
     problems = [
         (c.spool_max_bytes >= 1 << 20, "[collector] spool_max_bytes must be at least 1 MiB"),
         (c.delivery_wait_seconds >= 0, "[collector] delivery_wait_seconds must not be negative"),
+        (c.reconnect_max_seconds >= 0.1, "[collector] reconnect_max_seconds must be >= 0.1"),
         (
             not (c.tls_cert or c.tls_key) or bool(c.tls_cert and c.tls_key and c.tls_ca),
             "[collector] tls_cert and tls_key go together, with tls_ca",

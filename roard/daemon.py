@@ -82,6 +82,7 @@ class Daemon:
             self.sink,
             target,
             HelloInfo(self.host_id, _boot_id(), roard.__version__, host.tier),
+            backoff_max=self.config.collector.reconnect_max_seconds,
         )
         self.exporter.start()
         stack.callback(self._drain)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -34,7 +35,7 @@ from roard.collector.transport import (
 from roard.control.errors import status_code
 from roard.errors import ConfigError, RoardError, UsageError
 from roard.v1 import collector_pb2 as pb
-from roard.v1 import collector_pb2_grpc
+from roard.v1 import collector_pb2_grpc, records_pb2
 
 log = structlog.get_logger("roard.collector")
 
@@ -42,6 +43,35 @@ PROTOCOL = 1
 MAX_BATCH = 10_000
 
 Reply = TypeVar("Reply")
+
+# What the registry must be able to show and export of every record it stores: times in
+# RFC 3339 range (NaN cannot even be stored; one infinite time would break every listing
+# that includes its run) and content hashes in the one form exports understand.
+_TIME_LIMIT = 253402214400.0  # 9999-12-31T00:00:00Z
+_TIMED_BODIES = {
+    "run_tagged": "started_at",
+    "process_started": "started_at",
+    "process_exited": "ended_at",
+    "run_finished": "ended_at",
+}
+_HASH = re.compile(r"blake3:[0-9a-f]{64}")
+# Status details travel in a trailer that clients cap (8 KiB by default): a longer one,
+# say quoting a megabyte-long id, reaches them as RESOURCE_EXHAUSTED instead of the reason.
+_MAX_DETAILS = 512
+
+
+def _problem(record: records_pb2.Record) -> str | None:
+    """Why the registry could not store or show `record` faithfully; None if it can."""
+    kind = record.WhichOneof("body") or ""
+    times = [record.time]
+    if kind in _TIMED_BODIES:
+        times.append(getattr(getattr(record, kind), _TIMED_BODIES[kind]))
+    if not all(0.0 <= t < _TIME_LIMIT for t in times):
+        return f"a time outside 1970..9999 ({times})"
+    digest = record.file_access.hash
+    if kind == "file_access" and digest and not _HASH.fullmatch(digest):
+        return f"hash {digest!r} is not blake3:<64 hex digits>"
+    return None
 
 
 @dataclass(frozen=True)
@@ -81,6 +111,8 @@ class Access:
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> None:
+    if len(message) > _MAX_DETAILS:
+        message = message[: _MAX_DETAILS - 3] + "..."
     context.abort(code, message)
     raise AssertionError("abort() raises")
 
@@ -175,7 +207,8 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
 
     @staticmethod
     def _check_batch(context: grpc.ServicerContext, batch: pb.Batch, last: int) -> int:
-        """Rejects empty, oversized or out-of-order batches; returns the batch's last seq."""
+        """Rejects empty, oversized or out-of-order batches, and records the registry
+        could not show (see `_problem`); returns the batch's last seq."""
         records = batch.records
         if not records:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "empty batch")
@@ -188,6 +221,13 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"sequence {record.seq} after {last}: records must be in increasing order"
                     " within a stream (a replay of old sequences?)",
+                )
+            problem = _problem(record)
+            if problem is not None:
+                _abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"record {record.id!r} has {problem}: the sender is broken",
                 )
             last = record.seq
         return last

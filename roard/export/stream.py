@@ -32,7 +32,6 @@ log = structlog.get_logger("roard.export")
 PROTOCOL = 1
 _HEARTBEAT_SECONDS = 15.0
 _BACKOFF_FIRST = 0.2
-_BACKOFF_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,7 @@ class Exporter:
         hello: HelloInfo,
         batch_records: int = 2000,
         window: int = 4,
+        backoff_max: float = 30.0,
     ) -> None:
         self._spool = spool
         self._sink = sink
@@ -71,6 +71,7 @@ class Exporter:
         self._hello = hello
         self._batch = batch_records
         self._window = window
+        self._backoff_max = backoff_max
         self._cond = threading.Condition()
         self._stopping = False
         self._session: _Session | None = None
@@ -139,11 +140,11 @@ class Exporter:
                 self.connected = False
             if self._stopping:
                 return
-            if time.monotonic() - started > _BACKOFF_MAX:
+            if time.monotonic() - started > self._backoff_max:
                 backoff = _BACKOFF_FIRST  # it was up for a while: this is a new outage
             # Jitter: after a collector restart, hundreds of hosts must not reconnect in step.
             delay = backoff * random.uniform(0.5, 1.5)
-            backoff = min(backoff * 2, _BACKOFF_MAX)
+            backoff = min(backoff * 2, self._backoff_max)
             self.reconnects += 1
             with self._cond:
                 self._cond.wait_for(lambda: self._stopping, delay)

@@ -87,15 +87,18 @@ class Roard:
         return doc
 
 
-def start_roard(root: Path, config: str | None = None) -> Roard:
-    """Start a private daemon under `root` (optionally with a config file's text) and wait
-    until it answers."""
+def start_roard(
+    root: Path, config: str | None = None, where: tuple[str, ...] = ("--embedded",)
+) -> Roard:
+    """Start a private daemon under `root` (optionally with a config file's text; `where`:
+    --embedded or --collector ADDR) and wait until it answers."""
     # The socket's directory must be reachable by the unprivileged users tests run as.
     public = Path(tempfile.mkdtemp(prefix="roard-sock-"))
     public.chmod(0o755)
     socket = public / "roard.sock"
-    log = root / "roard.log"
-    args = ["run", "--embedded", "--state-dir", str(root / "state"), "--socket", str(socket)]
+    root.mkdir(parents=True, exist_ok=True)
+    log = root / f"roard-{time.monotonic_ns()}.log"
+    args = ["run", *where, "--state-dir", str(root / "state"), "--socket", str(socket)]
     if config is not None:
         (root / "roard.toml").write_text(config)
         args += ["--config", str(root / "roard.toml")]
