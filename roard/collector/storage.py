@@ -440,15 +440,16 @@ class SqlStore:
             )
             files = cur.fetchall()
             cur.execute(
-                "SELECT payload FROM records WHERE run_id = ? AND kind = 'loss_notice'"
-                " ORDER BY seq",
+                "SELECT payload FROM records WHERE run_id = ?"
+                " AND kind IN ('loss_notice', 'path_changed') ORDER BY seq",
                 (run_id,),
             )
-            notices = cur.fetchall()
+            history = [_parse(bytes(r["payload"])) for r in cur.fetchall()]
 
         doc = _run_summary(row)
         doc.update(
-            loss_reasons=[_loss_reason(bytes(n["payload"])) for n in notices],
+            loss_reasons=[r.loss_notice.reason for r in history if r.HasField("loss_notice")],
+            path_changes=[_path_change_doc(r) for r in history if r.HasField("path_changed")],
             labels=json.loads(row["labels"]),
             how=row["how"] or None,
             root_pid=row["root_pid"],
@@ -993,11 +994,22 @@ def _run_summary(row: Row) -> dict[str, Any]:
     }
 
 
-def _loss_reason(payload: bytes) -> str:
-    """The reason of a stored LossNotice record."""
+def _parse(payload: bytes) -> records_pb2.Record:
     record = records_pb2.Record()
     record.ParseFromString(payload)
-    return record.loss_notice.reason
+    return record
+
+
+def _path_change_doc(record: records_pb2.Record) -> dict[str, Any]:
+    change = record.path_changed
+    op = records_pb2.PathChanged.Op.Name(change.op).removeprefix("OP_").lower()
+    return {
+        "op": op,
+        "path": change.path,
+        "new_path": change.new_path or None,
+        "pid": change.pid,
+        "at": rfc3339(record.time),
+    }
 
 
 def _opt_time(value: float | None) -> str | None:

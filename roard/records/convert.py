@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from roard.artifacts.hasher import Digest
@@ -107,6 +108,20 @@ def file_deleted(run: Run, use: FileUse, kind: str, now: float) -> pb.Record:
             bytes_read=use.bytes_read,
             bytes_written=use.bytes_written,
         ),
+    )
+
+
+def path_renamed(
+    run_id: str, pid: int, old: str, new: str, exchange: bool, now: float
+) -> pb.Record:
+    """A tracked process renamed (or, with `exchange`, swapped) `old` and `new`: history
+    for the registry; the run's file accesses already carry the final names."""
+    op = pb.PathChanged.OP_EXCHANGE if exchange else pb.PathChanged.OP_RENAME
+    return _record(
+        run_id,
+        f"path/{pid}/{time.time_ns()}",
+        now,
+        path_changed=pb.PathChanged(op=op, path=old, new_path=new, pid=pid),
     )
 
 

@@ -369,6 +369,9 @@ class Tracker:
             run.lose(1, "a rename whose names could not be read")
             return
         self._fds.rename(ev.old, ev.new, ev.exchange)
+        self._sink.emit(
+            [convert.path_renamed(run.run_id, ev.tgid, ev.old, ev.new, ev.exchange, self._clock())]
+        )
         moves = {
             path: target
             for path in run.files

@@ -121,6 +121,9 @@ def test_pipeline_lineage_through_a_collector(
         str(workdir / "train.py"): b3(workdir / "train.py"),
     }
     assert [o["path"] for o in train["outputs"]] == [str(workdir / "model.bin")]
+    assert [(c["op"], c["path"], c["new_path"]) for c in train["path_changes"]] == [
+        ("rename", str(workdir / "model.tmp"), str(workdir / "model.bin"))
+    ]
 
     labelled = json.loads(daemon.roarctl("runs", "--label", "stage=prep", "--json").stdout)
     assert [r["name"] for r in labelled] == ["prep"]
