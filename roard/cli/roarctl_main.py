@@ -363,6 +363,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  events: {doc['events']}; lost: {doc['lost_total']} {doc['lost']}")
         print(f"  hashing: {doc['hash']}")
         print(f"  active runs: {len(doc['runs'])}; tracker: {doc['tracker']}")
+        c, spool = doc["collector"], doc["spool"]
+        state = "connected" if c["connected"] else f"NOT connected ({c['last_error'] or '-'})"
+        print(f"  collector {c['address']} as host {c['host_id']}: {state}")
+        print(
+            f"  spool: {spool['records']} records ({spool['bytes']} bytes) waiting, oldest "
+            f"{spool['oldest_age_seconds']}s; {spool['shed_records']} shed"
+        )
     return 0
 
 

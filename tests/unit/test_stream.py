@@ -15,6 +15,8 @@ import pytest
 
 from roard.collector.service import CollectorServer
 from roard.collector.sqlite import SqliteStore
+from roard.collector.storage import SqlStore
+from roard.collector.stores import open_store
 from roard.collector.transport import CollectorTarget
 from roard.export.stream import Exporter, HelloInfo
 from roard.records.sink import SpoolSink
@@ -93,7 +95,7 @@ def start_host(state: Path, address: str, host_id: str = "host-a") -> Host:
     return Host(spool, sink, exporter, host_id)
 
 
-def count_records(store: SqliteStore) -> tuple[int, int]:
+def count_records(store: SqlStore) -> tuple[int, int]:
     """(records stored, distinct ids) straight from the registry's table."""
     with store._read() as cur:
         cur.execute("SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS d FROM records")
@@ -164,7 +166,7 @@ class CuttableProxy:
     network partition would."""
 
     def __init__(self, target_port: int) -> None:
-        self._target = target_port
+        self.target = target_port  # where new connections go (a load balancer's choice)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._open = threading.Event()
@@ -182,7 +184,7 @@ class CuttableProxy:
             if not self._open.is_set():
                 client.close()
                 continue
-            upstream = socket.create_connection(("127.0.0.1", self._target))
+            upstream = socket.create_connection(("127.0.0.1", self.target))
             with self._lock:
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
@@ -274,3 +276,38 @@ def test_two_daemons_into_one_collector(tmp_path: Path, registry: SqliteStore) -
         a.close()
         b.close()
         server.stop()
+
+
+def test_failover_between_two_collectors_on_one_postgres(tmp_path: Path, postgres_url: str) -> None:
+    """Two stateless collectors behind a (simulated) load balancer share one PostgreSQL
+    database: when the balancer moves a host to the other collector mid-stream, every
+    record is stored exactly once; a second host streams through the other collector at
+    the same time."""
+    store_a, store_b = open_store(postgres_url), open_store(postgres_url)
+    server_a = CollectorServer(store_a, "127.0.0.1:0", workers=4)
+    server_b = CollectorServer(store_b, "127.0.0.1:0", workers=4)
+    server_a.start()
+    server_b.start()
+    balancer = CuttableProxy(server_a.port)
+    host_a = start_host(tmp_path / "a", f"127.0.0.1:{balancer.port}", "host-a")
+    host_b = start_host(tmp_path / "b", f"127.0.0.1:{server_b.port}", "host-b")
+    try:
+        total = host_a.emit_run("a1", 2000)
+        total += host_b.emit_run("b1", 2000)
+        balancer.cut()
+        balancer.target = server_b.port
+        balancer.restore()
+        total += host_a.emit_run("a2", 2000)
+        total += host_b.emit_run("b2", 2000)
+        assert host_a.delivered(timeout=60) and host_b.delivered(timeout=60)
+        assert count_records(store_a) == (total, total)
+        for run in ("a1", "a2", "b1", "b2"):
+            assert len(store_b.show(run)["inputs"]) == 2000
+    finally:
+        host_a.close()
+        host_b.close()
+        balancer.close()
+        server_a.stop()
+        server_b.stop()
+        store_a.close()
+        store_b.close()
