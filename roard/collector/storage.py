@@ -1002,7 +1002,10 @@ def _parse(payload: bytes) -> records_pb2.Record:
 
 def _path_change_doc(record: records_pb2.Record) -> dict[str, Any]:
     change = record.path_changed
-    op = records_pb2.PathChanged.Op.Name(change.op).removeprefix("OP_").lower()
+    known = change.op in records_pb2.PathChanged.Op.values()
+    # A newer daemon may send an operation this collector does not know: show its number.
+    name = records_pb2.PathChanged.Op.Name(change.op) if known else f"OP_{change.op}"
+    op = name.removeprefix("OP_").lower()
     return {
         "op": op,
         "path": change.path,

@@ -23,7 +23,7 @@ import structlog
 
 from roard.collector.transport import CollectorTarget, client_channel
 from roard.records.sink import SpoolSink
-from roard.records.spool import Spool
+from roard.records.spool import Spool, delivery_loss
 from roard.v1 import collector_pb2 as pb
 from roard.v1 import collector_pb2_grpc
 
@@ -44,12 +44,18 @@ class HelloInfo:
     tier: str
 
 
+# A stream that ends with one of these after a batch was sent was refused for what the batch
+# held, not for the connection: resending the same batch would fail forever.
+_REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
+
+
 class _Session:
     """One Stream call's state, shared by the request generator and the reply loop."""
 
     def __init__(self) -> None:
         self.active = True
-        self.inflight: deque[int] = deque()  # last seq of each batch sent, not yet acked
+        # (first seq, last seq) of each batch sent and not yet acked, oldest first.
+        self.inflight: deque[tuple[int, int]] = deque()
 
 
 class Exporter:
@@ -81,6 +87,9 @@ class Exporter:
         self.records_sent = 0
         self.reconnects = 0
         self.last_error: str | None = None
+        self.rejected = 0
+        # After a refused batch: send one record per batch up to here, to find the culprit.
+        self._probe_until = 0
         self._thread = threading.Thread(target=self._run, name="roard-export", daemon=True)
 
     def start(self) -> None:
@@ -133,6 +142,8 @@ class Exporter:
                 if not self._stopping:
                     self.last_error = f"{exc.code().name}: {exc.details()}"
                     log.warning("collector stream ended", error=self.last_error)
+                    if exc.code() in _REFUSED:
+                        self._refused(self.last_error)
             except Exception as exc:
                 self.last_error = repr(exc)
                 log.exception("collector stream failed")
@@ -148,6 +159,26 @@ class Exporter:
             self.reconnects += 1
             with self._cond:
                 self._cond.wait_for(lambda: self._stopping, delay)
+
+    def _refused(self, reason: str) -> None:
+        """The collector refused the oldest unacked batch. Narrow it down to one record by
+        resending one record at a time; set that record aside, and tell its run."""
+        session = self._session
+        if session is None or not session.inflight:
+            return  # refused at hello: a configuration problem, retried after backoff
+        first, last = session.inflight[0]
+        if first != last:
+            self._probe_until = last
+            return
+        record = self._spool.reject(first, reason)
+        if record is None:
+            return
+        self.rejected += 1
+        log.error("collector refused a record; set aside", seq=first, run_id=record.run_id)
+        if not record.HasField("loss_notice"):  # never a notice about a refused notice
+            self._sink.emit(
+                [delivery_loss(record.run_id, 1, f"the collector refused a record: {reason}")]
+            )
 
     def _stream(self) -> None:
         session = _Session()
@@ -179,7 +210,7 @@ class Exporter:
             seq = reply.ack.seq
             self._spool.ack(seq)
             with self._cond:
-                while session.inflight and session.inflight[0] <= seq:
+                while session.inflight and session.inflight[0][1] <= seq:
                     session.inflight.popleft()
                 self.acked_seq = max(self.acked_seq, seq)
                 self._cond.notify_all()
@@ -188,7 +219,8 @@ class Exporter:
         """Wake the request generator: the session ended, or there is room and news."""
         if not session.active:
             return True
-        return len(session.inflight) < self._window and self._sink.spooled_seq > sent_upto
+        window = 1 if sent_upto < self._probe_until else self._window
+        return len(session.inflight) < window and self._sink.spooled_seq > sent_upto
 
     def _requests(self, session: _Session) -> Iterator[pb.StreamRequest]:
         """The request side of the call, run by gRPC's own thread."""
@@ -215,12 +247,13 @@ class Exporter:
             if not ready:
                 yield pb.StreamRequest(heartbeat=pb.Heartbeat(time=time.time()))
                 continue
-            records = self._spool.after(sent_upto, self._batch)
+            size = 1 if sent_upto < self._probe_until else self._batch
+            records = self._spool.after(sent_upto, size)
             if not records:  # acked or shed meanwhile
                 sent_upto = max(sent_upto, high)
                 continue
             sent_upto = records[-1].seq
             with self._cond:
-                session.inflight.append(sent_upto)
+                session.inflight.append((records[0].seq, sent_upto))
             self.records_sent += len(records)
             yield pb.StreamRequest(batch=pb.Batch(records=records))

@@ -31,6 +31,9 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS spool_shed ON spool (priority, seq)",
     "CREATE TABLE IF NOT EXISTS open_runs (run_id TEXT PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    # Records the collector refused for good (kept for inspection, never resent).
+    "CREATE TABLE IF NOT EXISTS rejected (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL,"
+    " reason TEXT NOT NULL, payload BLOB NOT NULL)",
 )
 
 # Shedding order, lowest first. NEVER_SHED records are what make a run exist, end and say
@@ -142,7 +145,15 @@ class Spool:
                 conn.execute("ROLLBACK")
                 self._bytes = self._count_bytes()
                 raise
-        return [_shed_notice(run_id, n) for run_id, n in sorted(shed.items())]
+        return [
+            delivery_loss(
+                run_id,
+                n,
+                f"the daemon's spool was full and shed {n} records of this run "
+                "(collector unreachable too long; raise spool_max_bytes)",
+            )
+            for run_id, n in sorted(shed.items())
+        ]
 
     def _shed(self, conn: sqlite3.Connection) -> Counter[str]:
         """Deletes the least valuable records until the spool is at 90% of its budget;
@@ -199,6 +210,34 @@ class Spool:
             self._bytes -= int(freed[1])
             return int(freed[0])
 
+    def reject(self, seq: int, reason: str) -> pb.Record | None:
+        """Moves the record `seq` out of the way into the `rejected` table (the collector
+        refuses it for good: resending it would block everything behind it)."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT run_id, size, payload FROM spool WHERE seq = ?", (seq,)
+                ).fetchone()
+                if row is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO rejected (seq, run_id, reason, payload)"
+                        " VALUES (?, ?, ?, ?)",
+                        (seq, row[0], reason, row[2]),
+                    )
+                    conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        if row is None:
+            return None
+        self._bytes -= int(row[1])
+        record = pb.Record()
+        record.ParseFromString(row[2])
+        return record
+
     def depth(self) -> SpoolDepth:
         """Records and bytes waiting, and the age of the oldest."""
         with self._lock:
@@ -217,17 +256,11 @@ class Spool:
             self._conn.close()
 
 
-def _shed_notice(run_id: str, count: int) -> pb.Record:
-    """The loss notice a run gets when the spool shed `count` of its records."""
-    now = time.time()
+def delivery_loss(run_id: str, count: int, reason: str) -> pb.Record:
+    """A loss notice for records of a run that were observed but never delivered."""
     return pb.Record(
-        id=f"{run_id}/loss/spool-{time.time_ns()}",
+        id=f"{run_id}/loss/delivery-{time.time_ns()}",
         run_id=run_id,
-        time=now,
-        loss_notice=pb.LossNotice(
-            lost_events=count,
-            reason=f"the daemon's spool was full and shed {count} records of this run "
-            "(collector unreachable too long; raise spool_max_bytes)",
-            delivery=True,
-        ),
+        time=time.time(),
+        loss_notice=pb.LossNotice(lost_events=count, reason=reason, delivery=True),
     )

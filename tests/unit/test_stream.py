@@ -311,3 +311,32 @@ def test_failover_between_two_collectors_on_one_postgres(tmp_path: Path, postgre
         server_b.stop()
         store_a.close()
         store_b.close()
+
+
+def test_a_refused_record_is_set_aside_and_its_run_marked_incomplete(
+    tmp_path: Path, registry: SqliteStore
+) -> None:
+    """One record the collector refuses for good (a malformed hash) must not block the
+    records behind it: it is found, set aside in the spool, and its run says what it lost."""
+    address = f"unix:{tmp_path / 'c.sock'}"
+    server = serve(registry, address)
+    host = start_host(tmp_path / "a", address)
+    try:
+        records = run_records("poisoned", "host-a", 500)
+        records[200].file_access.hash = "blake3:not-hex"
+        host.sink.emit(records)
+        total = len(records) - 1
+        total += host.emit_run("after", 100)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and host.spool.depth().records:
+            time.sleep(0.1)
+        assert host.delivered(timeout=30)
+        assert host.exporter.rejected == 1
+        doc = registry.show("poisoned")
+        assert len(doc["inputs"]) == 499 and doc["complete"] is False
+        assert any("refused" in reason for reason in doc["loss_reasons"])
+        assert registry.show("after")["complete"] is True
+        assert count_records(registry)[0] == total + 1  # + the loss notice
+    finally:
+        host.close()
+        server.stop()
