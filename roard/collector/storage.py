@@ -377,7 +377,7 @@ class SqlStore:
             new_ids = self._insert_new(cur, rows)
             new = [r for r in batch if r.id in new_ids]
             if new:
-                _apply(cur, new)
+                _apply(cur, new, host or "")
             return len(new)
 
     def hello(self, host: str, boot_id: str, version: str, tier: str, now: float) -> int:
@@ -651,19 +651,20 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _apply(cur: Cursor, new: list[records_pb2.Record]) -> None:
+def _apply(cur: Cursor, new: list[records_pb2.Record], host: str) -> None:
     """Applies the effects of records stored for the first time, one statement per kind."""
     # Any record may be the first of its run to arrive: make sure the run row exists. Until
-    # RunTagged arrives the run's start is the earliest record time seen.
+    # RunTagged arrives the run's start is the earliest record time seen, and its owner the
+    # host that sent it (so no other host can write into it meanwhile).
     first: dict[str, float] = {}
     for r in new:
         first[r.run_id] = min(first.get(r.run_id, r.time), r.time)
     cur.executemany(
-        "INSERT INTO runs (run_id, started_at) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE"
-        " SET started_at = CASE WHEN runs.tagged_seq IS NULL"
+        "INSERT INTO runs (run_id, started_at, host) VALUES (?, ?, ?) ON CONFLICT (run_id)"
+        " DO UPDATE SET started_at = CASE WHEN runs.tagged_seq IS NULL"
         " AND excluded.started_at < runs.started_at"
         " THEN excluded.started_at ELSE runs.started_at END",
-        sorted(first.items()),
+        [(run_id, t, host) for run_id, t in sorted(first.items())],
     )
     by_kind: dict[str, list[records_pb2.Record]] = {}
     for r in new:

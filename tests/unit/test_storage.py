@@ -594,6 +594,13 @@ def test_hosts_acks_and_queries(store: SqlStore, counter: Iterator[int]) -> None
         store.ingest([intruder.loss(1)], host="host-2")
     assert store.show("run-train")["lost_events"] == 0
 
+    # Before its RunTagged arrives, a run belongs to the host that sent its first record.
+    early = RecordFactory("run-early", counter)
+    store.ingest([early.access("/x", pb.ROLE_INPUT)], host="host-1")
+    with pytest.raises(PermissionDenied):
+        claim = pb.RunTagged(host="host-2", uid=0)
+        store.ingest([pb.Record(id="claim", run_id="run-early", run_tagged=claim)], host="host-2")
+
 
 # --------------------------------------------------------------------- PostgreSQL-specific
 
