@@ -17,7 +17,8 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,32 +120,24 @@ class Spool:
             (r.seq, r.run_id, priority(r), r.ByteSize(), r.time, r.SerializeToString())
             for r in records
         ]
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO spool (seq, run_id, priority, size, time, payload)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO spool (seq, run_id, priority, size, time, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO open_runs (run_id) VALUES (?)", [(r,) for r in opened]
+            )
+            conn.executemany("DELETE FROM open_runs WHERE run_id = ?", [(r,) for r in closed])
+            if rows:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('last_seq', ?) ON CONFLICT (key)"
+                    " DO UPDATE SET value = MAX(value, excluded.value)",
+                    (rows[-1][0],),
                 )
-                conn.executemany(
-                    "INSERT OR IGNORE INTO open_runs (run_id) VALUES (?)", [(r,) for r in opened]
-                )
-                conn.executemany("DELETE FROM open_runs WHERE run_id = ?", [(r,) for r in closed])
-                if rows:
-                    conn.execute(
-                        "INSERT INTO meta (key, value) VALUES ('last_seq', ?) ON CONFLICT (key)"
-                        " DO UPDATE SET value = MAX(value, excluded.value)",
-                        (rows[-1][0],),
-                    )
-                self._bytes += sum(r[3] for r in rows)
-                shed = self._shed(conn) if self._bytes > self._max_bytes else Counter[str]()
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                self._bytes = self._count_bytes()
-                raise
+            self._bytes += sum(r[3] for r in rows)
+            shed = self._shed(conn) if self._bytes > self._max_bytes else Counter[str]()
         return [
             delivery_loss(
                 run_id,
@@ -154,6 +147,20 @@ class Spool:
             )
             for run_id, n in sorted(shed.items())
         ]
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, serialized with every other use of the connection; on
+        failure it is rolled back and the byte count re-read from the file."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self._bytes = self._count_bytes()
+                raise
 
     def _shed(self, conn: sqlite3.Connection) -> Counter[str]:
         """Deletes the least valuable records until the spool is at 90% of its budget;
@@ -195,45 +202,31 @@ class Spool:
 
     def ack(self, seq: int) -> int:
         """Forgets every record up to `seq` (the collector stored them); returns how many."""
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                freed = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool WHERE seq <= ?", (seq,)
-                ).fetchone()
-                conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._write() as conn:
+            freed = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool WHERE seq <= ?", (seq,)
+            ).fetchone()
+            conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
             self._bytes -= int(freed[1])
-            return int(freed[0])
+        return int(freed[0])
 
     def reject(self, seq: int, reason: str) -> pb.Record | None:
         """Moves the record `seq` out of the way into the `rejected` table (the collector
         refuses it for good: resending it would block everything behind it)."""
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(
-                    "SELECT run_id, size, payload FROM spool WHERE seq = ?", (seq,)
-                ).fetchone()
-                if row is not None:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO rejected (seq, run_id, reason, payload)"
-                        " VALUES (?, ?, ?, ?)",
-                        (seq, row[0], reason, row[2]),
-                    )
-                    conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT run_id, size, payload FROM spool WHERE seq = ?", (seq,)
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO rejected (seq, run_id, reason, payload)"
+                    " VALUES (?, ?, ?, ?)",
+                    (seq, row[0], reason, row[2]),
+                )
+                conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+                self._bytes -= int(row[1])
         if row is None:
             return None
-        self._bytes -= int(row[1])
         record = pb.Record()
         record.ParseFromString(row[2])
         return record
