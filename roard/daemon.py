@@ -180,6 +180,8 @@ class Daemon:
     def _delivered(self, timeout: float | None = None) -> bool:
         """Wait until everything emitted so far is stored by the collector."""
         wait = self.config.collector.delivery_wait_seconds if timeout is None else timeout
+        if not self.exporter.connected and self.exporter.last_error is not None:
+            wait = 0  # known unreachable: no point keeping roarctl waiting
         return self.sink.flush() and self.exporter.wait_acked(self.sink.last_emitted, wait)
 
     def _reap_loop(self) -> None:
