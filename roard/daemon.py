@@ -19,10 +19,10 @@ from roard.artifacts.hasher import Hasher
 from roard.collector.client import CollectorClient
 from roard.collector.service import CollectorServer
 from roard.collector.sqlite import SqliteStore
-from roard.collector.transport import CollectorTarget, TlsFiles, check_address, default_host_id
+from roard.collector.transport import CollectorTarget, configured_target, default_host_id
 from roard.config import Config
 from roard.control.server import ControlServer, ControlService
-from roard.errors import ConfigError, PrerequisiteError
+from roard.errors import PrerequisiteError
 from roard.export.stream import Exporter, HelloInfo
 from roard.kernel import features, loader
 from roard.kernel.abi import Abi
@@ -153,24 +153,7 @@ class Daemon:
             self.embedded.start()
             stack.callback(self.embedded.stop)
             return CollectorTarget(address)
-        tls = (
-            TlsFiles(
-                cert=Path(conf.tls_cert) if conf.tls_cert else None,
-                key=Path(conf.tls_key) if conf.tls_key else None,
-                ca=Path(conf.tls_ca),
-            )
-            if conf.tls_ca
-            else None
-        )
-        token = None
-        if conf.token_file:
-            try:
-                token = Path(conf.token_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"[collector] token_file {conf.token_file}: {exc.strerror}"
-                ) from None
-        return CollectorTarget(check_address(conf.address), tls=tls, token=token)
+        return configured_target(conf)
 
     def _spooled(self) -> None:
         exporter = getattr(self, "exporter", None)

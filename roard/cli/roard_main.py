@@ -13,7 +13,7 @@ from typing import Any
 from roard import config as config_mod
 from roard import logs
 from roard.cli.common import print_json, run_main
-from roard.errors import ConfigError, UsageError
+from roard.errors import ConfigError, RoardError, UsageError
 from roard.kernel import features
 from roard.kernel.btf import Btf
 from roard.kernel.headers import find_headers
@@ -121,6 +121,26 @@ def _collector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collector_reachable(config: config_mod.Config) -> tuple[bool, str]:
+    """Whether the configured collector answers (the embedded one always does)."""
+    import grpc
+
+    from roard.collector.transport import client_channel, configured_target
+
+    conf = config.collector
+    if not conf.address:
+        return True, "embedded (SQLite under the state dir)"
+    try:
+        channel = client_channel(configured_target(conf))
+        grpc.channel_ready_future(channel).result(timeout=5)
+        channel.close()
+    except grpc.FutureTimeoutError:
+        return False, f"{conf.address} does not answer within 5 s (records would be spooled)"
+    except RoardError as exc:
+        return False, str(exc)
+    return True, f"{conf.address} answers"
+
+
 def doctor_report(config: config_mod.Config) -> dict[str, Any]:
     """Every prerequisite, checked without loading anything."""
     host = features.probe()
@@ -160,6 +180,7 @@ def doctor_report(config: config_mod.Config) -> dict[str, Any]:
         check("headers", True, f"{headers.path} ({headers.how})")
     except Exception as exc:
         check("headers", False, str(exc))
+    check("collector", *_collector_reachable(config))
     return {
         "kernel": host.kernel,
         "tier": host.tier,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 
+from roard.config import CollectorConfig
 from roard.errors import ConfigError
 
 # Large enough for a full batch of records with long paths and argv; anything bigger is
@@ -48,6 +49,24 @@ class CollectorTarget:
     address: str
     tls: TlsFiles | None = None
     token: str | None = None
+
+
+def configured_target(conf: CollectorConfig) -> CollectorTarget:
+    """The remote collector a daemon's [collector] section names (address must be set)."""
+    tls = None
+    if conf.tls_ca:
+        tls = TlsFiles(
+            cert=Path(conf.tls_cert) if conf.tls_cert else None,
+            key=Path(conf.tls_key) if conf.tls_key else None,
+            ca=Path(conf.tls_ca),
+        )
+    token = None
+    if conf.token_file:
+        try:
+            token = Path(conf.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"[collector] token_file {conf.token_file}: {exc.strerror}") from None
+    return CollectorTarget(check_address(conf.address), tls=tls, token=token)
 
 
 def is_loopback(address: str) -> bool:
