@@ -187,14 +187,17 @@ def test_collector_outage_loses_nothing(remote: tuple[Collector, Roard], workdir
     assert status["collector"]["connected"] is False
     assert status["spool"]["records"] > 0
 
-    start_collector(Path(collector.address.removeprefix("unix:")).parent, collector.db)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        shown = daemon.roarctl("show", "offline", "--json", check=False)
-        if shown.returncode == 0 and json.loads(shown.stdout)["status"] == "finished":
-            break
-        time.sleep(0.5)
-    doc = daemon.show("offline")
+    back = start_collector(Path(collector.address.removeprefix("unix:")).parent, collector.db)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            shown = daemon.roarctl("show", "offline", "--json", check=False)
+            if shown.returncode == 0 and json.loads(shown.stdout)["status"] == "finished":
+                break
+            time.sleep(0.5)
+        doc = daemon.show("offline")
+    finally:
+        back.stop()
     assert doc["exit_code"] == 3 and doc["complete"] is True
     assert {o["path"]: o["hash"] for o in doc["outputs"]} == {
         str(workdir / "out.txt"): b3(workdir / "out.txt")
