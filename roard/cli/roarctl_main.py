@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     direction.add_argument("--both", action="store_true", help="up and down")
     lineage.add_argument("--depth", type=int, default=0, help="run levels to walk (default 5)")
     lineage.add_argument("--host", help="with a path: that host's file")
+    lineage.add_argument(
+        "--max-nodes", type=int, default=0, help="the largest answer (default 500, max 20000)"
+    )
     lineage.add_argument("--json", action="store_true")
 
     artifact = sub.add_parser("artifact", help="an artifact's paths and runs")
@@ -64,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="a run's DAG: upstream producers, downstream consumers")
     graph.add_argument("run")
+    graph.add_argument("--depth", type=int, default=0, help="run levels each way (default 5)")
+    graph.add_argument("--max-nodes", type=int, default=0, help="the largest answer (500)")
     graph.add_argument("--json", action="store_true")
 
     export = sub.add_parser("export", help="a run as OpenLineage events or W3C PROV-JSON")
@@ -259,12 +264,12 @@ def _print_tree(doc: dict[str, Any]) -> None:
     if doc["hidden_runs"]:
         print(f"  ({doc['hidden_runs']} more runs you may not see)")
     if doc["truncated"]:
-        print("  (graph cut at its size limit: lower --depth or start further down)")
+        print("  (graph cut at --max-nodes: raise it, or lower --depth)")
 
 
 def _lineage(client: ControlClient, args: argparse.Namespace) -> int:
     up, down = (True, True) if args.both else (not args.down, args.down)
-    doc = client.lineage(_target(args.target), up, down, args.depth, args.host)
+    doc = client.lineage(_target(args.target), up, down, args.depth, args.host, args.max_nodes)
     if args.json:
         print_json(doc)
     else:
@@ -290,7 +295,7 @@ def _artifact(client: ControlClient, args: argparse.Namespace) -> int:
 
 
 def _graph(client: ControlClient, args: argparse.Namespace) -> int:
-    doc = client.run_graph(args.run)
+    doc = client.run_graph(args.run, args.depth, args.max_nodes)
     print_json(doc) if args.json else _print_tree(doc)
     return 0
 

@@ -87,17 +87,27 @@ class CollectorClient:
         depth: int = 0,
         host: str | None = None,
         uid: int | None = None,
+        max_nodes: int = 0,
     ) -> dict[str, Any]:
         """The lineage graph around an artifact."""
         request = pb.LineageQuery(
-            query=query, host=host or "", up=up, down=down, depth=depth, uid=uid or 0
+            query=query,
+            host=host or "",
+            up=up,
+            down=down,
+            depth=depth,
+            uid=uid or 0,
+            max_nodes=max_nodes,
         )
         result: dict[str, Any] = self._call("Lineage", request)
         return result
 
-    def run_graph(self, run: str, uid: int | None = None) -> dict[str, Any]:
+    def run_graph(
+        self, run: str, uid: int | None = None, depth: int = 0, max_nodes: int = 0
+    ) -> dict[str, Any]:
         """A run's DAG."""
-        result: dict[str, Any] = self._call("RunGraph", pb.RunQuery(run=run, uid=uid or 0))
+        request = pb.RunQuery(run=run, uid=uid or 0, depth=depth, max_nodes=max_nodes)
+        result: dict[str, Any] = self._call("RunGraph", request)
         return result
 
     def export(self, run: str, fmt: str, uid: int | None = None) -> Any:

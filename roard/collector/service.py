@@ -288,12 +288,20 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
         if not up and not down:
             up = True  # "what produced this?" is the question people ask first
         return self._store.lineage(
-            request.query, up, down, request.depth, request.host or None, _uid(request.uid)
+            request.query,
+            up,
+            down,
+            request.depth,
+            request.host or None,
+            _uid(request.uid),
+            request.max_nodes,
         )
 
     @_query
     def RunGraph(self, request: pb.RunQuery) -> Any:  # noqa: N802
-        return self._store.run_graph(request.run, uid=_uid(request.uid))
+        return self._store.run_graph(
+            request.run, request.depth, _uid(request.uid), request.max_nodes
+        )
 
     @_query
     def Export(self, request: pb.ExportQuery) -> Any:  # noqa: N802

@@ -38,6 +38,11 @@ class SqliteStore(SqlStore):
             # FULL: an acked record must survive power loss (the daemon drops acked
             # records from its spool), which WAL's NORMAL does not promise.
             self._conn.execute("PRAGMA synchronous=FULL")
+            # Ingest speed: checkpoint the WAL every 64 MiB rather than every 4 MiB (each
+            # checkpoint fsyncs the database file inside a COMMIT), and keep the hot index
+            # pages cached. Durability is unchanged.
+            self._conn.execute("PRAGMA wal_autocheckpoint=16384")
+            self._conn.execute("PRAGMA cache_size=-131072")
             self._migrate()
         except BaseException:
             self._conn.close()

@@ -183,9 +183,11 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _I64_LIMIT = 1 << 63
 DEFAULT_DEPTH = 5
 MAX_DEPTH = 50
-# A lineage answer stops growing here (and says so): a walk through a hub artifact (a
-# shared base image, a tokenizer) can otherwise reach the whole registry.
-MAX_NODES = 2000
+# A lineage answer stops growing at max_nodes (and says so): a walk through a hub artifact
+# (a shared base image, a tokenizer) can otherwise reach the whole registry. 500 nodes is
+# more than a person reads, and keeps a 10-level walk within tens of milliseconds.
+DEFAULT_MAX_NODES = 500
+MAX_NODES_LIMIT = 20_000
 _HEX = frozenset("0123456789abcdef")
 _MIN_PREFIX = 6
 
@@ -280,12 +282,17 @@ class LineageStore(Protocol):
         depth: int = DEFAULT_DEPTH,
         host: str | None = None,
         uid: int | None = None,
+        max_nodes: int = DEFAULT_MAX_NODES,
     ) -> dict[str, Any]:
         """The lineage graph around an artifact, `depth` run levels up and/or down."""
         ...
 
     def run_graph(
-        self, run: str, depth: int = DEFAULT_DEPTH, uid: int | None = None
+        self,
+        run: str,
+        depth: int = DEFAULT_DEPTH,
+        uid: int | None = None,
+        max_nodes: int = DEFAULT_MAX_NODES,
     ) -> dict[str, Any]:
         """A run's DAG: its inputs' producers upstream and its outputs' consumers downstream."""
         ...
@@ -323,6 +330,11 @@ class SqlStore:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def _upsert_accesses(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Applies file-access rows (in `UPSERT_ACCESS` column order); a store may
+        override this with a faster bulk path that keeps the same semantics."""
+        cur.executemany(UPSERT_ACCESS, rows)
 
     def __enter__(self) -> Self:
         return self
@@ -377,7 +389,7 @@ class SqlStore:
             new_ids = self._insert_new(cur, rows)
             new = [r for r in batch if r.id in new_ids]
             if new:
-                _apply(cur, new, host or "")
+                _apply(cur, new, host or "", self._upsert_accesses)
             return len(new)
 
     def hello(self, host: str, boot_id: str, version: str, tier: str, now: float) -> int:
@@ -556,6 +568,7 @@ class SqlStore:
         depth: int = DEFAULT_DEPTH,
         host: str | None = None,
         uid: int | None = None,
+        max_nodes: int = DEFAULT_MAX_NODES,
     ) -> dict[str, Any]:
         """The graph around the artifact `query` names (its newest match): runs that
         produced it and, recursively, their inputs' producers (`up`), and runs that
@@ -563,11 +576,12 @@ class SqlStore:
 
         Nodes are artifacts (by hash) and runs; edges are "used" (artifact -> run) and
         "generated" (run -> artifact). Runs the caller may not see are counted, not shown.
+        At most `max_nodes` nodes (then `truncated` is true).
         """
         depth = _checked_depth(depth)
         with self._read() as cur:
             hashes = _resolve(cur, query, host)
-            graph = _Graph(cur, uid)
+            graph = _Graph(cur, uid, _checked_max_nodes(max_nodes))
             graph.add_artifact(hashes[0])
             if up:
                 graph.walk({hashes[0]}, ROLE_OUTPUT, depth)
@@ -584,14 +598,18 @@ class SqlStore:
         return doc
 
     def run_graph(
-        self, run: str, depth: int = DEFAULT_DEPTH, uid: int | None = None
+        self,
+        run: str,
+        depth: int = DEFAULT_DEPTH,
+        uid: int | None = None,
+        max_nodes: int = DEFAULT_MAX_NODES,
     ) -> dict[str, Any]:
         """A run's DAG: the run, its inputs and outputs, then `depth` levels of producers
         upstream and consumers downstream (same node/edge shape as `lineage`)."""
         depth = _checked_depth(depth)
         with self._read() as cur:
             row = self._find_run(cur, run, uid)
-            graph = _Graph(cur, uid)
+            graph = _Graph(cur, uid, _checked_max_nodes(max_nodes))
             graph.add_runs({row["run_id"]})
             ins = graph.expand_runs({row["run_id"]}, ROLE_INPUT)
             outs = graph.expand_runs({row["run_id"]}, ROLE_OUTPUT)
@@ -651,8 +669,14 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _apply(cur: Cursor, new: list[records_pb2.Record], host: str) -> None:
-    """Applies the effects of records stored for the first time, one statement per kind."""
+def _apply(
+    cur: Cursor,
+    new: list[records_pb2.Record],
+    host: str,
+    upsert_accesses: Callable[[Cursor, list[tuple[Any, ...]]], None],
+) -> None:
+    """Applies the effects of records stored for the first time, one statement per kind
+    (file accesses, the bulk of the records, through the store's own bulk path)."""
     # Any record may be the first of its run to arrive: make sure the run row exists. Until
     # RunTagged arrives the run's start is the earliest record time seen, and its owner the
     # host that sent it (so no other host can write into it meanwhile).
@@ -670,6 +694,9 @@ def _apply(cur: Cursor, new: list[records_pb2.Record], host: str) -> None:
     for r in new:
         by_kind.setdefault(r.WhichOneof("body") or "", []).append(r)
     for kind, records in by_kind.items():
+        if kind == "file_access":
+            upsert_accesses(cur, [_access_params(r) for r in records])
+            continue
         statement = _APPLY.get(kind)
         if statement is not None:  # other kinds (newer senders, path changes) stay raw
             sql, params = statement
@@ -730,6 +757,19 @@ def _finished_params(record: records_pb2.Record) -> tuple[Any, ...]:
             record.run_id, seq)  # fmt: skip
 
 
+# Highest seq wins per (run, role, path), whatever order the records came in.
+UPSERT_ACCESS = (
+    "INSERT INTO file_access (run_id, role, path, seq, hash, size, kind, dev, ino,"
+    " mtime_ns, bytes_read, bytes_written, read_too)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id, role, path) DO UPDATE SET seq = excluded.seq,"
+    " hash = excluded.hash, size = excluded.size, kind = excluded.kind,"
+    " dev = excluded.dev, ino = excluded.ino, mtime_ns = excluded.mtime_ns,"
+    " bytes_read = excluded.bytes_read, bytes_written = excluded.bytes_written,"
+    " read_too = excluded.read_too"
+    " WHERE excluded.seq >= file_access.seq"
+)
+
 _APPLY: dict[str, tuple[str, Callable[[records_pb2.Record], tuple[Any, ...]]]] = {
     "run_tagged": (
         "UPDATE runs SET tagged_seq = ?, name = ?, labels = ?, host = ?, uid = ?, how = ?,"
@@ -754,19 +794,6 @@ _APPLY: dict[str, tuple[str, Callable[[records_pb2.Record], tuple[Any, ...]]]] =
         " ended_at = excluded.ended_at, exit_code = excluded.exit_code",
         _exited_params,
     ),
-    # Highest seq wins per (run, role, path), whatever order the records came in.
-    "file_access": (
-        "INSERT INTO file_access (run_id, role, path, seq, hash, size, kind, dev, ino,"
-        " mtime_ns, bytes_read, bytes_written, read_too)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (run_id, role, path) DO UPDATE SET seq = excluded.seq,"
-        " hash = excluded.hash, size = excluded.size, kind = excluded.kind,"
-        " dev = excluded.dev, ino = excluded.ino, mtime_ns = excluded.mtime_ns,"
-        " bytes_read = excluded.bytes_read, bytes_written = excluded.bytes_written,"
-        " read_too = excluded.read_too"
-        " WHERE excluded.seq >= file_access.seq",
-        _access_params,
-    ),
     "loss_notice": (
         "UPDATE runs SET loss_sum = loss_sum + ?, delivery_lost = delivery_lost + ?"
         " WHERE run_id = ?",
@@ -783,6 +810,14 @@ _APPLY: dict[str, tuple[str, Callable[[records_pb2.Record], tuple[Any, ...]]]] =
 
 
 # ------------------------------------------------------------------------------ lineage
+
+
+def _checked_max_nodes(max_nodes: int) -> int:
+    if max_nodes == 0:
+        return DEFAULT_MAX_NODES
+    if not 1 <= max_nodes <= MAX_NODES_LIMIT:
+        raise UsageError(f"--max-nodes {max_nodes}: give a number between 1 and {MAX_NODES_LIMIT}")
+    return max_nodes
 
 
 def _checked_depth(depth: int) -> int:
@@ -833,18 +868,23 @@ def _resolve(cur: Cursor, query: str, host: str | None) -> list[str]:
     return hashes
 
 
-def _uses(cur: Cursor, hashes: Sequence[str], role: int) -> list[Row]:
+def _uses(cur: Cursor, hashes: Sequence[str], role: int, limit: int = -1) -> list[Row]:
     """Every (run, path) that used one of `hashes` in `role`, with run fields, oldest
-    run first."""
+    run first; with `limit` >= 0, at most about that many."""
     found: list[Row] = []
     for chunk in _chunks(list(hashes), 500):
-        cur.execute(
+        if 0 <= limit <= len(found):
+            break
+        sql = (
             "SELECT f.hash, f.role, f.path, f.size, f.kind, r.* FROM file_access f"
             " JOIN runs r ON r.run_id = f.run_id"
             f" WHERE f.hash IN ({_marks(len(chunk))}) AND f.role = ?"
-            " ORDER BY r.started_at, r.run_id, f.path",
-            (*chunk, role),
+            " ORDER BY r.started_at, r.run_id, f.path"
         )
+        if limit >= 0:  # (PostgreSQL has no "LIMIT -1" for "no limit")
+            cur.execute(sql + " LIMIT ?", (*chunk, role, limit - len(found)))
+        else:
+            cur.execute(sql, (*chunk, role))
         found += cur.fetchall()
     return found
 
@@ -878,9 +918,10 @@ def _artifact_doc(cur: Cursor, file_hash: str, uses: list[Row], uid: int | None)
 class _Graph:
     """Breadth-first lineage walk state: nodes, edges and what was cut."""
 
-    def __init__(self, cur: Cursor, uid: int | None) -> None:
+    def __init__(self, cur: Cursor, uid: int | None, max_nodes: int) -> None:
         self._cur = cur
         self._uid = uid
+        self._max_nodes = max_nodes
         self.artifacts: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.edges: set[tuple[str, str, str]] = set()
@@ -888,7 +929,7 @@ class _Graph:
         self.truncated = False
 
     def _room(self) -> bool:
-        if len(self.artifacts) + len(self.runs) >= MAX_NODES:
+        if len(self.artifacts) + len(self.runs) >= self._max_nodes:
             self.truncated = True
         return not self.truncated
 
@@ -912,11 +953,15 @@ class _Graph:
         """Adds the artifact inputs (or outputs) of `run_ids`; returns their hashes."""
         found: set[str] = set()
         for chunk in _chunks(sorted(run_ids), 500):
+            if not self._room():
+                break
+            # Rows past twice the room left could only add edges between nodes already
+            # cut off: do not fetch them.
             self._cur.execute(
                 "SELECT run_id, hash, path, size, kind FROM file_access"
                 f" WHERE run_id IN ({_marks(len(chunk))}) AND role = ? AND kind = 'artifact'"
-                " AND hash <> ''",
-                (*chunk, role),
+                " AND hash <> '' LIMIT ?",
+                (*chunk, role, 2 * self._max_nodes),
             )
             for row in self._cur.fetchall():
                 if not self._room() and row["hash"] not in self.artifacts:
@@ -938,16 +983,16 @@ class _Graph:
         for _ in range(depth):
             if not frontier or not self._room():
                 return
-            uses = [
-                u for u in _uses(self._cur, sorted(frontier), role) if u["run_id"] not in seen_runs
-            ]
+            found = _uses(self._cur, sorted(frontier), role, 2 * self._max_nodes)
+            uses = [u for u in found if u["run_id"] not in seen_runs]
             visible = [u for u in uses if _visible(u, self._uid)]
             self.hidden |= {u["run_id"] for u in uses if not _visible(u, self._uid)}
             run_ids: set[str] = set()
             for u in visible:
                 if u["run_id"] not in self.runs and not self._room():
                     continue
-                self.runs.setdefault(u["run_id"], _run_summary(u))
+                if u["run_id"] not in self.runs:
+                    self.runs[u["run_id"]] = _run_summary(u)
                 self.add_artifact(u["hash"], u["path"], _u64(u["size"]), u["kind"])
                 edge = (
                     (u["run_id"], u["hash"], "generated")

@@ -106,16 +106,25 @@ class ControlClient:
         return doc
 
     def lineage(
-        self, query: str, up: bool, down: bool, depth: int = 0, host: str | None = None
+        self,
+        query: str,
+        up: bool,
+        down: bool,
+        depth: int = 0,
+        host: str | None = None,
+        max_nodes: int = 0,
     ) -> dict[str, Any]:
         """The lineage graph around an artifact."""
-        request = pb.LineageRequest(query=query, host=host or "", up=up, down=down, depth=depth)
+        request = pb.LineageRequest(
+            query=query, host=host or "", up=up, down=down, depth=depth, max_nodes=max_nodes
+        )
         doc: dict[str, Any] = self._json("Lineage", request)
         return doc
 
-    def run_graph(self, run: str) -> dict[str, Any]:
+    def run_graph(self, run: str, depth: int = 0, max_nodes: int = 0) -> dict[str, Any]:
         """A run's DAG of upstream producers and downstream consumers."""
-        doc: dict[str, Any] = self._json("RunGraph", pb.RunRef(run=run))
+        request = pb.RunRef(run=run, depth=depth, max_nodes=max_nodes)
+        doc: dict[str, Any] = self._json("RunGraph", request)
         return doc
 
     def export(self, run: str, fmt: str) -> Any:

@@ -50,8 +50,11 @@ class RunQueries(Protocol):
         depth: int = 0,
         host: str | None = None,
         uid: int | None = None,
+        max_nodes: int = 0,
     ) -> dict[str, Any]: ...
-    def run_graph(self, run: str, uid: int | None = None) -> dict[str, Any]: ...
+    def run_graph(
+        self, run: str, uid: int | None = None, depth: int = 0, max_nodes: int = 0
+    ) -> dict[str, Any]: ...
     def export(self, run: str, fmt: str, uid: int | None = None) -> Any: ...
 
 
@@ -185,12 +188,16 @@ class ControlService(control_pb2_grpc.ControlServicer):
             request.depth,
             request.host or None,
             self._scope(caller),
+            request.max_nodes,
         )
         return _json(doc)
 
     @_rpc
     def RunGraph(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
-        return _json(self._queries.run_graph(request.run, self._scope(caller)))
+        doc = self._queries.run_graph(
+            request.run, self._scope(caller), request.depth, request.max_nodes
+        )
+        return _json(doc)
 
     @_rpc
     def Export(self, request: pb.ExportRequest, caller: Caller) -> pb.JsonReply:

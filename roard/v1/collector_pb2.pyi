@@ -78,12 +78,16 @@ class StreamReply(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class RunQuery(_message.Message):
-    __slots__ = ("run", "uid")
+    __slots__ = ("run", "uid", "depth", "max_nodes")
     RUN_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_NODES_FIELD_NUMBER: _ClassVar[int]
     run: str
     uid: int
-    def __init__(self, run: _Optional[str] = ..., uid: _Optional[int] = ...) -> None: ...
+    depth: int
+    max_nodes: int
+    def __init__(self, run: _Optional[str] = ..., uid: _Optional[int] = ..., depth: _Optional[int] = ..., max_nodes: _Optional[int] = ...) -> None: ...
 
 class RunsQuery(_message.Message):
     __slots__ = ("name", "labels", "host", "since", "until", "limit", "uid")
@@ -121,20 +125,22 @@ class ArtifactQuery(_message.Message):
     def __init__(self, query: _Optional[str] = ..., host: _Optional[str] = ..., uid: _Optional[int] = ...) -> None: ...
 
 class LineageQuery(_message.Message):
-    __slots__ = ("query", "host", "up", "down", "depth", "uid")
+    __slots__ = ("query", "host", "up", "down", "depth", "uid", "max_nodes")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     UP_FIELD_NUMBER: _ClassVar[int]
     DOWN_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
+    MAX_NODES_FIELD_NUMBER: _ClassVar[int]
     query: str
     host: str
     up: bool
     down: bool
     depth: int
     uid: int
-    def __init__(self, query: _Optional[str] = ..., host: _Optional[str] = ..., up: _Optional[bool] = ..., down: _Optional[bool] = ..., depth: _Optional[int] = ..., uid: _Optional[int] = ...) -> None: ...
+    max_nodes: int
+    def __init__(self, query: _Optional[str] = ..., host: _Optional[str] = ..., up: _Optional[bool] = ..., down: _Optional[bool] = ..., depth: _Optional[int] = ..., uid: _Optional[int] = ..., max_nodes: _Optional[int] = ...) -> None: ...
 
 class ExportQuery(_message.Message):
     __slots__ = ("run", "format", "uid")

@@ -32,10 +32,14 @@ class TagReply(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class RunRef(_message.Message):
-    __slots__ = ("run",)
+    __slots__ = ("run", "depth", "max_nodes")
     RUN_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_NODES_FIELD_NUMBER: _ClassVar[int]
     run: str
-    def __init__(self, run: _Optional[str] = ...) -> None: ...
+    depth: int
+    max_nodes: int
+    def __init__(self, run: _Optional[str] = ..., depth: _Optional[int] = ..., max_nodes: _Optional[int] = ...) -> None: ...
 
 class FinishRequest(_message.Message):
     __slots__ = ("run_id", "has_exit_code", "exit_code", "timeout")
@@ -79,18 +83,20 @@ class RunsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
 
 class LineageRequest(_message.Message):
-    __slots__ = ("query", "host", "up", "down", "depth")
+    __slots__ = ("query", "host", "up", "down", "depth", "max_nodes")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     UP_FIELD_NUMBER: _ClassVar[int]
     DOWN_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_NODES_FIELD_NUMBER: _ClassVar[int]
     query: str
     host: str
     up: bool
     down: bool
     depth: int
-    def __init__(self, query: _Optional[str] = ..., host: _Optional[str] = ..., up: _Optional[bool] = ..., down: _Optional[bool] = ..., depth: _Optional[int] = ...) -> None: ...
+    max_nodes: int
+    def __init__(self, query: _Optional[str] = ..., host: _Optional[str] = ..., up: _Optional[bool] = ..., down: _Optional[bool] = ..., depth: _Optional[int] = ..., max_nodes: _Optional[int] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
     __slots__ = ("run", "format")

@@ -602,6 +602,32 @@ def test_hosts_acks_and_queries(store: SqlStore, counter: Iterator[int]) -> None
         store.ingest([pb.Record(id="claim", run_id="run-early", run_tagged=claim)], host="host-2")
 
 
+def test_lineage_answers_are_capped_and_say_so(store: SqlStore, counter: Iterator[int]) -> None:
+    """A chain of 30 runs, each reading the previous one's output: a walk up from the end
+    stops at max_nodes with truncated set; a generous cap returns the whole chain."""
+    records: list[pb.Record] = []
+    for i in range(30):
+        f = RecordFactory(f"run-{i:02d}", counter)
+        records += [f.tagged(started_at=T0 + i)]
+        if i:
+            records.append(f.access(f"/d/{i - 1}", pb.ROLE_INPUT, f"blake3:{i - 1:064x}"))
+        records.append(f.access(f"/d/{i}", pb.ROLE_OUTPUT, f"blake3:{i:064x}"))
+    store.ingest(records)
+    end = f"blake3:{29:064x}"
+    capped = store.lineage(end, up=True, down=False, depth=50, max_nodes=10)
+    assert capped["truncated"] is True
+    assert len(capped["runs"]) + len(capped["artifacts"]) <= 10
+    whole = store.lineage(end, up=True, down=False, depth=50, max_nodes=1000)
+    assert whole["truncated"] is False and len(whole["runs"]) == 30
+    shallow = store.lineage(end, up=True, down=False, depth=3)
+    assert [r["run_id"] for r in shallow["runs"]] == ["run-27", "run-28", "run-29"]
+    for bad in (-1, 20_001):
+        with pytest.raises(UsageError, match="max-nodes"):
+            store.lineage(end, up=True, down=False, max_nodes=bad)
+    with pytest.raises(UsageError, match="depth"):
+        store.lineage(end, up=True, down=False, depth=51)
+
+
 # --------------------------------------------------------------------- PostgreSQL-specific
 
 
