@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--host", help="only runs of this host")
     runs.add_argument("--since", type=_when, help="started at or after (ISO 8601 time)")
     runs.add_argument("--until", type=_when, help="started before (ISO 8601 time)")
-    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--limit", type=_count, default=50)
     runs.add_argument("--json", action="store_true")
 
     lineage = sub.add_parser("lineage", help="what produced an artifact, and what consumed it")
@@ -53,10 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     direction.add_argument("--up", action="store_true", help="producers, recursively (default)")
     direction.add_argument("--down", action="store_true", help="consumers, recursively")
     direction.add_argument("--both", action="store_true", help="up and down")
-    lineage.add_argument("--depth", type=int, default=0, help="run levels to walk (default 5)")
+    lineage.add_argument("--depth", type=_count, default=0, help="run levels to walk (default 5)")
     lineage.add_argument("--host", help="with a path: that host's file")
     lineage.add_argument(
-        "--max-nodes", type=int, default=0, help="the largest answer (default 500, max 20000)"
+        "--max-nodes", type=_count, default=0, help="the largest answer (default 500, max 20000)"
     )
     lineage.add_argument("--json", action="store_true")
 
@@ -67,8 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="a run's DAG: upstream producers, downstream consumers")
     graph.add_argument("run")
-    graph.add_argument("--depth", type=int, default=0, help="run levels each way (default 5)")
-    graph.add_argument("--max-nodes", type=int, default=0, help="the largest answer (500)")
+    graph.add_argument("--depth", type=_count, default=0, help="run levels each way (default 5)")
+    graph.add_argument("--max-nodes", type=_count, default=0, help="the largest answer (500)")
     graph.add_argument("--json", action="store_true")
 
     export = sub.add_parser("export", help="a run as OpenLineage events or W3C PROV-JSON")
@@ -82,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="daemon health, tier and counters")
     status.add_argument("--json", action="store_true")
     return parser
+
+
+def _count(text: str) -> int:
+    """A whole number from 1 up (the wire fields are unsigned)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 1 << 31:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 1")
+    return value
 
 
 def _when(text: str) -> float:
