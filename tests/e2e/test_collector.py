@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import blake3
 import pytest
 
 from tests.e2e.conftest import VENV_BIN, Roard, python3, start_roard, stop_roard
+from tests.pki import make_pki
 from tests.unit.test_export import openlineage_errors, prov_errors
 
 
@@ -33,13 +35,16 @@ class Collector:
         self.proc.wait(30)
 
 
-def start_collector(root: Path, db: str) -> Collector:
-    """Start `roard collector` on a socket under `root` and wait until it listens."""
-    address = f"unix:{root / 'collector.sock'}"
+def start_collector(
+    root: Path, db: str, address: str | None = None, flags: tuple[str, ...] = ()
+) -> Collector:
+    """Start `roard collector` (on a socket under `root` unless `address` is given) and
+    wait until it listens."""
+    address = address or f"unix:{root / 'collector.sock'}"
     log = root / f"collector-{time.monotonic_ns()}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(VENV_BIN / "roard"), "collector", "--listen", address, "--db", db],
+            [str(VENV_BIN / "roard"), "collector", "--listen", address, "--db", db, *flags],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -237,3 +242,46 @@ def test_daemon_killed_mid_run_keeps_what_it_saw(
     finally:
         stop_roard(again)
         daemon.proc = again.proc  # the fixture's teardown stops the new one (already stopped)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_daemon_to_collector_over_mutual_tls(
+    _bpf_available: None, tmp_path: Path, workdir: Path
+) -> None:
+    """The [collector] section with a CA and a client certificate: the daemon proves its
+    host id with its certificate over TCP, and queries go over the same channel."""
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    server, client = pki.server, pki.clients["host-a"]
+    assert server.cert and server.key and client.cert and client.key
+    address = f"127.0.0.1:{free_port()}"
+    flags = ("--tls-cert", str(server.cert), "--tls-key", str(server.key))
+    flags += ("--tls-ca", str(pki.ca), "--mtls")
+    collector = start_collector(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", address, flags)
+    config = f"""
+[collector]
+address = "{address}"
+host_id = "host-a"
+tls_ca = "{pki.ca}"
+tls_cert = "{client.cert}"
+tls_key = "{client.key}"
+"""
+    daemon = start_roard(tmp_path / "host", config, where=())
+    try:
+        (workdir / "in.txt").write_text("over TLS\n")
+        daemon.roarctl("tag", "--name", "tls", "--", "cp", "in.txt", "out.txt", cwd=workdir)
+        doc = daemon.show("tls")
+        assert doc["host"] == "host-a" and doc["complete"] is True
+        assert [o["hash"] for o in doc["outputs"]] == [b3(workdir / "out.txt")]
+        status = json.loads(daemon.roarctl("status", "--json").stdout)
+        assert status["collector"]["connected"] is True
+        assert status["collector"]["address"] == address
+    finally:
+        stop_roard(daemon)
+        collector.stop()

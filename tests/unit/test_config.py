@@ -150,9 +150,46 @@ def test_classify_custom_rules() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["hash_workers = 0", "hash_workers = -2", "[kernel]\nring_pages = 1000"]
+    ("text", "needle"),
+    [
+        ("hash_workers = 0", "hash_workers"),
+        ("hash_workers = -2", "hash_workers"),
+        ("[kernel]\nring_pages = 1000", "ring_pages"),
+        ("[collector]\nspool_max_bytes = 1000", "spool_max_bytes"),
+        ("[collector]\ndelivery_wait_seconds = -1", "delivery_wait_seconds"),
+        ("[collector]\nreconnect_max_seconds = 0", "reconnect_max_seconds"),
+        ('[collector]\ntls_cert = "/c.pem"', "tls_cert"),
+        ('[collector]\nadress = "x:1"', "adress"),
+        ("[collector]\naddress = 7443", "address"),
+    ],
 )
-def test_out_of_range_values_are_config_errors(text: str) -> None:
+def test_out_of_range_values_are_config_errors(text: str, needle: str) -> None:
     """Values that cannot work are rejected at parse time, naming the key."""
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=needle):
         parse(text)
+
+
+def test_collector_section() -> None:
+    conf = parse(
+        '[collector]\naddress = "collector:7443"\nhost_id = "gpu-17"\n'
+        'tls_ca = "/ca.pem"\ntls_cert = "/h.pem"\ntls_key = "/h.key"\n'
+        "spool_max_bytes = 2097152\ndelivery_wait_seconds = 3"
+    ).collector
+    assert (conf.address, conf.host_id, conf.spool_max_bytes) == (
+        "collector:7443",
+        "gpu-17",
+        1 << 21,
+    )
+    assert conf.delivery_wait_seconds == 3.0 and conf.tls_key == "/h.key"
+
+
+def test_collector_addresses() -> None:
+    from roard.collector.transport import check_address, is_loopback
+
+    assert check_address("collector:7443") == "collector:7443"
+    assert check_address("0.0.0.0:0", listen=True) == "0.0.0.0:0"
+    for bad in ("collector", "collector:0", "collector:99999", "unix:", ":80"):
+        with pytest.raises(ConfigError, match=r"HOST:PORT|socket path"):
+            check_address(bad)
+    assert is_loopback("127.0.0.1:1") and is_loopback("unix:/x") and is_loopback("[::1]:5")
+    assert not is_loopback("10.0.0.1:1") and not is_loopback("collector:7443")
