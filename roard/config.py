@@ -67,7 +67,7 @@ class CollectorConfig:
     tls_key: str = ""
     spool_max_bytes: int = 1 << 30  # records held while the collector is unreachable
     delivery_wait_seconds: float = 10.0  # how long `roarctl tag` waits for the collector
-    reconnect_max_seconds: float = 30.0  # the longest pause between reconnection attempts
+    reconnect_max_seconds: float = 15.0  # the longest pause between reconnection attempts
 
 
 @dataclass(frozen=True)
