@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import structlog
 
+from roard.collector.client import CollectorClient
 from roard.control.errors import status_code
 from roard.control.peercred import CredentialRelay
 from roard.errors import CollectorUnavailable, PrerequisiteError, RoardError
@@ -22,40 +23,6 @@ from roard.v1 import control_pb2_grpc
 log = structlog.get_logger("roard.control")
 
 Reply = TypeVar("Reply")
-
-
-class RunQueries(Protocol):
-    """The registry queries the control service answers from (a CollectorClient)."""
-
-    def show(self, run: str, uid: int | None = None) -> dict[str, Any]: ...
-    def summary(self, run_id: str, uid: int | None = None) -> dict[str, Any]: ...
-    def runs(
-        self,
-        name: str | None = None,
-        uid: int | None = None,
-        limit: int = 100,
-        labels: Mapping[str, str] | None = None,
-        host: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> list[dict[str, Any]]: ...
-    def artifact(
-        self, query: str, host: str | None = None, uid: int | None = None
-    ) -> dict[str, Any]: ...
-    def lineage(
-        self,
-        query: str,
-        up: bool,
-        down: bool,
-        depth: int = 0,
-        host: str | None = None,
-        uid: int | None = None,
-        max_nodes: int = 0,
-    ) -> dict[str, Any]: ...
-    def run_graph(
-        self, run: str, uid: int | None = None, depth: int = 0, max_nodes: int = 0
-    ) -> dict[str, Any]: ...
-    def export(self, run: str, fmt: str, uid: int | None = None) -> Any: ...
 
 
 def _rpc(
@@ -91,7 +58,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
     def __init__(
         self,
         tracker: Tracker,
-        queries: RunQueries,
+        queries: CollectorClient,
         status: Callable[[int | None], dict[str, Any]],
         relay: CredentialRelay,
         delivered: Callable[[float | None], bool],
