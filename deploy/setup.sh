@@ -53,7 +53,7 @@ fi
 
 missing=()
 wanted=(python3-bpfcc "$venv_pkg" gcc libc6-dev)
-[ "$dev" = no ] || wanted+=(postgresql)
+[ "$dev" = no ] || wanted+=(postgresql graphviz)
 for p in "${wanted[@]}"; do installed "$p" || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 

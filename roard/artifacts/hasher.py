@@ -7,6 +7,7 @@ import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import blake3
 
@@ -37,7 +38,15 @@ class Digest:
     stamp: FileStamp
 
 
-def hash_file(path: str) -> tuple[str, FileStamp]:
+class Progress(Protocol):
+    """Where a hash reports how far it got (roard.tracking.runs.HashProgress)."""
+
+    def expect(self, size: int) -> None: ...
+    def advance(self, count: int) -> None: ...
+    def file_done(self) -> None: ...
+
+
+def hash_file(path: str, progress: Progress | None = None) -> tuple[str, FileStamp]:
     """Hash a regular file as it is now, through one descriptor (reads, never mmap: a file
     truncated under a mapping would kill the daemon with SIGBUS). Raises FileKeptChanging
     when it changed during each of three reads, NotRegularFile, or the OSError of open."""
@@ -54,6 +63,8 @@ def hash_file(path: str) -> tuple[str, FileStamp]:
                 f.seek(0)
                 while chunk := f.read(_CHUNK):
                     hasher.update(chunk)
+                    if progress is not None:
+                        progress.advance(len(chunk))
                 if FileStamp.of(os.fstat(fd)) == before:
                     return f"blake3:{hasher.hexdigest()}", before
     finally:
@@ -72,11 +83,11 @@ class Hasher:
         self.bytes_hashed = 0
         self.files_hashed = 0
 
-    def submit(self, path: str) -> Future[Digest]:
+    def submit(self, path: str, progress: Progress | None = None) -> Future[Digest]:
         """Hash `path` in the background; the future raises OSError if it is unreadable."""
         with self._lock:
             self.pending += 1
-        future = self._pool.submit(self.digest, path)
+        future = self._pool.submit(self.digest, path, progress)
         future.add_done_callback(self._done)
         return future
 
@@ -94,26 +105,33 @@ class Hasher:
         found = self._cache.get(stamp)
         return Digest(path, found, stamp) if found is not None else None
 
-    def submit_uncached(self, path: str) -> Future[Digest]:
+    def submit_uncached(self, path: str, progress: Progress | None = None) -> Future[Digest]:
         """A future for the hash of `path`: already resolved from the cache when it can be,
-        which saves the pool's round trip for files hashed ahead."""
+        which saves the pool's round trip for files hashed ahead. Bytes that must be read
+        are reported to `progress`."""
         done: Future[Digest] = Future()
         try:
             hit = self.cached(path)
+            if hit is None and progress is not None:
+                progress.expect(os.lstat(path).st_size)
         except OSError as exc:
             done.set_exception(exc)
             return done
         if hit is None:
-            return self.submit(path)
+            return self.submit(path, progress)
         done.set_result(hit)
         return done
 
-    def digest(self, path: str) -> Digest:
+    def digest(self, path: str, progress: Progress | None = None) -> Digest:
         """Hash `path` now (in the caller's thread)."""
-        hit = self.cached(path)
-        if hit is not None:
-            return hit
-        digest, stamp = hash_file(path)
+        try:
+            hit = self.cached(path)
+            if hit is not None:
+                return hit
+            digest, stamp = hash_file(path, progress)
+        finally:
+            if progress is not None:
+                progress.file_done()
         self._cache.put(stamp, digest)
         self.bytes_hashed += stamp.size
         self.files_hashed += 1

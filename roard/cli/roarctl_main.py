@@ -8,10 +8,13 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from roard.cli import render
 from roard.cli.common import print_json, run_main
 from roard.config import socket_path
 from roard.control.client import ControlClient
@@ -58,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     lineage.add_argument(
         "--max-nodes", type=_count, default=0, help="the largest answer (default 500, max 20000)"
     )
-    lineage.add_argument("--json", action="store_true")
+    lineage.add_argument("--format", choices=render.FORMATS, default="tree")
+    lineage.add_argument("--json", action="store_true", help="the same as --format json")
 
     artifact = sub.add_parser("artifact", help="an artifact's paths and runs")
     artifact.add_argument("target", metavar="PATH_OR_HASH")
@@ -69,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("run")
     graph.add_argument("--depth", type=_count, default=0, help="run levels each way (default 5)")
     graph.add_argument("--max-nodes", type=_count, default=0, help="the largest answer (500)")
-    graph.add_argument("--json", action="store_true")
+    graph.add_argument("--format", choices=render.FORMATS, default="tree")
+    graph.add_argument("--json", action="store_true", help="the same as --format json")
 
     export = sub.add_parser("export", help="a run as OpenLineage events or W3C PROV-JSON")
     export.add_argument("run")
@@ -161,13 +166,82 @@ def _spawn_tagged(
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
     try:
-        doc = client.finish(run_id, code)
+        doc = _finish_showing_progress(client, run_id, code)
     except RoardError as exc:
         # The command ran; its status is still the caller's to see.
         print(f"roarctl: run {run_id} was not finalized: {exc}", file=sys.stderr)
         return code
     print(f"roarctl: {_summary(doc)}", file=sys.stderr)
     return code
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def progress_line(doc: dict[str, Any]) -> str | None:
+    """What `roarctl tag` says while the daemon hashes a run's outputs; None when there is
+    nothing worth saying."""
+    if doc.get("phase") != "finalizing" or not doc["bytes"]:
+        return None
+    done, total, seconds = doc["bytes_done"], doc["bytes"], max(doc["seconds"], 1e-3)
+    rate = done / seconds
+    eta = f", about {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
+    return (
+        f"finalizing: hashed {_size(done)} of {_size(total)} ({100 * done / total:.0f}%, "
+        f"{doc['files_done']}/{doc['files']} files), {_size(rate)}/s{eta}"
+    )
+
+
+# Say nothing for short finalizations (ROARCTL_PROGRESS_AFTER seconds, default 2); then
+# refresh a terminal each second, a log every 10 seconds.
+_PROGRESS_AFTER = 2.0
+
+
+def _finish_showing_progress(client: ControlClient, run_id: str, code: int) -> dict[str, Any]:
+    """Finish the run, showing hashing progress on stderr while it takes long."""
+    outcome: dict[str, Any] = {}
+
+    def finish() -> None:
+        try:
+            outcome["doc"] = client.finish(run_id, code)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=finish, daemon=True)
+    quiet_for = float(os.environ.get("ROARCTL_PROGRESS_AFTER", _PROGRESS_AFTER))
+    started = time.monotonic()
+    worker.start()
+    tty = sys.stderr.isatty()
+    shown = False
+    last_log = 0.0
+    while worker.is_alive():
+        worker.join(1.0)
+        now = time.monotonic()
+        if not worker.is_alive() or now - started < quiet_for:
+            continue
+        try:
+            line = progress_line(client.progress(run_id))
+        except RoardError:
+            line = None
+        if line is None:
+            continue
+        if tty:
+            print(f"\rroarctl: {line}\x1b[K", end="", file=sys.stderr, flush=True)
+            shown = True
+        elif now - last_log >= 10:
+            print(f"roarctl: {line}", file=sys.stderr, flush=True)
+            last_log = now
+    if shown:
+        print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+    if "error" in outcome:
+        raise outcome["error"]
+    doc: dict[str, Any] = outcome["doc"]
+    return doc
 
 
 def _kind_counts(files: list[dict[str, Any]] | dict[str, int]) -> dict[str, int]:
@@ -218,75 +292,21 @@ def _print_show(doc: dict[str, Any]) -> None:
             print(f"    (+{len(others)} {'/'.join(kinds)} files: --json lists them)")
 
 
-def _run_label(run: dict[str, Any]) -> str:
-    name = f" {run['name']}" if run.get("name") else ""
-    state = "" if run["complete"] else " INCOMPLETE"
-    return f"run {run['run_id']}{name} ({run['host']}, {run['started_at'][:19]}Z){state}"
-
-
-def _artifact_label(node: dict[str, Any]) -> str:
-    paths = node.get("paths") or []
-    where = paths[0] if paths else "?"
-    more = f" (+{len(paths) - 1} paths)" if len(paths) > 1 else ""
-    return f"{node['hash'][:19]}…  {where}{more}"
-
-
-def _print_tree(doc: dict[str, Any]) -> None:
-    """The lineage graph as an indented tree from its root, following edges away from it."""
-    artifacts = {a["hash"]: a for a in doc["artifacts"]}
-    runs = {r["run_id"]: r for r in doc["runs"]}
-    producers: dict[str, list[str]] = {}
-    consumers: dict[str, list[str]] = {}
-    inputs: dict[str, list[str]] = {}
-    outputs: dict[str, list[str]] = {}
-    for e in doc["edges"]:
-        if e["kind"] == "generated":
-            producers.setdefault(e["to"], []).append(e["from"])
-            outputs.setdefault(e["from"], []).append(e["to"])
-        else:
-            consumers.setdefault(e["from"], []).append(e["to"])
-            inputs.setdefault(e["to"], []).append(e["from"])
-
-    def walk(node: str, is_run: bool, up: bool, indent: int, seen: set[str]) -> None:
-        pad = "  " * indent
-        label = _run_label(runs[node]) if is_run else _artifact_label(artifacts[node])
-        arrow = ("<- " if up else "-> ") if indent else ""
-        if node in seen:
-            print(f"{pad}{arrow}{label} (see above)")
-            return
-        print(f"{pad}{arrow}{label}")
-        seen.add(node)
-        if is_run:
-            nexts = inputs.get(node, []) if up else outputs.get(node, [])
-        else:
-            nexts = producers.get(node, []) if up else consumers.get(node, [])
-        for nxt in sorted(nexts):
-            walk(nxt, not is_run, up, indent + 1, seen)
-
-    root = doc["root"]
-    start, is_run = (root["run_id"], True) if root["type"] == "run" else (root["hash"], False)
-    direction = doc.get("direction", "both")
-    if direction in ("up", "both"):
-        print("upstream (what produced it):")
-        walk(start, is_run, True, 1, set())
-    if direction in ("down", "both"):
-        print("downstream (what consumed it):")
-        walk(start, is_run, False, 1, set())
-    if doc["hidden_runs"]:
-        print(f"  ({doc['hidden_runs']} more runs you may not see)")
-    if doc["truncated"]:
-        print("  (graph cut at --max-nodes: raise it, or lower --depth)")
+def _print_graph(doc: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        print_json(doc)
+        return
+    for line in {"tree": render.tree, "dot": render.dot, "mermaid": render.mermaid}[fmt](doc):
+        print(line)
 
 
 def _lineage(client: ControlClient, args: argparse.Namespace) -> int:
     up, down = (True, True) if args.both else (not args.down, args.down)
     doc = client.lineage(_target(args.target), up, down, args.depth, args.host, args.max_nodes)
-    if args.json:
-        print_json(doc)
-    else:
-        _print_tree(doc)
-        if doc.get("other_matches"):
-            print(f"  ({len(doc['other_matches'])} other contents matched; --json lists them)")
+    fmt = "json" if args.json else args.format
+    _print_graph(doc, fmt)
+    if fmt == "tree" and doc.get("other_matches"):
+        print(f"  ({len(doc['other_matches'])} other contents matched; --json lists them)")
     return 0
 
 
@@ -301,13 +321,13 @@ def _artifact(client: ControlClient, args: argparse.Namespace) -> int:
             print(f"  at {p['host']}:{p['path']}")
         for key, verb in (("produced_by", "produced by"), ("consumed_by", "consumed by")):
             for r in a[key]:
-                print(f"  {verb} {_run_label(r)}")
+                print(f"  {verb} {render.run_label(r)}")
     return 0
 
 
 def _graph(client: ControlClient, args: argparse.Namespace) -> int:
     doc = client.run_graph(args.run, args.depth, args.max_nodes)
-    print_json(doc) if args.json else _print_tree(doc)
+    _print_graph(doc, "json" if args.json else args.format)
     return 0
 
 

@@ -131,6 +131,11 @@ class ControlClient:
         """A run as OpenLineage events or a PROV-JSON document."""
         return self._json("Export", pb.ExportRequest(run=run, format=fmt))
 
+    def progress(self, run_id: str) -> dict[str, Any]:
+        """How far the run's finalization got (see Control.Progress)."""
+        doc: dict[str, Any] = self._json("Progress", pb.RunRef(run=run_id), 5.0)
+        return doc
+
     def status(self) -> dict[str, Any]:
         """Daemon health, tier and counters."""
         doc: dict[str, Any] = self._json("Status", pb.Empty())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
@@ -169,6 +170,25 @@ class ControlService(control_pb2_grpc.ControlServicer):
     @_rpc
     def Export(self, request: pb.ExportRequest, caller: Caller) -> pb.JsonReply:
         return _json(self._queries.export(request.run, request.format, self._scope(caller)))
+
+    @_rpc
+    def Progress(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
+        run = self._tracker.active_run(caller, request.run)
+        if run is None:
+            return _json({"phase": "done"})
+        p = run.progress
+        if not p.started:
+            return _json({"phase": "running"})
+        return _json(
+            {
+                "phase": "finalizing",
+                "seconds": round(time.monotonic() - p.started, 3),
+                "files": p.files,
+                "files_done": p.files_done,
+                "bytes": p.bytes,
+                "bytes_done": p.bytes_done,
+            }
+        )
 
     @_rpc
     def Status(self, request: pb.Empty, caller: Caller) -> pb.JsonReply:

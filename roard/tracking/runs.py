@@ -29,6 +29,31 @@ class FileUse:
 
 
 @dataclass
+class HashProgress:
+    """Bytes a finalization must hash and has hashed so far (what `roarctl tag` shows while
+    it waits on a large checkpoint). Updated by hashing threads; ints are atomic enough."""
+
+    started: float = 0.0  # time.monotonic() when finalization began; 0: not yet
+    files: int = 0
+    files_done: int = 0
+    bytes: int = 0
+    bytes_done: int = 0
+
+    def expect(self, size: int) -> None:
+        """One more file of `size` bytes to hash."""
+        self.files += 1
+        self.bytes += size
+
+    def advance(self, count: int) -> None:
+        """`count` more bytes hashed."""
+        self.bytes_done += count
+
+    def file_done(self) -> None:
+        """One file finished (hashed, or failed)."""
+        self.files_done += 1
+
+
+@dataclass
 class Run:
     """A tagged process tree and what it read and wrote."""
 
@@ -49,6 +74,7 @@ class Run:
     root_exited: threading.Event = field(default_factory=threading.Event)
     finalized: threading.Event = field(default_factory=threading.Event)
     finalizing: bool = False
+    progress: HashProgress = field(default_factory=HashProgress)
 
     def use(self, path: str, dev: int, ino: int) -> FileUse:
         """The FileUse for a path, created on first use."""

@@ -477,6 +477,7 @@ class Tracker:
 
     def _finalize(self, run: Run) -> None:
         start = time.monotonic()
+        run.progress.started = start
         try:
             records = self._final_records(run)
             self._hasher.flush()
@@ -514,7 +515,7 @@ class Tracker:
         digests = {
             use.path: use.consumed
             if not use.written and use.consumed is not None
-            else self._hasher.submit_uncached(use.path)
+            else self._hasher.submit_uncached(use.path, run.progress)
             for use in chosen
         }
         records: list[pb.Record] = []

@@ -64,6 +64,11 @@ class ControlStub:
                 request_serializer=roard_dot_v1_dot_control__pb2.Empty.SerializeToString,
                 response_deserializer=roard_dot_v1_dot_control__pb2.JsonReply.FromString,
                 _registered_method=True)
+        self.Progress = channel.unary_unary(
+                '/roard.v1.Control/Progress',
+                request_serializer=roard_dot_v1_dot_control__pb2.RunRef.SerializeToString,
+                response_deserializer=roard_dot_v1_dot_control__pb2.JsonReply.FromString,
+                _registered_method=True)
         self.Artifact = channel.unary_unary(
                 '/roard.v1.Control/Artifact',
                 request_serializer=roard_dot_v1_dot_control__pb2.LineageRequest.SerializeToString,
@@ -127,6 +132,13 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Progress(self, request, context):
+        """How far a run's finalization got: {"phase": "running"|"finalizing"|"done", ...}.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Artifact(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -182,6 +194,11 @@ def add_ControlServicer_to_server(servicer, server):
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
                     request_deserializer=roard_dot_v1_dot_control__pb2.Empty.FromString,
+                    response_serializer=roard_dot_v1_dot_control__pb2.JsonReply.SerializeToString,
+            ),
+            'Progress': grpc.unary_unary_rpc_method_handler(
+                    servicer.Progress,
+                    request_deserializer=roard_dot_v1_dot_control__pb2.RunRef.FromString,
                     response_serializer=roard_dot_v1_dot_control__pb2.JsonReply.SerializeToString,
             ),
             'Artifact': grpc.unary_unary_rpc_method_handler(
@@ -366,6 +383,33 @@ class Control:
             target,
             '/roard.v1.Control/Status',
             roard_dot_v1_dot_control__pb2.Empty.SerializeToString,
+            roard_dot_v1_dot_control__pb2.JsonReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Progress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roard.v1.Control/Progress',
+            roard_dot_v1_dot_control__pb2.RunRef.SerializeToString,
             roard_dot_v1_dot_control__pb2.JsonReply.FromString,
             options,
             channel_credentials,
