@@ -2,7 +2,8 @@
 # Install everything roard needs on a Debian/Ubuntu host, into .venv of this checkout.
 # Idempotent; run as root. Leaves .venv/bin/roard and .venv/bin/roarctl.
 #   --dev   also what the test suite needs: a PostgreSQL server (the tests start private
-#           instances of it in temporary directories; the system cluster is not used).
+#           instances of it in temporary directories; the system cluster is not used)
+#           and graphviz (a test checks the DOT output with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
