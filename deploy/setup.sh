@@ -3,7 +3,8 @@
 # Idempotent; run as root. Leaves .venv/bin/roard and .venv/bin/roarctl.
 #   --dev   also what the test suite needs: a PostgreSQL server (the tests start private
 #           instances of it in temporary directories; the system cluster is not used)
-#           and graphviz (a test checks the DOT output with it).
+#           and graphviz (a test checks the DOT output with it), and Chromium with its
+#           WebDriver (the registry browser's tests drive it headless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +55,7 @@ fi
 
 missing=()
 wanted=(python3-bpfcc "$venv_pkg" gcc libc6-dev)
-[ "$dev" = no ] || wanted+=(postgresql graphviz)
+[ "$dev" = no ] || wanted+=(postgresql graphviz chromium chromium-driver)
 for p in "${wanted[@]}"; do installed "$p" || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 

@@ -68,6 +68,7 @@ class CollectorConfig:
     spool_max_bytes: int = 1 << 30  # records held while the collector is unreachable
     delivery_wait_seconds: float = 10.0  # how long `roarctl tag` waits for the collector
     reconnect_max_seconds: float = 15.0  # the longest pause between reconnection attempts
+    web_listen: str = ""  # HOST:PORT (loopback) of the embedded registry's web UI; empty: off
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,11 @@ def _checked(config: Config) -> Config:
         (c.spool_max_bytes >= 1 << 20, "[collector] spool_max_bytes must be at least 1 MiB"),
         (c.delivery_wait_seconds >= 0, "[collector] delivery_wait_seconds must not be negative"),
         (c.reconnect_max_seconds >= 0.1, "[collector] reconnect_max_seconds must be >= 0.1"),
+        (
+            not (c.web_listen and c.address),
+            "[collector] web_listen serves the embedded registry (address empty); for a "
+            "remote collector, start its web UI there: roard collector --web HOST:PORT",
+        ),
         (
             not (c.tls_cert or c.tls_key) or bool(c.tls_cert and c.tls_key and c.tls_ca),
             "[collector] tls_cert and tls_key go together, with tls_ca",

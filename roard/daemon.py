@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import signal
 import threading
 import time
@@ -20,9 +21,10 @@ from roard.collector.client import CollectorClient
 from roard.collector.service import CollectorServer
 from roard.collector.sqlite import SqliteStore
 from roard.collector.transport import CollectorTarget, configured_target, default_host_id
+from roard.collector.web import WebServer
 from roard.config import Config
 from roard.control.server import ControlServer, ControlService
-from roard.errors import PrerequisiteError
+from roard.errors import ConfigError, PrerequisiteError
 from roard.export.stream import Exporter, HelloInfo
 from roard.kernel import features, loader
 from roard.kernel.abi import Abi
@@ -152,8 +154,33 @@ class Daemon:
             self.embedded = CollectorServer(self.store, address, workers=8)
             self.embedded.start()
             stack.callback(self.embedded.stop)
+            if conf.web_listen:
+                self._start_web(stack)
             return CollectorTarget(address)
+        if conf.web_listen:
+            raise ConfigError(
+                "[collector] web_listen serves the embedded registry only; for a remote "
+                "collector, start its web UI there: roard collector --web HOST:PORT"
+            )
         return configured_target(conf)
+
+    def _start_web(self, stack: ExitStack) -> None:
+        """The embedded registry's browser. It shows every user's runs, so it takes a
+        token only root can read (state dir, 0600): other local users must not browse
+        runs that `roarctl` would not show them."""
+        token_file = self.config.state_dir / "web-token"
+        token = secrets.token_urlsafe(24)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+        web = WebServer(self.store, self.config.collector.web_listen, tokens={token: self.host_id})
+        web.start()
+        stack.callback(web.stop)
+        log.info(
+            "registry web UI: open the URL with ?token=<the token file's content>",
+            url=web.url,
+            token_file=str(token_file),
+        )
 
     def _spooled(self) -> None:
         exporter = getattr(self, "exporter", None)

@@ -8,7 +8,7 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from roard import config as config_mod
 from roard import logs
@@ -18,6 +18,13 @@ from roard.kernel import features
 from roard.kernel.btf import Btf
 from roard.kernel.headers import find_headers
 from roard.kernel.loader import KERNEL_FIELDS
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from roard.collector.storage import LineageStore
+    from roard.collector.transport import TlsFiles
+    from roard.collector.web import WebServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         "--mtls", action="store_true", help="require client certificates (CN = host id)"
     )
     collector.add_argument("--tokens", type=Path, help="file of 'HOST_ID TOKEN' lines")
+    collector.add_argument(
+        "--web",
+        metavar="HOST:PORT",
+        help="also serve the read-only registry browser here (same TLS and tokens)",
+    )
     collector.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -109,16 +121,44 @@ def _collector(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     try:
         server = CollectorServer(store, args.listen, tls=tls, mtls=args.mtls, tokens=tokens)
+        web = _web(store, args, tls, tokens)
         server.start()
         print(f"roard collector: listening on {args.listen} (port {server.port})", flush=True)
+        if web is not None:
+            web.start()
+            print(f"roard collector: web UI on {web.url}", flush=True)
         stopped = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopped.set())
         stopped.wait()
+        if web is not None:
+            web.stop()
         server.stop()
     finally:
         store.close()
     return 0
+
+
+def _web(
+    store: LineageStore,
+    args: argparse.Namespace,
+    tls: TlsFiles | None,
+    tokens: Mapping[str, str] | None,
+) -> WebServer | None:
+    """The registry browser `--web` asks for (None without it), with the gRPC listener's
+    TLS files and tokens: client certificates are required with --mtls alone, and accepted
+    beside tokens with --mtls and --tokens."""
+    if not args.web:
+        return None
+    from roard.collector.web import WebServer, ssl_context
+
+    context = None
+    if tls is not None:
+        certs: Literal["none", "optional", "required"] = "none"
+        if args.mtls:
+            certs = "optional" if tokens else "required"
+        context = ssl_context(tls, certs)
+    return WebServer(store, args.web, tls=context, tokens=tokens)
 
 
 def _collector_reachable(config: config_mod.Config) -> tuple[bool, str]:
