@@ -29,6 +29,7 @@ from roard.export.stream import Exporter, HelloInfo
 from roard.kernel import features, loader
 from roard.kernel.abi import Abi
 from roard.kernel.decode import Decoder
+from roard.notify import Notifier
 from roard.observer import Observer
 from roard.records import convert
 from roard.records.sink import SpoolSink
@@ -123,6 +124,9 @@ class Daemon:
         )
         self.control.start()
         stack.callback(self.control.stop)
+        self.notifier = Notifier()
+        self.notifier.ready(f"tier {host.tier}; socket {self.config.socket}")
+        self.notifier.start_watchdog(self.healthy)
         log.info(
             "roard ready",
             tier=host.tier,
@@ -131,6 +135,10 @@ class Daemon:
             load_seconds=round(self.probes.load_seconds, 2),
             headers=str(self.probes.headers.path),
         )
+
+    def healthy(self) -> bool:
+        """The ring reader is alive and polling (the watchdog and /healthz ask)."""
+        return self.observer.alive()
 
     def _untag_all(self) -> None:
         """Finalize open runs with what was seen."""
@@ -295,4 +303,5 @@ class Daemon:
     def stop(self) -> None:
         """Stop serving, finalize open runs with what was seen, detach the programs."""
         log.info("roard stopping")
+        self.notifier.stopping()
         self._running.close()

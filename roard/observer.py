@@ -7,6 +7,7 @@ queues work for other threads.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
@@ -43,6 +44,7 @@ class Observer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="roard-observer", daemon=True)
         self.counts: Counter[str] = Counter()
+        self.last_poll = time.monotonic()  # the health check's sign of life
         ring.on_event(self._on_record)
 
     def _on_record(self, data: bytes) -> None:
@@ -65,6 +67,11 @@ class Observer:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._ring.poll(100)
+            self.last_poll = time.monotonic()
+
+    def alive(self, within: float = 30.0) -> bool:
+        """Whether the reader thread runs and polled the ring in the last `within` s."""
+        return self._thread.is_alive() and time.monotonic() - self.last_poll < within
 
     def start(self) -> None:
         """Start polling."""

@@ -105,6 +105,7 @@ def _collector(args: argparse.Namespace) -> int:
     from roard.collector.service import CollectorServer
     from roard.collector.stores import open_store
     from roard.collector.transport import TlsFiles, parse_tokens
+    from roard.notify import Notifier
 
     logs.configure(args.log_level)
     tls = None
@@ -124,6 +125,8 @@ def _collector(args: argparse.Namespace) -> int:
         web = _web(store, args, tls, tokens)
         server.start()
         print(f"roard collector: listening on {args.listen} (port {server.port})", flush=True)
+        notifier = Notifier()
+        notifier.ready(f"listening on {args.listen}")
         if web is not None:
             web.start()
             print(f"roard collector: web UI on {web.url}", flush=True)
@@ -131,6 +134,7 @@ def _collector(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopped.set())
         stopped.wait()
+        notifier.stopping()
         if web is not None:
             web.stop()
         server.stop()
