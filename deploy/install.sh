@@ -28,6 +28,7 @@ if [ "$action" = uninstall ]; then
         if have_systemd; then systemctl disable --now "$name.service" 2>/dev/null || true; fi
         rm -f "$units/$name.service"
     done
+    rm -f "$root/etc/roard/roard.toml.example"
     if have_systemd; then systemctl daemon-reload; fi
     echo "install.sh: roard.service and roard-collector.service removed (state kept)" >&2
     exit 0
@@ -40,6 +41,8 @@ for name in "${names[@]}"; do
         "deploy/$name.service.in" > "$units/$name.service.new"
     mv "$units/$name.service.new" "$units/$name.service"
 done
+# Every key, documented, at its default; the live file (roard.toml) is never touched.
+install -D -m 0644 deploy/roard.toml.example "$root/etc/roard/roard.toml.example"
 if have_systemd; then
     systemctl daemon-reload
     if [ "$start" = yes ]; then systemctl enable --now roard.service; fi

@@ -72,6 +72,13 @@ class CollectorConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Health and Prometheus metrics (config section [metrics])."""
+
+    listen: str = ""  # loopback HOST:PORT for /healthz and /metrics; empty: off
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything roard run reads at start."""
 
@@ -82,6 +89,7 @@ class Config:
     kernel: KernelSizing = field(default_factory=KernelSizing)
     classify: ClassifyRules = field(default_factory=ClassifyRules)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 _TOP_KEYS = {"state_dir": Path, "socket": Path, "hash_workers": int, "linger_seconds": float}
@@ -128,6 +136,8 @@ def parse(text: str, source: str = "config") -> Config:
             config = replace(config, classify=_section("classify", value, ClassifyRules))
         elif key == "collector":
             config = replace(config, collector=_section("collector", value, CollectorConfig))
+        elif key == "metrics":
+            config = replace(config, metrics=_section("metrics", value, MetricsConfig))
         elif key in _TOP_KEYS:
             top[key] = _typed("", key, value, _TOP_KEYS[key])
         else:

@@ -29,6 +29,7 @@ from roard.export.stream import Exporter, HelloInfo
 from roard.kernel import features, loader
 from roard.kernel.abi import Abi
 from roard.kernel.decode import Decoder
+from roard.metrics import MetricsServer
 from roard.notify import Notifier
 from roard.observer import Observer
 from roard.records import convert
@@ -124,6 +125,13 @@ class Daemon:
         )
         self.control.start()
         stack.callback(self.control.stop)
+        if self.config.metrics.listen:
+            metrics = MetricsServer(self.config.metrics.listen, self.status, self.healthy)
+            metrics.start()
+            stack.callback(metrics.stop)
+            log.info(
+                "metrics", url=f"http://{self.config.metrics.listen}/metrics", port=metrics.port
+            )
         self.notifier = Notifier()
         self.notifier.ready(f"tier {host.tier}; socket {self.config.socket}")
         self.notifier.start_watchdog(self.healthy)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,20 @@ def test_collector_addresses() -> None:
             check_address(bad)
     assert is_loopback("127.0.0.1:1") and is_loopback("unix:/x") and is_loopback("[::1]:5")
     assert not is_loopback("10.0.0.1:1") and not is_loopback("collector:7443")
+
+
+def test_the_example_config_documents_every_key_with_its_default() -> None:
+    """deploy/roard.toml.example parses, sets every key there is, to the default value."""
+    example = Path(__file__).resolve().parents[2] / "deploy" / "roard.toml.example"
+    text = example.read_text()
+    assert parse(text, str(example)) == Config()
+    defaults = Config()
+    for field in dataclasses.fields(Config):
+        value = getattr(defaults, field.name)
+        keys = (
+            [f.name for f in dataclasses.fields(value)]
+            if dataclasses.is_dataclass(value)
+            else [field.name]
+        )
+        for key in keys:
+            assert re.search(rf"^{key} = ", text, re.M), f"{key} is not in {example.name}"

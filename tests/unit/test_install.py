@@ -42,8 +42,10 @@ def test_install_writes_the_units_and_uninstall_removes_them(tmp_path: Path) -> 
             check=False,
         )
         assert verify.returncode == 0, verify.stderr
+    assert (tmp_path / "etc" / "roard" / "roard.toml.example").is_file()
     assert run_install(tmp_path, "--uninstall").returncode == 0
     assert list(units.iterdir()) == []
+    assert not (tmp_path / "etc" / "roard" / "roard.toml.example").exists()
 
 
 def test_unknown_argument_is_refused(tmp_path: Path) -> None:
