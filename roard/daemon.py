@@ -167,7 +167,7 @@ class Daemon:
         if not conf.address:
             self.store = stack.enter_context(SqliteStore(self.config.state_dir / "registry.db"))
             address = f"unix:{self.config.state_dir / 'collector.sock'}"
-            self.embedded = CollectorServer(self.store, address, workers=8)
+            self.embedded = CollectorServer(self.store, address, max_hosts=4)
             self.embedded.start()
             stack.callback(self.embedded.stop)
             if conf.web_listen:
@@ -208,7 +208,7 @@ class Daemon:
         wait = self.config.collector.delivery_wait_seconds if timeout is None else timeout
         if not self.exporter.connected and self.exporter.last_error is not None:
             wait = 0  # known unreachable: no point keeping roarctl waiting
-        return self.sink.flush() and self.exporter.wait_acked(self.sink.last_emitted, wait)
+        return self.sink.flush(wait) and self.exporter.wait_acked(self.sink.last_emitted, wait)
 
     def _reap_loop(self) -> None:
         """Every few seconds, look for tracked processes that died without an exit event."""
@@ -240,6 +240,12 @@ class Daemon:
         them as incomplete, so nobody mistakes them for complete or still running."""
         now = time.time()
         stale = self.spool.open_runs()
+        if self.embedded is not None:
+            # Also those an older roard (before the spool kept open runs) left in the
+            # embedded registry, or that a lost spool forgot; not those whose end is
+            # still on its way from the spool.
+            skip = set(stale) | self.spool.runs_waiting()
+            stale += [r for r in self.store.unfinished(self.host_id) if r not in skip]
         for run_id in stale:
             self.sink.emit(convert.run_interrupted(run_id, now))
         if stale:

@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     collector.add_argument("--tokens", type=Path, help="file of 'HOST_ID TOKEN' lines")
     collector.add_argument(
+        "--max-hosts",
+        type=int,
+        default=256,
+        help="daemons connected at once (each holds a thread; default 256)",
+    )
+    collector.add_argument(
         "--web",
         metavar="HOST:PORT",
         help="also serve the read-only registry browser here (same TLS and tokens)",
@@ -121,7 +127,9 @@ def _collector(args: argparse.Namespace) -> int:
             raise ConfigError(f"--tokens {args.tokens}: {exc.strerror}") from None
     store = open_store(args.db)
     try:
-        server = CollectorServer(store, args.listen, tls=tls, mtls=args.mtls, tokens=tokens)
+        server = CollectorServer(
+            store, args.listen, tls=tls, mtls=args.mtls, tokens=tokens, max_hosts=args.max_hosts
+        )
         web = _web(store, args, tls, tokens)
         server.start()
         print(f"roard collector: listening on {args.listen} (port {server.port})", flush=True)

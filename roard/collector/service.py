@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -29,7 +30,7 @@ from roard.collector.transport import (
     TOKEN_HEADER,
     TlsFiles,
     check_address,
-    is_loopback,
+    check_exposure,
     server_credentials,
 )
 from roard.control.errors import status_code
@@ -41,6 +42,7 @@ log = structlog.get_logger("roard.collector")
 
 PROTOCOL = 1
 MAX_BATCH = 10_000
+_QUERY_THREADS = 16
 
 Reply = TypeVar("Reply")
 
@@ -142,9 +144,14 @@ def _uid(value: int) -> int | None:
 class CollectorService(collector_pb2_grpc.CollectorServicer):
     """Implements roard.v1.Collector over a LineageStore."""
 
-    def __init__(self, store: LineageStore, access: Access) -> None:
+    def __init__(self, store: LineageStore, access: Access, max_streams: int) -> None:
         self._store = store
         self._access = access
+        # Each stream holds a server thread for as long as its daemon is connected; past
+        # this many, new streams are refused so that queries always find a thread.
+        self._max_streams = max_streams
+        self._streams = 0
+        self._streams_lock = threading.Lock()
         self.collector_id = uuid.uuid4().hex[:12]
         self.records_stored = 0
         self.records_duplicate = 0
@@ -155,6 +162,26 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
         self, request_iterator: Iterator[pb.StreamRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.StreamReply]:
         """One daemon's record stream (see the module docstring)."""
+        with self._streams_lock:
+            full = self._streams >= self._max_streams
+            if not full:
+                self._streams += 1
+        if full:
+            _abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self._max_streams} daemons are connected already: the daemon retries "
+                "later; raise the collector's --max-hosts",
+            )
+        try:
+            yield from self._stream(request_iterator, context)
+        finally:
+            with self._streams_lock:
+                self._streams -= 1
+
+    def _stream(
+        self, request_iterator: Iterator[pb.StreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.StreamReply]:
         proven = self._access.host_of(context)
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("msg") != "hello":
@@ -326,18 +353,17 @@ class CollectorServer:
         tls: TlsFiles | None = None,
         mtls: bool = False,
         tokens: Mapping[str, str] | None = None,
-        workers: int = 16,
+        max_hosts: int = 256,
     ) -> None:
+        """`max_hosts`: daemons connected at once (each stream holds a thread)."""
         check_address(listen, listen=True)
-        if tls is None and not tokens and not is_loopback(listen):
-            raise ConfigError(
-                f"refusing to listen on {listen} without TLS or tokens: anyone could write "
-                "lineage. Give --tls-cert/--tls-key (and --tls-ca for mutual TLS) or "
-                "--tokens FILE, or listen on 127.0.0.1 / a unix: socket"
-            )
-        self.service = CollectorService(store, Access(tokens=tokens, mtls=mtls))
+        check_exposure(listen, tls is not None, mtls, bool(tokens), "listen")
+        self.service = CollectorService(store, Access(tokens=tokens, mtls=mtls), max_hosts)
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(workers, thread_name_prefix="roard-collector"),
+            # Streams, plus threads that only queries use.
+            futures.ThreadPoolExecutor(
+                max_hosts + _QUERY_THREADS, thread_name_prefix="roard-collector"
+            ),
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

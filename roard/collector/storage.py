@@ -868,9 +868,12 @@ def _resolve(cur: Cursor, query: str, host: str | None) -> list[str]:
     return hashes
 
 
-def _uses(cur: Cursor, hashes: Sequence[str], role: int, limit: int = -1) -> list[Row]:
+def _uses(
+    cur: Cursor, hashes: Sequence[str], role: int, limit: int = -1, uid: int | None = None
+) -> list[Row]:
     """Every (run, path) that used one of `hashes` in `role`, with run fields, oldest
-    run first; with `limit` >= 0, at most about that many."""
+    run first; only runs `uid` may see when given; with `limit` >= 0, at most that many."""
+    where, scope = _visibility(uid)
     found: list[Row] = []
     for chunk in _chunks(list(hashes), 500):
         if 0 <= limit <= len(found):
@@ -878,15 +881,31 @@ def _uses(cur: Cursor, hashes: Sequence[str], role: int, limit: int = -1) -> lis
         sql = (
             "SELECT f.hash, f.role, f.path, f.size, f.kind, r.* FROM file_access f"
             " JOIN runs r ON r.run_id = f.run_id"
-            f" WHERE f.hash IN ({_marks(len(chunk))}) AND f.role = ?"
+            f" WHERE f.hash IN ({_marks(len(chunk))}) AND f.role = ? AND {where}"
             " ORDER BY r.started_at, r.run_id, f.path"
         )
         if limit >= 0:  # (PostgreSQL has no "LIMIT -1" for "no limit")
-            cur.execute(sql + " LIMIT ?", (*chunk, role, limit - len(found)))
+            cur.execute(sql + " LIMIT ?", (*chunk, role, *scope, limit - len(found)))
         else:
-            cur.execute(sql, (*chunk, role))
+            cur.execute(sql, (*chunk, role, *scope))
         found += cur.fetchall()
     return found
+
+
+def _hidden_users(cur: Cursor, hashes: Sequence[str], role: int, uid: int | None) -> set[str]:
+    """Runs that used `hashes` in `role` which `uid` may not see (counted, never shown)."""
+    if uid is None or uid == 0:
+        return set()
+    hidden: set[str] = set()
+    for chunk in _chunks(list(hashes), 500):
+        cur.execute(
+            "SELECT DISTINCT r.run_id FROM file_access f JOIN runs r ON r.run_id = f.run_id"
+            f" WHERE f.hash IN ({_marks(len(chunk))}) AND f.role = ?"
+            " AND (r.tagged_seq IS NULL OR r.uid <> ?)",
+            (*chunk, role, uid),
+        )
+        hidden |= {row["run_id"] for row in cur.fetchall()}
+    return hidden
 
 
 def _visible(row: Row, uid: int | None) -> bool:
@@ -956,14 +975,17 @@ class _Graph:
             if not self._room():
                 break
             # Rows past twice the room left could only add edges between nodes already
-            # cut off: do not fetch them.
+            # cut off: do not fetch them (and say the answer is cut).
+            limit = 2 * self._max_nodes
             self._cur.execute(
                 "SELECT run_id, hash, path, size, kind FROM file_access"
                 f" WHERE run_id IN ({_marks(len(chunk))}) AND role = ? AND kind = 'artifact'"
-                " AND hash <> '' LIMIT ?",
-                (*chunk, role, 2 * self._max_nodes),
+                " AND hash <> '' ORDER BY run_id, path LIMIT ?",
+                (*chunk, role, limit),
             )
-            for row in self._cur.fetchall():
+            rows = self._cur.fetchall()
+            self.truncated = self.truncated or len(rows) == limit
+            for row in rows:
                 if not self._room() and row["hash"] not in self.artifacts:
                     continue
                 self.add_artifact(row["hash"], row["path"], _u64(row["size"]), row["kind"])
@@ -983,12 +1005,12 @@ class _Graph:
         for _ in range(depth):
             if not frontier or not self._room():
                 return
-            found = _uses(self._cur, sorted(frontier), role, 2 * self._max_nodes)
-            uses = [u for u in found if u["run_id"] not in seen_runs]
-            visible = [u for u in uses if _visible(u, self._uid)]
-            self.hidden |= {u["run_id"] for u in uses if not _visible(u, self._uid)}
+            limit = 2 * self._max_nodes
+            found = _uses(self._cur, sorted(frontier), role, limit, self._uid)
+            self.truncated = self.truncated or len(found) >= limit
+            self.hidden |= _hidden_users(self._cur, sorted(frontier), role, self._uid)
             run_ids: set[str] = set()
-            for u in visible:
+            for u in (u for u in found if u["run_id"] not in seen_runs):
                 if u["run_id"] not in self.runs and not self._room():
                     continue
                 if u["run_id"] not in self.runs:

@@ -82,6 +82,25 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def check_exposure(listen: str, tls: bool, mtls: bool, tokens: bool, what: str) -> None:
+    """Off loopback, every caller must prove who it is (client certificates or tokens), and
+    tokens must not cross the network in the clear. Raises ConfigError otherwise."""
+    if is_loopback(listen):
+        return
+    if not (mtls or tokens):
+        raise ConfigError(
+            f"refusing to {what} on {listen} without client authentication: anyone could "
+            "read and write lineage (TLS alone only encrypts). Give --mtls with "
+            "--tls-cert/--tls-key/--tls-ca, or --tokens FILE, or listen on 127.0.0.1 or a "
+            "unix: socket"
+        )
+    if tokens and not tls:
+        raise ConfigError(
+            f"refusing to {what} on {listen} with tokens but no TLS: the tokens would cross "
+            "the network in the clear. Add --tls-cert and --tls-key"
+        )
+
+
 def check_address(address: str, listen: bool = False) -> str:
     """Validates a connect (or, with `listen`, a listen: port 0 picks one) address;
     returns it unchanged."""

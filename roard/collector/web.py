@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import structlog
 
 from roard.collector.storage import LineageStore, RunFilter
-from roard.collector.transport import TlsFiles, is_loopback
+from roard.collector.transport import TlsFiles, check_exposure
 from roard.errors import ConfigError, NotFound, PermissionDenied, RoardError, UsageError
 
 __all__ = ["WebServer", "ssl_context"]
@@ -524,12 +524,8 @@ class WebServer:
         tokens: Mapping[str, str] | None = None,
     ) -> None:
         host, port = _split_host_port(listen)
-        if tls is None and not tokens and not is_loopback(listen):
-            raise ConfigError(
-                f"refusing to serve the web UI on {listen} without TLS or tokens: anyone "
-                "could read the registry. Give --tls-cert/--tls-key or --tokens FILE, or "
-                "listen on 127.0.0.1"
-            )
+        client_certs = tls is not None and tls.verify_mode == ssl.CERT_REQUIRED
+        check_exposure(listen, tls is not None, client_certs, bool(tokens), "serve the web UI")
         try:
             info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             family, _, _, _, sockaddr = info[0]

@@ -113,7 +113,11 @@ class ControlService(control_pb2_grpc.ControlServicer):
         run_id = request.run
         run = self._tracker.active_run(caller, run_id)
         if run is None:  # a name means its latest active run
-            named = [r for r in self._tracker.active_runs() if r.name == run_id]
+            named = [
+                r
+                for r in self._tracker.active_runs()
+                if r.name == run_id and (caller.root or r.uid == caller.uid)
+            ]
             if named:
                 latest_active = max(named, key=lambda r: r.started_at)
                 run = self._tracker.active_run(caller, latest_active.run_id)

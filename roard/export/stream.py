@@ -54,6 +54,7 @@ class _Session:
 
     def __init__(self) -> None:
         self.active = True
+        self.welcomed = False  # the collector accepted the hello
         # (first seq, last seq) of each batch sent and not yet acked, oldest first.
         self.inflight: deque[tuple[int, int]] = deque()
 
@@ -69,7 +70,7 @@ class Exporter:
         hello: HelloInfo,
         batch_records: int = 2000,
         window: int = 4,
-        backoff_max: float = 30.0,
+        backoff_max: float = 15.0,
     ) -> None:
         self._spool = spool
         self._sink = sink
@@ -164,8 +165,10 @@ class Exporter:
         """The collector refused the oldest unacked batch. Narrow it down to one record by
         resending one record at a time; set that record aside, and tell its run."""
         session = self._session
-        if session is None or not session.inflight:
-            return  # refused at hello: a configuration problem, retried after backoff
+        if session is None or not session.welcomed or not session.inflight:
+            # Refused at hello (wrong host id for the credentials, say): a configuration
+            # problem, not a bad record. Keep everything and retry after backoff.
+            return
         first, last = session.inflight[0]
         if first != last:
             self._probe_until = last
@@ -200,6 +203,7 @@ class Exporter:
     def _handle(self, session: _Session, reply: pb.StreamReply) -> None:
         which = reply.WhichOneof("msg")
         if which == "welcome":
+            session.welcomed = True
             # Keep numbering above whatever this host ever sent, whatever the clock says.
             self._sink.advance_past(reply.welcome.acked_seq)
             self.connected = True

@@ -34,7 +34,9 @@ class SpoolSink:
         # Numbers keep growing across restarts (the spool remembers the last one) and
         # across wiped state dirs (seeded from the clock).
         self._next_seq = max(spool.last_seq() + 1, time.time_ns() // 1000)
+        self._emitted_seq = 0  # the number of the latest record emitted by this sink
         self._seq_lock = threading.Lock()
+        self._closing = threading.Event()
         self._queue: queue.Queue[pb.Record | None] = queue.Queue()
         self._spooled_cond = threading.Condition()
         self._spooled_seq = spool.last_seq()  # a backlog from before a restart counts
@@ -52,7 +54,7 @@ class SpoolSink:
     def last_emitted(self) -> int:
         """The sequence number of the latest record emitted (0: none yet)."""
         with self._seq_lock:
-            return self._next_seq - 1
+            return self._emitted_seq
 
     def advance_past(self, seq: int) -> None:
         """Keep numbering above `seq` (a collector has seen that number from this host)."""
@@ -66,6 +68,8 @@ class SpoolSink:
                 record.seq = self._next_seq
                 self._next_seq += 1
                 self._queue.put(record)
+            if records:
+                self._emitted_seq = records[-1].seq
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record emitted so far is spooled; False on timeout."""
@@ -74,7 +78,9 @@ class SpoolSink:
             return self._spooled_cond.wait_for(lambda: self._spooled_seq >= target, timeout)
 
     def close(self) -> None:
-        """Spool what is queued and stop the writer."""
+        """Spool what is queued and stop the writer (which gives up retrying a failing
+        spool now: what it cannot write is lost, and logged as such)."""
+        self._closing.set()
         self._queue.put(None)
         self._writer.join()
 
@@ -108,10 +114,17 @@ class SpoolSink:
                 break
             except Exception:
                 # Disk full or read-only state dir: keep the batch in memory and retry; the
-                # daemon stays up and nothing emitted so far is dropped.
+                # daemon stays up and nothing emitted so far is dropped, until it stops.
                 self.failures += 1
+                if self._closing.is_set():
+                    log.error(
+                        "stopping with records that could not be spooled: lost",
+                        records=len(batch),
+                        runs=sorted({r.run_id for r in batch}),
+                    )
+                    return
                 log.exception("spooling records failed; retrying", records=len(batch))
-                time.sleep(delay)
+                self._closing.wait(delay)
                 delay = min(delay * 2, 10.0)
         if notices:
             log.warning("spool full: shed records", runs=len(notices))

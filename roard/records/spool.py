@@ -13,6 +13,7 @@ predecessor left behind without asking a collector that may be unreachable.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -138,6 +139,7 @@ class Spool:
                 )
             self._bytes += sum(r[3] for r in rows)
             shed = self._shed(conn) if self._bytes > self._max_bytes else Counter[str]()
+        self.shed_records += sum(shed.values())  # counted once the deletions are durable
         return [
             delivery_loss(
                 run_id,
@@ -158,8 +160,12 @@ class Spool:
                 yield self._conn
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
-                self._bytes = self._count_bytes()
+                # A failed COMMIT (disk full, I/O error) may have rolled back already.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                # The running byte count was moved inside the transaction: re-read it.
+                with contextlib.suppress(sqlite3.Error):
+                    self._bytes = self._count_bytes()
                 raise
 
     def _shed(self, conn: sqlite3.Connection) -> Counter[str]:
@@ -181,7 +187,6 @@ class Spool:
                 conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
                 self._bytes -= size
                 lost[run_id] += 1
-        self.shed_records += sum(lost.values())
         return lost
 
     def _count_bytes(self) -> int:
@@ -236,6 +241,12 @@ class Spool:
         with self._lock:
             count, oldest = self._conn.execute("SELECT COUNT(*), MIN(time) FROM spool").fetchone()
             return SpoolDepth(int(count), self._bytes, oldest)
+
+    def runs_waiting(self) -> set[str]:
+        """Runs with records still waiting for the collector."""
+        with self._lock:
+            rows = self._conn.execute("SELECT DISTINCT run_id FROM spool").fetchall()
+        return {r[0] for r in rows}
 
     def open_runs(self) -> list[str]:
         """Runs opened and not yet closed (by whoever spooled before)."""

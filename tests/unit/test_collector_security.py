@@ -241,7 +241,7 @@ def snapshot(store: SqliteStore, runs: Sequence[str]) -> dict[str, str]:
 @contextlib.contextmanager
 def serve(store: SqliteStore, listen: str = "127.0.0.1:0", **kwargs: Any) -> Iterator[str]:
     """A started collector on `listen`; yields the address clients dial."""
-    server = CollectorServer(store, listen, workers=8, **kwargs)
+    server = CollectorServer(store, listen, max_hosts=8, **kwargs)
     server.start()
     try:
         yield listen if listen.startswith("unix:") else f"127.0.0.1:{server.port}"
@@ -501,18 +501,27 @@ def test_tls_and_tokens_together(store: SqliteStore, pki: Pki) -> None:
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0", "192.0.2.1:7443"])
-def test_refuses_to_listen_publicly_without_tls_or_tokens(store: SqliteStore, listen: str) -> None:
+def test_refuses_to_listen_publicly_without_client_authentication(
+    store: SqliteStore, listen: str
+) -> None:
     with pytest.raises(ConfigError) as error:
         CollectorServer(store, listen)
     message = str(error.value)
     assert listen in message
-    for hint in ("without TLS or tokens", "--tls-cert", "--tokens", "127.0.0.1", "unix:"):
+    for hint in ("without client authentication", "--mtls", "--tokens", "127.0.0.1", "unix:"):
         assert hint in message
 
 
-def test_public_listen_with_tokens_or_tls_is_allowed(store: SqliteStore, pki: Pki) -> None:
-    CollectorServer(store, "0.0.0.0:0", tokens=parse_tokens(TOKENS_FILE, "t")).stop(0)
+def test_public_listen_needs_client_authentication(store: SqliteStore, pki: Pki) -> None:
+    """Off loopback: mutual TLS, or tokens over TLS. TLS alone (anyone may connect) and
+    tokens in the clear are refused."""
+    tokens = parse_tokens(TOKENS_FILE, "t")
+    CollectorServer(store, "0.0.0.0:0", tls=pki.server, tokens=tokens).stop(0)
     CollectorServer(store, "0.0.0.0:0", tls=pki.server, mtls=True).stop(0)
+    with pytest.raises(ConfigError, match="without client authentication"):
+        CollectorServer(store, "0.0.0.0:0", tls=pki.server)
+    with pytest.raises(ConfigError, match="in the clear"):
+        CollectorServer(store, "0.0.0.0:0", tokens=tokens)
     with pytest.raises(ConfigError, match="--tls-ca"):
         CollectorServer(
             store, "0.0.0.0:0", tls=TlsFiles(pki.server.cert, pki.server.key), mtls=True

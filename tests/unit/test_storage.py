@@ -628,6 +628,25 @@ def test_lineage_answers_are_capped_and_say_so(store: SqlStore, counter: Iterato
         store.lineage(end, up=True, down=False, depth=51)
 
 
+def test_lineage_shows_the_callers_runs_among_many_hidden(
+    store: SqlStore, counter: Iterator[int]
+) -> None:
+    """The answer's size limit applies after the visibility filter: a user's own run is
+    found even when many other users' runs read the same artifact first."""
+    records: list[pb.Record] = []
+    for i in range(15):
+        other = RecordFactory(f"other-{i:02d}", counter)
+        records += [other.tagged(uid=2000, started_at=T0 + i)]
+        records.append(other.access("/shared/data", pb.ROLE_INPUT, HASH_A))
+    mine = RecordFactory("mine", counter)
+    records += [mine.tagged(uid=1000, started_at=T0 + 100)]
+    records.append(mine.access("/shared/data", pb.ROLE_INPUT, HASH_A))
+    store.ingest(records)
+    doc = store.lineage(HASH_A, up=False, down=True, uid=1000, max_nodes=5)
+    assert [r["run_id"] for r in doc["runs"]] == ["mine"]
+    assert doc["hidden_runs"] == 15
+
+
 # --------------------------------------------------------------------- PostgreSQL-specific
 
 

@@ -76,7 +76,15 @@ class Host:
         return files + 2
 
     def delivered(self, timeout: float = 20) -> bool:
-        return self.exporter.wait_acked(self.sink.last_emitted, timeout)
+        """Everything this host spooled (in this life and before) reached the collector."""
+        deadline = time.monotonic() + timeout
+        if not self.exporter.wait_acked(self.sink.last_emitted, timeout):
+            return False
+        while self.spool.depth().records:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def close(self) -> None:
         self.sink.close()
@@ -112,7 +120,7 @@ def registry(tmp_path: Path) -> Iterator[SqliteStore]:
 
 
 def serve(store: SqliteStore, address: str) -> CollectorServer:
-    server = CollectorServer(store, address, workers=4)
+    server = CollectorServer(store, address, max_hosts=4)
     server.start()
     return server
 
@@ -286,8 +294,8 @@ def test_failover_between_two_collectors_on_one_postgres(tmp_path: Path, postgre
     record is stored exactly once; a second host streams through the other collector at
     the same time."""
     store_a, store_b = open_store(postgres_url), open_store(postgres_url)
-    server_a = CollectorServer(store_a, "127.0.0.1:0", workers=4)
-    server_b = CollectorServer(store_b, "127.0.0.1:0", workers=4)
+    server_a = CollectorServer(store_a, "127.0.0.1:0", max_hosts=4)
+    server_b = CollectorServer(store_b, "127.0.0.1:0", max_hosts=4)
     server_a.start()
     server_b.start()
     balancer = CuttableProxy(server_a.port)
@@ -390,3 +398,59 @@ def test_collector_process_sigkilled_mid_stream(
     with open_store(db) as store:
         assert count_records(store) == (total, total)
         assert len(store.show("big")["inputs"]) == 60_000
+
+
+def test_queries_are_answered_while_every_stream_slot_is_taken(
+    tmp_path: Path, registry: SqliteStore
+) -> None:
+    """Streams hold a server thread each: past max_hosts a daemon is told to retry later,
+    and queries still find a thread."""
+    from roard.collector.client import CollectorClient
+
+    address = f"unix:{tmp_path / 'c.sock'}"
+    server = CollectorServer(registry, address, max_hosts=2)
+    server.start()
+    hosts = [start_host(tmp_path / f"h{i}", address, f"host-{i}") for i in range(3)]
+    try:
+        for i, host in enumerate(hosts):
+            host.emit_run(f"run-{i}", 5)
+        assert hosts[0].delivered(10) and hosts[1].delivered(10)
+        assert not hosts[2].delivered(timeout=2)
+        assert "RESOURCE_EXHAUSTED" in (hosts[2].exporter.last_error or "")
+        client = CollectorClient(CollectorTarget(address))
+        assert {r["run_id"] for r in client.runs()} == {"run-0", "run-1"}
+        client.close()
+        hosts[0].close()  # a slot frees up: the third host gets in
+        assert hosts[2].delivered(timeout=30)
+    finally:
+        for host in hosts[1:]:
+            host.close()
+        server.stop()
+
+
+def test_a_hello_refused_for_the_wrong_host_keeps_every_record(
+    tmp_path: Path, registry: SqliteStore
+) -> None:
+    """Credentials for one host id, a hello for another: a configuration mistake. The
+    daemon keeps retrying and sets no record aside (none of them is at fault)."""
+    token = "t" * 32
+    server = CollectorServer(registry, "127.0.0.1:0", tokens={token: "host-a"}, max_hosts=4)
+    server.start()
+    target = CollectorTarget(f"127.0.0.1:{server.port}", token=token)
+    spool = Spool(tmp_path / "spool.db", 1 << 30)
+    holder: list[Exporter] = []
+    sink = SpoolSink(spool, on_spooled=lambda: holder and holder[0].notify())
+    exporter = Exporter(spool, sink, target, HelloInfo("host-b", "b", "t", "t"), backoff_max=0.2)
+    holder.append(exporter)
+    exporter.start()
+    try:
+        sink.emit(run_records("r", "host-b", 20))
+        assert sink.flush(5)
+        time.sleep(2)  # several refused attempts
+        assert exporter.reconnects >= 2 and "PERMISSION_DENIED" in (exporter.last_error or "")
+        assert exporter.rejected == 0 and spool.depth().records == 22
+    finally:
+        sink.close()
+        exporter.stop()
+        spool.close()
+        server.stop()

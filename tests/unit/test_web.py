@@ -417,17 +417,23 @@ def test_token_in_the_url_once_then_a_cookie(guarded: WebServer) -> None:
     assert call(guarded, "/api/runs", headers={"Cookie": "garbage;;=\x01"}).status == 401
 
 
-def test_refuses_a_public_address_without_tls_or_tokens(store: SqliteStore, pki: Pki) -> None:
+def test_refuses_a_public_address_without_client_authentication(
+    store: SqliteStore, pki: Pki
+) -> None:
     for address in ("0.0.0.0:0", "[::]:0", "192.0.2.1:8080"):
         with pytest.raises(ConfigError, match="refusing to serve the web UI on"):
             WebServer(store, address)
+    with pytest.raises(ConfigError, match="without client authentication"):
+        WebServer(store, "0.0.0.0:0", tls=ssl_context(pki.server))  # TLS alone: anyone
+    with pytest.raises(ConfigError, match="in the clear"):
+        WebServer(store, "0.0.0.0:0", tokens={TOKEN: "host-1"})
     for address in ("unix:/tmp/x.sock", "8080", "localhost:http", "127.0.0.1:70000"):
         with pytest.raises(ConfigError, match="web UI address"):
             WebServer(store, address)
-    # With tokens, or with TLS, a public address is allowed.
+    # With tokens over TLS, or with client certificates, a public address is allowed.
     for server in (
-        WebServer(store, "0.0.0.0:0", tokens={TOKEN: "host-1"}),
-        WebServer(store, "0.0.0.0:0", tls=ssl_context(pki.server)),
+        WebServer(store, "0.0.0.0:0", tls=ssl_context(pki.server), tokens={TOKEN: "host-1"}),
+        WebServer(store, "0.0.0.0:0", tls=ssl_context(pki.server, client_certs="required")),
     ):
         assert server.port > 0
         server.stop()
