@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from roard.collector.transport import is_loopback
+from roard.collector.transport import is_loopback, split_host_port
 from roard.errors import ConfigError
 
 log = structlog.get_logger("roard.metrics")
@@ -94,15 +94,15 @@ class MetricsServer:
     def __init__(
         self, listen: str, status: Callable[[], Status], healthy: Callable[[], bool]
     ) -> None:
-        host, _, port = listen.rpartition(":")
-        if not port.isdigit() or not is_loopback(listen) or listen.startswith("unix:"):
+        where = split_host_port(listen, listen=True)
+        if where is None or not is_loopback(listen):
             raise ConfigError(
                 f"[metrics] listen {listen!r}: give a loopback HOST:PORT such as "
                 "127.0.0.1:9464 (metrics are served without authentication)"
             )
         handler = _handler(status, healthy)
         try:
-            self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler)
+            self._server = ThreadingHTTPServer(where, handler)
         except OSError as exc:
             raise ConfigError(f"[metrics] cannot listen on {listen}: {exc.strerror}") from None
         self._server.daemon_threads = True

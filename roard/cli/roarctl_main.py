@@ -10,7 +10,6 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from roard.cli.common import print_json, run_main
 from roard.config import socket_path
 from roard.control.client import ControlClient
 from roard.errors import RoardError, UsageError
+from roard.times import parse_time
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,14 +103,9 @@ def _count(text: str) -> int:
 def _when(text: str) -> float:
     """An ISO 8601 time (naive means UTC) as seconds since the epoch."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-26T08:00:00Z or 2026-11-26)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _target(text: str) -> str:

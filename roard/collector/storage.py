@@ -19,11 +19,11 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from roard.errors import NotFound, PermissionDenied, UsageError
+from roard.times import rfc3339
 from roard.v1 import records_pb2
 
 __all__ = [
@@ -200,12 +200,6 @@ def _i64(value: int) -> int:
 def _u64(value: int) -> int:
     """Inverse of `_i64`."""
     return value + (1 << 64) if value < 0 else value
-
-
-def rfc3339(epoch_seconds: float) -> str:
-    """Formats seconds since the epoch as RFC 3339 UTC with microseconds, e.g.
-    "2026-11-26T06:11:28.123456Z"."""
-    return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _not_found(run: str) -> NotFound:

@@ -101,6 +101,18 @@ def check_exposure(listen: str, tls: bool, mtls: bool, tokens: bool, what: str) 
         )
 
 
+def split_host_port(address: str, listen: bool = False) -> tuple[str, int] | None:
+    """(host, port) of a HOST:PORT address ([v6]:port too; with `listen`, port 0 means
+    any free port), or None when `address` is not one."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if address.startswith("unix:") or not sep or not host or not port.isdigit():
+        return None
+    if not int(not listen) <= int(port) < 65536:
+        return None
+    return host, int(port)
+
+
 def check_address(address: str, listen: bool = False) -> str:
     """Validates a connect (or, with `listen`, a listen: port 0 picks one) address;
     returns it unchanged."""
@@ -108,8 +120,7 @@ def check_address(address: str, listen: bool = False) -> str:
         if len(address) <= len("unix:"):
             raise ConfigError("collector address 'unix:' needs a socket path: unix:/path/sock")
         return address
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not int(not listen) <= int(port) < 65536:
+    if split_host_port(address, listen) is None:
         raise ConfigError(
             f"collector address {address!r}: expected HOST:PORT (e.g. collector:7443) or "
             "unix:/path/to/socket"

@@ -32,7 +32,6 @@ import socketserver
 import ssl
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,8 +43,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import structlog
 
 from roard.collector.storage import LineageStore, RunFilter
-from roard.collector.transport import TlsFiles, check_exposure
+from roard.collector.transport import TlsFiles, check_exposure, split_host_port
 from roard.errors import ConfigError, NotFound, PermissionDenied, RoardError, UsageError
+from roard.times import parse_time
 
 __all__ = ["WebServer", "ssl_context"]
 
@@ -145,17 +145,6 @@ def _loopback_host(header: str) -> bool:
         return False
 
 
-def _split_host_port(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if listen.startswith("unix:") or not sep or not host or not port.isdigit():
-        raise ConfigError(f"web UI address {listen!r}: expected HOST:PORT (e.g. 127.0.0.1:8080)")
-    number = int(port)
-    if number >= 65536:
-        raise ConfigError(f"web UI address {listen!r}: port {number} is out of range")
-    return host, number
-
-
 def _time_param(name: str, text: str) -> float:
     """An ISO 8601 time (naive means UTC) or seconds since the epoch."""
     try:
@@ -163,14 +152,9 @@ def _time_param(name: str, text: str) -> float:
     except ValueError:
         pass
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"{name}={text!r} is not an ISO 8601 time (e.g. 2026-11-26T08:00:00Z or 2026-11-26)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        return parse_time(text)
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}") from None
 
 
 def _int_param(params: Mapping[str, list[str]], name: str, default: int) -> int:
@@ -523,7 +507,12 @@ class WebServer:
         tls: ssl.SSLContext | None = None,
         tokens: Mapping[str, str] | None = None,
     ) -> None:
-        host, port = _split_host_port(listen)
+        where = split_host_port(listen, listen=True)
+        if where is None:
+            raise ConfigError(
+                f"web UI address {listen!r}: expected HOST:PORT (e.g. 127.0.0.1:8080)"
+            )
+        host, port = where
         client_certs = tls is not None and tls.verify_mode == ssl.CERT_REQUIRED
         check_exposure(listen, tls is not None, client_certs, bool(tokens), "serve the web UI")
         try:

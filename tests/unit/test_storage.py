@@ -18,7 +18,7 @@ import pytest
 
 from roard.collector.postgres import PostgresStore
 from roard.collector.sqlite import SqliteStore
-from roard.collector.storage import SCHEMA_VERSION, LineageStore, RunFilter, SqlStore, rfc3339
+from roard.collector.storage import SCHEMA_VERSION, LineageStore, RunFilter, SqlStore
 from roard.collector.stores import open_store
 from roard.errors import (
     ConfigError,
@@ -28,6 +28,7 @@ from roard.errors import (
     RoardError,
     UsageError,
 )
+from roard.times import rfc3339
 from roard.v1 import records_pb2 as pb
 from tests.pgserver import SUPERUSER, PgServer
 
