@@ -15,6 +15,7 @@ from typing import Any
 
 from roard.cli import render
 from roard.cli.common import print_json, run_main
+from roard.collector.storage import RunFilter
 from roard.config import socket_path
 from roard.control.client import ControlClient
 from roard.errors import RoardError, UsageError
@@ -367,9 +368,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in _QUERIES:
         return _QUERIES[args.command](client, args)
     if args.command == "runs":
-        runs = client.runs(
-            args.name, args.limit, _labels(args.label), args.host, args.since, args.until
+        where = RunFilter(
+            name=args.name,
+            labels=_labels(args.label),
+            host=args.host,
+            since=args.since,
+            until=args.until,
+            limit=args.limit,
         )
+        runs = client.runs(where)
         if args.json:
             print_json(runs)
         else:

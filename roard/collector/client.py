@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import grpc
 
+from roard.collector.storage import RunFilter
 from roard.collector.transport import CollectorTarget, client_channel
 from roard.control.errors import from_status
 from roard.errors import CollectorUnavailable
@@ -48,24 +48,15 @@ class CollectorClient:
         result: dict[str, Any] = self._call("RunSummary", pb.RunQuery(run=run_id, uid=uid or 0))
         return result
 
-    def runs(
-        self,
-        name: str | None = None,
-        uid: int | None = None,
-        limit: int = 100,
-        labels: Mapping[str, str] | None = None,
-        host: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """Run summaries, newest first, filtered by every criterion given."""
+    def runs(self, where: RunFilter, uid: int | None = None) -> list[dict[str, Any]]:
+        """Run summaries, newest first, filtered by every criterion `where` gives."""
         query = pb.RunsQuery(
-            name=name or "",
-            labels=dict(labels or {}),
-            host=host or "",
-            since=since or 0,
-            until=until or 0,
-            limit=limit,
+            name=where.name or "",
+            labels=dict(where.labels or {}),
+            host=where.host or "",
+            since=where.since or 0,
+            until=where.until or 0,
+            limit=where.limit,
             uid=uid or 0,
         )
         result: list[dict[str, Any]] = self._call("ListRuns", query)

@@ -295,15 +295,7 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
 
     @_query
     def ListRuns(self, request: pb.RunsQuery) -> Any:  # noqa: N802
-        where = RunFilter(
-            name=request.name or None,
-            labels=dict(request.labels) or None,
-            host=request.host or None,
-            since=request.since or None,
-            until=request.until or None,
-            limit=request.limit or 100,
-        )
-        return self._store.runs(where, _uid(request.uid))
+        return self._store.runs(RunFilter.of(request), _uid(request.uid))
 
     @_query
     def FindArtifact(self, request: pb.ArtifactQuery) -> Any:  # noqa: N802

@@ -221,6 +221,19 @@ class RunFilter:
     until: float | None = None  # started before
     limit: int = 100
 
+    @classmethod
+    def of(cls, message: Any) -> RunFilter:
+        """From a wire request with the same fields (RunsQuery, RunsRequest), where empty
+        means "any"."""
+        return cls(
+            name=message.name or None,
+            labels=dict(message.labels) or None,
+            host=message.host or None,
+            since=message.since or None,
+            until=message.until or None,
+            limit=message.limit or 100,
+        )
+
 
 class LineageStore(Protocol):
     """What the collector needs from its storage (SQLite embedded, PostgreSQL at scale).

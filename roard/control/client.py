@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from roard.collector.storage import RunFilter
 from roard.control.errors import from_status
 from roard.errors import DaemonUnavailable
 from roard.v1 import control_pb2 as pb
@@ -77,23 +78,15 @@ class ControlClient:
         doc: dict[str, Any] = self._json("Show", pb.RunRef(run=run))
         return doc
 
-    def runs(
-        self,
-        name: str | None = None,
-        limit: int = 100,
-        labels: dict[str, str] | None = None,
-        host: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> list[dict[str, Any]]:
+    def runs(self, where: RunFilter) -> list[dict[str, Any]]:
         """Runs visible to the caller, newest first, filtered by every criterion given."""
         request = pb.RunsRequest(
-            name=name or "",
-            limit=limit,
-            labels=labels or {},
-            host=host or "",
-            since=since or 0,
-            until=until or 0,
+            name=where.name or "",
+            limit=where.limit,
+            labels=dict(where.labels or {}),
+            host=where.host or "",
+            since=where.since or 0,
+            until=where.until or 0,
         )
         doc: list[dict[str, Any]] = self._json("Runs", request)
         return doc

@@ -14,6 +14,7 @@ import grpc
 import structlog
 
 from roard.collector.client import CollectorClient
+from roard.collector.storage import RunFilter
 from roard.control.errors import status_code
 from roard.control.peercred import CredentialRelay
 from roard.errors import CollectorUnavailable, PrerequisiteError, RoardError
@@ -122,7 +123,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 latest_active = max(named, key=lambda r: r.started_at)
                 run = self._tracker.active_run(caller, latest_active.run_id)
         if run is None:  # finalized already: say how it ended
-            latest = self._queries.runs(run_id, self._scope(caller), limit=1)
+            latest = self._queries.runs(RunFilter(name=run_id, limit=1), self._scope(caller))
             known = latest[0]["run_id"] if latest else run_id
             return _json(self._queries.summary(known, self._scope(caller)))
         self._tracker.untag(run)
@@ -134,15 +135,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
 
     @_rpc
     def Runs(self, request: pb.RunsRequest, caller: Caller) -> pb.JsonReply:
-        runs = self._queries.runs(
-            request.name or None,
-            self._scope(caller),
-            request.limit or 100,
-            labels=dict(request.labels),
-            host=request.host or None,
-            since=request.since or None,
-            until=request.until or None,
-        )
+        runs = self._queries.runs(RunFilter.of(request), self._scope(caller))
         return _json(runs)
 
     @_rpc

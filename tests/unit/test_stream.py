@@ -17,7 +17,7 @@ import pytest
 
 from roard.collector.service import CollectorServer
 from roard.collector.sqlite import SqliteStore
-from roard.collector.storage import SqlStore
+from roard.collector.storage import RunFilter, SqlStore
 from roard.collector.stores import open_store
 from roard.collector.transport import CollectorTarget
 from roard.export.stream import Exporter, HelloInfo
@@ -418,7 +418,7 @@ def test_queries_are_answered_while_every_stream_slot_is_taken(
         assert not hosts[2].delivered(timeout=2)
         assert "RESOURCE_EXHAUSTED" in (hosts[2].exporter.last_error or "")
         client = CollectorClient(CollectorTarget(address))
-        assert {r["run_id"] for r in client.runs()} == {"run-0", "run-1"}
+        assert {r["run_id"] for r in client.runs(RunFilter())} == {"run-0", "run-1"}
         client.close()
         hosts[0].close()  # a slot frees up: the third host gets in
         assert hosts[2].delivered(timeout=30)
