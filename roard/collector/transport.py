@@ -69,17 +69,21 @@ def configured_target(conf: CollectorConfig) -> CollectorTarget:
     return CollectorTarget(check_address(conf.address), tls=tls, token=token)
 
 
-def is_loopback(address: str) -> bool:
-    """True for Unix sockets and addresses that only this host can reach."""
-    if address.startswith("unix:"):
-        return True
-    host = address.rsplit(":", 1)[0].strip("[]")
+def is_loopback_host(host: str) -> bool:
+    """True for "localhost" and loopback IP addresses (no port, no brackets)."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback(address: str) -> bool:
+    """True for Unix sockets and addresses that only this host can reach."""
+    if address.startswith("unix:"):
+        return True
+    return is_loopback_host(address.rsplit(":", 1)[0].strip("[]"))
 
 
 def check_exposure(listen: str, tls: bool, mtls: bool, tokens: bool, what: str) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import mimetypes
 import socket
@@ -43,7 +42,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import structlog
 
 from roard.collector.storage import LineageStore, RunFilter
-from roard.collector.transport import TlsFiles, check_exposure, split_host_port
+from roard.collector.transport import (
+    TlsFiles,
+    check_exposure,
+    is_loopback_host,
+    split_host_port,
+)
 from roard.errors import ConfigError, NotFound, PermissionDenied, RoardError, UsageError
 from roard.times import parse_time
 
@@ -137,12 +141,7 @@ def _loopback_host(header: str) -> bool:
         name = host[1:].partition("]")[0]
     else:
         name = host.rpartition(":")[0] if ":" in host else host
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(name)
 
 
 def _time_param(name: str, text: str) -> float:
