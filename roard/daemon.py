@@ -26,7 +26,7 @@ from roard.config import Config
 from roard.control.server import ControlServer, ControlService
 from roard.errors import ConfigError, PrerequisiteError
 from roard.export.stream import Exporter, HelloInfo
-from roard.kernel import features, loader
+from roard.kernel import features, loader, pins
 from roard.kernel.abi import Abi
 from roard.kernel.decode import Decoder
 from roard.metrics import MetricsServer
@@ -35,11 +35,14 @@ from roard.observer import Observer
 from roard.records import convert
 from roard.records.sink import SpoolSink
 from roard.records.spool import Spool
+from roard.tracking.checkpoint import CheckpointStore
 from roard.tracking.tracker import Tracker
 
 log = structlog.get_logger("roard.daemon")
 
 _REAP_SECONDS = 5.0
+# How much of a run a SIGKILLed roard can lose: what happened since the last checkpoint.
+_CHECKPOINT_SECONDS = 2.0
 
 
 def _boot_id() -> str:
@@ -56,6 +59,8 @@ class Daemon:
         self.config = config
         self._stopped = threading.Event()
         self._started_at = time.time()
+        self._saved: dict[str, int] = {}  # run id -> change count at its last checkpoint
+        self.checkpointed_at = 0.0
 
     def start(self) -> None:
         """Check prerequisites, load the BPF programs and start serving. On failure,
@@ -98,7 +103,7 @@ class Daemon:
             log.warning(
                 "tracepoint missing on this kernel; its syscall is not observed", tracepoint=event
             )
-        self._close_interrupted_runs()
+        self.checkpoints = stack.enter_context(closing(CheckpointStore(state / "runs.db")))
         self.tracker = Tracker(
             self.probes,
             self.hasher,
@@ -107,11 +112,13 @@ class Daemon:
             linger_seconds=self.config.linger_seconds,
             host=self.host_id,
         )
-        stack.callback(self._untag_all)
+        self._resume_runs()
+        stack.callback(self._suspend)
         self.observer = Observer(self.probes, Decoder(Abi.load()), self.tracker)
         self.observer.start()
         stack.callback(self.observer.stop)
         threading.Thread(target=self._reap_loop, name="roard-reaper", daemon=True).start()
+        threading.Thread(target=self._checkpoint_loop, name="roard-checkpoint", daemon=True).start()
         self.control = ControlServer(
             lambda relay: ControlService(
                 self.tracker,
@@ -148,10 +155,35 @@ class Daemon:
         """The ring reader is alive and polling (the watchdog and /healthz ask)."""
         return self.observer.alive()
 
-    def _untag_all(self) -> None:
-        """Finalize open runs with what was seen."""
-        for run in self.tracker.active_runs():
-            self.tracker.untag(run)
+    def _suspend(self) -> None:
+        """Leave open runs to the next roard: save their state; the kernel keeps tracking
+        their processes in the pinned maps. With no run open, the pins go too."""
+        self.tracker.suspend()
+        self._checkpoint()
+        if not self.tracker.active_runs():
+            pins.remove(self.config.state_dir)
+        elif self.probes.pinned is None:
+            log.warning(
+                "runs left open without pinned maps: the next start re-adopts only "
+                "their processes still alive"
+            )
+
+    def _checkpoint(self) -> None:
+        """Save the state of every run that changed since the last checkpoint."""
+        now = time.time()
+        states, counts = self.tracker.checkpoint(self._saved, now)
+        finished = [run_id for run_id in self._saved if run_id not in counts]
+        if states or finished:
+            self.checkpoints.save(states, finished)
+        self._saved = counts
+        self.checkpointed_at = now  # everything applied before this is saved
+
+    def _checkpoint_loop(self) -> None:
+        while not self._stopped.wait(_CHECKPOINT_SECONDS):
+            try:
+                self._checkpoint()
+            except Exception:
+                log.exception("saving run checkpoints failed; retrying")
 
     def _drain(self) -> None:
         """Spool what is queued, give the collector a moment to take it, stop streaming;
@@ -235,16 +267,24 @@ class Daemon:
         self._lock_file.write(f"{os.getpid()}\n")
         self._lock_file.flush()
 
-    def _close_interrupted_runs(self) -> None:
-        """Runs a previous roard on this host left open can never finish normally: close
-        them as incomplete, so nobody mistakes them for complete or still running."""
+    def _resume_runs(self) -> None:
+        """Carry on the runs a previous roard left open and saved a checkpoint of; close the
+        others as incomplete, so nobody mistakes them for complete or still running."""
         now = time.time()
-        stale = self.spool.open_runs()
+        open_runs = self.spool.open_runs()
+        states = self.checkpoints.load()
+        resumable = [s for s in states if s.run_id in open_runs]
+        done = [s.run_id for s in states if s.run_id not in open_runs]
+        resumed = {run.run_id for run in self.tracker.resume(resumable, now)}
+        self._saved = {run_id: -1 for run_id in resumed}  # saved again at the next pass
+        if done:
+            self.checkpoints.save([], done)
+        stale = [r for r in open_runs if r not in resumed]
         if self.embedded is not None:
             # Also those an older roard (before the spool kept open runs) left in the
             # embedded registry, or that a lost spool forgot; not those whose end is
             # still on its way from the spool.
-            skip = set(stale) | self.spool.runs_waiting()
+            skip = set(open_runs) | self.spool.runs_waiting()
             stale += [r for r in self.store.unfinished(self.host_id) if r not in skip]
         for run_id in stale:
             self.sink.emit(convert.run_interrupted(run_id, now))
@@ -295,6 +335,11 @@ class Daemon:
                 for r in self.tracker.active_runs()
                 if uid is None or r.uid == uid
             ],
+            "checkpoint": {
+                "runs": len(self._saved),
+                "saved_at": self.checkpointed_at,
+                "pinned_maps": str(self.probes.pinned or ""),
+            },
             "state_dir": str(self.config.state_dir),
             "socket": str(self.config.socket),
         }

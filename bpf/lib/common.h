@@ -72,10 +72,19 @@ struct roard_rename_args {
 	u64 flags;
 };
 
+/* Maps a restarted roard must find again (roard/kernel/pins.py) are pinned on bpffs when
+ * the loader passes ROARD_PIN_DIR. */
+#ifdef ROARD_PIN_DIR
+#define ROARD_KEPT_HASH(name, key, leaf, size) \
+	BPF_TABLE_PINNED("hash", key, leaf, name, size, ROARD_PIN_DIR "/" #name)
+#else
+#define ROARD_KEPT_HASH(name, key, leaf, size) BPF_HASH(name, key, leaf, size)
+#endif
+
 /* tgid -> run key of every tracked process: the in-kernel filter, one entry per process. */
-BPF_HASH(tracked, u32, u64, ROARD_TRACKED_MAX);
+ROARD_KEPT_HASH(tracked, u32, u64, ROARD_TRACKED_MAX);
 /* (tgid, fd) -> I/O so far on that open file; flushed at close, reuse and exit. */
-BPF_HASH(fdagg, struct roard_fdkey, struct roard_fdagg, ROARD_FDAGG_MAX);
+ROARD_KEPT_HASH(fdagg, struct roard_fdkey, struct roard_fdagg, ROARD_FDAGG_MAX);
 /* thread id -> descriptors of the read/write syscall it is inside; one per running thread. */
 BPF_HASH(inflight, u64, struct roard_inflight, ROARD_TRACKED_MAX);
 /* thread id -> arguments of the rename it is inside; one per running thread. */

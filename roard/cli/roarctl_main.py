@@ -18,7 +18,7 @@ from roard.cli.common import print_json, run_main
 from roard.collector.storage import RunFilter
 from roard.config import socket_path
 from roard.control.client import ControlClient
-from roard.errors import RoardError, UsageError
+from roard.errors import DaemonUnavailable, RoardError, UsageError
 from roard.times import parse_time
 
 
@@ -198,13 +198,40 @@ def progress_line(doc: dict[str, Any]) -> str | None:
 _PROGRESS_AFTER = 2.0
 
 
+# How long `roarctl tag -- CMD` waits for a restarting roard to finish the run
+# (ROARCTL_RECONNECT_SECONDS): the new roard re-adopts the run and can finish it.
+_RECONNECT_SECONDS = 120.0
+
+
+def _finish_across_restarts(client: ControlClient, run_id: str, code: int) -> dict[str, Any]:
+    """Finish the run, waiting for roard to come back if it is restarting."""
+    patience = float(os.environ.get("ROARCTL_RECONNECT_SECONDS", _RECONNECT_SECONDS))
+    deadline = time.monotonic() + patience
+    told = False
+    while True:
+        try:
+            return client.finish(run_id, code)
+        except DaemonUnavailable:
+            if time.monotonic() >= deadline:
+                raise
+            if not told:
+                print(
+                    f"roarctl: roard is not answering (restarting?): waiting up to "
+                    f"{patience:.0f} s to finish run {run_id}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                told = True
+            time.sleep(1.0)
+
+
 def _finish_showing_progress(client: ControlClient, run_id: str, code: int) -> dict[str, Any]:
     """Finish the run, showing hashing progress on stderr while it takes long."""
     outcome: dict[str, Any] = {}
 
     def finish() -> None:
         try:
-            outcome["doc"] = client.finish(run_id, code)
+            outcome["doc"] = _finish_across_restarts(client, run_id, code)
         except BaseException as exc:
             outcome["error"] = exc
 

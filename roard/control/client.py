@@ -20,7 +20,14 @@ class ControlClient:
 
     def __init__(self, socket: Path) -> None:
         self._socket = socket
-        self._channel = grpc.insecure_channel(f"unix:{socket}")
+        # Reconnect quickly: a restarted roard is back within seconds (see tag -- CMD).
+        self._channel = grpc.insecure_channel(
+            f"unix:{socket}",
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ],
+        )
         self._stub = control_pb2_grpc.ControlStub(self._channel)  # type: ignore[no-untyped-call]
 
     def _call(self, method: str, request: Any, timeout: float | None = 30.0) -> Any:

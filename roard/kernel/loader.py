@@ -13,9 +13,10 @@ from typing import Any
 
 from roard.config import KernelSizing
 from roard.errors import KernelError
+from roard.kernel import pins
 from roard.kernel.abi import Abi, bpf_source_dir
 from roard.kernel.btf import Btf
-from roard.kernel.decode import CloseEvent, Decoder
+from roard.kernel.decode import CloseEvent, Decoder, userspace_dev
 from roard.kernel.features import TRACEFS, ensure_tracefs
 from roard.kernel.headers import HeaderTree, find_headers
 
@@ -148,8 +149,10 @@ class Probes:
         headers: HeaderTree,
         load_seconds: float,
         skipped: list[str],
+        pinned: Path | None = None,
     ) -> None:
         self._bpf = bpf
+        self.pinned = pinned  # where `tracked` and `fdagg` outlive this daemon, if anywhere
         self._decoder = Decoder(abi)
         self.lazy_fds = abi.const("LAZY_FDS")  # descriptors the kernel flushes itself at exit
         self.skipped = skipped
@@ -223,6 +226,30 @@ class Probes:
             flushed.append(self._decoder.close_from(tgid, fd, agg.run_key, agg, agg.flags))
         return flushed
 
+    def tracked_entries(self) -> dict[int, int]:
+        """tgid -> run key of every process in the kernel filter (after a restart: what
+        the previous roard tracked, and the children they forked until it stopped)."""
+        return {int(k.value): int(v.value) for k, v in self._tracked.items()}
+
+    def settle(self, kept: dict[int, int]) -> list[CloseEvent]:
+        """After a restart, keep in the kernel only the processes re-adopted (`kept`: tgid
+        -> run key). Aggregates of descriptors that were closed while no roard ran, or of
+        processes gone since, are taken out and returned as closes to apply to their runs."""
+        for tgid, run_key in self.tracked_entries().items():
+            if kept.get(tgid) != run_key:
+                self.untrack(tgid, run_key)
+        ignore = self._abi.const("AGG_IGNORE")
+        closes = []
+        for key, agg in list(self._fdagg.items()):
+            tgid, fd = int(key.tgid), int(key.fd)
+            if kept.get(tgid) == agg.run_key and _still_open(tgid, fd, agg.dev, agg.ino):
+                continue
+            with contextlib.suppress(KeyError):
+                del self._fdagg[key]
+            if not agg.flags & ignore and agg.run_key:
+                closes.append(self._decoder.close_from(tgid, fd, agg.run_key, agg, agg.flags))
+        return closes
+
     def losses(self) -> dict[str, int]:
         """Dropped events by category, summed over CPUs."""
         return {
@@ -247,6 +274,15 @@ class Probes:
         self._bpf.cleanup()
 
 
+def _still_open(tgid: int, fd: int, dev: int, ino: int) -> bool:
+    """Whether (tgid, fd) still reaches the file with this kernel dev and inode."""
+    try:
+        st = os.stat(f"/proc/{tgid}/fd/{fd}")
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (userspace_dev(dev), ino)
+
+
 def load(state_dir: Path, sizing: KernelSizing, btf: Btf | None = None) -> Probes:
     """Compile and attach the tracepoint tier; raise KernelError with the compiler's words."""
     from bcc import BPF
@@ -257,8 +293,10 @@ def load(state_dir: Path, sizing: KernelSizing, btf: Btf | None = None) -> Probe
         os.environ["BCC_KERNEL_SOURCE"] = str(headers.path)
     btf = btf or Btf.load()
     src = bpf_source_dir()
+    pinned = pins.prepare(state_dir, sizing, src / "include" / "roard_abi.h")
     cflags = [
         *offset_cflags(btf),
+        *([f'-DROARD_PIN_DIR="{pinned}"'] if pinned else []),
         f"-DROARD_RING_PAGES={sizing.ring_pages}",
         f"-DROARD_TRACKED_MAX={sizing.tracked_max}",
         f"-DROARD_FDAGG_MAX={sizing.fdagg_max}",
@@ -279,4 +317,4 @@ def load(state_dir: Path, sizing: KernelSizing, btf: Btf | None = None) -> Probe
             f"compiling/attaching the BPF programs failed ({exc}); the compiler's messages "
             f"are above; headers used: {headers.path} ({headers.how})"
         ) from exc
-    return Probes(bpf, Abi.load(), headers, time.monotonic() - start, missing)
+    return Probes(bpf, Abi.load(), headers, time.monotonic() - start, missing, pinned)

@@ -34,6 +34,10 @@ class FdTable:
         """Record what (pid, fd) refers to, replacing any stale entry."""
         self._files[(pid, fd)] = file
 
+    def get(self, pid: int, fd: int) -> OpenFile | None:
+        """What (pid, fd) refers to, if announced."""
+        return self._files.get((pid, fd))
+
     def pop(self, pid: int, fd: int) -> OpenFile | None:
         """Forget (pid, fd) and return what it referred to."""
         return self._files.pop((pid, fd), None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 import uuid
 from concurrent.futures import Future
@@ -75,6 +74,11 @@ class Run:
     finalized: threading.Event = field(default_factory=threading.Event)
     finalizing: bool = False
     progress: HashProgress = field(default_factory=HashProgress)
+    changes: int = 0  # events applied so far: a checkpoint is due when this moved
+
+    def file_by_inode(self, dev: int, ino: int) -> FileUse | None:
+        """The use of the file with this identity, if the run used it under some path."""
+        return next((u for u in self.files.values() if (u.dev, u.ino) == (dev, ino)), None)
 
     def use(self, path: str, dev: int, ino: int) -> FileUse:
         """The FileUse for a path, created on first use."""
@@ -93,7 +97,7 @@ class Runs:
     """All runs the daemon holds in memory (until finalized)."""
 
     def __init__(self) -> None:
-        self._keys = itertools.count(1)
+        self._next_key = 1
         self._by_id: dict[str, Run] = {}
         self._by_key: dict[int, Run] = {}
 
@@ -109,7 +113,7 @@ class Runs:
         """A new run with a fresh id and kernel key."""
         run = Run(
             run_id=uuid.uuid4().hex[:16],
-            key=next(self._keys),
+            key=self._next_key,
             name=name,
             labels=labels,
             uid=uid,
@@ -117,9 +121,18 @@ class Runs:
             root_pid=root_pid,
             started_at=now,
         )
+        self._hold(run)
+        return run
+
+    def _hold(self, run: Run) -> None:
         self._by_id[run.run_id] = run
         self._by_key[run.key] = run
-        return run
+        self._next_key = max(self._next_key, run.key + 1)
+
+    def restore(self, run: Run) -> None:
+        """Hold a run carried over from a previous roard, under its own key (the kernel's
+        pinned maps still use it); new runs get keys above it."""
+        self._hold(run)
 
     def by_key(self, key: int) -> Run | None:
         """The run with this kernel key, if still held."""

@@ -6,11 +6,13 @@ reads are hashed in the hasher's pool, and runs are finalized on a finalizer thr
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,9 +34,10 @@ from roard.kernel.decode import (
     RenameEvent,
 )
 from roard.records import convert
+from roard.tracking.checkpoint import FileState, RunState
 from roard.tracking.fds import FdTable, OpenFile, renamed
 from roard.tracking.processes import Process, ProcessTable, start_ticks, ticks_from_ns
-from roard.tracking.runs import Run, Runs
+from roard.tracking.runs import FileUse, Run, Runs
 from roard.v1 import records_pb2 as pb
 
 log = structlog.get_logger("roard.tracker")
@@ -51,6 +54,8 @@ class KernelMaps(Protocol):
     @property
     def lazy_fds(self) -> int: ...
     def take_run_losses(self, run_key: int) -> dict[str, int]: ...
+    def tracked_entries(self) -> dict[int, int]: ...
+    def settle(self, kept: dict[int, int]) -> list[CloseEvent]: ...
 
 
 class Sink(Protocol):
@@ -273,6 +278,152 @@ class Tracker:
                 "unattributed_events": self.unattributed,
             }
 
+    # -- restarts ------------------------------------------------------------------------
+
+    def checkpoint(
+        self, last: Mapping[str, int], now: float
+    ) -> tuple[list[RunState], dict[str, int]]:
+        """The states of runs that changed since they were last saved (`last`: run id ->
+        change count then), and the change count of every run still held."""
+        with self._lock:
+            counts = {run.run_id: run.changes for run in self._runs.active()}
+            states = [
+                self._state(run, now)
+                for run in self._runs.active()
+                if not run.finalizing and last.get(run.run_id) != run.changes
+            ]
+        for state in states:  # /proc is read without the lock
+            state.fds += _lazy_files(state, self._kernel.lazy_fds)
+        return states, counts
+
+    def _state(self, run: Run, now: float) -> RunState:
+        procs = [p for p in (self._procs.get(pid) for pid in sorted(run.live)) if p is not None]
+        return RunState(
+            run_id=run.run_id,
+            key=run.key,
+            name=run.name,
+            labels=dict(run.labels),
+            uid=run.uid,
+            how=run.how,
+            root_pid=run.root_pid,
+            started_at=run.started_at,
+            exit_code=run.exit_code,
+            lost_events=run.lost_events,
+            lost_reasons=sorted(run.lost_reasons),
+            saved_at=now,
+            processes=[dataclasses.replace(p, fds=set(p.fds)) for p in procs],
+            fds=[
+                (p.pid, fd, file)
+                for p in procs
+                for fd in sorted(p.fds)
+                if (file := self._fds.get(p.pid, fd)) is not None
+            ],
+            files=[
+                FileState(u.path, u.dev, u.ino, u.bytes_read, u.bytes_written, u.read, u.written)
+                for u in run.files.values()
+            ],
+        )
+
+    def resume(self, states: list[RunState], now: float) -> list[Run]:
+        """Carry on the runs a previous roard left open: hold them again under their kernel
+        keys, re-adopt their processes still alive (checkpointed, left in the pinned kernel
+        filter, or their descendants), apply the I/O the kernel aggregated for descriptors
+        closed meanwhile, and say that the time roard was down was not observed. Runs with
+        no process left are finalized with what was seen."""
+        in_kernel = self._kernel.tracked_entries()
+        records: list[pb.Record] = []
+        resumed = []
+        with self._lock:
+            for state in states:
+                run = self._restore(state, now)
+                records += self._readopt(run, state, in_kernel, now)
+                resumed.append(run)
+            kept = {pid: run.key for run in resumed for pid in run.live}
+            saved = {(pid, fd): file for state in states for pid, fd, file in state.fds}
+            for close in self._kernel.settle(kept):
+                owner = self._runs.by_key(close.run_key)
+                if owner is None:
+                    continue
+                # Closed while no roard ran: the checkpoint knows what it was open on.
+                hint = saved.get((close.tgid, close.fd))
+                if hint is not None and self._fds.get(close.tgid, close.fd) is None:
+                    self._fds.set(close.tgid, close.fd, hint)
+                self._on_close(owner, close)
+        self._sink.emit(records)
+        for run in resumed:
+            log.info("run resumed", run_id=run.run_id, processes=len(run.live))
+            if not run.live:
+                self._schedule_finalize(run, "its processes ended while roard was not running")
+        return resumed
+
+    def _restore(self, state: RunState, now: float) -> Run:
+        run = Run(
+            run_id=state.run_id,
+            key=state.key,
+            name=state.name,
+            labels=state.labels,
+            uid=state.uid,
+            how=state.how,
+            root_pid=state.root_pid,
+            started_at=state.started_at,
+            exit_code=state.exit_code,
+            lost_events=state.lost_events,
+            lost_reasons=set(state.lost_reasons),
+        )
+        run.files = {
+            f.path: FileUse(f.path, f.dev, f.ino, f.bytes_read, f.bytes_written, f.read, f.written)
+            for f in state.files
+        }
+        gap = max(0.0, now - state.saved_at)
+        run.lose(1, f"roard stopped for about {gap:.0f} s during the run: not observed then")
+        self._runs.restore(run)
+        return run
+
+    def _readopt(
+        self, run: Run, state: RunState, in_kernel: Mapping[int, int], now: float
+    ) -> list[pb.Record]:
+        """Re-adopt a resumed run's live processes; records for those new to it."""
+        for proc in state.processes:
+            if _alive(proc):
+                self._procs.add(proc)
+                run.live.add(proc.pid)
+                self._kernel.track(proc.pid, run.key)
+        for pid, fd, file in state.fds:
+            if pid in run.live:
+                self._fds.set(pid, fd, file)
+        records = []
+        # Forked after the last checkpoint (the kernel filter kept them) or while roard
+        # was down (descendants): new to the run.
+        found = [pid for pid, key in in_kernel.items() if key == run.key and pid not in run.live]
+        for _scan in range(_ADOPTION_SCANS):
+            fresh = [p for p in _processes(found) if p.create_time() >= run.started_at - 1]
+            for candidate in fresh:
+                adopted = self._adopt(run, candidate, now)
+                if adopted is not None:
+                    records.append(self._started(adopted))
+            found = [
+                child.pid
+                for pid in sorted(run.live)
+                for child in self._descendants_of(pid)
+                if child.pid not in run.live
+            ]
+            if not found:
+                break
+        return records
+
+    def _descendants_of(self, pid: int) -> list[psutil.Process]:
+        try:
+            return self._descendants(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            return []
+
+    def suspend(self) -> None:
+        """roard is stopping: let finalizations under way end; the other runs stay open,
+        for the next roard to resume from their checkpoints."""
+        for run in self.active_runs():
+            if run.finalizing:
+                run.finalized.wait()
+
     # -- event side (observer thread) ---------------------------------------------------
 
     def handle(self, event: Event) -> None:
@@ -282,6 +433,7 @@ class Tracker:
             if run is None or run.finalizing:
                 self._unattributed(run, event)
                 return
+            run.changes += 1
             if isinstance(event, OpenEvent):
                 self._on_open(event)
             elif isinstance(event, CloseEvent):
@@ -343,6 +495,10 @@ class Tracker:
             file = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created)
         elif announced is not None and (announced.dev, announced.ino) == (ev.dev, ev.ino):
             file = announced
+        elif (known := run.file_by_inode(ev.dev, ev.ino)) is not None:
+            # Closed while no roard ran, by a process gone since: the run used this very
+            # file under this name before.
+            file = OpenFile(known.path, ev.dev, ev.ino, ev.open_flags, ev.created)
         else:
             why = "path too deep for the in-kernel walk" if ev.truncated else "file of unknown path"
             run.lose(1, why)
@@ -542,6 +698,37 @@ def _alive(proc: Process) -> bool:
         return start_ticks(live) == proc.start_ticks and live.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _lazy_files(state: RunState, lazy_fds: int) -> list[tuple[int, int, OpenFile]]:
+    """The regular files behind the low descriptors of a run's processes, which the kernel
+    names only when they are closed: a checkpoint needs them in case that close happens
+    while no roard runs."""
+    announced = {(pid, fd) for pid, fd, _file in state.fds}
+    found = []
+    for proc in state.processes:
+        for fd in range(lazy_fds):
+            if (proc.pid, fd) in announced:
+                continue
+            try:
+                path = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+                st = os.stat(f"/proc/{proc.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and path.startswith("/"):
+                found.append((proc.pid, fd, OpenFile(path, st.st_dev, st.st_ino, 0, False)))
+    return found
+
+
+def _processes(pids: Iterable[int]) -> list[psutil.Process]:
+    """The live processes among `pids`."""
+    found = []
+    for pid in pids:
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def _real_uid(proc: psutil.Process) -> int | None:

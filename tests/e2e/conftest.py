@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from roard.kernel import pins
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -88,14 +90,19 @@ class Roard:
 
 
 def start_roard(
-    root: Path, config: str | None = None, where: tuple[str, ...] = ("--embedded",)
+    root: Path,
+    config: str | None = None,
+    where: tuple[str, ...] = ("--embedded",),
+    socket: Path | None = None,
 ) -> Roard:
     """Start a private daemon under `root` (optionally with a config file's text; `where`:
-    --embedded or --collector ADDR) and wait until it answers."""
-    # The socket's directory must be reachable by the unprivileged users tests run as.
-    public = Path(tempfile.mkdtemp(prefix="roard-sock-"))
-    public.chmod(0o755)
-    socket = public / "roard.sock"
+    --embedded or --collector ADDR; `socket`: a previous daemon's, for a restart) and wait
+    until it answers."""
+    if socket is None:
+        # The socket's directory must be reachable by the unprivileged users tests run as.
+        public = Path(tempfile.mkdtemp(prefix="roard-sock-"))
+        public.chmod(0o755)
+        socket = public / "roard.sock"
     root.mkdir(parents=True, exist_ok=True)
     log = root / f"roard-{time.monotonic_ns()}.log"
     args = ["run", *where, "--state-dir", str(root / "state"), "--socket", str(socket)]
@@ -127,6 +134,8 @@ def stop_roard(daemon: Roard) -> None:
         daemon.proc.kill()
         pytest.fail(f"roard did not stop on SIGTERM:\n{daemon.log.read_text()[-3000:]}")
     shutil.rmtree(daemon.socket.parent, ignore_errors=True)
+    # Runs a test left open keep their maps pinned for a restart that will not come.
+    pins.remove(daemon.root / "state")
     assert daemon.proc.returncode == 0, daemon.log.read_text()[-3000:]
 
 

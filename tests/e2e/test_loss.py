@@ -65,6 +65,8 @@ def test_runs_open_when_the_daemon_died_are_closed_as_incomplete(
         assert first.show(run_id)["status"] == "running"
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(30)
+        job.kill()  # nothing left to re-adopt (tests/e2e/test_restart.py re-adopts)
+        job.wait()
         second = start_roard(root)
         try:
             doc = second.show(run_id)
