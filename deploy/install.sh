@@ -29,6 +29,8 @@ if [ "$action" = uninstall ]; then
         rm -f "$units/$name.service"
     done
     rm -f "$root/etc/roard/roard.toml.example"
+    # The kernel maps runs left open were pinned in, for a restart that will not come.
+    rm -rf "$root/sys/fs/bpf/roard"
     if have_systemd; then systemctl daemon-reload; fi
     echo "install.sh: roard.service and roard-collector.service removed (state kept)" >&2
     exit 0

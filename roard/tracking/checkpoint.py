@@ -111,11 +111,6 @@ class CheckpointStore:
             rows = self._conn.execute("SELECT state FROM runs ORDER BY run_id").fetchall()
         return [RunState.from_json(text) for (text,) in rows]
 
-    def saved(self) -> set[str]:
-        """Ids of the runs with a saved state."""
-        with self._lock:
-            return {r for (r,) in self._conn.execute("SELECT run_id FROM runs")}
-
     def close(self) -> None:
         """Close the database."""
         with self._lock:

@@ -1,0 +1,57 @@
+"""Run checkpoints: what a restarted roard reads back is what was saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from roard.tracking.checkpoint import CheckpointStore, FileState, RunState
+from roard.tracking.fds import OpenFile
+from roard.tracking.processes import Process
+
+
+def _state(run_id: str, saved_at: float) -> RunState:
+    proc = Process(
+        pid=41,
+        start_ticks=900,
+        ppid=1,
+        run_id=run_id,
+        started_at=10.0,
+        exe="/usr/bin/python3",
+        argv=("python3", "train.py", "--lr=0.1"),
+        cwd="/work",
+        uid=1000,
+        fds={3, 17},
+    )
+    return RunState(
+        run_id=run_id,
+        key=7,
+        name="train",
+        labels={"team": "ml"},
+        uid=1000,
+        how="spawn",
+        root_pid=41,
+        started_at=10.0,
+        exit_code=None,
+        lost_events=2,
+        lost_reasons=["kernel: ringbuf_file (2)"],
+        saved_at=saved_at,
+        processes=[proc],
+        fds=[(41, 17, OpenFile("/work/data\nodd name.bin", 2049, 12, 0o2, True))],
+        files=[FileState("/work/in.csv", 2049, 11, 4096, 0, True, False)],
+    )
+
+
+def test_a_saved_state_reads_back_equal(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path / "runs.db")
+    state = _state("r1", 20.0)
+    store.save([state], [])
+    assert store.load() == [state]
+
+
+def test_saving_again_replaces_and_finished_runs_are_forgotten(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path / "runs.db")
+    store.save([_state("r1", 20.0), _state("r2", 20.0)], [])
+    store.save([_state("r1", 25.0)], ["r2"])
+    store.close()
+    reopened = CheckpointStore(tmp_path / "runs.db")
+    assert [(s.run_id, s.saved_at) for s in reopened.load()] == [("r1", 25.0)]
