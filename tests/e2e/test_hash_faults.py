@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import blake3
 import pytest
 
 from tests.e2e.conftest import Roard, python3, start_roard, stop_roard
+from tests.e2e.test_metrics import scrape
 
 GIB = 1 << 30
 HUNGFS = Path(__file__).with_name("hungfs.py")
@@ -26,6 +28,8 @@ HUNGFS = Path(__file__).with_name("hungfs.py")
 CONFIG = """
 hash_max_bytes = 1073741824
 hash_timeout_seconds = 3.0
+[metrics]
+listen = "127.0.0.1:0"
 """
 
 # Reads each argument's first bytes and prints how many it got.
@@ -101,6 +105,11 @@ def test_output_over_the_size_limit_is_recorded_unhashed(daemon: Roard, workdir:
     assert "over hash_max_bytes (1073741824)" in unhashed["reason"]
     assert "raise hash_max_bytes in roard.toml" in unhashed["reason"]
     assert status(daemon)["hash"]["unhashed"]["size"] >= 1
+    port = re.search(r'"port": (\d+)', daemon.log.read_text())
+    assert port, daemon.log.read_text()[-3000:]
+    metrics = scrape(f"http://127.0.0.1:{port.group(1)}")
+    assert metrics["roard_unhashed_files_total"][(("reason", "size"),)] >= 1
+    assert metrics["roard_hash_refusing"][()] == 0
     human = daemon.roarctl("show", "huge").stdout
     assert f"{huge}: " in human and "hash_max_bytes" in human
 
