@@ -4,7 +4,8 @@
 #   --dev   also what the test suite needs: a PostgreSQL server (the tests start private
 #           instances of it in temporary directories; the system cluster is not used)
 #           and graphviz (a test checks the DOT output with it), and Chromium with its
-#           WebDriver (the registry browser's tests drive it headless).
+#           WebDriver (the registry browser's tests drive it headless), and libfuse2 (a
+#           test mounts a FUSE file system that hangs, through fusepy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +57,11 @@ fi
 missing=()
 wanted=(python3-bpfcc "$venv_pkg" gcc libc6-dev)
 [ "$dev" = no ] || wanted+=(postgresql graphviz chromium chromium-driver)
+# libfuse 2 for fusepy: the hash tests mount a FUSE file system that hangs (Ubuntu 24.04
+# renamed the package libfuse2t64).
+if [ "$dev" = yes ]; then
+    if apt-cache show libfuse2t64 >/dev/null 2>&1; then wanted+=(libfuse2t64); else wanted+=(libfuse2); fi
+fi
 for p in "${wanted[@]}"; do installed "$p" || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 

@@ -79,20 +79,51 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HashLimits:
+    """What hashing one file may cost (top-level keys hash_max_bytes, hash_timeout_seconds,
+    hash_stuck_max). Files over a limit are recorded unhashed, with the reason."""
+
+    # 64 GiB: 30-60 s at the 1-2 GB/s of a local NVMe disk; a larger single file would hold
+    # its run's finalization (and `roarctl tag`) for minutes.
+    max_bytes: int = 64 << 30
+    # Room to hash a max_bytes file at ~220 MB/s (network storage) before it is abandoned as
+    # hung: a run's finalization never waits longer than this on one file.
+    timeout_seconds: float = 300.0
+    # Hash threads blocked past their deadline (a dead mount) before new files are recorded
+    # unhashed at once rather than given more threads to block.
+    stuck_max: int = 16
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything roard run reads at start."""
 
     state_dir: Path = DEFAULT_STATE_DIR
     socket: Path = DEFAULT_SOCKET
     hash_workers: int = 4
+    hash_max_bytes: int = HashLimits.max_bytes
+    hash_timeout_seconds: float = HashLimits.timeout_seconds
+    hash_stuck_max: int = HashLimits.stuck_max
     linger_seconds: float = 2.0  # how long a spawned run waits for stragglers after its root exits
     kernel: KernelSizing = field(default_factory=KernelSizing)
     classify: ClassifyRules = field(default_factory=ClassifyRules)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
+    def hash_limits(self) -> HashLimits:
+        """The hashing limits, as the hasher takes them."""
+        return HashLimits(self.hash_max_bytes, self.hash_timeout_seconds, self.hash_stuck_max)
 
-_TOP_KEYS = {"state_dir": Path, "socket": Path, "hash_workers": int, "linger_seconds": float}
+
+_TOP_KEYS = {
+    "state_dir": Path,
+    "socket": Path,
+    "hash_workers": int,
+    "hash_max_bytes": int,
+    "hash_timeout_seconds": float,
+    "hash_stuck_max": int,
+    "linger_seconds": float,
+}
 
 
 def _typed(section: str, key: str, value: Any, kind: type) -> Any:
@@ -163,6 +194,20 @@ def _checked(config: Config) -> Config:
             "[collector] tls_cert and tls_key go together, with tls_ca",
         ),
         (config.hash_workers >= 1, "hash_workers must be at least 1"),
+        (
+            config.hash_max_bytes >= 0,
+            "hash_max_bytes must not be negative (files larger are recorded unhashed; "
+            "0 hashes only empty files)",
+        ),
+        (
+            config.hash_timeout_seconds > 0,
+            "hash_timeout_seconds must be positive (the most one file's hash may take, e.g. 300)",
+        ),
+        (
+            config.hash_stuck_max >= 1,
+            "hash_stuck_max must be at least 1 (hash threads stuck on hung mounts before "
+            "new files are recorded unhashed at once)",
+        ),
         (config.linger_seconds >= 0, "linger_seconds must not be negative"),
         (
             k.ring_pages > 0 and k.ring_pages & (k.ring_pages - 1) == 0,

@@ -97,7 +97,9 @@ class Daemon:
         stack.callback(self._drain)
         self.queries = stack.enter_context(closing(CollectorClient(target)))
         self.cache = stack.enter_context(closing(HashCache(state / "hashcache.db")))
-        self.hasher = stack.enter_context(closing(Hasher(self.cache, self.config.hash_workers)))
+        self.hasher = stack.enter_context(
+            closing(Hasher(self.cache, self.config.hash_workers, self.config.hash_limits()))
+        )
         self.probes = stack.enter_context(closing(loader.load(state, self.config.kernel)))
         for event in self.probes.skipped:
             log.warning(
@@ -315,6 +317,12 @@ class Daemon:
                 "bytes_hashed": self.hasher.bytes_hashed,
                 "cache_hits": self.cache.hits,
                 "cache_misses": self.cache.misses,
+                # Files recorded without a hash, by reason: over hash_max_bytes ("size"),
+                # past hash_timeout_seconds ("timeout"), not a regular file, ...
+                "unhashed": self.tracker.unhashed_counts(),
+                "timeouts": self.hasher.timeouts,
+                "stuck_threads": self.hasher.stuck,
+                "refusing": self._hash_refusal(),
             },
             "tracker": self.tracker.counts(),
             "kernel_tracked_processes": self.probes.tracked_count(),
@@ -343,6 +351,16 @@ class Daemon:
             "state_dir": str(self.config.state_dir),
             "socket": str(self.config.socket),
         }
+
+    def _hash_refusal(self) -> str | None:
+        """Why new files are recorded unhashed at once, or None while hashing works."""
+        if not self.hasher.refusing:
+            return None
+        return (
+            f"{self.hasher.stuck} hash threads are blocked on unresponsive files (hash_stuck_max "
+            f"{self.hasher.limits.stuck_max}): new files are recorded unhashed until they "
+            "return; look for hung mounts (the daemon's log names the files)"
+        )
 
     def _spool_status(self) -> dict[str, Any]:
         depth = self.spool.depth()

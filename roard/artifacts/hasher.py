@@ -1,17 +1,29 @@
-"""BLAKE3 hashing off the event path: a worker pool, multi-threaded for large files."""
+"""BLAKE3 hashing off the event path: a worker pool with a deadline on every file.
+
+A file on a hung mount (NFS, FUSE) can block open(2), stat(2) or read(2) for ever, and a
+Python thread cannot be interrupted. So every hash runs in a pool thread under a deadline:
+past it, a watchdog settles the file as unhashed, writes the blocked thread off and starts
+a replacement, so the pool keeps its capacity and nobody waiting on the hash waits longer.
+"""
 
 from __future__ import annotations
 
 import os
 import stat
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import blake3
+import structlog
 
 from roard.artifacts.hashcache import FileStamp, HashCache
+from roard.config import HashLimits
+
+log = structlog.get_logger("roard.hasher")
 
 # Below this size one thread is fastest; above it blake3 spreads each chunk over all cores.
 _MULTITHREAD_BYTES = 16 << 20
@@ -21,12 +33,68 @@ _CHUNK = 16 << 20
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
-class NotRegularFile(OSError):
+class Unhashed(OSError):
+    """No hash could be taken for a file that exists; the message says why (without the
+    path) and `reason` names the kind of why, as counted in the daemon's status."""
+
+    reason = "unreadable"
+
+    def __init__(self, message: str, size: int = 0) -> None:
+        super().__init__(message)
+        self.size = size  # from stat, when it got that far
+
+
+class NotRegularFile(Unhashed):
     """The path no longer names a regular file (replaced by a FIFO, device, symlink...)."""
 
+    reason = "not_regular"
 
-class FileKeptChanging(OSError):
+
+class FileKeptChanging(Unhashed):
     """The file changed during each of three reads: no hash can be trusted."""
+
+    reason = "changing"
+
+
+class FileTooLarge(Unhashed):
+    """The file is larger than hash_max_bytes: decided from stat, never read."""
+
+    reason = "size"
+
+
+class HashTimedOut(Unhashed):
+    """Hashing took longer than hash_timeout_seconds (a hung or very slow mount)."""
+
+    reason = "timeout"
+
+
+class HashersStuck(Unhashed):
+    """Too many hash threads are blocked on unresponsive files to start another; or the
+    daemon is stopping."""
+
+    reason = "stuck"
+
+
+class Progress(Protocol):
+    """Where a hash reports how far it got (roard.tracking.runs.HashProgress)."""
+
+    def expect(self, size: int) -> None: ...
+    def advance(self, count: int) -> None: ...
+    def file_done(self) -> None: ...
+
+
+# Every kind of why a file is recorded unhashed (the keys of the status counts).
+UNHASHED_REASONS = tuple(
+    cls.reason
+    for cls in (
+        Unhashed,
+        NotRegularFile,
+        FileKeptChanging,
+        FileTooLarge,
+        HashTimedOut,
+        HashersStuck,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -38,26 +106,46 @@ class Digest:
     stamp: FileStamp
 
 
-class Progress(Protocol):
-    """Where a hash reports how far it got (roard.tracking.runs.HashProgress)."""
+def _file_type(mode: int) -> str:
+    """A human name for a non-regular file type."""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symlink"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
 
-    def expect(self, size: int) -> None: ...
-    def advance(self, count: int) -> None: ...
-    def file_done(self) -> None: ...
+
+def _checked(st: os.stat_result, max_bytes: int) -> FileStamp:
+    """The stamp of a stat that may be hashed; raises NotRegularFile or FileTooLarge."""
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(f"not a regular file: {_file_type(st.st_mode)}")
+    if st.st_size > max_bytes:
+        raise FileTooLarge(
+            f"{st.st_size} bytes, over hash_max_bytes ({max_bytes}): not read; raise "
+            "hash_max_bytes in roard.toml to hash files this large",
+            st.st_size,
+        )
+    return FileStamp.of(st)
 
 
-def hash_file(path: str, progress: Progress | None = None) -> tuple[str, FileStamp]:
+def hash_file(
+    path: str, progress: Progress | None = None, max_bytes: int = HashLimits.max_bytes
+) -> tuple[str, FileStamp]:
     """Hash a regular file as it is now, through one descriptor (reads, never mmap: a file
     truncated under a mapping would kill the daemon with SIGBUS). Raises FileKeptChanging
-    when it changed during each of three reads, NotRegularFile, or the OSError of open."""
+    when it changed during each of three reads, NotRegularFile, FileTooLarge, or the
+    OSError of open."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
             for _attempt in range(3):
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    raise NotRegularFile(f"{path} is not a regular file")
-                before = FileStamp.of(st)
+                before = _checked(os.fstat(fd), max_bytes)
                 threads = blake3.blake3.AUTO if before.size >= _MULTITHREAD_BYTES else 1
                 hasher = blake3.blake3(max_threads=threads)
                 f.seek(0)
@@ -69,78 +157,198 @@ def hash_file(path: str, progress: Progress | None = None) -> tuple[str, FileSta
                     return f"blake3:{hasher.hexdigest()}", before
     finally:
         os.close(fd)
-    raise FileKeptChanging(f"{path} kept changing while it was hashed")
+    raise FileKeptChanging("kept changing while it was hashed (three tries)")
+
+
+@dataclass
+class _Job:
+    path: str
+    progress: Progress | None
+    future: Future[Digest] = field(default_factory=Future)
+
+
+@dataclass
+class _Worker:
+    """A pool thread and the file it is on (None: idle)."""
+
+    thread: threading.Thread | None = None
+    job: _Job | None = None
+    deadline: float = 0.0
+    written_off: bool = False
 
 
 class Hasher:
-    """Hashes files in a thread pool, answering from the cache when the file is unchanged."""
+    """Hashes files in a thread pool, answering from the cache when the file is unchanged.
 
-    def __init__(self, cache: HashCache, workers: int) -> None:
+    Every file gets `limits.timeout_seconds` from its first stat to its digest. A thread
+    still blocked then is written off (it exits whenever its system call returns) and
+    replaced; while `limits.stuck_max` written-off threads are still blocked, new files are
+    settled as unhashed at once instead of feeding more threads to a dead mount.
+    """
+
+    def __init__(self, cache: HashCache, workers: int, limits: HashLimits | None = None) -> None:
         self._cache = cache
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="roard-hash")
-        self._lock = threading.Lock()
+        self.limits = limits or HashLimits()
+        self._cond = threading.Condition()
+        self._queue: deque[_Job] = deque()
+        self._workers: list[_Worker] = []
+        self._closing = False
         self.pending = 0  # queued or running: the hash queue's depth
         self.bytes_hashed = 0
         self.files_hashed = 0
+        self.stuck = 0  # written-off threads still blocked in a system call
+        self.timeouts = 0  # files abandoned at their deadline
+        for _ in range(workers):
+            self._spawn()
+        self._watchdog = threading.Thread(target=self._watch, name="roard-hash-watch", daemon=True)
+        self._watchdog.start()
+
+    @property
+    def refusing(self) -> bool:
+        """Whether new files are settled unhashed at once (too many threads stuck)."""
+        return self.stuck >= self.limits.stuck_max
 
     def submit(self, path: str, progress: Progress | None = None) -> Future[Digest]:
-        """Hash `path` in the background; the future raises OSError if it is unreadable."""
-        with self._lock:
+        """Hash `path` in the background; the future raises Unhashed (with the reason) or
+        the OSError of a file that cannot be opened, never later than the deadline after
+        a worker takes it up. Bytes that must be read are reported to `progress`."""
+        job = _Job(path, progress)
+        job.future.add_done_callback(self._done)
+        with self._cond:
             self.pending += 1
-        future = self._pool.submit(self.digest, path, progress)
-        future.add_done_callback(self._done)
-        return future
+            if not self._closing:
+                self._queue.append(job)
+                self._cond.notify_all()
+                return job.future
+        self._settle(job, HashersStuck("not hashed: the daemon is stopping"))
+        return job.future
 
     def _done(self, _future: Future[Digest]) -> None:
-        with self._lock:
+        with self._cond:
             self.pending -= 1
 
-    def cached(self, path: str) -> Digest | None:
-        """The hash of `path` if the cache holds it for the file as it is now (a stat, no
-        read); None when it must be hashed. Raises OSError if the file is gone."""
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(f"{path} is not a regular file")
-        stamp = FileStamp.of(st)
-        found = self._cache.get(stamp)
-        return Digest(path, found, stamp) if found is not None else None
-
-    def submit_uncached(self, path: str, progress: Progress | None = None) -> Future[Digest]:
-        """A future for the hash of `path`: already resolved from the cache when it can be,
-        which saves the pool's round trip for files hashed ahead. Bytes that must be read
-        are reported to `progress`."""
-        done: Future[Digest] = Future()
-        try:
-            hit = self.cached(path)
-            if hit is None and progress is not None:
-                progress.expect(os.lstat(path).st_size)
-        except OSError as exc:
-            done.set_exception(exc)
-            return done
-        if hit is None:
-            return self.submit(path, progress)
-        done.set_result(hit)
-        return done
-
     def digest(self, path: str, progress: Progress | None = None) -> Digest:
-        """Hash `path` now (in the caller's thread)."""
-        try:
-            hit = self.cached(path)
-            if hit is not None:
-                return hit
-            digest, stamp = hash_file(path, progress)
-        finally:
-            if progress is not None:
-                progress.file_done()
+        """Hash `path` now, in the caller's thread and without a deadline (the pool's
+        workers call this under theirs). The cache answers for an unchanged file."""
+        stamp = _checked(os.lstat(path), self.limits.max_bytes)
+        found = self._cache.get(stamp)
+        if found is not None:
+            return Digest(path, found, stamp)
+        if progress is not None:
+            progress.expect(stamp.size)
+        digest, stamp = hash_file(path, progress, self.limits.max_bytes)
         self._cache.put(stamp, digest)
-        self.bytes_hashed += stamp.size
-        self.files_hashed += 1
+        with self._cond:
+            self.bytes_hashed += stamp.size
+            self.files_hashed += 1
         return Digest(path, digest, stamp)
+
+    def _spawn(self) -> None:
+        """Start one pool thread (called with the lock held, or before any thread runs)."""
+        worker = _Worker()
+        worker.thread = threading.Thread(
+            target=self._work, args=(worker,), name="roard-hash", daemon=True
+        )
+        self._workers.append(worker)
+        worker.thread.start()
+
+    def _work(self, me: _Worker) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    self._workers.remove(me)
+                    self._cond.notify_all()  # the watchdog exits after the last one
+                    return
+                job = self._queue.popleft()
+                refused = self.refusing
+                if not refused:
+                    me.job, me.deadline = job, time.monotonic() + self.limits.timeout_seconds
+                    self._cond.notify_all()  # the watchdog learns the new deadline
+            if refused:
+                self._settle(job, self._stuck_error())
+                continue
+            outcome: Digest | Exception
+            try:
+                outcome = self.digest(job.path, job.progress)
+            except Exception as exc:
+                outcome = exc
+            with self._cond:
+                me.job = None
+                abandoned = me.written_off
+                if abandoned:
+                    self.stuck -= 1
+            if abandoned:  # its file was settled at the deadline; a replacement runs
+                log.info("a written-off hash thread returned", path=job.path)
+                return
+            self._settle(job, outcome)
+
+    def _stuck_error(self) -> HashersStuck:
+        return HashersStuck(
+            f"not hashed: {self.stuck} hash threads are blocked on unresponsive files "
+            f"(hash_stuck_max {self.limits.stuck_max}); files are recorded unhashed until "
+            "they return: check the mounts named in the daemon's log"
+        )
+
+    @staticmethod
+    def _settle(job: _Job, outcome: Digest | Exception) -> None:
+        """Resolve a job's future (outside the lock: its callbacks take it)."""
+        if job.progress is not None:
+            job.progress.file_done()
+        if isinstance(outcome, Exception):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)
+
+    def _watch(self) -> None:
+        """Settle files past their deadline, write their threads off and replace them."""
+        while True:
+            expired: list[_Job] = []
+            with self._cond:
+                if self._closing and not self._workers:
+                    return
+                now = time.monotonic()
+                for worker in list(self._workers):
+                    if worker.job is not None and worker.deadline <= now:
+                        expired.append(worker.job)
+                        worker.job, worker.written_off = None, True
+                        self._workers.remove(worker)
+                        self.stuck += 1
+                        self.timeouts += 1
+                        if not self._closing:
+                            self._spawn()
+                if not expired:
+                    deadlines = [w.deadline for w in self._workers if w.job is not None]
+                    self._cond.wait(min(deadlines) - now if deadlines else None)
+            for job in expired:
+                log.warning(
+                    "hash abandoned at its deadline; its thread is written off",
+                    path=job.path,
+                    timeout_seconds=self.limits.timeout_seconds,
+                    stuck_threads=self.stuck,
+                )
+                self._settle(job, self._timeout_error())
+
+    def _timeout_error(self) -> HashTimedOut:
+        return HashTimedOut(
+            f"abandoned after hash_timeout_seconds ({self.limits.timeout_seconds:g} s): a "
+            "hung or very slow mount? raise hash_timeout_seconds in roard.toml if the "
+            "storage is only slow"
+        )
 
     def flush(self) -> None:
         """Persist the hashes computed so far."""
         self._cache.flush()
 
     def close(self) -> None:
-        """Finish queued work and stop the pool."""
-        self._pool.shutdown(wait=True)
+        """Stop the pool: queued files are settled unhashed, files being hashed get until
+        their deadline; threads blocked past it are left behind (daemon threads)."""
+        with self._cond:
+            self._closing = True
+            dropped = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for job in dropped:
+            self._settle(job, HashersStuck("not hashed: the daemon is stopping"))
+        self._watchdog.join()

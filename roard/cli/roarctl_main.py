@@ -291,7 +291,14 @@ def _summary(doc: dict[str, Any]) -> str:
         f"run {doc['run_id']}{name} {doc['status']}, exit {doc['exit_code']}: "
         f"{inputs.get('artifact', 0)} input and {outputs.get('artifact', 0)} output artifacts "
         f"({sum(inputs.values())}/{sum(outputs.values())} files in all), {complete}"
+        f"{_unhashed_note(doc.get('unhashed'))}"
     )
+
+
+def _unhashed_note(unhashed: list[dict[str, Any]] | int | None) -> str:
+    """show lists unhashed files; finish/untag summaries count them."""
+    count = len(unhashed) if isinstance(unhashed, list) else unhashed or 0
+    return f"; {count} files not hashed (`roarctl show` says why)" if count else ""
 
 
 def _print_show(doc: dict[str, Any]) -> None:
@@ -313,6 +320,10 @@ def _print_show(doc: dict[str, Any]) -> None:
         if others:
             kinds = sorted({f["kind"] for f in others})
             print(f"    (+{len(others)} {'/'.join(kinds)} files: --json lists them)")
+    if doc.get("unhashed"):
+        print("  not hashed:")
+        for f in doc["unhashed"]:
+            print(f"    {f['role']:<6}  {f['size']:>10}  {f['path']}: {f['reason']}")
 
 
 def _print_graph(doc: dict[str, Any], fmt: str) -> None:

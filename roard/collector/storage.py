@@ -176,6 +176,11 @@ MIGRATIONS: tuple[tuple[str | Callable[[Cursor], None], ...], ...] = (
         )
         """,
     ),
+    (
+        # Why a file the run used has no hash (hash is then ''): over hash_max_bytes, past
+        # hash_timeout_seconds... ('' when hashed).
+        "ALTER TABLE file_access ADD COLUMN unhashed TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -473,8 +478,12 @@ class SqlStore:
             how=row["how"] or None,
             root_pid=row["root_pid"],
             processes=[_process_doc(p) for p in processes],
-            inputs=[_input_doc(f) for f in files if f["role"] == ROLE_INPUT],
-            outputs=[_output_doc(f) for f in files if f["role"] == ROLE_OUTPUT],
+            inputs=[_input_doc(f) for f in files if f["role"] == ROLE_INPUT and not f["unhashed"]],
+            outputs=[
+                _output_doc(f) for f in files if f["role"] == ROLE_OUTPUT and not f["unhashed"]
+            ],
+            # Inputs and outputs without a hash: listed apart, so every "hash" above is one.
+            unhashed=[_unhashed_doc(f) for f in files if f["unhashed"]],
             deleted=[
                 {"path": f["path"], "kind": f["kind"], "bytes_written": _u64(f["bytes_written"])}
                 for f in files
@@ -504,14 +513,19 @@ class SqlStore:
             if row is None:
                 raise _not_found(run_id)
             cur.execute(
-                "SELECT role, kind, COUNT(*) AS n FROM file_access WHERE run_id = ?"
-                " GROUP BY role, kind",
+                "SELECT role, kind, unhashed <> '' AS unhashed, COUNT(*) AS n FROM file_access"
+                " WHERE run_id = ? GROUP BY role, kind, unhashed <> ''",
                 (run_id,),
             )
             counts = cur.fetchall()
         doc = _run_summary(row)
         for role, key in ((ROLE_INPUT, "inputs"), (ROLE_OUTPUT, "outputs")):
-            doc[key] = {c["kind"]: c["n"] for c in counts if c["role"] == role}
+            doc[key] = {
+                c["kind"]: c["n"] for c in counts if c["role"] == role and not c["unhashed"]
+            }
+        doc["unhashed"] = sum(
+            c["n"] for c in counts if c["unhashed"] and c["role"] in (ROLE_INPUT, ROLE_OUTPUT)
+        )
         return doc
 
     def runs(self, where: RunFilter | None = None, uid: int | None = None) -> list[dict[str, Any]]:
@@ -748,7 +762,7 @@ def _access_params(record: records_pb2.Record) -> tuple[Any, ...]:
     fa = record.file_access
     return (record.run_id, int(fa.role), fa.path, _i64(record.seq), fa.hash, _i64(fa.size),
             fa.kind, _i64(fa.dev), _i64(fa.ino), fa.mtime_ns, _i64(fa.bytes_read),
-            _i64(fa.bytes_written), int(fa.read_too))  # fmt: skip
+            _i64(fa.bytes_written), int(fa.read_too), fa.unhashed)  # fmt: skip
 
 
 def _loss_params(record: records_pb2.Record) -> tuple[Any, ...]:
@@ -767,13 +781,13 @@ def _finished_params(record: records_pb2.Record) -> tuple[Any, ...]:
 # Highest seq wins per (run, role, path), whatever order the records came in.
 UPSERT_ACCESS = (
     "INSERT INTO file_access (run_id, role, path, seq, hash, size, kind, dev, ino,"
-    " mtime_ns, bytes_read, bytes_written, read_too)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " mtime_ns, bytes_read, bytes_written, read_too, unhashed)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (run_id, role, path) DO UPDATE SET seq = excluded.seq,"
     " hash = excluded.hash, size = excluded.size, kind = excluded.kind,"
     " dev = excluded.dev, ino = excluded.ino, mtime_ns = excluded.mtime_ns,"
     " bytes_read = excluded.bytes_read, bytes_written = excluded.bytes_written,"
-    " read_too = excluded.read_too"
+    " read_too = excluded.read_too, unhashed = excluded.unhashed"
     " WHERE excluded.seq >= file_access.seq"
 )
 
@@ -1121,6 +1135,18 @@ def _file_doc(row: Row) -> dict[str, Any]:
 
 def _input_doc(row: Row) -> dict[str, Any]:
     return {**_file_doc(row), "bytes_read": _u64(row["bytes_read"])}
+
+
+def _unhashed_doc(row: Row) -> dict[str, Any]:
+    return {
+        "path": row["path"],
+        "role": "output" if row["role"] == ROLE_OUTPUT else "input",
+        "size": _u64(row["size"]),
+        "kind": row["kind"],
+        "reason": row["unhashed"],
+        "bytes_read": _u64(row["bytes_read"]),
+        "bytes_written": _u64(row["bytes_written"]),
+    }
 
 
 def _output_doc(row: Row) -> dict[str, Any]:

@@ -93,6 +93,30 @@ def file_access(
     )
 
 
+def file_unhashed(
+    run: Run, use: FileUse, kind: str, output: bool, reason: str, size: int, now: float
+) -> pb.Record:
+    """An input or output of a run that could not be hashed, with why (`reason`)."""
+    role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
+    return _record(
+        run.run_id,
+        f"file/{pb.Role.Name(role)}/{use.path}",
+        now,
+        file_access=pb.FileAccess(
+            path=use.path,
+            role=role,
+            size=size,
+            kind=kind,
+            dev=use.dev,
+            ino=use.ino,
+            bytes_read=use.bytes_read,
+            bytes_written=use.bytes_written,
+            read_too=output and use.read,
+            unhashed=reason,
+        ),
+    )
+
+
 def file_deleted(run: Run, use: FileUse, kind: str, now: float) -> pb.Record:
     """A file the run wrote that did not survive it: recorded as such, not as an output."""
     return _record(

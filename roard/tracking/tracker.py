@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -21,7 +20,7 @@ import psutil
 import structlog
 
 from roard.artifacts.classify import classify
-from roard.artifacts.hasher import Digest, FileKeptChanging, Hasher, NotRegularFile
+from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
 from roard.config import ClassifyRules
 from roard.errors import NotFound, PermissionDenied
 from roard.kernel.decode import (
@@ -43,6 +42,10 @@ from roard.v1 import records_pb2 as pb
 log = structlog.get_logger("roard.tracker")
 
 _ADOPTION_SCANS = 5
+# Unhashed files whose content existed but could not be read consistently: the run's
+# record of what it used is then incomplete. (Files over a limit are a policy, and a FIFO
+# has no content to lose: those are recorded unhashed, the run stays complete.)
+_LOST_CONTENT = frozenset({"changing", "unreadable"})
 
 
 class KernelMaps(Protocol):
@@ -109,6 +112,8 @@ class Tracker:
         self._suspects: set[tuple[int, int]] = set()  # found dead once by reap()
         self._finalizer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="roard-final")
         self.unattributed = 0  # events for runs no longer held (e.g. after untag)
+        # Files recorded without a hash, by reason (status and /metrics).
+        self._unhashed = dict.fromkeys(UNHASHED_REASONS, 0)
 
     # -- control side -------------------------------------------------------------------
 
@@ -424,6 +429,11 @@ class Tracker:
             if run.finalizing:
                 run.finalized.wait()
 
+    def unhashed_counts(self) -> dict[str, int]:
+        """Files recorded unhashed since start, by reason ("size", "timeout", ...)."""
+        with self._lock:
+            return dict(self._unhashed)
+
     # -- event side (observer thread) ---------------------------------------------------
 
     def handle(self, event: Event) -> None:
@@ -466,7 +476,7 @@ class Tracker:
 
     def _on_open(self, ev: OpenEvent) -> None:
         """A file on a high descriptor, announced at open; its I/O comes with its close."""
-        path = ev.path if not ev.truncated else _fd_path(ev.tgid, ev.fd, ev.dev, ev.ino)
+        path = ev.path if not ev.truncated else _fd_path(ev.tgid, ev.fd, ev.ino)
         if path is None:
             run = self._runs.by_key(ev.run_key)
             if run is not None:
@@ -490,7 +500,7 @@ class Tracker:
         announced = self._fds.pop(ev.tgid, ev.fd)
         path = ev.path if not ev.truncated else None
         if path is None and announced is None:  # the process may still hold it (untag)
-            path = _fd_path(ev.tgid, ev.fd, ev.dev, ev.ino)
+            path = _fd_path(ev.tgid, ev.fd, ev.ino)
         if path is not None:
             file = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created)
         elif announced is not None and (announced.dev, announced.ino) == (ev.dev, ev.ino):
@@ -666,23 +676,32 @@ class Tracker:
             for use in sorted(run.files.values(), key=lambda u: u.path)
             if use.written or use.read
         ]
-        # Inputs as consumed; outputs as left now: from the cache when hashed ahead and
-        # unchanged since, else all at once in the pool.
+        # Inputs as consumed; outputs as left now: the pool answers from the cache when
+        # hashed ahead and unchanged since. Even the stat runs in the pool, under the
+        # hash deadline: on a hung mount it would block this thread for ever.
         digests = {
             use.path: use.consumed
             if not use.written and use.consumed is not None
-            else self._hasher.submit_uncached(use.path, run.progress)
+            else self._hasher.submit(use.path, run.progress)
             for use in chosen
         }
         records: list[pb.Record] = []
         for use in chosen:
-            digest, problem = _result(digests[use.path])
-            if problem:
-                run.lose(1, problem)
             kind = classify(use.path, self._rules)
-            if digest is not None:
-                records.append(convert.file_access(run, use, digest, kind, use.written, now))
-            elif use.written and not problem:
+            outcome = _outcome(digests[use.path])
+            if isinstance(outcome, Digest):
+                records.append(convert.file_access(run, use, outcome, kind, use.written, now))
+            elif isinstance(outcome, Unhashed):
+                with self._lock:
+                    self._unhashed[outcome.reason] += 1
+                if outcome.reason in _LOST_CONTENT:
+                    run.lose(1, f"{use.path}: {outcome}")
+                records.append(
+                    convert.file_unhashed(
+                        run, use, kind, use.written, str(outcome), outcome.size, now
+                    )
+                )
+            elif use.written:
                 records.append(convert.file_deleted(run, use, kind, now))
         if run.lost_events:
             reasons = ", ".join(sorted(run.lost_reasons))
@@ -701,23 +720,53 @@ def _alive(proc: Process) -> bool:
 
 
 def _lazy_files(state: RunState, lazy_fds: int) -> list[tuple[int, int, OpenFile]]:
-    """The regular files behind the low descriptors of a run's processes, which the kernel
-    names only when they are closed: a checkpoint needs them in case that close happens
-    while no roard runs."""
+    """The files behind the low descriptors of a run's processes, which the kernel names
+    only when they are closed: a checkpoint needs them in case that close happens while no
+    roard runs. Only /proc is read (a stat(2) of the file could hang on a dead mount)."""
     announced = {(pid, fd) for pid, fd, _file in state.fds}
     found = []
     for proc in state.processes:
+        devices = _mount_devices(proc.pid)
         for fd in range(lazy_fds):
             if (proc.pid, fd) in announced:
                 continue
-            try:
-                path = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
-                st = os.stat(f"/proc/{proc.pid}/fd/{fd}")
-            except OSError:
+            described = _describe_fd(proc.pid, fd)
+            if described is None:
                 continue
-            if stat.S_ISREG(st.st_mode) and path.startswith("/"):
-                found.append((proc.pid, fd, OpenFile(path, st.st_dev, st.st_ino, 0, False)))
+            path, info = described
+            dev = devices.get(info.get("mnt_id", ""))
+            if dev is not None and info.get("ino", "").isdigit():
+                flags = int(info.get("flags", "0"), 8)
+                found.append((proc.pid, fd, OpenFile(path, dev, int(info["ino"]), flags, False)))
     return found
+
+
+def _mount_devices(pid: int) -> dict[str, int]:
+    """mount id -> device number, from /proc/PID/mountinfo."""
+    devices = {}
+    try:
+        with open(f"/proc/{pid}/mountinfo") as mounts:
+            for line in mounts:
+                mnt_id, _parent, majmin = line.split()[:3]
+                major, _, minor = majmin.partition(":")
+                devices[mnt_id] = os.makedev(int(major), int(minor))
+    except (OSError, ValueError):
+        return {}
+    return devices
+
+
+def _describe_fd(pid: int, fd: int) -> tuple[str, dict[str, str]] | None:
+    """The path a live process's descriptor reaches and its /proc fdinfo fields; None when
+    it is not open on a named file that still exists."""
+    try:
+        path = os.readlink(f"/proc/{pid}/fd/{fd}")
+        with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+            fields = {k: v.strip() for k, _, v in (line.partition(":") for line in info)}
+    except OSError:
+        return None
+    if not path.startswith("/") or path.endswith(" (deleted)"):
+        return None
+    return path, fields
 
 
 def _processes(pids: Iterable[int]) -> list[psutil.Process]:
@@ -739,27 +788,27 @@ def _real_uid(proc: psutil.Process) -> int | None:
         return None
 
 
-def _fd_path(pid: int, fd: int, dev: int, ino: int) -> str | None:
+def _fd_path(pid: int, fd: int, ino: int) -> str | None:
     """The path of a descriptor a live process still holds, if it is still that file
-    (completes paths the kernel walk cut short, and files flushed at untag)."""
-    try:
-        path = os.readlink(f"/proc/{pid}/fd/{fd}")
-        st = os.stat(path)
-    except OSError:
+    (completes paths the kernel walk cut short, and files flushed at untag). Only /proc is
+    read: a stat(2) of the path would block the observer thread on a hung mount."""
+    described = _describe_fd(pid, fd)
+    if described is None:
         return None
-    return path if (st.st_dev, st.st_ino) == (dev, ino) else None
+    path, info = described
+    return path if info.get("ino") == str(ino) else None
 
 
-def _result(future: Future[Digest]) -> tuple[Digest | None, str | None]:
-    """A hash, or why there is none: no reason for a file that is simply gone (deleted)."""
+def _outcome(future: Future[Digest]) -> Digest | Unhashed | None:
+    """A hash, or why there is none; None for a file that is simply gone (deleted)."""
     try:
-        return future.result(), None
+        return future.result()
     except FileNotFoundError:
-        return None, None
-    except (FileKeptChanging, NotRegularFile) as exc:
-        return None, str(exc)
+        return None
+    except Unhashed as exc:
+        return exc
     except OSError as exc:
-        return None, f"{exc.filename or 'a file'} could not be read: {exc.strerror}"
+        return Unhashed(f"could not be read: {exc.strerror}")
 
 
 def _exit_status(code: int) -> int:

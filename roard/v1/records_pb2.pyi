@@ -102,7 +102,7 @@ class ProcessExited(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., start_ticks: _Optional[int] = ..., exit_code: _Optional[int] = ..., ended_at: _Optional[float] = ...) -> None: ...
 
 class FileAccess(_message.Message):
-    __slots__ = ("path", "role", "hash", "size", "kind", "dev", "ino", "mtime_ns", "bytes_read", "bytes_written", "read_too")
+    __slots__ = ("path", "role", "hash", "size", "kind", "dev", "ino", "mtime_ns", "bytes_read", "bytes_written", "read_too", "unhashed")
     PATH_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class FileAccess(_message.Message):
     BYTES_READ_FIELD_NUMBER: _ClassVar[int]
     BYTES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     READ_TOO_FIELD_NUMBER: _ClassVar[int]
+    UNHASHED_FIELD_NUMBER: _ClassVar[int]
     path: str
     role: Role
     hash: str
@@ -125,7 +126,8 @@ class FileAccess(_message.Message):
     bytes_read: int
     bytes_written: int
     read_too: bool
-    def __init__(self, path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., read_too: _Optional[bool] = ...) -> None: ...
+    unhashed: str
+    def __init__(self, path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., read_too: _Optional[bool] = ..., unhashed: _Optional[str] = ...) -> None: ...
 
 class LossNotice(_message.Message):
     __slots__ = ("lost_events", "reason", "delivery")

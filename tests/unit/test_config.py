@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 
 from roard.artifacts.classify import ARTIFACT, PACKAGE, SYSTEM, classify
-from roard.config import ClassifyRules, Config, load, parse, socket_path
+from roard.config import ClassifyRules, Config, HashLimits, load, parse, socket_path
 from roard.errors import ConfigError
 
 VALID = """
 state_dir = "/srv/roard"
 socket = "/tmp/r.sock"
 hash_workers = 8
+hash_max_bytes = 1048576
+hash_timeout_seconds = 3
+hash_stuck_max = 2
 linger_seconds = 5
 
 [kernel]
@@ -39,6 +42,7 @@ def test_valid_config() -> None:
     assert config.state_dir == Path("/srv/roard")
     assert config.socket == Path("/tmp/r.sock")
     assert config.hash_workers == 8
+    assert config.hash_limits() == HashLimits(1 << 20, 3.0, 2)
     assert config.linger_seconds == 5.0
     assert isinstance(config.linger_seconds, float)
     assert (config.kernel.ring_pages, config.kernel.tracked_max) == (1024, 100)
@@ -156,6 +160,10 @@ def test_classify_custom_rules() -> None:
     [
         ("hash_workers = 0", "hash_workers"),
         ("hash_workers = -2", "hash_workers"),
+        ("hash_max_bytes = -1", "hash_max_bytes"),
+        ('hash_max_bytes = "64G"', "hash_max_bytes"),
+        ("hash_timeout_seconds = 0", "hash_timeout_seconds must be positive"),
+        ("hash_stuck_max = 0", "hash_stuck_max must be at least 1"),
         ("[kernel]\nring_pages = 1000", "ring_pages"),
         ("[collector]\nspool_max_bytes = 1000", "spool_max_bytes"),
         ("[collector]\ndelivery_wait_seconds = -1", "delivery_wait_seconds"),

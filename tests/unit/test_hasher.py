@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import stat
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import blake3
@@ -11,7 +13,15 @@ import pytest
 
 from roard.artifacts import hasher as hasher_mod
 from roard.artifacts.hashcache import FileStamp, HashCache
-from roard.artifacts.hasher import Hasher
+from roard.artifacts.hasher import (
+    FileTooLarge,
+    Hasher,
+    HashersStuck,
+    HashTimedOut,
+    NotRegularFile,
+)
+from roard.config import HashLimits
+from roard.tracking.runs import HashProgress
 
 
 def b3(data: bytes) -> str:
@@ -166,12 +176,198 @@ def test_hash_survives_a_flush_and_reopen(tmp_path: Path) -> None:
         cache.close()
 
 
-def test_fifo_is_refused_without_blocking(hasher: Hasher, tmp_path: Path) -> None:
-    """A path swapped for a FIFO is reported as not a regular file; the daemon never hangs."""
+def test_fifo_without_a_writer_is_refused_without_blocking(hasher: Hasher, tmp_path: Path) -> None:
+    """A path swapped for a FIFO nobody writes is unhashed, not a regular file; neither
+    the pool nor a direct open (the race after lstat) waits for a writer."""
     fifo = tmp_path / "out"
     os.mkfifo(fifo)
-    with pytest.raises(hasher_mod.NotRegularFile):
-        hasher.digest(str(fifo))
+    with pytest.raises(NotRegularFile, match="FIFO"):
+        hasher.submit(str(fifo)).result(60)
+    with pytest.raises(NotRegularFile):
+        hasher_mod.hash_file(str(fifo))
+
+
+def test_fifo_with_a_writer_is_refused_without_reading(hasher: Hasher, tmp_path: Path) -> None:
+    """A FIFO with a writer and data waiting: unhashed, and its data is left unread."""
+    fifo = tmp_path / "out"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer (and reader) of our own
+    try:
+        os.write(writer, b"stream")
+        with pytest.raises(NotRegularFile, match="FIFO"):
+            hasher.submit(str(fifo)).result(60)
+        with pytest.raises(NotRegularFile):
+            hasher_mod.hash_file(str(fifo))
+        assert os.read(writer, 100) == b"stream"
+    finally:
+        os.close(writer)
+
+
+def test_device_node_is_refused_without_opening_it(
+    hasher: Hasher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A character device (a copy of /dev/zero: endless) is unhashed from its lstat: the
+    pool never opens it (a device's open may block or act); a direct open refuses it."""
+    node = tmp_path / "zero"
+    os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+    with pytest.raises(NotRegularFile, match="character device"):
+        hasher_mod.hash_file(str(node))
+
+    def no_open(*_args: object) -> int:
+        raise AssertionError("the device was opened")
+
+    monkeypatch.setattr(hasher_mod.os, "open", no_open)
+    with pytest.raises(NotRegularFile, match="character device"):
+        hasher.submit(str(node)).result(60)
+
+
+def test_file_over_the_size_limit_is_refused_from_stat(
+    cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file larger than hash_max_bytes is unhashed without being read; the reason names
+    the limit and the key to raise; files up to the limit are hashed."""
+    hasher = Hasher(cache, workers=1, limits=HashLimits(max_bytes=1000))
+    try:
+        small = tmp_path / "small"
+        small.write_bytes(b"x" * 1000)
+        assert hasher.submit(str(small)).result(60).hash == b3(b"x" * 1000)
+        big = tmp_path / "big"
+        big.touch()
+        os.truncate(big, 50 << 30)  # sparse: 50 GiB, no blocks
+
+        def no_read(*_args: object) -> None:
+            raise AssertionError("a file over the limit was read")
+
+        monkeypatch.setattr(hasher_mod, "hash_file", no_read)
+        with pytest.raises(FileTooLarge, match=r"over hash_max_bytes \(1000\)") as caught:
+            hasher.submit(str(big)).result(60)
+        assert "raise hash_max_bytes in roard.toml" in str(caught.value)
+        assert caught.value.size == 50 << 30
+    finally:
+        hasher.close()
+
+
+@pytest.fixture
+def hang(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """Make reads of chosen paths block until the test ends, as on a hung mount (a
+    blocked system call cannot be interrupted from Python either)."""
+    hung: set[str] = set()
+    release = threading.Event()
+    real = hasher_mod.hash_file
+
+    def blocking(path: str, *args: object, **kwargs: object) -> tuple[str, FileStamp]:
+        if path in hung:
+            release.wait()
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hasher_mod, "hash_file", blocking)
+    yield lambda path: hung.add(str(path))
+    release.set()
+
+
+def wait_for(condition: Callable[[], bool]) -> bool:
+    """Poll generously (a loaded CI machine) until `condition` holds."""
+    done = threading.Event()
+    for _ in range(600):
+        if condition():
+            return True
+        done.wait(0.1)
+    return condition()
+
+
+def test_hung_file_is_abandoned_at_the_deadline_and_its_worker_replaced(
+    cache: HashCache, tmp_path: Path, hang: Callable[[Path], None]
+) -> None:
+    """A hash that blocks past hash_timeout_seconds settles as unhashed with the reason;
+    the blocked thread is written off and a new one hashes the next file (one worker)."""
+    hasher = Hasher(cache, workers=1, limits=HashLimits(timeout_seconds=0.5))
+    try:
+        stuck, fine = tmp_path / "stuck", tmp_path / "fine"
+        stuck.write_bytes(b"on a dead mount")
+        fine.write_bytes(b"local")
+        hang(stuck)
+        progress = HashProgress()
+        with pytest.raises(HashTimedOut, match=r"hash_timeout_seconds \(0.5 s\)"):
+            hasher.submit(str(stuck), progress).result(60)
+        assert (hasher.stuck, hasher.timeouts, progress.files_done) == (1, 1, 1)
+        assert hasher.submit(str(fine)).result(60).hash == b3(b"local")
+        assert hasher.pending == 0
+    finally:
+        hasher.close()
+
+
+def test_abandoned_thread_that_returns_leaves_the_pool_whole(
+    cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the hung call returns at last, its result is dropped and the thread exits:
+    the stuck count goes back to zero and hashing goes on."""
+    release = threading.Event()
+    real = hasher_mod.hash_file
+
+    def slow_once(path: str, *args: object, **kwargs: object) -> tuple[str, FileStamp]:
+        if path.endswith("slow"):
+            release.wait()
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hasher_mod, "hash_file", slow_once)
+    hasher = Hasher(cache, workers=1, limits=HashLimits(timeout_seconds=0.5))
+    try:
+        slow = tmp_path / "slow"
+        slow.write_bytes(b"late")
+        with pytest.raises(HashTimedOut):
+            hasher.submit(str(slow)).result(60)
+        assert hasher.stuck == 1
+        release.set()
+        assert wait_for(lambda: hasher.stuck == 0)
+        other = tmp_path / "other"
+        other.write_bytes(b"next")
+        assert hasher.submit(str(other)).result(60).hash == b3(b"next")
+    finally:
+        hasher.close()
+
+
+def test_past_the_stuck_bound_new_files_are_unhashed_at_once(
+    cache: HashCache, tmp_path: Path, hang: Callable[[Path], None]
+) -> None:
+    """With hash_stuck_max threads blocked, new files are settled unhashed immediately
+    (the reason says why) instead of feeding the dead mount more threads."""
+    hasher = Hasher(cache, workers=2, limits=HashLimits(timeout_seconds=0.5, stuck_max=2))
+    try:
+        hung = [tmp_path / f"hung{i}" for i in range(2)]
+        for path in hung:
+            path.write_bytes(b"x")
+            hang(path)
+        futures = [hasher.submit(str(path)) for path in hung]
+        for future in futures:
+            with pytest.raises(HashTimedOut):
+                future.result(60)
+        assert (hasher.stuck, hasher.refusing) == (2, True)
+        fine = tmp_path / "fine"
+        fine.write_bytes(b"fine")
+        with pytest.raises(HashersStuck, match="2 hash threads are blocked"):
+            hasher.submit(str(fine)).result(60)
+        assert hasher.timeouts == 2  # refused at once, not after another deadline
+    finally:
+        hasher.close()
+
+
+def test_close_does_not_wait_for_a_blocked_thread(
+    cache: HashCache, tmp_path: Path, hang: Callable[[Path], None]
+) -> None:
+    """Stopping the daemon is not held up by a thread blocked on a dead mount."""
+    hasher = Hasher(cache, workers=1, limits=HashLimits(timeout_seconds=0.5))
+    stuck = tmp_path / "stuck"
+    stuck.write_bytes(b"x")
+    hang(stuck)
+    progress = HashProgress()
+    future = hasher.submit(str(stuck), progress)
+    assert wait_for(lambda: progress.files == 1)  # a worker is on it (past its lstat)
+    closer = threading.Thread(target=hasher.close)
+    closer.start()
+    closer.join(60)
+    assert not closer.is_alive()
+    with pytest.raises(HashTimedOut):
+        future.result(0)
 
 
 def test_symlink_is_not_followed(hasher: Hasher, tmp_path: Path) -> None:

@@ -262,6 +262,23 @@ def test_written_file_is_an_output_hashed_at_run_end(env: Env) -> None:
     assert access.read_too is False
 
 
+def test_output_over_the_size_limit_is_recorded_unhashed_with_the_reason(env: Env) -> None:
+    """An output larger than hash_max_bytes (default 64 GiB; sparse here) is recorded as an
+    output without a hash, saying why; the run stays complete, the status counts it."""
+    run, pid = env.tag()
+    path = env.file("huge.ckpt", b"")
+    env.open(run, pid, 4, path, os.O_WRONLY)
+    os.truncate(path, 65 << 30)
+    env.close(run, pid, 4, path, wbytes=1)
+    env.exit(run, pid)
+    files, finished = env.finish(run)
+    access = files[str(path)]
+    assert (access.role, access.hash, access.size) == (pb.ROLE_OUTPUT, "", 65 << 30)
+    assert "over hash_max_bytes" in access.unhashed
+    assert finished.complete
+    assert env.tracker.unhashed_counts()["size"] == 1
+
+
 @pytest.mark.parametrize(
     ("flags", "created"),
     [
