@@ -3,11 +3,6 @@
 #include "lib/files.h"
 #include "lib/path.h"
 
-static __always_inline u64 start_boottime(u64 task)
-{
-	return rd_u64(rd_u64(task, OFF_TASK_STRUCT_GROUP_LEADER), OFF_TASK_STRUCT_START_BOOTTIME);
-}
-
 /* Children of tracked processes are tracked before they run: fork is the only way in. */
 RAW_TRACEPOINT_PROBE(sched_process_fork)
 {
