@@ -3,6 +3,7 @@ scheduler or container runtime would use it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -36,10 +37,8 @@ def _remove(cgroup: Path, mount: Path) -> None:
     for directory, _dirs, _files in sorted(os.walk(cgroup), key=lambda w: -len(w[0])):
         procs = Path(directory) / "cgroup.procs"
         for pid in procs.read_text().split() if procs.exists() else []:
-            try:
+            with contextlib.suppress(OSError):  # it exited meanwhile
                 (mount / "cgroup.procs").write_text(pid)
-            except OSError:
-                pass  # it exited meanwhile
         Path(directory).rmdir()
 
 
@@ -95,13 +94,13 @@ def move(pid: int, cgroup: Path) -> None:
     (cgroup / "cgroup.procs").write_text(str(pid))
 
 
-def wait_finished(roard: Roard, run: str, *user: str) -> dict[str, Any]:
+def wait_finished(roard: Roard, run: str, as_user: bool = False) -> dict[str, Any]:
     """`show` of the run once it is finished (the reaper notices a removed cgroup)."""
     deadline = time.monotonic() + 60
     while True:
-        if user:  # shown as that user
-            doc: dict[str, Any] = json.loads(as_nobody("roarctl", "show", run, "--json",
-                                                       env=roard.env()).stdout)  # fmt: skip
+        if as_user:  # shown to the unprivileged user who tagged it
+            shown = as_nobody("roarctl", "show", run, "--json", env=roard.env())
+            doc: dict[str, Any] = json.loads(shown.stdout)
         else:
             doc = roard.show(run)
         if doc["status"] == "finished" or time.monotonic() > deadline:
@@ -194,7 +193,7 @@ def test_unprivileged_user_tags_only_a_cgroup_delegated_to_them(
     for reader in ("mine", "theirs", "mine-later", "theirs-later"):
         readers.run(reader)
     _remove(cgroup, cgroup.parent)
-    doc = wait_finished(roard, name, "nobody")
+    doc = wait_finished(roard, name, as_user=True)
     assert doc["status"] == "finished", doc
     inputs = by_path(doc["inputs"])
     assert {str(workdir / "mine.txt"), str(workdir / "mine-later.txt")} <= set(inputs)
