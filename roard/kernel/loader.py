@@ -65,6 +65,8 @@ KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("cgroup_subsys_state", "cgroup"),
     ("cgroup_root", "hierarchy_id"),
     ("kernfs_node", "id"),
+    ("task_struct", "cgroups"),
+    ("css_set", "dfl_cgrp"),
 )
 
 HOOK_FILES = ("process.c", "file.c", "rename.c", "cgroup.c")

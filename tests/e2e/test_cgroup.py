@@ -201,6 +201,56 @@ def test_unprivileged_user_tags_only_a_cgroup_delegated_to_them(
     assert theirs not in {p["pid"] for p in doc["processes"]}
 
 
+# Starts argv[2:] with clone3(CLONE_INTO_CGROUP) in the v2 cgroup argv[1], as systemd and
+# container runtimes do (no migration happens), prints its pid and exits with its status.
+CLONE_INTO_CGROUP = textwrap.dedent("""
+    import ctypes, os, signal, sys
+    class CloneArgs(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint64) for name in (
+            "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack",
+            "stack_size", "tls", "set_tid", "set_tid_size", "cgroup")]
+    cgroup = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+    args = CloneArgs(flags=0x200000000, exit_signal=signal.SIGCHLD, cgroup=cgroup)
+    libc = ctypes.CDLL(None, use_errno=True)
+    pid = libc.syscall(435, ctypes.byref(args), ctypes.sizeof(args))  # clone3
+    if pid == 0:
+        os.execv(sys.argv[2], sys.argv[2:])
+    if pid < 0:
+        raise OSError(ctypes.get_errno(), "clone3")
+    print(pid, flush=True)
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+""")
+
+
+@pytest.mark.parametrize("cgroup", ["v2"], indirect=True)
+def test_process_cloned_straight_into_the_cgroup_joins(
+    roard: Roard, cgroup: Path, workdir: Path
+) -> None:
+    """A child started inside the cgroup by an untagged parent (clone3 CLONE_INTO_CGROUP,
+    no migration) joins the run; its parent outside does not."""
+    name = f"clone-{cgroup.name}"
+    roard.roarctl("tag", "--cgroup", str(cgroup), "--name", name)
+    (workdir / "cloned.txt").write_text("read by a cloned child\n")
+    spawner = subprocess.Popen(
+        [python3(), "-c", CLONE_INTO_CGROUP, str(cgroup), python3(), "-c", READER, "cloned"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert spawner.stdout is not None
+        child = int(spawner.stdout.readline())
+        (workdir / "go-cloned").touch()
+        assert spawner.wait(30) == 0
+    finally:
+        spawner.kill()
+    roard.roarctl("untag", name)
+    doc = roard.show(name)
+    inputs = by_path(doc["inputs"])
+    assert inputs[str(workdir / "cloned.txt")]["hash"] == b3(workdir / "cloned.txt")
+    assert {p["pid"] for p in doc["processes"]} == {child}
+
+
 def test_bad_cgroup_paths_get_clear_errors(roard: Roard, tmp_path: Path) -> None:
     """A missing path, a plain directory and a file inside a cgroup are refused, in one
     line that says what to give instead."""
