@@ -1,14 +1,22 @@
 /* Process hooks: the tracked set follows fork, and exec/exit are reported. */
 #include "lib/common.h"
+#include "lib/cgroups.h"
 #include "lib/files.h"
 #include "lib/path.h"
 
-static __always_inline u64 start_boottime(u64 task)
+/* clone3(CLONE_INTO_CGROUP) starts a child in another (v2) cgroup than its parent's, with no
+ * migration to report (systemd and container runtimes start processes so). */
+static __always_inline void join_cloned_into_cgroup(u64 parent, u64 child)
 {
-	return rd_u64(rd_u64(task, OFF_TASK_STRUCT_GROUP_LEADER), OFF_TASK_STRUCT_START_BOOTTIME);
+	if (!any_cgroup_tagged())
+		return;
+	u64 cset = rd_u64(child, OFF_TASK_STRUCT_CGROUPS);
+	if (cset != rd_u64(parent, OFF_TASK_STRUCT_CGROUPS))
+		join_tagged_cgroup(rd_u64(cset, OFF_CSS_SET_DFL_CGRP), child);
 }
 
-/* Children of tracked processes are tracked before they run: fork is the only way in. */
+/* Children of tracked processes are tracked before they run; other processes enter a run by
+ * entering a tagged cgroup. */
 RAW_TRACEPOINT_PROBE(sched_process_fork)
 {
 	u64 parent = ctx->args[0];
@@ -18,8 +26,10 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	if (ptgid == ctgid)
 		return 0; /* a new thread shares its process's run */
 	u64 run_key = tracked_run(ptgid);
-	if (!run_key)
+	if (!run_key) {
+		join_cloned_into_cgroup(parent, child);
 		return 0;
+	}
 	if (tracked.update(&ctgid, &run_key) != 0) {
 		count_loss(ROARD_LOSS_TRACKED_FULL, run_key);
 		return 0;

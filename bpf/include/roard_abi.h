@@ -14,6 +14,7 @@
 #define ROARD_EV_OPEN 4
 #define ROARD_EV_CLOSE 5
 #define ROARD_EV_RENAME 6
+#define ROARD_EV_CGROUP_JOIN 7
 
 /* roard_ev_open.origin: how the file became known for this (tgid, fd). */
 #define ROARD_ORIGIN_OPEN 1
@@ -54,6 +55,11 @@
 #define ROARD_ARGV_MAX 2048
 #define ROARD_RENAME_NAME_MAX 1024
 #define ROARD_DATA_MAX 8192
+/* Cgroup levels walked up from a task's new cgroup to find a tagged ancestor. */
+#define ROARD_CGROUP_DEPTH 32
+
+/* roard_cgroup_tag.flags. */
+#define ROARD_CGTAG_ANY_UID 1 /* tagged by root: every process joins, whatever its uid */
 
 /* Kernel constants not described by BTF (stable since 4.19). */
 #define ROARD_FMODE_CREATED 1048576
@@ -147,6 +153,26 @@ struct roard_ev_rename {
 	__u16 newdir_len;
 	__u16 new_len;
 	__u32 pad;
+};
+
+/* A process moved into a tagged cgroup (or one below it) and joined its run. */
+struct roard_ev_cgroup_join {
+	struct roard_hdr hdr;
+	__u64 start_boottime_ns;
+};
+
+/* Key and value of the tagged-cgroups map: a cgroup by (hierarchy id, kernfs node id; the
+ * node id is the cgroup directory's inode number on 64-bit kernels). */
+struct roard_cgroup_key {
+	__u64 kn_id;
+	__u32 hierarchy_id;
+	__u32 pad;
+};
+
+struct roard_cgroup_tag {
+	__u64 run_key;
+	__u32 uid;   /* without ROARD_CGTAG_ANY_UID: only processes of this real uid join */
+	__u32 flags;
 };
 
 /* Key of the per-run loss counters. */

@@ -137,6 +137,12 @@ static __always_inline u64 tracked_run(u32 tgid)
 	return run ? *run : 0;
 }
 
+/* Start time of a task's process (its group leader): with the tgid, a process's identity. */
+static __always_inline u64 start_boottime(u64 task)
+{
+	return rd_u64(rd_u64(task, OFF_TASK_STRUCT_GROUP_LEADER), OFF_TASK_STRUCT_START_BOOTTIME);
+}
+
 static __always_inline struct roard_scratch *scratch_buf(void)
 {
 	u32 zero = 0;

@@ -31,11 +31,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    tag = sub.add_parser("tag", help="run CMD as a tagged run, or adopt --pid PID")
+    tag = sub.add_parser("tag", help="run CMD as a tagged run, or adopt --pid PID or --cgroup")
     tag.add_argument("--name", help="run name (show/runs accept it)")
     tag.add_argument("--label", action="append", default=[], metavar="K=V", help="a label")
     tag.add_argument("--pid", type=int, help="adopt this running process and its descendants")
-    tag.add_argument("--json", action="store_true", help="with --pid: print the run as JSON")
+    tag.add_argument(
+        "--cgroup",
+        metavar="PATH",
+        help="adopt every process in this cgroup directory (v1 or v2) and below it, now and "
+        "moved in later; the run ends on untag or when the cgroup is removed",
+    )
+    tag.add_argument(
+        "--json", action="store_true", help="with --pid/--cgroup: print the run as JSON"
+    )
     tag.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARG]...")
 
     untag = sub.add_parser("untag", help="stop tracking a run and finalize it")
@@ -304,6 +312,8 @@ def _unhashed_note(unhashed: list[dict[str, Any]] | int | None) -> str:
 def _print_show(doc: dict[str, Any]) -> None:
     print(_summary(doc))
     print(f"  host {doc['host']}, started {doc['started_at']}, ended {doc['ended_at'] or '-'}")
+    if doc.get("cgroup"):
+        print(f"  cgroup {doc['cgroup']}")
     for reason in doc.get("loss_reasons", []):
         print(f"  lost: {reason}")
     print("  processes:")
@@ -383,10 +393,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "tag":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         labels = _labels(args.label)
-        if args.pid is not None:
-            if cmd:
-                raise UsageError("give either --pid PID or -- CMD, not both")
-            run_id = client.tag(args.pid, args.name, labels, spawned=False)
+        if args.pid is not None or args.cgroup is not None:
+            if cmd or (args.pid is not None and args.cgroup is not None):
+                raise UsageError("give one of --pid PID, --cgroup PATH or -- CMD")
+            if args.cgroup is not None:
+                # The daemon resolves it: an absolute path means the same there.
+                run_id = client.tag_cgroup(os.path.abspath(args.cgroup), args.name, labels)
+            else:
+                run_id = client.tag(args.pid, args.name, labels, spawned=False)
             if args.json:
                 print_json(client.show(run_id))
             else:

@@ -465,17 +465,20 @@ class SqlStore:
             files = cur.fetchall()
             cur.execute(
                 "SELECT payload FROM records WHERE run_id = ?"
-                " AND kind IN ('loss_notice', 'path_changed') ORDER BY seq",
+                " AND kind IN ('loss_notice', 'path_changed', 'run_tagged') ORDER BY seq",
                 (run_id,),
             )
             history = [_parse(bytes(r["payload"])) for r in cur.fetchall()]
 
+        tagged = [r.run_tagged for r in history if r.HasField("run_tagged")]
         doc = _run_summary(row)
         doc.update(
             loss_reasons=[r.loss_notice.reason for r in history if r.HasField("loss_notice")],
             path_changes=[_path_change_doc(r) for r in history if r.HasField("path_changed")],
             labels=json.loads(row["labels"]),
             how=row["how"] or None,
+            # Read from the record, not a column: only cgroup runs have one.
+            cgroup=tagged[-1].cgroup or None if tagged else None,
             root_pid=row["root_pid"],
             processes=[_process_doc(p) for p in processes],
             inputs=[_input_doc(f) for f in files if f["role"] == ROLE_INPUT and not f["unhashed"]],

@@ -61,6 +61,11 @@ class ControlClient:
         )
         return str(reply.run_id)
 
+    def tag_cgroup(self, path: str, name: str | None, labels: dict[str, str]) -> str:
+        """Tag every process in the cgroup directory `path`, now and later; returns the run id."""
+        reply = self._call("Tag", pb.TagRequest(cgroup=path, name=name or "", labels=labels))
+        return str(reply.run_id)
+
     def finish(self, run_id: str, exit_code: int | None, timeout: float = 0) -> dict[str, Any]:
         """Wait until the daemon has finalized the run; returns `show` of it."""
         request = pb.FinishRequest(

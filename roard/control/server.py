@@ -18,6 +18,7 @@ from roard.collector.storage import RunFilter
 from roard.control.errors import status_code
 from roard.control.peercred import CredentialRelay
 from roard.errors import CollectorUnavailable, PrerequisiteError, RoardError
+from roard.tracking import cgroups
 from roard.tracking.tracker import Caller, Tracker
 from roard.v1 import control_pb2 as pb
 from roard.v1 import control_pb2_grpc
@@ -79,9 +80,12 @@ class ControlService(control_pb2_grpc.ControlServicer):
 
     @_rpc
     def Tag(self, request: pb.TagRequest, caller: Caller) -> pb.TagReply:
-        run = self._tracker.tag(
-            caller, request.pid, request.name or None, dict(request.labels), request.spawned
-        )
+        name, labels = request.name or None, dict(request.labels)
+        if request.cgroup:
+            cgroup = cgroups.resolve(request.cgroup)
+            run = self._tracker.tag_cgroup(caller, cgroup, name, labels)
+        else:
+            run = self._tracker.tag(caller, request.pid, name, labels, request.spawned)
         # `roarctl show RUN` right after tagging should find it; a collector that is down
         # must not hold the command back, though.
         self._delivered(2.0)

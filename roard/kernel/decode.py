@@ -101,7 +101,17 @@ class RenameEvent:
     truncated: bool  # a name or base dir could not be read whole
 
 
-Event = ForkEvent | ExecEvent | ExitEvent | OpenEvent | CloseEvent | RenameEvent
+@dataclass(frozen=True)
+class CgroupJoinEvent:
+    """A process moved into a tagged cgroup (or one below it): it is now tracked under
+    that cgroup's run, and its children follow by fork."""
+
+    run_key: int
+    tgid: int
+    start_ns: int
+
+
+Event = ForkEvent | ExecEvent | ExitEvent | OpenEvent | CloseEvent | RenameEvent | CgroupJoinEvent
 
 
 def _resolve(base: bytes, name: bytes) -> str:
@@ -130,7 +140,8 @@ class Decoder:
         self._abi = abi
         self._structs = abi.event_structs
         self._ev = {
-            name: abi.const(f"EV_{name}") for name in ("FORK", "EXEC", "EXIT", "OPEN", "RENAME")
+            name: abi.const(f"EV_{name}")
+            for name in ("FORK", "EXEC", "EXIT", "OPEN", "RENAME", "CGROUP_JOIN")
         }
         self._path_truncated = abi.const("HDR_PATH_TRUNCATED")
         self._path_unknown = abi.const("HDR_PATH_UNKNOWN")
@@ -176,6 +187,8 @@ class Decoder:
                 truncated=bool(hdr.flags & self._path_truncated),
                 argv_truncated=bool(hdr.flags & self._argv_truncated),
             )
+        if etype == self._ev["CGROUP_JOIN"]:
+            return CgroupJoinEvent(hdr.run_key, hdr.tgid, ev.start_boottime_ns)
         if etype == self._ev["EXIT"]:
             return ExitEvent(hdr.run_key, hdr.tgid, ev.start_boottime_ns, ev.exit_code)
         if etype == self._ev["RENAME"]:

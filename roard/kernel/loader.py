@@ -57,9 +57,20 @@ KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("mm_struct", "exe_file"),
     ("mm_struct", "arg_start"),
     ("mm_struct", "arg_end"),
+    ("task_struct", "real_cred"),
+    ("cred", "uid"),
+    ("cgroup", "self"),
+    ("cgroup", "kn"),
+    ("cgroup", "root"),
+    ("cgroup_subsys_state", "parent"),
+    ("cgroup_subsys_state", "cgroup"),
+    ("cgroup_root", "hierarchy_id"),
+    ("kernfs_node", "id"),
+    ("task_struct", "cgroups"),
+    ("css_set", "dfl_cgrp"),
 )
 
-HOOK_FILES = ("process.c", "file.c", "rename.c")
+HOOK_FILES = ("process.c", "file.c", "rename.c", "cgroup.c")
 
 # Hook macros in the BPF sources and the syscall tracepoints each one defines a handler for.
 _HOOK_MACROS = {
@@ -162,6 +173,9 @@ class Probes:
         self._tracked = bpf["tracked"]
         self._fdagg = bpf["fdagg"]
         self._run_losses = bpf["run_losses"]
+        self._tagged_cgroups = bpf["tagged_cgroups"]
+        self._cgroups_tagged = bpf["cgroups_tagged"]
+        self._any_uid = abi.const("CGTAG_ANY_UID")
         self._losses = bpf["losses"]
         self._loss_names = {
             value: name[len("ROARD_LOSS_") :].lower()
@@ -200,6 +214,25 @@ class Probes:
         with contextlib.suppress(KeyError):
             if run_key is None or self._tracked[key].value == run_key:
                 del self._tracked[key]
+
+    def tag_cgroup(self, hierarchy_id: int, kn_id: int, run_key: int, uid: int | None) -> None:
+        """Make processes that move into this cgroup (or below it) join run `run_key`; only
+        those of real uid `uid`, unless None."""
+        key = self._tagged_cgroups.Key(kn_id, hierarchy_id)
+        flags = self._any_uid if uid is None else 0
+        self._tagged_cgroups[key] = self._tagged_cgroups.Leaf(run_key, uid or 0, flags)
+        self._count_tagged_cgroups()
+
+    def untag_cgroup(self, hierarchy_id: int, kn_id: int) -> None:
+        """Processes moving into this cgroup no longer join a run."""
+        with contextlib.suppress(KeyError):
+            del self._tagged_cgroups[self._tagged_cgroups.Key(kn_id, hierarchy_id)]
+        self._count_tagged_cgroups()
+
+    def _count_tagged_cgroups(self) -> None:
+        # The hook skips its walk while no cgroup is tagged.
+        count = sum(1 for _ in self._tagged_cgroups)
+        self._cgroups_tagged[ctypes.c_int(0)] = ctypes.c_uint32(count)
 
     def tracked_count(self) -> int:
         """How many processes the kernel filter currently lets through."""

@@ -30,6 +30,7 @@ def run_tagged(run: Run, host: str, now: float) -> pb.Record:
             how=run.how,
             root_pid=run.root_pid,
             started_at=run.started_at,
+            cgroup=run.cgroup.path if run.cgroup else "",
         ),
     )
 

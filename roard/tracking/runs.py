@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from roard.artifacts.hasher import Digest
+from roard.tracking.cgroups import Cgroup
 
 
 @dataclass
@@ -61,9 +62,11 @@ class Run:
     name: str | None
     labels: dict[str, str]
     uid: int
-    how: str  # "spawn" or "pid"
-    root_pid: int
+    how: str  # "spawn", "pid" or "cgroup"
+    root_pid: int  # 0 for a cgroup run
     started_at: float
+    # A cgroup run's cgroup: it ends on untag or when the cgroup is removed, not when empty.
+    cgroup: Cgroup | None = None
     live: set[int] = field(default_factory=set)
     files: dict[str, FileUse] = field(default_factory=dict)
     exit_code: int | None = None
@@ -109,6 +112,7 @@ class Runs:
         how: str,
         root_pid: int,
         now: float,
+        cgroup: Cgroup | None = None,
     ) -> Run:
         """A new run with a fresh id and kernel key."""
         run = Run(
@@ -120,6 +124,7 @@ class Runs:
             how=how,
             root_pid=root_pid,
             started_at=now,
+            cgroup=cgroup,
         )
         self._hold(run)
         return run

@@ -22,8 +22,9 @@ import structlog
 from roard.artifacts.classify import classify
 from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
 from roard.config import ClassifyRules
-from roard.errors import NotFound, PermissionDenied
+from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.kernel.decode import (
+    CgroupJoinEvent,
     CloseEvent,
     Event,
     ExecEvent,
@@ -33,6 +34,8 @@ from roard.kernel.decode import (
     RenameEvent,
 )
 from roard.records import convert
+from roard.tracking import cgroups
+from roard.tracking.cgroups import Cgroup
 from roard.tracking.checkpoint import FileState, RunState
 from roard.tracking.fds import FdTable, OpenFile, renamed
 from roard.tracking.processes import Process, ProcessTable, start_ticks, ticks_from_ns
@@ -59,6 +62,8 @@ class KernelMaps(Protocol):
     def take_run_losses(self, run_key: int) -> dict[str, int]: ...
     def tracked_entries(self) -> dict[int, int]: ...
     def settle(self, kept: dict[int, int]) -> list[CloseEvent]: ...
+    def tag_cgroup(self, hierarchy_id: int, kn_id: int, run_key: int, uid: int | None) -> None: ...
+    def untag_cgroup(self, hierarchy_id: int, kn_id: int) -> None: ...
 
 
 class Sink(Protocol):
@@ -136,19 +141,8 @@ class Tracker:
             run = self._runs.create(name, labels, owner, "spawn" if spawned else "pid", pid, now)
             records = [convert.run_tagged(run, self._host, now)]
             # The root first: children it forks from here on are tracked by the kernel;
-            # those that already exist are found by the scans that follow, repeated until
-            # one finds nothing new (a descendant may fork before it is tracked itself).
-            pending = [root]
-            for _scan in range(_ADOPTION_SCANS):
-                for proc in pending:
-                    if not caller.root and _real_uid(proc) != caller.uid:
-                        continue  # e.g. a sudo child: not the caller's to record
-                    tracked = self._adopt(run, proc, now)
-                    if tracked is not None:
-                        records.append(self._started(tracked))
-                pending = [p for p in self._descendants(root) if p.pid not in run.live]
-                if not pending:
-                    break
+            # those that already exist are found by the scans.
+            records += self._adopt_all(run, caller, now, lambda: [root, *self._descendants(root)])
             if not run.live:
                 self._runs.drop(run)
                 raise NotFound(f"process {pid} exited before it could be tagged")
@@ -156,6 +150,72 @@ class Tracker:
         self._sink.flush()  # `roarctl show RUN` right after tagging must find it
         log.info("run tagged", run_id=run.run_id, name=name, pid=pid, processes=len(run.live))
         return run
+
+    def tag_cgroup(
+        self, caller: Caller, cgroup: Cgroup, name: str | None, labels: dict[str, str]
+    ) -> Run:
+        """Start a run of every process in `cgroup` and below it: those there now, those
+        moved in later, and all their descendants. It ends on untag or when the cgroup is
+        removed, not when it is empty (a scheduler may tag before the job arrives).
+        Raises PermissionDenied unless the caller is root or owns the cgroup's directory."""
+        if not caller.root and cgroup.owner != caller.uid:
+            raise PermissionDenied(
+                f"cgroup {cgroup.path} belongs to uid {cgroup.owner}: only root, or the user "
+                "a cgroup is delegated to (its directory's owner), may tag it"
+            )
+        with self._lock:
+            for other in self._runs.active():
+                if (
+                    other.cgroup is not None
+                    and not other.finalizing
+                    and _same(other.cgroup, cgroup)
+                ):
+                    raise UsageError(
+                        f"cgroup {cgroup.path} is already tagged by run {other.run_id}: "
+                        f"`roarctl untag {other.run_id}` first"
+                    )
+            now = self._clock()
+            run = self._runs.create(name, labels, cgroup.owner, "cgroup", 0, now, cgroup)
+            records = [convert.run_tagged(run, self._host, now)]
+            # The kernel map first: a process moved in from now on joins by itself, so the
+            # scans that follow cannot miss one that arrives meanwhile.
+            uid = None if caller.root else caller.uid
+            self._kernel.tag_cgroup(cgroup.hierarchy_id, cgroup.kn_id, run.key, uid)
+            records += self._adopt_all(run, caller, now, lambda: _processes(cgroups.pids(cgroup)))
+        self._sink.emit(records)
+        self._sink.flush()  # `roarctl show RUN` right after tagging must find it
+        log.info(
+            "cgroup tagged",
+            run_id=run.run_id,
+            name=name,
+            cgroup=cgroup.path,
+            processes=len(run.live),
+        )
+        return run
+
+    def _adopt_all(
+        self,
+        run: Run,
+        caller: Caller,
+        now: float,
+        candidates: Callable[[], list[psutil.Process]],
+    ) -> list[pb.Record]:
+        """Adopt the processes `candidates()` lists, scanning again until a scan finds none
+        it has not tried (one may fork, or be moved into a cgroup, before it is tracked)."""
+        records = []
+        tried: set[int] = set()
+        for _scan in range(_ADOPTION_SCANS):
+            pending = [p for p in candidates() if p.pid not in tried]
+            if not pending:
+                break
+            for proc in pending:
+                tried.add(proc.pid)
+                if not caller.root and _real_uid(proc) != caller.uid:
+                    continue  # e.g. a sudo child: not the caller's to record
+                tracked = self._adopt(run, proc, now)
+                if tracked is not None:
+                    records.append(self._started(tracked))
+        return records
 
     @staticmethod
     def _descendants(root: psutil.Process) -> list[psutil.Process]:
@@ -201,8 +261,7 @@ class Tracker:
         if old_run is not None:
             self._take_kernel_files(old_run, proc.pid, proc.fds)
             old_run.live.discard(proc.pid)
-            if not old_run.live:
-                self._schedule_finalize(old_run, "its processes moved to a nested run")
+            self._emptied(old_run, "its processes moved to a nested run")
 
     def active_run(self, caller: Caller, run_id: str) -> Run | None:
         """The run, if still being tracked or finalized, and the caller may act on it.
@@ -264,9 +323,16 @@ class Tracker:
                 run.lose(1, "a process's exit event never arrived")
                 if proc.pid == run.root_pid:
                     run.root_exited.set()
-                if not run.live:
-                    self._schedule_finalize(run, "its processes died unobserved")
+                self._emptied(run, "its processes died unobserved")
             self._suspects = set(dead) - self._suspects
+        for run in self._removed_cgroup_runs():
+            self._schedule_finalize(run, "its cgroup was removed")
+
+    def _removed_cgroup_runs(self) -> list[Run]:
+        """Cgroup runs whose cgroup directory is gone: nothing can join them any more."""
+        with self._lock:
+            held = [(run, run.cgroup) for run in self._runs.active() if not run.finalizing]
+        return [run for run, cgroup in held if cgroup is not None and not cgroups.present(cgroup)]
 
     def active_runs(self) -> list[Run]:
         """Runs being tracked."""
@@ -454,6 +520,8 @@ class Tracker:
                 self._on_exec(run, event)
             elif isinstance(event, RenameEvent):
                 self._on_rename(run, event)
+            elif isinstance(event, CgroupJoinEvent):
+                self._on_cgroup_join(run, event)
             else:
                 self._on_exit(run, event)
 
@@ -462,7 +530,7 @@ class Tracker:
         recorded, so it is counted, and a process forked into that run stops being tracked
         (else it and its descendants would stay in the kernel filter under a dead run)."""
         self.unattributed += 1
-        if isinstance(event, ForkEvent):
+        if isinstance(event, ForkEvent | CgroupJoinEvent):
             self._kernel.untrack(event.tgid, event.run_key)
         if run is not None:
             run.lose(1, "events arrived after finalization began")
@@ -574,6 +642,25 @@ class Tracker:
         run.live.add(child.pid)
         self._sink.emit([self._started(child)])
 
+    def _on_cgroup_join(self, run: Run, ev: CgroupJoinEvent) -> None:
+        """A process moved into the run's cgroup: the kernel tracks it already; adopt it
+        as `tag` does (exe, argv, cwd from /proc)."""
+        ticks = ticks_from_ns(ev.start_ns)
+        known = self._procs.get(ev.tgid)
+        if known is not None and known.start_ticks == ticks and known.run_id == run.run_id:
+            return  # found by the scan of `tag --cgroup` already
+        try:
+            proc = psutil.Process(ev.tgid)
+            same = start_ticks(proc) == ticks
+        except psutil.NoSuchProcess:
+            same = False
+        if not same:  # it exited (and its pid may be reused) before this was handled
+            self._kernel.untrack(ev.tgid, run.key)
+            return
+        adopted = self._adopt(run, proc, self._clock())
+        if adopted is not None:
+            self._sink.emit([self._started(adopted)])
+
     def _on_exec(self, run: Run, ev: ExecEvent) -> None:
         proc = self._procs.get(ev.tgid)
         if proc is None:
@@ -601,8 +688,7 @@ class Tracker:
             if run.how == "spawn" and run.exit_code is None:
                 run.exit_code = proc.exit_code
             run.root_exited.set()
-        if not run.live:
-            self._schedule_finalize(run, "all processes exited")
+        self._emptied(run, "all processes exited")
 
     def _replace(self, stale: Process | None) -> None:
         """A pid was reused while we still held its old process: that exit was lost."""
@@ -614,8 +700,13 @@ class Tracker:
         if old_run is not None:
             old_run.live.discard(stale.pid)
             old_run.lose(1, "process exit not observed")
-            if not old_run.live:
-                self._schedule_finalize(old_run, "last process gone (pid reused)")
+            self._emptied(old_run, "last process gone (pid reused)")
+
+    def _emptied(self, run: Run, why: str) -> None:
+        """A process left `run`: finalize it if that was its last, unless it is a cgroup
+        run (those end on untag or when their cgroup is removed)."""
+        if not run.live and run.cgroup is None:
+            self._schedule_finalize(run, why)
 
     def _started(self, proc: Process) -> pb.Record:
         self._generation += 1
@@ -628,6 +719,8 @@ class Tracker:
             if run.finalizing:
                 return
             run.finalizing = True
+            if run.cgroup is not None:  # first, so no process joins while it is wound up
+                self._kernel.untag_cgroup(run.cgroup.hierarchy_id, run.cgroup.kn_id)
             survivors = [p for p in (self._procs.get(pid) for pid in run.live) if p]
             for proc in survivors:
                 self._kernel.untrack(proc.pid, run.key)
@@ -769,10 +862,15 @@ def _describe_fd(pid: int, fd: int) -> tuple[str, dict[str, str]] | None:
     return path, fields
 
 
+def _same(a: Cgroup, b: Cgroup) -> bool:
+    """Whether two resolved cgroups are one (by the kernel's identity, not the path)."""
+    return (a.hierarchy_id, a.kn_id) == (b.hierarchy_id, b.kn_id)
+
+
 def _processes(pids: Iterable[int]) -> list[psutil.Process]:
-    """The live processes among `pids`."""
+    """The processes with these pids that still exist."""
     found = []
-    for pid in pids:
+    for pid in sorted(pids):
         try:
             found.append(psutil.Process(pid))
         except psutil.NoSuchProcess:

@@ -294,7 +294,9 @@ def test_unprivileged_user_tags_only_own_processes_and_sees_own_runs(
     mine = json.loads(as_nobody(roarctl, "show", "nobody-e2e", "--json", env=roard.env()).stdout)
     assert str(workdir / "mine.txt") in by_path(mine["outputs"])
     listed = json.loads(as_nobody(roarctl, "runs", "--json", env=roard.env()).stdout)
-    assert {r["name"] for r in listed} == {"nobody-e2e"}  # root's runs are invisible
+    # Only their own: root's runs are invisible (other tests may have left nobody's runs).
+    assert "nobody-e2e" in {r["name"] for r in listed}
+    assert {r["uid"] for r in listed} == {65534}
     hidden = as_nobody(roarctl, "show", "prep-e2e", env=roard.env())
     assert hidden.returncode != 0 and "no run" in hidden.stderr
 

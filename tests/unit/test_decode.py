@@ -11,6 +11,7 @@ import pytest
 from roard.errors import KernelError
 from roard.kernel.abi import Abi
 from roard.kernel.decode import (
+    CgroupJoinEvent,
     CloseEvent,
     Decoder,
     ExecEvent,
@@ -58,6 +59,12 @@ def test_fork(decoder: Decoder) -> None:
     assert decoder.decode(raw) == ForkEvent(
         run_key=7, tgid=100, ppid=99, start_ns=5, parent_start_ns=3
     )
+
+
+def test_cgroup_join(decoder: Decoder) -> None:
+    """A cgroup-join record names the process that moved in, with its start time."""
+    raw = record("cgroup_join", run_key=4, tgid=321, pid=321, start_boottime_ns=77)
+    assert decoder.decode(raw) == CgroupJoinEvent(run_key=4, tgid=321, start_ns=77)
 
 
 def test_exit_keeps_negative_and_raw_status(decoder: Decoder) -> None:

@@ -21,7 +21,9 @@ import pytest
 from roard.artifacts.hashcache import HashCache
 from roard.artifacts.hasher import Hasher
 from roard.config import ClassifyRules
+from roard.errors import PermissionDenied, UsageError
 from roard.kernel.decode import (
+    CgroupJoinEvent,
     CloseEvent,
     ExecEvent,
     ExitEvent,
@@ -29,6 +31,7 @@ from roard.kernel.decode import (
     OpenEvent,
     RenameEvent,
 )
+from roard.tracking.cgroups import Cgroup
 from roard.tracking.processes import CLK_TCK, start_ticks
 from roard.tracking.runs import Run
 from roard.tracking.tracker import Caller, Tracker
@@ -48,6 +51,7 @@ class FakeKernel:
         self.untracked: list[int] = []
         self.pending: dict[int, list[CloseEvent]] = {}
         self.losses: dict[int, dict[str, int]] = {}
+        self.cgroups: dict[tuple[int, int], tuple[int, int | None]] = {}
 
     def track(self, tgid: int, run_key: int) -> None:
         self.tracked[tgid] = run_key
@@ -62,6 +66,12 @@ class FakeKernel:
 
     def take_run_losses(self, run_key: int) -> dict[str, int]:
         return self.losses.pop(run_key, {})
+
+    def tag_cgroup(self, hierarchy_id: int, kn_id: int, run_key: int, uid: int | None) -> None:
+        self.cgroups[hierarchy_id, kn_id] = (run_key, uid)
+
+    def untag_cgroup(self, hierarchy_id: int, kn_id: int) -> None:
+        del self.cgroups[hierarchy_id, kn_id]
 
 
 class FakeSink:
@@ -608,3 +618,81 @@ def test_unreadable_rename_counts_a_loss(env: Env) -> None:
     env.exit(run, pid)
     _files, finished = env.finish(run)
     assert not finished.complete
+
+
+def start_ns(pid: int) -> int:
+    """A live process's start time as the kernel reports it."""
+    return start_ticks(psutil.Process(pid)) * 1_000_000_000 // CLK_TCK
+
+
+def fake_cgroup(tmp_path: Path, pids: list[int], below: list[int], owner: int = 0) -> Cgroup:
+    """A directory tree shaped like a cgroup with a child cgroup, listing these pids."""
+    job = tmp_path / "job"
+    (job / "step").mkdir(parents=True)
+    (job / "cgroup.procs").write_text("".join(f"{pid}\n" for pid in pids))
+    (job / "step" / "cgroup.procs").write_text("".join(f"{pid}\n" for pid in below))
+    return Cgroup(str(job), 3, job.stat().st_ino, owner)
+
+
+def remove_tree(path: Path) -> None:
+    """rmdir a fake cgroup tree, as the scheduler does at job end."""
+    for directory, _dirs, files in sorted(os.walk(path), key=lambda w: -len(w[0])):
+        for name in files:
+            Path(directory, name).unlink()
+        Path(directory).rmdir()
+
+
+def test_cgroup_run_adopts_the_tree_and_outlives_its_processes(env: Env) -> None:
+    """tag_cgroup registers the cgroup with the kernel before scanning, adopts processes of
+    the cgroup and its children, stays open when they all exit and ends when the cgroup is
+    removed, unregistering it."""
+    top, below = env.sleeper(), env.sleeper()
+    cgroup = fake_cgroup(env.tmp, [top], [below])
+    run = env.tracker.tag_cgroup(ROOT, cgroup, "slurm-1", {})
+    assert env.kernel.cgroups == {(3, cgroup.kn_id): (run.key, None)}
+    assert env.kernel.tracked == {top: run.key, below: run.key}
+    (tagged,) = env.sink.of(run, "run_tagged")
+    assert (tagged.run_tagged.how, tagged.run_tagged.cgroup) == ("cgroup", cgroup.path)
+    assert {r.process_started.pid for r in env.sink.of(run, "process_started")} == {top, below}
+    for pid in (top, below):
+        env.exit(run, pid)
+    env.tracker.reap()
+    assert not run.finalized.wait(0.1)  # empty, but its cgroup is still there
+    remove_tree(Path(cgroup.path))
+    env.tracker.reap()
+    _files, finished = env.finish(run)
+    assert finished.complete
+    assert env.kernel.cgroups == {}
+
+
+def test_process_moved_into_the_cgroup_joins_its_run(env: Env) -> None:
+    """A join event adopts the process with its argv from /proc; one for a process already
+    gone is untracked again."""
+    cgroup = fake_cgroup(env.tmp, [], [])
+    run = env.tracker.tag_cgroup(ROOT, cgroup, None, {})
+    assert not run.live  # an empty cgroup is a valid run: the job arrives later
+    pid = env.sleeper()
+    env.tracker.handle(CgroupJoinEvent(run.key, pid, start_ns(pid)))
+    (started,) = env.sink.of(run, "process_started")
+    assert (started.process_started.pid, list(started.process_started.argv)) == (
+        pid,
+        ["sleep", "30"],
+    )
+    assert pid in run.live
+    env.kernel.tracked[FAKE_PID] = run.key  # what the kernel did at the move
+    env.tracker.handle(CgroupJoinEvent(run.key, FAKE_PID, 5_000_000_000))
+    assert FAKE_PID not in env.kernel.tracked and FAKE_PID not in run.live
+
+
+def test_cgroup_tagging_permissions_and_one_run_per_cgroup(env: Env) -> None:
+    """Only root or the cgroup's owner may tag it; an owner's run admits only their own
+    processes in the kernel; a cgroup already tagged is refused."""
+    uid = os.getuid() + 4242
+    cgroup = fake_cgroup(env.tmp, [], [], owner=uid)
+    with pytest.raises(PermissionDenied, match="only root, or the user"):
+        env.tracker.tag_cgroup(Caller(uid=uid + 1, pid=1), cgroup, None, {})
+    run = env.tracker.tag_cgroup(Caller(uid=uid, pid=1), cgroup, None, {})
+    assert env.kernel.cgroups[3, cgroup.kn_id] == (run.key, uid)
+    assert run.uid == uid
+    with pytest.raises(UsageError, match="already tagged"):
+        env.tracker.tag_cgroup(ROOT, cgroup, None, {})
