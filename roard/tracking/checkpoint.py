@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from roard.tracking.cgroups import Cgroup
 from roard.tracking.fds import OpenFile
 from roard.tracking.processes import Process
 
@@ -53,6 +54,7 @@ class RunState:
     lost_events: int
     lost_reasons: list[str]
     saved_at: float
+    cgroup: Cgroup | None = None
     processes: list[Process] = field(default_factory=list)
     fds: list[tuple[int, int, OpenFile]] = field(default_factory=list)  # (pid, fd, file)
     files: list[FileState] = field(default_factory=list)
@@ -74,7 +76,8 @@ class RunState:
         ]
         fds = [(pid, fd, OpenFile(**f)) for pid, fd, f in doc.pop("fds")]
         files = [FileState(**f) for f in doc.pop("files")]
-        return cls(**doc, processes=procs, fds=fds, files=files)
+        cgroup = Cgroup(**doc.pop("cgroup")) if doc.get("cgroup") else None
+        return cls(**doc, cgroup=cgroup, processes=procs, fds=fds, files=files)
 
 
 class CheckpointStore:

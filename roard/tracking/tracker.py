@@ -382,6 +382,7 @@ class Tracker:
             lost_events=run.lost_events,
             lost_reasons=sorted(run.lost_reasons),
             saved_at=now,
+            cgroup=run.cgroup,
             processes=[dataclasses.replace(p, fds=set(p.fds)) for p in procs],
             fds=[
                 (p.pid, fd, file)
@@ -423,8 +424,8 @@ class Tracker:
         self._sink.emit(records)
         for run in resumed:
             log.info("run resumed", run_id=run.run_id, processes=len(run.live))
-            if not run.live:
-                self._schedule_finalize(run, "its processes ended while roard was not running")
+            with self._lock:
+                self._emptied(run, "its processes ended while roard was not running")
         return resumed
 
     def _restore(self, state: RunState, now: float) -> Run:
@@ -440,6 +441,7 @@ class Tracker:
             exit_code=state.exit_code,
             lost_events=state.lost_events,
             lost_reasons=set(state.lost_reasons),
+            cgroup=state.cgroup,
         )
         run.files = {
             f.path: FileUse(f.path, f.dev, f.ino, f.bytes_read, f.bytes_written, f.read, f.written)
@@ -462,25 +464,24 @@ class Tracker:
         for pid, fd, file in state.fds:
             if pid in run.live:
                 self._fds.set(pid, fd, file)
-        records = []
-        # Forked after the last checkpoint (the kernel filter kept them) or while roard
-        # was down (descendants): new to the run.
-        found = [pid for pid, key in in_kernel.items() if key == run.key and pid not in run.live]
-        for _scan in range(_ADOPTION_SCANS):
-            fresh = [p for p in _processes(found) if p.create_time() >= run.started_at - 1]
-            for candidate in fresh:
-                adopted = self._adopt(run, candidate, now)
-                if adopted is not None:
-                    records.append(self._started(adopted))
-            found = [
-                child.pid
-                for pid in sorted(run.live)
-                for child in self._descendants_of(pid)
-                if child.pid not in run.live
-            ]
-            if not found:
-                break
-        return records
+        if run.cgroup is not None:  # the cgroup map is not pinned: tell the kernel again
+            uid = run.uid if run.uid else None
+            self._kernel.tag_cgroup(run.cgroup.hierarchy_id, run.cgroup.kn_id, run.key, uid)
+        # A non-root user's cgroup run holds only that user's processes; other runs every
+        # process the kernel followed.
+        caller = Caller(uid=run.uid if run.cgroup is not None else 0, pid=0)
+        kernel_kept = {pid for pid, key in in_kernel.items() if key == run.key}
+
+        def candidates() -> list[psutil.Process]:
+            """Forked after the last checkpoint (the kernel filter kept them, unless the
+            pid was reused since), forked while roard was down (descendants), or moved
+            into the run's cgroup meanwhile."""
+            kept = [p for p in _processes(kernel_kept) if _started_since(p, run.started_at)]
+            below = [c for pid in sorted(run.live) for c in self._descendants_of(pid)]
+            members = _processes(cgroups.pids(run.cgroup)) if run.cgroup is not None else []
+            return [p for p in kept + below + members if p.pid not in run.live]
+
+        return self._adopt_all(run, caller, now, candidates)
 
     def _descendants_of(self, pid: int) -> list[psutil.Process]:
         try:
@@ -865,6 +866,14 @@ def _describe_fd(pid: int, fd: int) -> tuple[str, dict[str, str]] | None:
 def _same(a: Cgroup, b: Cgroup) -> bool:
     """Whether two resolved cgroups are one (by the kernel's identity, not the path)."""
     return (a.hierarchy_id, a.kn_id) == (b.hierarchy_id, b.kn_id)
+
+
+def _started_since(proc: psutil.Process, when: float) -> bool:
+    """Whether the process started at or after `when` (a second of clock slack)."""
+    try:
+        return bool(proc.create_time() >= when - 1)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _processes(pids: Iterable[int]) -> list[psutil.Process]:
