@@ -15,9 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from roard.tracking.cgroups import Cgroup
 from roard.tracking.fds import OpenFile
 from roard.tracking.processes import Process
+
+log = structlog.get_logger("roard.checkpoint")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, saved_at REAL NOT NULL,"
@@ -76,7 +80,8 @@ class RunState:
         ]
         fds = [(pid, fd, OpenFile(**f)) for pid, fd, f in doc.pop("fds")]
         files = [FileState(**f) for f in doc.pop("files")]
-        cgroup = Cgroup(**doc.pop("cgroup")) if doc.get("cgroup") else None
+        raw_cgroup = doc.pop("cgroup", None)
+        cgroup = Cgroup(**raw_cgroup) if raw_cgroup else None
         return cls(**doc, cgroup=cgroup, processes=procs, fds=fds, files=files)
 
 
@@ -109,10 +114,21 @@ class CheckpointStore:
                 raise
 
     def load(self) -> list[RunState]:
-        """Every saved state."""
+        """Every saved state that can be read (one that cannot, e.g. from another roard
+        version, is skipped: its run is then closed as interrupted, not resumed)."""
         with self._lock:
-            rows = self._conn.execute("SELECT state FROM runs ORDER BY run_id").fetchall()
-        return [RunState.from_json(text) for (text,) in rows]
+            rows = self._conn.execute("SELECT run_id, state FROM runs ORDER BY run_id").fetchall()
+        states = []
+        for run_id, text in rows:
+            try:
+                states.append(RunState.from_json(text))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning(
+                    "run checkpoint unreadable; the run will not be resumed",
+                    run_id=run_id,
+                    error=str(exc),
+                )
+        return states
 
     def close(self) -> None:
         """Close the database."""

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import VENV_BIN, Roard, python3, start_roard, stop_roard
+from tests.e2e.test_cgroup import Readers, _remove, cgroup, move, readers, wait_finished
 from tests.e2e.test_observe import b3, by_path
+
+__all__ = ["cgroup", "readers"]  # fixtures shared with test_cgroup
 
 # Phase 1 before the restart, phase 2 after: files read and written in each, a descriptor
 # read before and closed after (its bytes wait in the pinned kernel map), and a child forked
@@ -199,3 +202,33 @@ def test_a_clean_stop_with_no_run_open_leaves_no_pinned_maps(tmp_path: Path) -> 
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0
     assert not Path(pinned).exists()
+
+
+def test_a_cgroup_run_takes_what_joins_before_during_and_after_a_restart(
+    tmp_path: Path, cgroup: Path, readers: Readers
+) -> None:
+    """A tagged cgroup stays tagged across a SIGKILL: a process moved in while roard was
+    down and one moved in after the restart are recorded, as is one from before."""
+    first = start_roard(tmp_path / "d")
+    first.roarctl("tag", "--cgroup", str(cgroup), "--name", "cg-restart")
+    move(readers.start("before"), cgroup)
+    readers.run("before")
+    _wait_checkpointed(first, time.time() + 1.0)
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(30)
+    move(readers.start("down"), cgroup)
+    second = start_roard(tmp_path / "d", socket=first.socket)
+    try:
+        readers.run("down")
+        move(readers.start("after"), cgroup)
+        readers.run("after")
+        _remove(cgroup, cgroup.parent)
+        doc = wait_finished(second, "cg-restart")
+        assert doc["status"] == "finished"
+        inputs = by_path(doc["inputs"])
+        for name in ("before", "down", "after"):
+            path = readers.workdir / f"{name}.txt"
+            assert inputs[str(path)]["hash"] == b3(path), name
+        assert doc["complete"] is False
+    finally:
+        stop_roard(second)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from roard.tracking.cgroups import Cgroup
 from roard.tracking.checkpoint import CheckpointStore, FileState, RunState
 from roard.tracking.fds import OpenFile
 from roard.tracking.processes import Process
@@ -38,6 +39,7 @@ def _state(run_id: str, saved_at: float) -> RunState:
         processes=[proc],
         fds=[(41, 17, OpenFile("/work/data\nodd name.bin", 2049, 12, 0o2, True))],
         files=[FileState("/work/in.csv", 2049, 11, 4096, 0, True, False)],
+        cgroup=Cgroup("/sys/fs/cgroup/job_1", 0, 4242, 0) if run_id == "r1" else None,
     )
 
 
@@ -55,3 +57,11 @@ def test_saving_again_replaces_and_finished_runs_are_forgotten(tmp_path: Path) -
     store.close()
     reopened = CheckpointStore(tmp_path / "runs.db")
     assert [(s.run_id, s.saved_at) for s in reopened.load()] == [("r1", 25.0)]
+
+
+def test_an_unreadable_state_is_skipped_not_fatal(tmp_path: Path) -> None:
+    """A checkpoint another roard version wrote must not stop the daemon from starting."""
+    store = CheckpointStore(tmp_path / "runs.db")
+    store.save([_state("r1", 20.0)], [])
+    store._conn.execute("INSERT INTO runs VALUES ('r0', 1.0, '{\"run_id\": \"r0\"}')")
+    assert [s.run_id for s in store.load()] == ["r1"]
