@@ -256,6 +256,7 @@ class Daemon:
         """Health, tier and counters, for `roarctl status`; active runs of `uid` only,
         unless None (root)."""
         losses = self.probes.losses()
+        ring = self.probes.ring_fill()
         return {
             "version": roard.__version__,
             "pid": os.getpid(),
@@ -269,10 +270,17 @@ class Daemon:
             "events": dict(self.observer.counts),
             "lost": losses,
             "lost_total": sum(losses.values()),
+            "ring": {
+                "used_bytes": ring.used_bytes,
+                "size_bytes": ring.size_bytes,
+                "fill_ratio": ring.ratio,
+                "max_fill_ratio": ring.max_ratio,
+            },
             "hash": {
                 "queue": self.hasher.pending,
                 "files_hashed": self.hasher.files_hashed,
                 "bytes_hashed": self.hasher.bytes_hashed,
+                "seconds_hashing": round(self.hasher.seconds_hashing, 3),
                 "cache_hits": self.cache.hits,
                 "cache_misses": self.cache.misses,
             },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -82,6 +83,7 @@ class Hasher:
         self.pending = 0  # queued or running: the hash queue's depth
         self.bytes_hashed = 0
         self.files_hashed = 0
+        self.seconds_hashing = 0.0  # summed over workers: bytes_hashed / this = throughput
 
     def submit(self, path: str, progress: Progress | None = None) -> Future[Digest]:
         """Hash `path` in the background; the future raises OSError if it is unreadable."""
@@ -128,13 +130,17 @@ class Hasher:
             hit = self.cached(path)
             if hit is not None:
                 return hit
+            started = time.monotonic()
             digest, stamp = hash_file(path, progress)
+            spent = time.monotonic() - started
         finally:
             if progress is not None:
                 progress.file_done()
         self._cache.put(stamp, digest)
-        self.bytes_hashed += stamp.size
-        self.files_hashed += 1
+        with self._lock:  # workers finish concurrently
+            self.bytes_hashed += stamp.size
+            self.files_hashed += 1
+            self.seconds_hashing += spent
         return Digest(path, digest, stamp)
 
     def flush(self) -> None:
