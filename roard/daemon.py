@@ -29,6 +29,7 @@ from roard.export.stream import Exporter, HelloInfo
 from roard.kernel import features, loader
 from roard.kernel.abi import Abi
 from roard.kernel.decode import Decoder
+from roard.memory import release_compiler_memory
 from roard.metrics import MetricsServer
 from roard.notify import Notifier
 from roard.observer import Observer
@@ -94,6 +95,13 @@ class Daemon:
         self.cache = stack.enter_context(closing(HashCache(state / "hashcache.db")))
         self.hasher = stack.enter_context(closing(Hasher(self.cache, self.config.hash_workers)))
         self.probes = stack.enter_context(closing(loader.load(state, self.config.kernel)))
+        released = release_compiler_memory()
+        log.info(
+            "compiler memory released",
+            rss_before_mib=round(released.rss_before / 2**20, 1),
+            rss_after_mib=round(released.rss_after / 2**20, 1),
+            code_unmapped_mib=round(released.code_bytes / 2**20, 1),
+        )
         for event in self.probes.skipped:
             log.warning(
                 "tracepoint missing on this kernel; its syscall is not observed", tracepoint=event
