@@ -74,7 +74,7 @@ def main() -> None:
             busy = daemon_cpu(proc, args.seconds)
             file_ops = int(files.communicate()[0])
             processes = int(spawns.communicate()[0])
-            rss = proc.memory_info().rss
+            memory = proc.memory_full_info()
         finally:
             daemon.terminate()
             daemon.wait(60)
@@ -85,7 +85,11 @@ def main() -> None:
         f"{file_ops / args.seconds:,.0f} create+write+read+unlink cycles/s and spawned "
         f"{processes / args.seconds:,.0f} processes/s"
     )
-    print(f"  daemon RSS:         {rss / 2**20:.1f} MiB")
+    print(
+        f"  daemon RSS:         {memory.rss / 2**20:.1f} MiB (anonymous "
+        f"{(memory.rss - memory.shared) / 2**20:.1f} MiB, file-backed or shared "
+        f"{memory.shared / 2**20:.1f} MiB; PSS {memory.pss / 2**20:.1f} MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from roard.export.stream import Exporter, HelloInfo
 from roard.kernel import features, loader, pins
 from roard.kernel.abi import Abi
 from roard.kernel.decode import Decoder
+from roard.memory import release_compiler_memory
 from roard.metrics import MetricsServer
 from roard.notify import Notifier
 from roard.observer import Observer
@@ -101,6 +102,13 @@ class Daemon:
             closing(Hasher(self.cache, self.config.hash_workers, self.config.hash_limits()))
         )
         self.probes = stack.enter_context(closing(loader.load(state, self.config.kernel)))
+        released = release_compiler_memory()
+        log.info(
+            "compiler memory released",
+            rss_before_mib=round(released.rss_before / 2**20, 1),
+            rss_after_mib=round(released.rss_after / 2**20, 1),
+            code_unmapped_mib=round(released.code_bytes / 2**20, 1),
+        )
         for event in self.probes.skipped:
             log.warning(
                 "tracepoint missing on this kernel; its syscall is not observed", tracepoint=event
@@ -298,6 +306,7 @@ class Daemon:
         """Health, tier and counters, for `roarctl status`; active runs of `uid` only,
         unless None (root)."""
         losses = self.probes.losses()
+        ring = self.probes.ring_fill()
         return {
             "version": roard.__version__,
             "pid": os.getpid(),
@@ -311,10 +320,17 @@ class Daemon:
             "events": dict(self.observer.counts),
             "lost": losses,
             "lost_total": sum(losses.values()),
+            "ring": {
+                "used_bytes": ring.used_bytes,
+                "size_bytes": ring.size_bytes,
+                "fill_ratio": ring.ratio,
+                "max_fill_ratio": ring.max_ratio,
+            },
             "hash": {
                 "queue": self.hasher.pending,
                 "files_hashed": self.hasher.files_hashed,
                 "bytes_hashed": self.hasher.bytes_hashed,
+                "seconds_hashing": round(self.hasher.seconds_hashing, 3),
                 "cache_hits": self.cache.hits,
                 "cache_misses": self.cache.misses,
                 # Files recorded without a hash, by reason: over hash_max_bytes ("size"),

@@ -28,6 +28,11 @@ def _label(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _number(value: float) -> str:
+    # Exact: "%g" would round a byte counter past a million to six digits.
+    return str(int(value)) if isinstance(value, int) else repr(float(value))
+
+
 def _family(name: str, kind: str, text: str, samples: Mapping[str, float] | float) -> Iterator[str]:
     """One metric family: HELP, TYPE and its samples (a number, or {label value: number}
     where the label is named in `name` after a colon, e.g. "roard_events_total:type")."""
@@ -36,20 +41,27 @@ def _family(name: str, kind: str, text: str, samples: Mapping[str, float] | floa
     yield f"# TYPE {metric} {kind}"
     if isinstance(samples, Mapping):
         for key, value in sorted(samples.items()):
-            yield f'{metric}{{{label}="{_label(key)}"}} {float(value):g}'
+            yield f'{metric}{{{label}="{_label(key)}"}} {_number(value)}'
     else:
-        yield f"{metric} {float(samples):g}"
+        yield f"{metric} {_number(samples)}"
 
 
 def render(status: Status, healthy: bool) -> str:
     """The Prometheus exposition of a daemon status document."""
-    spool, collector, hashing = status["spool"], status["collector"], status["hash"]
+    spool, collector, hashing, ring = (
+        status["spool"], status["collector"], status["hash"], status["ring"]
+    )  # fmt: skip
     families = [
         ("roard_up", "gauge", "1 while the ring-buffer reader is alive", int(healthy)),
         ("roard_events_total:type", "counter", "kernel events decoded, by type",
          status["events"]),
         ("roard_lost_events_total:category", "counter",
          "kernel events dropped (ring buffer or map full), by category", status["lost"]),
+        ("roard_ring_fill_ratio", "gauge", "fraction of the events ring buffer in use",
+         ring["fill_ratio"]),
+        ("roard_ring_fill_max_ratio", "gauge",
+         "highest fraction of the events ring buffer in use since start", ring["max_fill_ratio"]),
+        ("roard_ring_size_bytes", "gauge", "size of the events ring buffer", ring["size_bytes"]),
         ("roard_runs_active", "gauge", "runs being tracked", len(status["runs"])),
         ("roard_tracked_processes", "gauge", "processes in the kernel's tracked map",
          status["kernel_tracked_processes"]),
@@ -67,6 +79,9 @@ def render(status: Status, healthy: bool) -> str:
         ("roard_hash_refusing", "gauge",
          "1 while too many hash threads are stuck and new files are recorded unhashed",
          int(hashing["refusing"] is not None)),
+        ("roard_hash_seconds_total", "counter",
+         "seconds hash workers spent reading and hashing (throughput: rate of "
+         "roard_hashed_bytes_total over rate of this)", hashing["seconds_hashing"]),
         ("roard_hash_cache_hits_total", "counter", "hashes answered from the cache",
          hashing["cache_hits"]),
         ("roard_hash_cache_misses_total", "counter", "hashes that needed a read",

@@ -196,6 +196,7 @@ class Hasher:
         self.pending = 0  # queued or running: the hash queue's depth
         self.bytes_hashed = 0
         self.files_hashed = 0
+        self.seconds_hashing = 0.0  # summed over workers: bytes_hashed / this = throughput
         self.stuck = 0  # written-off threads still blocked in a system call
         self.timeouts = 0  # files abandoned at their deadline
         for _ in range(workers):
@@ -236,11 +237,14 @@ class Hasher:
             return Digest(path, found, stamp)
         if progress is not None:
             progress.expect(stamp.size)
+        started = time.monotonic()
         digest, stamp = hash_file(path, progress, self.limits.max_bytes)
+        spent = time.monotonic() - started
         self._cache.put(stamp, digest)
-        with self._cond:
+        with self._cond:  # workers finish concurrently
             self.bytes_hashed += stamp.size
             self.files_hashed += 1
+            self.seconds_hashing += spent
         return Digest(path, digest, stamp)
 
     def _spawn(self) -> None:

@@ -451,6 +451,11 @@ def _run(args: argparse.Namespace) -> int:
             f"  probes: {len(doc['probes'])} attached; missing: {doc['probes_missing'] or 'none'}"
         )
         print(f"  events: {doc['events']}; lost: {doc['lost_total']} {doc['lost']}")
+        ring = doc["ring"]
+        print(
+            f"  ring buffer: {ring['fill_ratio']:.1%} of {ring['size_bytes']} bytes in use, "
+            f"at most {ring['max_fill_ratio']:.1%} since start"
+        )
         print(f"  hashing: {doc['hash']}")
         print(f"  active runs: {len(doc['runs'])}; tracker: {doc['tracker']}")
         c, spool = doc["collector"], doc["spool"]

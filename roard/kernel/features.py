@@ -103,9 +103,7 @@ def probe() -> Features:
 def require(features: Features) -> None:
     """Raise the first missing prerequisite as an error that says how to fix it."""
     if not features.privileged:
-        raise PrerequisiteError(
-            "roard needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_RESOURCE): run it with sudo"
-        )
+        raise PrerequisiteError("roard needs root (or CAP_BPF + CAP_PERFMON): run it with sudo")
     if not features.btf:
         raise PrerequisiteError(
             f"the kernel has no BTF at {BTF_PATH}: roard needs a kernel built with "

@@ -19,6 +19,7 @@ from roard.kernel.btf import Btf
 from roard.kernel.decode import CloseEvent, Decoder, userspace_dev
 from roard.kernel.features import TRACEFS, ensure_tracefs
 from roard.kernel.headers import HeaderTree, find_headers
+from roard.kernel.ringfill import RingFill, RingGauge
 
 # Every kernel field the BPF code dereferences; each becomes -DOFF_<STRUCT>_<FIELD>.
 KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
@@ -177,6 +178,9 @@ class Probes:
         self._cgroups_tagged = bpf["cgroups_tagged"]
         self._any_uid = abi.const("CGTAG_ANY_UID")
         self._losses = bpf["losses"]
+        events = bpf["events"]
+        self._ring = RingGauge(events.map_fd, events.max_entries)
+        self._drain_started = False
         self._loss_names = {
             value: name[len("ROARD_LOSS_") :].lower()
             for name, value in abi.consts.items()
@@ -194,6 +198,9 @@ class Probes:
         """Deliver every ring-buffer record, as bytes, to `callback` during poll()."""
 
         def _cb(_ctx: Any, data: Any, size: int) -> int:
+            if self._drain_started:  # first record of this poll: the ring is at its fullest
+                self._drain_started = False
+                self._ring.sample()
             callback(ctypes.string_at(data, size))
             return 0
 
@@ -201,7 +208,12 @@ class Probes:
 
     def poll(self, timeout_ms: int) -> None:
         """Wait up to timeout_ms for records and hand all available ones to the callback."""
+        self._drain_started = True
         self._bpf.ring_buffer_poll(timeout_ms)
+
+    def ring_fill(self) -> RingFill:
+        """How full the events ring is now, and the most it has been."""
+        return self._ring.fill()
 
     def track(self, tgid: int, run_key: int) -> None:
         """Attribute `tgid` (and its future children) to a run."""
@@ -304,6 +316,7 @@ class Probes:
 
     def close(self) -> None:
         """Detach everything."""
+        self._ring.close()
         self._bpf.cleanup()
 
 

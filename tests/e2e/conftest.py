@@ -94,10 +94,11 @@ def start_roard(
     config: str | None = None,
     where: tuple[str, ...] = ("--embedded",),
     socket: Path | None = None,
+    wrapper: tuple[str, ...] = (),
 ) -> Roard:
     """Start a private daemon under `root` (optionally with a config file's text; `where`:
-    --embedded or --collector ADDR; `socket`: a previous daemon's, for a restart) and wait
-    until it answers."""
+    --embedded or --collector ADDR; `socket`: a previous daemon's, for a restart;
+    `wrapper`: a command that execs it, e.g. setpriv) and wait until it answers."""
     if socket is None:
         # The socket's directory must be reachable by the unprivileged users tests run as.
         public = Path(tempfile.mkdtemp(prefix="roard-sock-"))
@@ -111,7 +112,7 @@ def start_roard(
         args += ["--config", str(root / "roard.toml")]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(VENV_BIN / "roard"), *args], stdout=out, stderr=subprocess.STDOUT
+            [*wrapper, str(VENV_BIN / "roard"), *args], stdout=out, stderr=subprocess.STDOUT
         )
     daemon = Roard(root, socket, proc, log)
     deadline = time.monotonic() + 120
@@ -158,3 +159,19 @@ def python3() -> str:
     found = shutil.which("python3", path="/usr/bin")
     assert found, "/usr/bin/python3 is required"
     return found
+
+
+def as_nobody(
+    tool: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run roarctl or roard (`tool`) as the unprivileged user nobody."""
+    helper = Path(__file__).with_name("as_user.py")
+    return subprocess.run(
+        [sys.executable, str(helper), "65534", tool, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )

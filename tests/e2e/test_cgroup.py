@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Roard, python3
-from tests.e2e.test_observe import as_nobody, b3, by_path
+from tests.e2e.conftest import Roard, as_nobody, python3
+from tests.e2e.test_observe import b3, by_path
 
 NOBODY = 65534
 HIERARCHIES = {"v1": Path("/sys/fs/cgroup/pids"), "v2": Path("/sys/fs/cgroup/unified")}

@@ -6,12 +6,13 @@ import json
 import signal
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Roard, python3, start_roard, stop_roard
+from tests.e2e.conftest import VENV_BIN, Roard, python3, start_roard, stop_roard
 
 # One page of ring and a reader woken rarely: a burst of file events must overflow it.
 TINY_RING = """
@@ -49,6 +50,70 @@ def test_dropped_events_mark_the_run_incomplete(starved: Roard, workdir: Path) -
     assert len(recorded) + doc["lost_events"] >= 3000  # every file recorded or counted lost
     status = json.loads(starved.roarctl("status", "--json").stdout)
     assert status["lost"]["ringbuf_file"] >= doc["lost_events"] > 0
+
+
+# Writes files until told to stop: a storm that outlasts several status queries.
+ENDLESS_STORM = """
+import os, sys
+open("started", "w").close()
+i = 0
+while not os.path.exists("stop"):
+    with open(f"e{i % 500}.out", "w") as f:
+        f.write("x")
+    i += 1
+"""
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def wait_for(path: Path, job: subprocess.Popen[str]) -> None:
+    """Until `path` exists; fail if the job ends first."""
+    while not path.exists():
+        assert job.poll() is None, job.communicate()
+        time.sleep(0.05)
+
+
+def test_the_daemon_answers_and_stays_bounded_during_an_overflowing_storm(
+    starved: Roard, workdir: Path
+) -> None:
+    """While a tagged storm overflows the ring, roarctl status answers and shows the drops
+    and a ring at least half full; afterwards the run names the category and the daemon's
+    memory has not grown with the storm."""
+    rss_before = rss_bytes(starved.proc.pid)
+    (workdir / "storm.py").write_text(ENDLESS_STORM)
+    job = subprocess.Popen(
+        [str(VENV_BIN / "roarctl"), "tag", "--name", "endless", "--", python3(), "storm.py"],
+        cwd=workdir,
+        env=starved.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(workdir / "started", job)
+        lost_seen = []
+        for _ in range(5):
+            status = json.loads(starved.roarctl("status", "--json", timeout=30).stdout)
+            assert any(r["name"] == "endless" for r in status["runs"])
+            lost_seen.append(status["lost"]["ringbuf_file"])
+            time.sleep(0.2)
+        assert lost_seen[-1] > lost_seen[0]  # the storm was overflowing the ring meanwhile
+        assert status["ring"]["max_fill_ratio"] > 0.5
+    finally:
+        (workdir / "stop").touch()
+        _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 0, stderr
+    doc = starved.show("endless")
+    assert doc["complete"] is False and doc["lost_events"] > 0
+    assert any("ringbuf_file" in reason for reason in doc["loss_reasons"])
+    growth = rss_bytes(starved.proc.pid) - rss_before
+    assert growth < 50 << 20, f"RSS grew by {growth >> 20} MiB during the storm"
 
 
 def test_runs_open_when_the_daemon_died_are_closed_as_incomplete(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import Roard, start_roard, stop_roard
+from tests.e2e.conftest import Roard, python3, start_roard, stop_roard
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +57,22 @@ def test_healthz_and_metrics_follow_the_work(metered: tuple[Roard, str], workdir
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(base + "/nothing", timeout=10)
     assert missing.value.code == 404
+
+
+def test_ring_fill_rises_under_an_event_storm(metered: tuple[Roard, str], workdir: Path) -> None:
+    """A tagged job that writes thousands of files fills the events ring for a moment: the
+    high-water mark rises above zero, stays a fraction, and never falls afterwards."""
+    daemon, base = metered
+    (workdir / "storm.py").write_text(
+        "for i in range(3000):\n    with open(f's{i}.out', 'w') as f:\n        f.write('x')\n"
+    )
+    daemon.roarctl("tag", "--name", "storm", "--", python3(), "storm.py", cwd=workdir)
+    after = scrape(base)
+    high = after["roard_ring_fill_max_ratio"][()]
+    assert 0 < high <= 1
+    assert 0 <= after["roard_ring_fill_ratio"][()] <= high
+    assert after["roard_ring_size_bytes"][()] == 4096 * 4096  # [kernel] ring_pages default
+    assert scrape(base)["roard_ring_fill_max_ratio"][()] >= high
+    assert after["roard_hash_seconds_total"][()] > 0
+    lost = after["roard_lost_events_total"]
+    assert (("category", "ringbuf_file"),) in lost and (("category", "agg_full"),) in lost

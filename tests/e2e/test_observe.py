@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import blake3
 
-from tests.e2e.conftest import VENV_BIN, Roard, python3
+from tests.e2e.conftest import VENV_BIN, Roard, as_nobody, python3
 
 
 def b3(path: Path) -> str:
@@ -250,22 +249,6 @@ def test_status_reports_tier_probes_and_counters(roard: Roard) -> None:
     assert any("sys_enter_read" in p for p in doc["probes"])
     assert set(doc["lost"]) >= {"ringbuf_proc", "ringbuf_file", "tracked_full", "agg_full"}
     assert doc["lost_total"] == 0
-
-
-def as_nobody(
-    tool: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run roarctl or roard (`tool`) as the unprivileged user nobody."""
-    helper = Path(__file__).with_name("as_user.py")
-    return subprocess.run(
-        [sys.executable, str(helper), "65534", tool, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
 
 
 def test_unprivileged_user_tags_only_own_processes_and_sees_own_runs(
