@@ -28,6 +28,10 @@ log = structlog.get_logger("roard.hasher")
 # Below this size one thread is fastest; above it blake3 spreads each chunk over all cores.
 _MULTITHREAD_BYTES = 16 << 20
 _CHUNK = 16 << 20
+# Files smaller than that are read in pieces of their own size, at least this: /proc and
+# /sys files report size 0, and a sysctl read larger than the kernel can kmalloc fails
+# with ENOMEM.
+_SMALL_CHUNK = 64 << 10
 # Never follow a final symlink, never block on a FIFO or device: the daemon runs as root
 # and the paths come from users' programs.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -149,7 +153,8 @@ def hash_file(
                 threads = blake3.blake3.AUTO if before.size >= _MULTITHREAD_BYTES else 1
                 hasher = blake3.blake3(max_threads=threads)
                 f.seek(0)
-                while chunk := f.read(_CHUNK):
+                size = min(_CHUNK, max(before.size, _SMALL_CHUNK))
+                while chunk := f.read(size):
                     hasher.update(chunk)
                     if progress is not None:
                         progress.advance(len(chunk))

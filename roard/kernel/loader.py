@@ -207,9 +207,13 @@ class Probes:
         self._bpf["events"].open_ring_buffer(_cb)
 
     def poll(self, timeout_ms: int) -> None:
-        """Wait up to timeout_ms for records and hand all available ones to the callback."""
+        """Wait up to timeout_ms for records and hand all available ones to the callback,
+        including those submitted without a wakeup (file events wake the reader only every
+        ROARD_WAKEUP_EVERY events: epoll alone would leave the rest waiting for the next)."""
         self._drain_started = True
         self._bpf.ring_buffer_poll(timeout_ms)
+        self._drain_started = True
+        self._bpf.ring_buffer_consume()
 
     def ring_fill(self) -> RingFill:
         """How full the events ring is now, and the most it has been."""

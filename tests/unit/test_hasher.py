@@ -396,3 +396,14 @@ def test_file_that_keeps_changing_has_no_hash(
     with pytest.raises(hasher_mod.FileKeptChanging):
         hasher.digest(str(path))
     assert hasher.files_hashed == 0
+
+
+def test_a_sysctl_file_of_reported_size_zero_hashes() -> None:
+    """/proc/sys files say size 0 and refuse reads larger than the kernel can allocate:
+    a run that reads one must not be marked incomplete for it."""
+    digest, stamp = hasher_mod.hash_file("/proc/sys/kernel/ostype")
+    assert stamp.size == 0
+    assert (
+        digest
+        == "blake3:" + blake3.blake3(Path("/proc/sys/kernel/ostype").read_bytes()).hexdigest()
+    )
