@@ -2,11 +2,7 @@
 #include "lib/common.h"
 #include "lib/files.h"
 #include "lib/path.h"
-
-static __always_inline u64 start_boottime(u64 task)
-{
-	return rd_u64(rd_u64(task, OFF_TASK_STRUCT_GROUP_LEADER), OFF_TASK_STRUCT_START_BOOTTIME);
-}
+#include "lib/envrun.h"
 
 /* Children of tracked processes are tracked before they run: fork is the only way in. */
 RAW_TRACEPOINT_PROBE(sched_process_fork)
@@ -40,7 +36,13 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 
 RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
-	u64 run_key = tracked_run(current_tgid());
+	u32 tgid = current_tgid();
+	u64 run_key = tracked_run(tgid);
+#ifdef ROARD_ENV_RUNS
+	/* A process already in a run ignores ROARD_RUN: its children inherit the variable. */
+	if (!run_key)
+		run_key = start_env_run(tgid);
+#endif
 	if (!run_key)
 		return 0;
 	struct roard_scratch *s = scratch_buf();

@@ -86,13 +86,20 @@ class Config:
     socket: Path = DEFAULT_SOCKET
     hash_workers: int = 4
     linger_seconds: float = 2.0  # how long a spawned run waits for stragglers after its root exits
+    env_runs: bool = True  # ROARD_RUN=<name> in an exec'd program's environment starts a run
     kernel: KernelSizing = field(default_factory=KernelSizing)
     classify: ClassifyRules = field(default_factory=ClassifyRules)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
-_TOP_KEYS = {"state_dir": Path, "socket": Path, "hash_workers": int, "linger_seconds": float}
+_TOP_KEYS = {
+    "state_dir": Path,
+    "socket": Path,
+    "hash_workers": int,
+    "linger_seconds": float,
+    "env_runs": bool,
+}
 
 
 def _typed(section: str, key: str, value: Any, kind: type) -> Any:

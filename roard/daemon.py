@@ -93,7 +93,9 @@ class Daemon:
         self.queries = stack.enter_context(closing(CollectorClient(target)))
         self.cache = stack.enter_context(closing(HashCache(state / "hashcache.db")))
         self.hasher = stack.enter_context(closing(Hasher(self.cache, self.config.hash_workers)))
-        self.probes = stack.enter_context(closing(loader.load(state, self.config.kernel)))
+        self.probes = stack.enter_context(
+            closing(loader.load(state, self.config.kernel, env_runs=self.config.env_runs))
+        )
         for event in self.probes.skipped:
             log.warning(
                 "tracepoint missing on this kernel; its syscall is not observed", tracepoint=event
@@ -266,6 +268,7 @@ class Daemon:
             "headers": {"path": str(self.probes.headers.path), "how": self.probes.headers.how},
             "probes": self.probes.attached,
             "probes_missing": self.probes.skipped,
+            "env_runs": self.config.env_runs,
             "events": dict(self.observer.counts),
             "lost": losses,
             "lost_total": sum(losses.values()),

@@ -14,6 +14,7 @@
 #define ROARD_EV_OPEN 4
 #define ROARD_EV_CLOSE 5
 #define ROARD_EV_RENAME 6
+#define ROARD_EV_ENV_RUN 8
 
 /* roard_ev_open.origin: how the file became known for this (tgid, fd). */
 #define ROARD_ORIGIN_OPEN 1
@@ -38,6 +39,7 @@
 #define ROARD_HDR_PATH_TRUNCATED 1
 #define ROARD_HDR_ARGV_TRUNCATED 2
 #define ROARD_HDR_PATH_UNKNOWN 4
+#define ROARD_HDR_VALUE_TRUNCATED 8
 
 /* Loss counters (index into the per-CPU `losses` array). */
 #define ROARD_LOSS_RINGBUF_PROC 0
@@ -54,6 +56,14 @@
 #define ROARD_ARGV_MAX 2048
 #define ROARD_RENAME_NAME_MAX 1024
 #define ROARD_DATA_MAX 8192
+/* Longest ROARD_RUN=<value> environment entry sent whole (longer ones are cut and flagged). */
+#define ROARD_ENV_ENTRY_MAX 512
+
+/* Run keys the kernel picks for ROARD_RUN runs: bit ROARD_ENV_KEY_TOP_BIT set, the CPU
+ * from bit ROARD_ENV_KEY_CPU_SHIFT up, a per-CPU sequence number below it. Userspace counts
+ * its own keys up from 1, so the two ranges never meet. */
+#define ROARD_ENV_KEY_TOP_BIT 63
+#define ROARD_ENV_KEY_CPU_SHIFT 40
 
 /* Kernel constants not described by BTF (stable since 4.19). */
 #define ROARD_FMODE_CREATED 1048576
@@ -147,6 +157,19 @@ struct roard_ev_rename {
 	__u16 newdir_len;
 	__u16 new_len;
 	__u32 pad;
+};
+
+/* An untracked process exec'd with ROARD_RUN=<value> in its environment: the kernel now
+ * tracks it under a new run key (hdr.run_key). Sent before that exec's own exec event.
+ * data = the environment entry, "ROARD_RUN=<value>". */
+struct roard_ev_env_run {
+	struct roard_hdr hdr;
+	__u64 start_boottime_ns;
+	__u32 ppid;
+	__u32 uid; /* real uid: the run's owner */
+	__u16 entry_len;
+	__u16 pad;
+	__u32 pad2;
 };
 
 /* Key of the per-run loss counters. */

@@ -128,6 +128,13 @@ static __always_inline u64 tracked_run(u32 tgid)
 	return run ? *run : 0;
 }
 
+/* When the task's process started (its group leader's start time): with the pid, the
+ * process's identity. */
+static __always_inline u64 start_boottime(u64 task)
+{
+	return rd_u64(rd_u64(task, OFF_TASK_STRUCT_GROUP_LEADER), OFF_TASK_STRUCT_START_BOOTTIME);
+}
+
 static __always_inline struct roard_scratch *scratch_buf(void)
 {
 	u32 zero = 0;
@@ -146,10 +153,10 @@ static __always_inline void fill_hdr(struct roard_hdr *h, u32 type, u64 run_key)
 }
 
 /* Send the event at the start of the scratch buffer: `hdr_size` fixed bytes and `data_len`
- * bytes after them (masked so the verifier can bound it). Waking the reader costs more than
+ * bytes after them (masked so the verifier can bound it); false (counted) when dropped. Waking the reader costs more than
  * an event, so file events wake it only every ROARD_WAKEUP_EVERY events; it also polls on a
  * timer. */
-static __always_inline void submit(struct roard_scratch *s, u32 hdr_size, u32 data_len,
+static __always_inline bool submit(struct roard_scratch *s, u32 hdr_size, u32 data_len,
 				   u32 loss_category, u64 run_key, bool urgent)
 {
 	u64 size = hdr_size + (data_len & (2 * ROARD_DATA_MAX - 1));
@@ -159,8 +166,10 @@ static __always_inline void submit(struct roard_scratch *s, u32 hdr_size, u32 da
 		flags = BPF_RB_FORCE_WAKEUP;
 		s->since_wakeup = 0;
 	}
-	if (events.ringbuf_output(s, size, flags) != 0)
-		count_loss(loss_category, run_key);
+	if (events.ringbuf_output(s, size, flags) == 0)
+		return true;
+	count_loss(loss_category, run_key);
+	return false;
 }
 
 #endif

@@ -62,7 +62,7 @@ class Run:
     name: str | None
     labels: dict[str, str]
     uid: int
-    how: str  # "spawn" or "pid"
+    how: str  # "spawn", "pid" or "env" (ROARD_RUN at exec)
     root_pid: int
     started_at: float
     live: set[int] = field(default_factory=set)
@@ -105,11 +105,15 @@ class Runs:
         how: str,
         root_pid: int,
         now: float,
+        key: int | None = None,
     ) -> Run:
-        """A new run with a fresh id and kernel key."""
+        """A new run with a fresh id, under `key` when the kernel picked one (ROARD_RUN runs,
+        from a range this class never allocates), else a fresh kernel key."""
+        if key is not None and key in self._by_key:
+            raise ValueError(f"run key {key:#x} is already held by run {self._by_key[key].run_id}")
         run = Run(
             run_id=uuid.uuid4().hex[:16],
-            key=next(self._keys),
+            key=next(self._keys) if key is None else key,
             name=name,
             labels=labels,
             uid=uid,
