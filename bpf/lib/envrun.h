@@ -25,7 +25,7 @@
  * one read per ROARD_ENV_ENTRY_MAX bytes). Entries past that are not looked at. */
 #define ROARD_ENV_SCAN_MAX 512
 
-/* CPU -> how many ROARD_RUN run keys it has handed out (the low bits of the next key). */
+/* Per CPU, one counter: ROARD_RUN run keys handed out on that CPU (low bits of the next). */
 BPF_PERCPU_ARRAY(env_run_seq, u64, 1);
 
 static __always_inline bool is_env_run_entry(const u8 *entry)
