@@ -46,10 +46,17 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """A private roard; returns it and the environment that points roarctl at it."""
+def start_daemon(
+    root: Path, config: str | None = None
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """A private roard (with a config file's text, if given); returns it and the
+    environment that points roarctl at it."""
     sock = root / "roard.sock"
     env = {**os.environ, "ROARD_SOCKET": str(sock)}
+    config_args = []
+    if config is not None:
+        (root / "roard.toml").write_text(config)
+        config_args = ["--config", str(root / "roard.toml")]
     proc = subprocess.Popen(
         [
             str(BIN / "roard"),
@@ -59,6 +66,7 @@ def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
             str(root / "state"),
             "--socket",
             str(sock),
+            *config_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=(root / "roard.log").open("wb"),

@@ -3,6 +3,7 @@
 #include "lib/cgroups.h"
 #include "lib/files.h"
 #include "lib/path.h"
+#include "lib/envrun.h"
 
 /* clone3(CLONE_INTO_CGROUP) starts a child in another (v2) cgroup than its parent's, with no
  * migration to report (systemd and container runtimes start processes so). */
@@ -50,7 +51,13 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 
 RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
-	u64 run_key = tracked_run(current_tgid());
+	u32 tgid = current_tgid();
+	u64 run_key = tracked_run(tgid);
+#ifdef ROARD_ENV_RUNS
+	/* A process already in a run ignores ROARD_RUN: its children inherit the variable. */
+	if (!run_key)
+		run_key = start_env_run(tgid);
+#endif
 	if (!run_key)
 		return 0;
 	struct roard_scratch *s = scratch_buf();

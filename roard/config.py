@@ -105,6 +105,7 @@ class Config:
     hash_timeout_seconds: float = HashLimits.timeout_seconds
     hash_stuck_max: int = HashLimits.stuck_max
     linger_seconds: float = 2.0  # how long a spawned run waits for stragglers after its root exits
+    env_runs: bool = True  # ROARD_RUN=<name> in an exec'd program's environment starts a run
     kernel: KernelSizing = field(default_factory=KernelSizing)
     classify: ClassifyRules = field(default_factory=ClassifyRules)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
@@ -123,6 +124,7 @@ _TOP_KEYS = {
     "hash_timeout_seconds": float,
     "hash_stuck_max": int,
     "linger_seconds": float,
+    "env_runs": bool,
 }
 
 

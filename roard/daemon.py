@@ -101,7 +101,9 @@ class Daemon:
         self.hasher = stack.enter_context(
             closing(Hasher(self.cache, self.config.hash_workers, self.config.hash_limits()))
         )
-        self.probes = stack.enter_context(closing(loader.load(state, self.config.kernel)))
+        self.probes = stack.enter_context(
+            closing(loader.load(state, self.config.kernel, env_runs=self.config.env_runs))
+        )
         released = release_compiler_memory()
         log.info(
             "compiler memory released",
@@ -317,6 +319,7 @@ class Daemon:
             "headers": {"path": str(self.probes.headers.path), "how": self.probes.headers.how},
             "probes": self.probes.attached,
             "probes_missing": self.probes.skipped,
+            "env_runs": self.config.env_runs,
             "events": dict(self.observer.counts),
             "lost": losses,
             "lost_total": sum(losses.values()),

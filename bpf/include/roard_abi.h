@@ -16,6 +16,8 @@
 #define ROARD_EV_RENAME 6
 #define ROARD_EV_CGROUP_JOIN 7
 
+#define ROARD_EV_ENV_RUN 8
+
 /* roard_ev_open.origin: how the file became known for this (tgid, fd). */
 #define ROARD_ORIGIN_OPEN 1
 #define ROARD_ORIGIN_INHERITED 2
@@ -39,6 +41,7 @@
 #define ROARD_HDR_PATH_TRUNCATED 1
 #define ROARD_HDR_ARGV_TRUNCATED 2
 #define ROARD_HDR_PATH_UNKNOWN 4
+#define ROARD_HDR_VALUE_TRUNCATED 8
 
 /* Loss counters (index into the per-CPU `losses` array). */
 #define ROARD_LOSS_RINGBUF_PROC 0
@@ -60,6 +63,15 @@
 
 /* roard_cgroup_tag.flags. */
 #define ROARD_CGTAG_ANY_UID 1 /* tagged by root: every process joins, whatever its uid */
+
+/* Longest ROARD_RUN=<value> environment entry sent whole (longer ones are cut and flagged). */
+#define ROARD_ENV_ENTRY_MAX 512
+
+/* Run keys the kernel picks for ROARD_RUN runs: bit ROARD_ENV_KEY_TOP_BIT set, the CPU
+ * from bit ROARD_ENV_KEY_CPU_SHIFT up, a per-CPU sequence number below it. Userspace counts
+ * its own keys up from 1, so the two ranges never meet. */
+#define ROARD_ENV_KEY_TOP_BIT 63
+#define ROARD_ENV_KEY_CPU_SHIFT 40
 
 /* Kernel constants not described by BTF (stable since 4.19). */
 #define ROARD_FMODE_CREATED 1048576
@@ -173,6 +185,19 @@ struct roard_cgroup_tag {
 	__u64 run_key;
 	__u32 uid;   /* without ROARD_CGTAG_ANY_UID: only processes of this real uid join */
 	__u32 flags;
+};
+
+/* An untracked process exec'd with ROARD_RUN=<value> in its environment: the kernel now
+ * tracks it under a new run key (hdr.run_key). Sent before that exec's own exec event.
+ * data = the environment entry, "ROARD_RUN=<value>". */
+struct roard_ev_env_run {
+	struct roard_hdr hdr;
+	__u64 start_boottime_ns;
+	__u32 ppid;
+	__u32 uid; /* real uid: the run's owner */
+	__u16 entry_len;
+	__u16 pad;
+	__u32 pad2;
 };
 
 /* Key of the per-run loss counters. */

@@ -75,16 +75,16 @@ struct roard_rename_args {
 /* Maps a restarted roard must find again (roard/kernel/pins.py) are pinned on bpffs when
  * the loader passes ROARD_PIN_DIR. */
 #ifdef ROARD_PIN_DIR
-#define ROARD_KEPT_HASH(name, key, leaf, size) \
-	BPF_TABLE_PINNED("hash", key, leaf, name, size, ROARD_PIN_DIR "/" #name)
+#define ROARD_KEPT_TABLE(type, name, key, leaf, size) \
+	BPF_TABLE_PINNED(type, key, leaf, name, size, ROARD_PIN_DIR "/" #name)
 #else
-#define ROARD_KEPT_HASH(name, key, leaf, size) BPF_HASH(name, key, leaf, size)
+#define ROARD_KEPT_TABLE(type, name, key, leaf, size) BPF_TABLE(type, key, leaf, name, size)
 #endif
 
 /* tgid -> run key of every tracked process: the in-kernel filter, one entry per process. */
-ROARD_KEPT_HASH(tracked, u32, u64, ROARD_TRACKED_MAX);
+ROARD_KEPT_TABLE("hash", tracked, u32, u64, ROARD_TRACKED_MAX);
 /* (tgid, fd) -> I/O so far on that open file; flushed at close, reuse and exit. */
-ROARD_KEPT_HASH(fdagg, struct roard_fdkey, struct roard_fdagg, ROARD_FDAGG_MAX);
+ROARD_KEPT_TABLE("hash", fdagg, struct roard_fdkey, struct roard_fdagg, ROARD_FDAGG_MAX);
 /* thread id -> descriptors of the read/write syscall it is inside; one per running thread. */
 BPF_HASH(inflight, u64, struct roard_inflight, ROARD_TRACKED_MAX);
 /* thread id -> arguments of the rename it is inside; one per running thread. */
@@ -161,10 +161,10 @@ static __always_inline void fill_hdr(struct roard_hdr *h, u32 type, u64 run_key)
 }
 
 /* Send the event at the start of the scratch buffer: `hdr_size` fixed bytes and `data_len`
- * bytes after them (masked so the verifier can bound it). Waking the reader costs more than
+ * bytes after them (masked so the verifier can bound it); false (counted) when dropped. Waking the reader costs more than
  * an event, so file events wake it only every ROARD_WAKEUP_EVERY events; it also polls on a
  * timer. */
-static __always_inline void submit(struct roard_scratch *s, u32 hdr_size, u32 data_len,
+static __always_inline bool submit(struct roard_scratch *s, u32 hdr_size, u32 data_len,
 				   u32 loss_category, u64 run_key, bool urgent)
 {
 	u64 size = hdr_size + (data_len & (2 * ROARD_DATA_MAX - 1));
@@ -174,8 +174,10 @@ static __always_inline void submit(struct roard_scratch *s, u32 hdr_size, u32 da
 		flags = BPF_RB_FORCE_WAKEUP;
 		s->since_wakeup = 0;
 	}
-	if (events.ringbuf_output(s, size, flags) != 0)
-		count_loss(loss_category, run_key);
+	if (events.ringbuf_output(s, size, flags) == 0)
+		return true;
+	count_loss(loss_category, run_key);
+	return false;
 }
 
 #endif

@@ -111,7 +111,30 @@ class CgroupJoinEvent:
     start_ns: int
 
 
-Event = ForkEvent | ExecEvent | ExitEvent | OpenEvent | CloseEvent | RenameEvent | CgroupJoinEvent
+@dataclass(frozen=True)
+class EnvRunEvent:
+    """An untracked process exec'd with ROARD_RUN=`value` in its environment; the kernel
+    now tracks it under the new `run_key` (its exec event follows)."""
+
+    run_key: int
+    tgid: int
+    ppid: int
+    start_ns: int
+    uid: int  # real uid
+    value: str
+    truncated: bool  # the entry was longer than the kernel reads: `value` is its start
+
+
+Event = (
+    ForkEvent
+    | ExecEvent
+    | ExitEvent
+    | OpenEvent
+    | CloseEvent
+    | RenameEvent
+    | CgroupJoinEvent
+    | EnvRunEvent
+)
 
 
 def _resolve(base: bytes, name: bytes) -> str:
@@ -141,10 +164,11 @@ class Decoder:
         self._structs = abi.event_structs
         self._ev = {
             name: abi.const(f"EV_{name}")
-            for name in ("FORK", "EXEC", "EXIT", "OPEN", "RENAME", "CGROUP_JOIN")
+            for name in ("FORK", "EXEC", "EXIT", "OPEN", "RENAME", "CGROUP_JOIN", "ENV_RUN")
         }
         self._path_truncated = abi.const("HDR_PATH_TRUNCATED")
         self._path_unknown = abi.const("HDR_PATH_UNKNOWN")
+        self._value_truncated = abi.const("HDR_VALUE_TRUNCATED")
         self._mmap_read = abi.const("AGG_MMAP_READ")
         self._mmap_shared_write = abi.const("AGG_MMAP_SHARED_WRITE")
         self._resized = abi.const("AGG_RESIZED")
@@ -191,6 +215,17 @@ class Decoder:
             return CgroupJoinEvent(hdr.run_key, hdr.tgid, ev.start_boottime_ns)
         if etype == self._ev["EXIT"]:
             return ExitEvent(hdr.run_key, hdr.tgid, ev.start_boottime_ns, ev.exit_code)
+        if etype == self._ev["ENV_RUN"]:
+            _name, _eq, value = tail[: ev.entry_len].partition(b"=")  # ROARD_RUN=<value>
+            return EnvRunEvent(
+                run_key=hdr.run_key,
+                tgid=hdr.tgid,
+                ppid=ev.ppid,
+                start_ns=ev.start_boottime_ns,
+                uid=ev.uid,
+                value=value.decode("utf-8", "surrogateescape"),
+                truncated=bool(hdr.flags & self._value_truncated),
+            )
         if etype == self._ev["RENAME"]:
             cut = [ev.olddir_len, ev.old_len, ev.newdir_len, ev.new_len]
             parts, pos = [], 0

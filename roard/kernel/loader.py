@@ -69,6 +69,8 @@ KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("kernfs_node", "id"),
     ("task_struct", "cgroups"),
     ("css_set", "dfl_cgrp"),
+    ("mm_struct", "env_start"),
+    ("mm_struct", "env_end"),
 )
 
 HOOK_FILES = ("process.c", "file.c", "rename.c", "cgroup.c")
@@ -333,8 +335,11 @@ def _still_open(tgid: int, fd: int, dev: int, ino: int) -> bool:
     return (st.st_dev, st.st_ino) == (userspace_dev(dev), ino)
 
 
-def load(state_dir: Path, sizing: KernelSizing, btf: Btf | None = None) -> Probes:
-    """Compile and attach the tracepoint tier; raise KernelError with the compiler's words."""
+def load(
+    state_dir: Path, sizing: KernelSizing, btf: Btf | None = None, env_runs: bool = True
+) -> Probes:
+    """Compile and attach the tracepoint tier; raise KernelError with the compiler's words.
+    `env_runs`: compile in the exec hook's ROARD_RUN scan (bpf/lib/envrun.h)."""
     from bcc import BPF
 
     ensure_tracefs()
@@ -353,6 +358,7 @@ def load(state_dir: Path, sizing: KernelSizing, btf: Btf | None = None) -> Probe
         f"-DROARD_RUNS_MAX={sizing.runs_max}",
         f"-DROARD_WAKEUP_EVERY={sizing.wakeup_every}",
         "-Wno-macro-redefined",
+        *(["-DROARD_ENV_RUNS"] if env_runs else []),
     ]
     events = syscall_hooks(src)
     missing = check_syscall_formats(events)

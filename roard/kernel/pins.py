@@ -1,8 +1,9 @@
 """Maps pinned on bpffs: what the kernel tracked and aggregated outlives a roard restart.
 
-The `tracked` filter and the `fdagg` aggregates are pinned under a directory named after
-the state dir, so a restarted roard (SIGTERM or SIGKILL) finds the processes of the runs
-it was tracking and the I/O they did on descriptors still open, and re-adopts them. The
+The `tracked` filter, the `fdagg` aggregates and the ROARD_RUN key counters are pinned
+under a directory named after the state dir, so a restarted roard (SIGTERM or SIGKILL)
+finds the processes of the runs it was tracking and the I/O they did on descriptors still
+open, and re-adopts them. The
 pins are dropped when the daemon stops with no run open, and whenever the map layout or
 sizes change (a new roard, another config): reusing a map of another shape would be wrong.
 """
@@ -23,7 +24,6 @@ from roard.config import KernelSizing
 log = structlog.get_logger("roard.pins")
 
 BPFFS = Path("/sys/fs/bpf")
-PINNED_MAPS = ("tracked", "fdagg")
 _SIGNATURE_FILE = "pins.json"  # in the state dir: bpffs holds only pins and directories
 
 

@@ -62,7 +62,7 @@ class Run:
     name: str | None
     labels: dict[str, str]
     uid: int
-    how: str  # "spawn", "pid" or "cgroup"
+    how: str  # "spawn", "pid", "cgroup" or "env" (ROARD_RUN at exec)
     root_pid: int  # 0 for a cgroup run
     started_at: float
     # A cgroup run's cgroup: it ends on untag or when the cgroup is removed, not when empty.
@@ -96,6 +96,10 @@ class Run:
         self.lost_reasons.add(reason)
 
 
+# Keys from here up are picked by the kernel (roard_abi.h: ROARD_ENV_KEY_TOP_BIT).
+ENV_KEYS = 1 << 63
+
+
 class Runs:
     """All runs the daemon holds in memory (until finalized)."""
 
@@ -113,11 +117,15 @@ class Runs:
         root_pid: int,
         now: float,
         cgroup: Cgroup | None = None,
+        key: int | None = None,
     ) -> Run:
-        """A new run with a fresh id and kernel key."""
+        """A new run with a fresh id, under `key` when the kernel picked one (ROARD_RUN runs,
+        from a range this class never allocates), else a fresh kernel key."""
+        if key is not None and key in self._by_key:
+            raise ValueError(f"run key {key:#x} is already held by run {self._by_key[key].run_id}")
         run = Run(
             run_id=uuid.uuid4().hex[:16],
-            key=self._next_key,
+            key=self._next_key if key is None else key,
             name=name,
             labels=labels,
             uid=uid,
@@ -132,7 +140,8 @@ class Runs:
     def _hold(self, run: Run) -> None:
         self._by_id[run.run_id] = run
         self._by_key[run.key] = run
-        self._next_key = max(self._next_key, run.key + 1)
+        if run.key < ENV_KEYS:  # the kernel allocates the keys of ROARD_RUN runs itself
+            self._next_key = max(self._next_key, run.key + 1)
 
     def restore(self, run: Run) -> None:
         """Hold a run carried over from a previous roard, under its own key (the kernel's

@@ -26,6 +26,7 @@ from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.kernel.decode import (
     CgroupJoinEvent,
     CloseEvent,
+    EnvRunEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -38,6 +39,7 @@ from roard.tracking import cgroups
 from roard.tracking.cgroups import Cgroup
 from roard.tracking.checkpoint import FileState, RunState
 from roard.tracking.fds import FdTable, OpenFile, renamed
+from roard.tracking.names import parse_env_run
 from roard.tracking.processes import Process, ProcessTable, start_ticks, ticks_from_ns
 from roard.tracking.runs import FileUse, Run, Runs
 from roard.v1 import records_pb2 as pb
@@ -119,6 +121,8 @@ class Tracker:
         self.unattributed = 0  # events for runs no longer held (e.g. after untag)
         # Files recorded without a hash, by reason (status and /metrics).
         self._unhashed = dict.fromkeys(UNHASHED_REASONS, 0)
+        self.env_runs_started = 0  # runs started by ROARD_RUN at exec
+        self.env_runs_rejected = 0  # ROARD_RUN values that started nothing (invalid)
 
     # -- control side -------------------------------------------------------------------
 
@@ -347,6 +351,8 @@ class Tracker:
                 "open_files": len(self._fds),
                 "runs": len(self._runs.active()),
                 "unattributed_events": self.unattributed,
+                "env_runs_started": self.env_runs_started,
+                "env_runs_rejected": self.env_runs_rejected,
             }
 
     # -- restarts ------------------------------------------------------------------------
@@ -506,6 +512,9 @@ class Tracker:
     def handle(self, event: Event) -> None:
         """Apply one kernel event."""
         with self._lock:
+            if isinstance(event, EnvRunEvent):
+                self._on_env_run(event)
+                return
             run = self._runs.by_key(event.run_key)
             if run is None or run.finalizing:
                 self._unattributed(run, event)
@@ -542,6 +551,27 @@ class Tracker:
         with self._lock:
             for run in self._runs.active():
                 run.lose(count, reason)
+
+    def _on_env_run(self, ev: EnvRunEvent) -> None:
+        """The kernel started tracking a process that exec'd with ROARD_RUN set: make it
+        the root of a run under the key the kernel chose (its exec event follows), or,
+        for a value that is not a valid run name, stop tracking it."""
+        try:
+            name = parse_env_run(ev.value, ev.truncated).name
+        except UsageError as exc:
+            self.env_runs_rejected += 1
+            self._kernel.untrack(ev.tgid, ev.run_key)
+            log.warning("ROARD_RUN ignored: no run started", pid=ev.tgid, reason=str(exc))
+            return
+        now = self._clock()
+        run = self._runs.create(name, {}, ev.uid, "env", ev.tgid, now, key=ev.run_key)
+        # Known from now on: should its exec event be lost, its exit still ends the run.
+        root = Process(ev.tgid, ticks_from_ns(ev.start_ns), ev.ppid, run.run_id, now, uid=ev.uid)
+        self._replace(self._procs.add(root))
+        run.live.add(root.pid)
+        self.env_runs_started += 1
+        self._sink.emit([convert.run_tagged(run, self._host, now)])
+        log.info("run started by ROARD_RUN", run_id=run.run_id, name=name, pid=ev.tgid)
 
     def _on_open(self, ev: OpenEvent) -> None:
         """A file on a high descriptor, announced at open; its I/O comes with its close."""
@@ -686,7 +716,9 @@ class Tracker:
         run.live.discard(proc.pid)
         self._sink.emit([convert.process_exited(proc, proc.ended_at)])
         if proc.pid == run.root_pid:
-            if run.how == "spawn" and run.exit_code is None:
+            # A ROARD_RUN root is the job itself, as a spawned command is; an adopted
+            # process (--pid) may be any process of a longer job.
+            if run.how in ("spawn", "env") and run.exit_code is None:
                 run.exit_code = proc.exit_code
             run.root_exited.set()
         self._emptied(run, "all processes exited")

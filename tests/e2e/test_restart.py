@@ -198,7 +198,7 @@ def test_a_clean_stop_with_no_run_open_leaves_no_pinned_maps(tmp_path: Path) -> 
     daemon = start_roard(tmp_path / "d")
     status = json.loads(daemon.roarctl("status", "--json").stdout)
     pinned = status["checkpoint"]["pinned_maps"]
-    assert pinned and sorted(os.listdir(pinned)) == ["fdagg", "tracked"]
+    assert pinned and sorted(os.listdir(pinned)) == ["env_run_seq", "fdagg", "tracked"]
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0
     assert not Path(pinned).exists()

@@ -14,6 +14,7 @@ from roard.kernel.decode import (
     CgroupJoinEvent,
     CloseEvent,
     Decoder,
+    EnvRunEvent,
     ExecEvent,
     ExitEvent,
     ForkEvent,
@@ -288,3 +289,26 @@ def test_rename_names_are_resolved_against_their_base_dirs(decoder: Decoder) -> 
     assert isinstance(event, RenameEvent)
     assert (event.old, event.new) == ("/home/tmp/x.part", "/out/x")
     assert event.exchange and not event.truncated
+
+
+def test_env_run_carries_the_value_after_the_variable_name(decoder: Decoder) -> None:
+    """The kernel sends the whole entry, ROARD_RUN=<value>; the event keeps only the value
+    (an '=' inside the value stays), and the truncation flag."""
+    entry = b"ROARD_RUN=train=x"
+    raw = record(
+        "env_run",
+        entry + b"\0",
+        run_key=1 << 63 | 5,
+        tgid=30,
+        ppid=29,
+        start_boottime_ns=88,
+        uid=1000,
+        entry_len=len(entry),
+    )
+    assert decoder.decode(raw) == EnvRunEvent(
+        run_key=1 << 63 | 5, tgid=30, ppid=29, start_ns=88, uid=1000, value="train=x",
+        truncated=False,
+    )  # fmt: skip
+    cut = record("env_run", entry, flags=ABI.const("HDR_VALUE_TRUNCATED"), entry_len=len(entry))
+    ev = decoder.decode(cut)
+    assert isinstance(ev, EnvRunEvent) and ev.truncated

@@ -497,6 +497,8 @@ def test_events_after_finalization_are_unattributed(env: Env) -> None:
         "open_files": 0,
         "runs": 0,
         "unattributed_events": 1,
+        "env_runs_started": 0,
+        "env_runs_rejected": 0,
     }
 
 
