@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from roard import procfs
 from roard.config import KernelSizing
 from roard.errors import KernelError
 from roard.kernel import pins
@@ -328,11 +329,14 @@ class Probes:
 
 def _still_open(tgid: int, fd: int, dev: int, ino: int) -> bool:
     """Whether (tgid, fd) still reaches the file with this kernel dev and inode."""
-    try:
-        st = os.stat(f"/proc/{tgid}/fd/{fd}")
-    except OSError:
+    described = procfs.describe_fd(tgid, fd)
+    if described is None:
         return False
-    return (st.st_dev, st.st_ino) == (userspace_dev(dev), ino)
+    _path, info = described
+    devices = procfs.mount_devices(tgid)
+    return info.get("ino") == str(ino) and devices.get(info.get("mnt_id", "")) == (
+        userspace_dev(dev)
+    )
 
 
 def load(

@@ -7,7 +7,6 @@ reads are hashed in the hasher's pool, and runs are finalized on a finalizer thr
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import Protocol
 import psutil
 import structlog
 
+from roard import procfs
 from roard.artifacts.classify import classify
 from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
 from roard.config import ClassifyRules
@@ -852,11 +852,11 @@ def _lazy_files(state: RunState, lazy_fds: int) -> list[tuple[int, int, OpenFile
     announced = {(pid, fd) for pid, fd, _file in state.fds}
     found = []
     for proc in state.processes:
-        devices = _mount_devices(proc.pid)
+        devices = procfs.mount_devices(proc.pid)
         for fd in range(lazy_fds):
             if (proc.pid, fd) in announced:
                 continue
-            described = _describe_fd(proc.pid, fd)
+            described = procfs.describe_fd(proc.pid, fd)
             if described is None:
                 continue
             path, info = described
@@ -865,34 +865,6 @@ def _lazy_files(state: RunState, lazy_fds: int) -> list[tuple[int, int, OpenFile
                 flags = int(info.get("flags", "0"), 8)
                 found.append((proc.pid, fd, OpenFile(path, dev, int(info["ino"]), flags, False)))
     return found
-
-
-def _mount_devices(pid: int) -> dict[str, int]:
-    """mount id -> device number, from /proc/PID/mountinfo."""
-    devices = {}
-    try:
-        with open(f"/proc/{pid}/mountinfo") as mounts:
-            for line in mounts:
-                mnt_id, _parent, majmin = line.split()[:3]
-                major, _, minor = majmin.partition(":")
-                devices[mnt_id] = os.makedev(int(major), int(minor))
-    except (OSError, ValueError):
-        return {}
-    return devices
-
-
-def _describe_fd(pid: int, fd: int) -> tuple[str, dict[str, str]] | None:
-    """The path a live process's descriptor reaches and its /proc fdinfo fields; None when
-    it is not open on a named file that still exists."""
-    try:
-        path = os.readlink(f"/proc/{pid}/fd/{fd}")
-        with open(f"/proc/{pid}/fdinfo/{fd}") as info:
-            fields = {k: v.strip() for k, _, v in (line.partition(":") for line in info)}
-    except OSError:
-        return None
-    if not path.startswith("/") or path.endswith(" (deleted)"):
-        return None
-    return path, fields
 
 
 def _same(a: Cgroup, b: Cgroup) -> bool:
@@ -931,7 +903,7 @@ def _fd_path(pid: int, fd: int, ino: int) -> str | None:
     """The path of a descriptor a live process still holds, if it is still that file
     (completes paths the kernel walk cut short, and files flushed at untag). Only /proc is
     read: a stat(2) of the path would block the observer thread on a hung mount."""
-    described = _describe_fd(pid, fd)
+    described = procfs.describe_fd(pid, fd)
     if described is None:
         return None
     path, info = described
