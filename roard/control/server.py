@@ -64,14 +64,17 @@ class ControlService(control_pb2_grpc.ControlServicer):
         status: Callable[[int | None], dict[str, Any]],
         relay: CredentialRelay,
         delivered: Callable[[float | None], bool],
+        waiting: Callable[[], str | None],
     ) -> None:
         """`delivered(timeout)` waits until the collector stored all records emitted so
-        far (None: the configured wait) and says whether it did."""
+        far (None: the configured wait) and says whether it did; `waiting()` says why
+        records wait in memory for the state dir (None: they do not)."""
         self._tracker = tracker
         self._queries = queries
         self._status = status
         self._relay = relay
         self._delivered = delivered
+        self._waiting = waiting
 
     @staticmethod
     def _scope(caller: Caller) -> int | None:
@@ -85,7 +88,9 @@ class ControlService(control_pb2_grpc.ControlServicer):
         # `roarctl show RUN` right after tagging should find it; a collector that is down
         # must not hold the command back, though.
         self._delivered(2.0)
-        return pb.TagReply(run_id=run.run_id)
+        problem = self._waiting()
+        warning = f"records of run {run.run_id} are waiting: {problem}" if problem else ""
+        return pb.TagReply(run_id=run.run_id, warning=warning)
 
     @_rpc
     def Finish(self, request: pb.FinishRequest, caller: Caller) -> pb.JsonReply:
@@ -107,7 +112,11 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 return self._queries.summary(run_id, self._scope(caller))
             except CollectorUnavailable:
                 pass
-        return {"run_id": run_id, "status": "finished", "delivered": False}
+        doc: dict[str, Any] = {"run_id": run_id, "status": "finished", "delivered": False}
+        problem = self._waiting()
+        if problem:
+            doc["waiting"] = problem
+        return doc
 
     @_rpc
     def Untag(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
