@@ -244,10 +244,12 @@ class Daemon:
         return self.sink.flush(wait) and self.exporter.wait_acked(self.sink.last_emitted, wait)
 
     def _reap_loop(self) -> None:
-        """Every few seconds, look for tracked processes that died without an exit event."""
+        """Every few seconds, look for tracked processes that died without an exit event,
+        and write remembered hashes (a cache that could not write tries again)."""
         while not self._stopped.wait(_REAP_SECONDS):
             try:
                 self.tracker.reap()
+                self.cache.flush()
             except Exception:
                 log.exception("reaping failed")
 

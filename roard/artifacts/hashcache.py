@@ -14,6 +14,8 @@ from roard.statedir import StateDirProblem, diagnose
 
 log = structlog.get_logger("roard.hashcache")
 
+_PENDING_MAX = 10_000  # entries kept for disk while it cannot be written
+
 
 @dataclass(frozen=True)
 class FileStamp:
@@ -77,7 +79,9 @@ class HashCache:
         with self._lock:
             self._memory[stamp] = digest
             self._pending.append((stamp, digest))
-            if len(self._pending) >= 512:
+            if self.problem is not None:
+                del self._pending[:-_PENDING_MAX]  # the periodic flush retries
+            elif len(self._pending) >= 512:
                 self._flush_locked()
 
     def flush(self) -> None:
@@ -91,7 +95,6 @@ class HashCache:
         # One row per inode, the newest stamp: an older one can never match again.
         latest = {(s.dev, s.ino): (s, h) for s, h in self._pending}
         rows = [(s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns, h) for s, h in latest.values()]
-        self._pending.clear()
         try:
             with self._db:
                 self._db.execute("BEGIN")
@@ -102,8 +105,9 @@ class HashCache:
                     "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", rows
                 )
         except sqlite3.Error as exc:
-            # Only a cache: the memory front still answers, and these hashes are computed
-            # again after a restart. Hashing must go on whatever the state dir's state.
+            # Only a cache: the memory front still answers, hashing goes on whatever the
+            # state dir's state, and the newest entries are written at a later flush.
+            del self._pending[:-_PENDING_MAX]
             if self.problem is None:
                 self.problem = diagnose(self._path.parent, exc)
                 log.error(
@@ -113,6 +117,7 @@ class HashCache:
                     fix=self.problem.fix,
                 )
             return
+        self._pending.clear()
         if self.problem is not None:
             log.warning("the hash cache is writable again", path=str(self._path))
             self.problem = None
