@@ -26,6 +26,15 @@ log = structlog.get_logger("roard.control")
 
 Reply = TypeVar("Reply")
 
+# Per-connection limits, so that clients that connect and stall cost nothing for long: the
+# HTTP/2 handshake must finish quickly, and a connection with no call in flight is closed
+# after a while (roarctl opens one per command). (grpc.max_concurrent_streams is not set:
+# clients whose first call beats the server's SETTINGS frame get REFUSED_STREAM.)
+_LIMITS = (
+    ("grpc.server_handshake_timeout_ms", 10_000),
+    ("grpc.max_connection_idle_ms", 30_000),
+)
+
 
 def _rpc(
     method: Callable[[ControlService, Any, Caller], Reply],
@@ -211,7 +220,9 @@ class ControlServer:
         private: Path,
     ) -> None:
         self._relay = CredentialRelay(public, private)
-        self._server = grpc.server(futures.ThreadPoolExecutor(16, thread_name_prefix="roard-ctl"))
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(16, thread_name_prefix="roard-ctl"), options=_LIMITS
+        )
         control_pb2_grpc.add_ControlServicer_to_server(  # type: ignore[no-untyped-call]
             service_factory(self._relay), self._server
         )
