@@ -66,6 +66,9 @@ class CollectorConfig:
     tls_cert: str = ""  # this host's client certificate (mutual TLS)
     tls_key: str = ""
     spool_max_bytes: int = 1 << 30  # records held while the collector is unreachable
+    # Records held in memory while the state dir cannot be written (full or read-only);
+    # past it, the least valuable are shed and their runs marked incomplete.
+    backlog_max_bytes: int = 64 << 20
     delivery_wait_seconds: float = 10.0  # how long `roarctl tag` waits for the collector
     reconnect_max_seconds: float = 15.0  # the longest pause between reconnection attempts
     web_listen: str = ""  # HOST:PORT (loopback) of the embedded registry's web UI; empty: off
@@ -184,6 +187,7 @@ def _checked(config: Config) -> Config:
     c = config.collector
     problems = [
         (c.spool_max_bytes >= 1 << 20, "[collector] spool_max_bytes must be at least 1 MiB"),
+        (c.backlog_max_bytes >= 1 << 14, "[collector] backlog_max_bytes must be at least 16 KiB"),
         (c.delivery_wait_seconds >= 0, "[collector] delivery_wait_seconds must not be negative"),
         (c.reconnect_max_seconds >= 0.1, "[collector] reconnect_max_seconds must be >= 0.1"),
         (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import resource
 import secrets
 import signal
 import threading
@@ -36,6 +37,7 @@ from roard.observer import Observer
 from roard.records import convert
 from roard.records.sink import SpoolSink
 from roard.records.spool import Spool
+from roard.statedir import StateDirProblem, require_writable
 from roard.tracking.checkpoint import CheckpointStore
 from roard.tracking.tracker import Tracker
 
@@ -44,6 +46,16 @@ log = structlog.get_logger("roard.daemon")
 _REAP_SECONDS = 5.0
 # How much of a run a SIGKILLed roard can lose: what happened since the last checkpoint.
 _CHECKPOINT_SECONDS = 2.0
+
+
+def _raise_fd_limit() -> None:
+    """Each control connection costs the daemon three descriptors (relayed client,
+    upstream, gRPC's end): systemd's default soft limit of 1024 would run out under a few
+    hundred clients, so take what the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1 << 16 if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _boot_id() -> str:
@@ -76,8 +88,13 @@ class Daemon:
         host = features.probe()
         features.require(host)
         self.features = host
+        _raise_fd_limit()
         state = self.config.state_dir
-        state.mkdir(parents=True, exist_ok=True)
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PrerequisiteError(f"cannot create the state dir {state}: {exc}") from None
+        require_writable(state)
         os.chmod(state, 0o700)
         self._lock_state(state)
         self.host_id = self.config.collector.host_id or default_host_id()
@@ -86,7 +103,11 @@ class Daemon:
         self.spool = stack.enter_context(
             closing(Spool(state / "spool.db", self.config.collector.spool_max_bytes))
         )
-        self.sink = SpoolSink(self.spool, on_spooled=self._spooled)
+        self.sink = SpoolSink(
+            self.spool,
+            on_spooled=self._spooled,
+            backlog_max_bytes=self.config.collector.backlog_max_bytes,
+        )
         self.exporter = Exporter(
             self.spool,
             self.sink,
@@ -138,6 +159,7 @@ class Daemon:
                 self.status,
                 relay,
                 self._delivered,
+                self._waiting,
             ),
             public=self.config.socket,
             private=state / "control" / "grpc.sock",
@@ -167,6 +189,15 @@ class Daemon:
         """The ring reader is alive and polling (the watchdog and /healthz ask)."""
         return self.observer.alive()
 
+    def state_problems(self) -> list[StateDirProblem]:
+        """Why parts of the state dir cannot be written now (empty: they can)."""
+        return [p for p in (self.sink.problem, self.cache.problem) if p is not None]
+
+    def _waiting(self) -> str | None:
+        """Why records wait in memory instead of the spool (None: they do not)."""
+        problem = self.sink.problem
+        return problem.message if problem is not None else None
+
     def _suspend(self) -> None:
         """Leave open runs to the next roard: save their state; the kernel keeps tracking
         their processes in the pinned maps. With no run open, the pins go too."""
@@ -191,11 +222,23 @@ class Daemon:
         self.checkpointed_at = now  # everything applied before this is saved
 
     def _checkpoint_loop(self) -> None:
+        failing = False
         while not self._stopped.wait(_CHECKPOINT_SECONDS):
             try:
                 self._checkpoint()
-            except Exception:
-                log.exception("saving run checkpoints failed; retrying")
+            except Exception as exc:
+                if not failing:  # once per outage (a full state dir fails every pass)
+                    log.error(
+                        "saving run checkpoints failed: a restart now would resume runs "
+                        "from their last saved state; retrying",
+                        state_dir=str(self.config.state_dir),
+                        error=str(exc),
+                    )
+                failing = True
+            else:
+                if failing:
+                    log.info("run checkpoints saved again")
+                failing = False
 
     def _drain(self) -> None:
         """Spool what is queued, give the collector a moment to take it, stop streaming;
@@ -250,15 +293,19 @@ class Daemon:
     def _delivered(self, timeout: float | None = None) -> bool:
         """Wait until everything emitted so far is stored by the collector."""
         wait = self.config.collector.delivery_wait_seconds if timeout is None else timeout
+        if self.sink.problem is not None:
+            return False  # not even spooled: roarctl says why instead of waiting
         if not self.exporter.connected and self.exporter.last_error is not None:
             wait = 0  # known unreachable: no point keeping roarctl waiting
         return self.sink.flush(wait) and self.exporter.wait_acked(self.sink.last_emitted, wait)
 
     def _reap_loop(self) -> None:
-        """Every few seconds, look for tracked processes that died without an exit event."""
+        """Every few seconds, look for tracked processes that died without an exit event,
+        and write remembered hashes (a cache that could not write tries again)."""
         while not self._stopped.wait(_REAP_SECONDS):
             try:
                 self.tracker.reap()
+                self.cache.flush()
             except Exception:
                 log.exception("reaping failed")
 
@@ -301,7 +348,7 @@ class Daemon:
         for run_id in stale:
             self.sink.emit(convert.run_interrupted(run_id, now))
         if stale:
-            self.sink.flush()
+            self.sink.flush(30.0)
             log.warning("closed runs left open by a previous roard", runs=stale)
 
     def status(self, uid: int | None = None) -> dict[str, Any]:
@@ -309,6 +356,7 @@ class Daemon:
         unless None (root)."""
         losses = self.probes.losses()
         ring = self.probes.ring_fill()
+        problems = self.state_problems()
         return {
             "version": roard.__version__,
             "pid": os.getpid(),
@@ -347,6 +395,7 @@ class Daemon:
             "kernel_tracked_processes": self.probes.tracked_count(),
             "records_spooled": self.sink.spooled,
             "spool_failures": self.sink.failures,
+            "state_dir_error": problems[0].as_dict() if problems else None,
             "spool": self._spool_status(),
             "collector": {
                 "address": "embedded" if self.embedded else self.config.collector.address,
@@ -387,7 +436,8 @@ class Daemon:
             "records": depth.records,
             "bytes": depth.bytes,
             "oldest_age_seconds": round(time.time() - depth.oldest, 1) if depth.oldest else 0,
-            "shed_records": self.spool.shed_records,
+            "shed_records": self.spool.shed_records + self.sink.shed_records,
+            "backlog_records": self.sink.backlog_records,
         }
 
     def wait(self) -> None:

@@ -47,3 +47,7 @@ class PermissionDenied(RoardError):
 
 class CollectorUnavailable(RoardError):
     """The collector cannot be reached (records stay spooled and are sent later)."""
+
+
+class StateDirError(PrerequisiteError):
+    """The state dir (spool, hash cache, embedded registry) is read-only or full."""

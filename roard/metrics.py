@@ -100,7 +100,14 @@ def render(status: Status, healthy: bool) -> str:
         ("roard_spool_oldest_age_seconds", "gauge", "age of the oldest waiting record",
          spool["oldest_age_seconds"]),
         ("roard_spool_shed_records_total", "counter",
-         "records dropped because the spool was full", spool["shed_records"]),
+         "records dropped because the spool (or, while the state dir could not be written,"
+         " the memory backlog) was full", spool["shed_records"]),
+        ("roard_spool_backlog_records", "gauge",
+         "records waiting in memory because the state dir cannot be written",
+         spool["backlog_records"]),
+        ("roard_state_dir_writable", "gauge",
+         "0 while the state dir (spool, hash cache) cannot be written: full or read-only",
+         int(status["state_dir_error"] is None)),
         ("roard_collector_connected", "gauge", "1 while the collector stream is up",
          int(bool(collector["connected"]))),
         ("roard_collector_reconnects_total", "counter", "collector stream restarts",
@@ -148,14 +155,23 @@ class MetricsServer:
         self._server.server_close()
 
 
+def _problem(status: Callable[[], Status], healthy: Callable[[], bool]) -> str | None:
+    """Why the daemon is unhealthy: a stalled ring reader, or a state dir it cannot write
+    (records then wait in memory, and would be lost at a crash)."""
+    if not healthy():
+        return "ring reader stalled"
+    state = status()["state_dir_error"]
+    return None if state is None else str(state["message"])
+
+
 def _handler(
     status: Callable[[], Status], healthy: Callable[[], bool]
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/healthz":
-                ok = healthy()
-                self._reply(200 if ok else 503, "ok\n" if ok else "ring reader stalled\n")
+                problem = _problem(status, healthy)
+                self._reply(503 if problem else 200, f"{problem or 'ok'}\n")
             elif self.path == "/metrics":
                 try:
                     self._reply(200, render(status(), healthy()), _CONTENT_TYPE)

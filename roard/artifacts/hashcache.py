@@ -8,6 +8,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
+from roard.statedir import StateDirProblem, diagnose
+
+log = structlog.get_logger("roard.hashcache")
+
+_PENDING_MAX = 10_000  # entries kept for disk while it cannot be written
+
 
 @dataclass(frozen=True)
 class FileStamp:
@@ -29,6 +37,8 @@ class HashCache:
     """A persistent (SQLite) map from FileStamp to hash, with an in-memory front."""
 
     def __init__(self, path: Path) -> None:
+        """Opens (creating) the cache database at `path`."""
+        self._path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -43,6 +53,7 @@ class HashCache:
         self._pending: list[tuple[FileStamp, str]] = []
         self.hits = 0
         self.misses = 0
+        self.problem: StateDirProblem | None = None  # set while the file cannot be written
 
     def get(self, stamp: FileStamp) -> str | None:
         """The hash stored for exactly this stamp, if any."""
@@ -68,7 +79,9 @@ class HashCache:
         with self._lock:
             self._memory[stamp] = digest
             self._pending.append((stamp, digest))
-            if len(self._pending) >= 512:
+            if self.problem is not None:
+                del self._pending[:-_PENDING_MAX]  # the periodic flush retries
+            elif len(self._pending) >= 512:
                 self._flush_locked()
 
     def flush(self) -> None:
@@ -82,13 +95,32 @@ class HashCache:
         # One row per inode, the newest stamp: an older one can never match again.
         latest = {(s.dev, s.ino): (s, h) for s, h in self._pending}
         rows = [(s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns, h) for s, h in latest.values()]
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "DELETE FROM hashes WHERE dev=? AND ino=?", [(r[0], r[1]) for r in rows]
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", rows
+                )
+        except sqlite3.Error as exc:
+            # Only a cache: the memory front still answers, hashing goes on whatever the
+            # state dir's state, and the newest entries are written at a later flush.
+            del self._pending[:-_PENDING_MAX]
+            if self.problem is None:
+                self.problem = diagnose(self._path.parent, exc)
+                log.error(
+                    "cannot write the hash cache; hashes are kept in memory only",
+                    state_dir=str(self.problem.state_dir),
+                    error=self.problem.error,
+                    fix=self.problem.fix,
+                )
+            return
         self._pending.clear()
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "DELETE FROM hashes WHERE dev=? AND ino=?", [(r[0], r[1]) for r in rows]
-            )
-            self._db.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", rows)
+        if self.problem is not None:
+            log.warning("the hash cache is writable again", path=str(self._path))
+            self.problem = None
 
     def close(self) -> None:
         """Flush and close the database."""

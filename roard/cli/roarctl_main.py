@@ -152,11 +152,14 @@ def _spawn_tagged(
             os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
     os.close(go_r)
     try:
-        run_id = client.tag(pid, name, labels, spawned=True)
+        tagged = client.tag(pid, name, labels, spawned=True)
     except BaseException:
         os.close(go_w)
         os.waitpid(pid, 0)
         raise
+    run_id = tagged.run_id
+    if tagged.warning:  # the command runs anyway; the user should know why
+        print(f"roarctl: warning: {tagged.warning}", file=sys.stderr, flush=True)
     # Like time(1): the terminal's signals are the child's to act on, and a termination
     # request sent to roarctl (a scheduler cancelling the job) is passed on to it.
     previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
@@ -286,6 +289,12 @@ def _kind_counts(files: list[dict[str, Any]] | dict[str, int]) -> dict[str, int]
 
 
 def _summary(doc: dict[str, Any]) -> str:
+    if doc.get("waiting"):
+        return (
+            f"run {doc['run_id']} finished, but its records are not spooled yet: "
+            f"{doc['waiting']}; they are recorded once it is writable again (`roarctl show` "
+            "will have the run then; `roarctl status` shows the condition)"
+        )
     if doc.get("delivered") is False:
         return (
             f"run {doc['run_id']} finished and is spooled, but the collector has not stored it "
@@ -398,13 +407,17 @@ def _run(args: argparse.Namespace) -> int:
                 raise UsageError("give one of --pid PID, --cgroup PATH or -- CMD")
             if args.cgroup is not None:
                 # The daemon resolves it: an absolute path means the same there.
-                run_id = client.tag_cgroup(os.path.abspath(args.cgroup), args.name, labels)
+                tagged = client.tag_cgroup(os.path.abspath(args.cgroup), args.name, labels)
             else:
-                run_id = client.tag(args.pid, args.name, labels, spawned=False)
-            if args.json:
-                print_json(client.show(run_id))
+                tagged = client.tag(args.pid, args.name, labels, spawned=False)
+            if tagged.warning:
+                print(f"roarctl: warning: {tagged.warning}", file=sys.stderr)
+            if args.json and tagged.warning:  # not in the registry yet: what is known
+                print_json({"run_id": tagged.run_id, "status": "running", "waiting": True})
+            elif args.json:
+                print_json(client.show(tagged.run_id))
             else:
-                print(run_id)
+                print(tagged.run_id)
             return 0
         if not cmd:
             raise UsageError("nothing to run: roarctl tag [--name NAME] -- CMD [ARG]...")
@@ -447,6 +460,10 @@ def _run(args: argparse.Namespace) -> int:
             f"roard {doc['version']} pid {doc['pid']}, up {doc['uptime_seconds']}s, "
             f"tier {doc['tier']} ({doc['tier_reason']})"
         )
+        if doc.get("state_dir_error"):
+            problem = doc["state_dir_error"]
+            print(f"  STATE DIR PROBLEM: {problem['message']}")
+            print(f"    {doc['spool']['backlog_records']} records waiting in memory")
         print(
             f"  probes: {len(doc['probes'])} attached; missing: {doc['probes_missing'] or 'none'}"
         )

@@ -64,7 +64,10 @@ class SqliteStore(SqlStore):
                 yield cur
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                # A failed COMMIT (disk full, read-only) may have rolled back already; a
+                # second ROLLBACK would hide the real error.
+                if self._conn.in_transaction:
+                    cur.execute("ROLLBACK")
                 raise
             finally:
                 cur.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,14 @@ from roard.control.errors import from_status
 from roard.errors import DaemonUnavailable
 from roard.v1 import control_pb2 as pb
 from roard.v1 import control_pb2_grpc
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """A new run, and why its records are not spooled yet (empty when they are)."""
+
+    run_id: str
+    warning: str
 
 
 class ControlClient:
@@ -54,17 +63,17 @@ class ControlClient:
             "`sudo roard run --embedded`, or point ROARD_SOCKET at its socket"
         )
 
-    def tag(self, pid: int, name: str | None, labels: dict[str, str], spawned: bool) -> str:
-        """Tag `pid` and its descendants as a new run; returns the run id."""
+    def tag(self, pid: int, name: str | None, labels: dict[str, str], spawned: bool) -> Tagged:
+        """Tag `pid` and its descendants as a new run."""
         reply = self._call(
             "Tag", pb.TagRequest(pid=pid, spawned=spawned, name=name or "", labels=labels)
         )
-        return str(reply.run_id)
+        return Tagged(str(reply.run_id), str(reply.warning))
 
-    def tag_cgroup(self, path: str, name: str | None, labels: dict[str, str]) -> str:
-        """Tag every process in the cgroup directory `path`, now and later; returns the run id."""
+    def tag_cgroup(self, path: str, name: str | None, labels: dict[str, str]) -> Tagged:
+        """Tag every process in the cgroup directory `path`, now and later."""
         reply = self._call("Tag", pb.TagRequest(cgroup=path, name=name or "", labels=labels))
-        return str(reply.run_id)
+        return Tagged(str(reply.run_id), str(reply.warning))
 
     def finish(self, run_id: str, exit_code: int | None, timeout: float = 0) -> dict[str, Any]:
         """Wait until the daemon has finalized the run; returns `show` of it."""

@@ -2,7 +2,8 @@
 
 gRPC does not expose a Unix socket's peer credentials, so the daemon accepts on the public
 socket itself, reads SO_PEERCRED, and relays each connection to the gRPC server on a private
-socket from a client socket bound to a one-off abstract address. The gRPC handler sees that
+socket (one thread multiplexes them all) from a client socket bound to a one-off abstract
+address. The gRPC handler sees that
 address as its peer and looks the credentials up here. A connection that did not come
 through the relay has no entry and is refused.
 """
@@ -12,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import selectors
 import socket
 import struct
 import threading
-from dataclasses import dataclass
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -44,16 +48,52 @@ def peer_cred(sock: socket.socket) -> PeerCred:
     return PeerCred(pid, uid, gid)
 
 
-class CredentialRelay:
-    """Accepts on the public socket and relays to the private gRPC socket."""
+@dataclass(frozen=True)
+class RelayLimits:
+    """What one client may hold of the relay, so that a flood cannot starve the others."""
 
-    def __init__(self, public: Path, private: Path) -> None:
+    connections: int = 4096  # in all; beyond, new connections are closed at once
+    per_user: int = 128  # per non-root uid
+    quiet_seconds: float = 10.0  # a client that sends nothing this long after connecting
+    buffer_bytes: int = 1 << 20  # per direction: past it, reading that side pauses
+
+
+@dataclass
+class _Link:
+    """One relayed connection: the client, its upstream, and bytes not yet passed on."""
+
+    name: str
+    cred: PeerCred
+    client: socket.socket
+    upstream: socket.socket
+    opened: float
+    heard: bool = False  # the client has sent something
+    to_upstream: bytearray = field(default_factory=bytearray)
+    to_client: bytearray = field(default_factory=bytearray)
+    client_eof: bool = False
+    upstream_eof: bool = False
+
+
+class CredentialRelay:
+    """Accepts on the public socket and relays to the private gRPC socket.
+
+    One thread multiplexes every connection (epoll): idle, slow or garbage-sending clients
+    cost two descriptors each, never a thread; the limits bound how many one user holds.
+    """
+
+    def __init__(self, public: Path, private: Path, limits: RelayLimits | None = None) -> None:
         self._public = public
         self._private = private
+        self._limits = limits or RelayLimits()
         self._peers: dict[str, PeerCred] = {}
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
+        self._selector = selectors.DefaultSelector()
+        self._links: dict[socket.socket, _Link] = {}
+        self._held: Counter[int] = Counter()  # connections per uid
+        self._expired_at = 0.0
+        self._thread: threading.Thread | None = None
 
     def lookup(self, grpc_peer: str) -> PeerCred | None:
         """Credentials for a gRPC peer string such as 'unix-abstract:roard-peer-…'."""
@@ -80,49 +120,179 @@ class CredentialRelay:
                 f"cannot create the control socket {self._public}: {exc.strerror or exc} "
                 "(a path must be under 108 bytes, in a writable directory); use --socket"
             ) from None
-        listener.listen(64)
+        listener.listen(1024)
+        listener.setblocking(False)
         self._listener = listener
-        threading.Thread(target=self._accept_loop, name="roard-relay", daemon=True).start()
+        self._selector.register(listener, selectors.EVENT_READ)
+        self._thread = threading.Thread(target=self._loop, name="roard-relay", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        """Stop accepting and remove the public socket."""
+        """Stop accepting, close every relayed connection and remove the public socket."""
         self._stopping.set()
-        if self._listener is not None:
-            with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         with contextlib.suppress(FileNotFoundError):
             self._public.unlink()
 
-    def _accept_loop(self) -> None:
+    def _loop(self) -> None:
         assert self._listener is not None
-        while not self._stopping.is_set():
+        try:
+            while not self._stopping.is_set():
+                for key, mask in self._selector.select(timeout=1.0):
+                    if key.fileobj is self._listener:
+                        self._accept()
+                    elif (link := self._links.get(key.fileobj)) is not None:  # type: ignore[call-overload]
+                        self._service(link, mask)
+                self._expire()
+        except Exception:
+            log.exception("control socket relay failed")
+        finally:
+            for link in {id(link): link for link in self._links.values()}.values():
+                self._close(link)
+            self._selector.close()
+            self._listener.close()
+
+    def _accept(self) -> None:
+        """Take every pending connection (a burst must not wait a select round each)."""
+        assert self._listener is not None
+        for _ in range(256):
             try:
                 client, _ = self._listener.accept()
-            except OSError:
+            except BlockingIOError:
                 return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+            except OSError as exc:
+                # Out of descriptors, say: keep serving those already connected.
+                log.warning("control socket accept failed", error=str(exc))
+                return
+            try:
+                self._open(client)
+            except OSError as exc:
+                log.warning("control connection failed", error=str(exc))
+                client.close()
 
-    def _relay(self, client: socket.socket) -> None:
+    def _open(self, client: socket.socket) -> None:
+        cred = peer_cred(client)
+        limits = self._limits
+        if len(self._links) // 2 >= limits.connections or (
+            cred.uid != 0 and self._held[cred.uid] >= limits.per_user
+        ):
+            client.close()  # not logged: a flood would flood the log too
+            return
         name = f"roard-peer-{secrets.token_hex(8)}"
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            cred = peer_cred(client)
-            with self._lock:
-                self._peers[name] = cred
             upstream.bind(b"\0" + name.encode())
             upstream.connect(str(self._private))
-            back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
-            back.start()
-            _pump(client, upstream)
-            back.join()
-        except OSError as exc:
-            log.warning("control connection failed", error=str(exc))
-        finally:
-            with self._lock:
-                self._peers.pop(name, None)
-            client.close()
+        except OSError:
             upstream.close()
+            raise
+        client.setblocking(False)
+        upstream.setblocking(False)
+        link = _Link(name, cred, client, upstream, time.monotonic())
+        with self._lock:
+            self._peers[name] = cred
+        self._links[client] = self._links[upstream] = link
+        self._held[cred.uid] += 1
+        self._selector.register(client, selectors.EVENT_READ)
+        self._selector.register(upstream, selectors.EVENT_READ)
+
+    def _service(self, link: _Link, mask: int) -> None:
+        """Move what is readable and writable on either side of `link`."""
+        try:
+            if mask & selectors.EVENT_READ:
+                self._read(link)
+            self._write(link.client, link.to_client)
+            self._write(link.upstream, link.to_upstream)
+        except OSError:
+            self._close(link)
+            return
+        if link.client_eof and link.upstream_eof and not link.to_client and not link.to_upstream:
+            self._close(link)
+            return
+        # An end that closed and has nothing left to send ends the link: HTTP/2 never
+        # half-closes, and the other side would otherwise linger until its own timeout.
+        if (link.client_eof and not link.to_upstream) or (link.upstream_eof and not link.to_client):
+            self._close(link)
+            return
+        self._watch(link)
+
+    def _read(self, link: _Link) -> None:
+        cap = self._limits.buffer_bytes
+        for sock, into, side in (
+            (link.client, link.to_upstream, "client"),
+            (link.upstream, link.to_client, "upstream"),
+        ):
+            if len(into) >= cap or (link.client_eof if side == "client" else link.upstream_eof):
+                continue
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                if side == "client":
+                    link.client_eof = True
+                else:
+                    link.upstream_eof = True
+                continue
+            into.extend(data)
+            if side == "client":
+                link.heard = True
+
+    @staticmethod
+    def _write(sock: socket.socket, pending: bytearray) -> None:
+        if not pending:
+            return
+        try:
+            sent = sock.send(pending)
+        except BlockingIOError:
+            return
+        del pending[:sent]
+
+    def _watch(self, link: _Link) -> None:
+        """Select on each side for what it can do now: read while its buffer has room and
+        it has not closed, write while something waits for it."""
+        cap = self._limits.buffer_bytes
+        for sock, out, into, eof in (
+            (link.client, link.to_client, link.to_upstream, link.client_eof),
+            (link.upstream, link.to_upstream, link.to_client, link.upstream_eof),
+        ):
+            events = (selectors.EVENT_READ if len(into) < cap and not eof else 0) | (
+                selectors.EVENT_WRITE if out else 0
+            )
+            registered = sock in self._selector.get_map()
+            if events and registered:
+                self._selector.modify(sock, events)
+            elif events:
+                self._selector.register(sock, events)
+            elif registered:
+                # Nothing to do until the other side drains its buffer (which services
+                # this link again).
+                self._selector.unregister(sock)
+
+    def _expire(self) -> None:
+        """Close connections whose client said nothing since connecting (connected and
+        left idle: they would hold descriptors for ever). After the first bytes, gRPC's
+        own limits (handshake, idle connection) take over."""
+        now = time.monotonic()
+        if now - self._expired_at < 1.0:
+            return
+        self._expired_at = now
+        quiet = self._limits.quiet_seconds
+        for link in {id(link): link for link in self._links.values()}.values():
+            if not link.heard and now - link.opened > quiet:
+                self._close(link)
+
+    def _close(self, link: _Link) -> None:
+        if self._links.get(link.client) is link:
+            self._held[link.cred.uid] -= 1
+        for sock in (link.client, link.upstream):
+            if self._links.pop(sock, None) is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.unregister(sock)
+            sock.close()
+        with self._lock:
+            self._peers.pop(link.name, None)
 
 
 def _answers(path: Path) -> bool:
@@ -135,14 +305,3 @@ def _answers(path: Path) -> bool:
     finally:
         probe.close()
     return True
-
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    """Copy bytes until src closes, then half-close dst."""
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    with contextlib.suppress(OSError):
-        dst.shutdown(socket.SHUT_WR)

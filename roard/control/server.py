@@ -27,6 +27,15 @@ log = structlog.get_logger("roard.control")
 
 Reply = TypeVar("Reply")
 
+# Per-connection limits, so that clients that connect and stall cost nothing for long: the
+# HTTP/2 handshake must finish quickly, and a connection with no call in flight is closed
+# after a while (roarctl opens one per command). (grpc.max_concurrent_streams is not set:
+# clients whose first call beats the server's SETTINGS frame get REFUSED_STREAM.)
+_LIMITS = (
+    ("grpc.server_handshake_timeout_ms", 10_000),
+    ("grpc.max_connection_idle_ms", 30_000),
+)
+
 
 def _rpc(
     method: Callable[[ControlService, Any, Caller], Reply],
@@ -65,14 +74,17 @@ class ControlService(control_pb2_grpc.ControlServicer):
         status: Callable[[int | None], dict[str, Any]],
         relay: CredentialRelay,
         delivered: Callable[[float | None], bool],
+        waiting: Callable[[], str | None],
     ) -> None:
         """`delivered(timeout)` waits until the collector stored all records emitted so
-        far (None: the configured wait) and says whether it did."""
+        far (None: the configured wait) and says whether it did; `waiting()` says why
+        records wait in memory for the state dir (None: they do not)."""
         self._tracker = tracker
         self._queries = queries
         self._status = status
         self._relay = relay
         self._delivered = delivered
+        self._waiting = waiting
 
     @staticmethod
     def _scope(caller: Caller) -> int | None:
@@ -89,7 +101,9 @@ class ControlService(control_pb2_grpc.ControlServicer):
         # `roarctl show RUN` right after tagging should find it; a collector that is down
         # must not hold the command back, though.
         self._delivered(2.0)
-        return pb.TagReply(run_id=run.run_id)
+        problem = self._waiting()
+        warning = f"records of run {run.run_id} are waiting: {problem}" if problem else ""
+        return pb.TagReply(run_id=run.run_id, warning=warning)
 
     @_rpc
     def Finish(self, request: pb.FinishRequest, caller: Caller) -> pb.JsonReply:
@@ -111,7 +125,11 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 return self._queries.summary(run_id, self._scope(caller))
             except CollectorUnavailable:
                 pass
-        return {"run_id": run_id, "status": "finished", "delivered": False}
+        doc: dict[str, Any] = {"run_id": run_id, "status": "finished", "delivered": False}
+        problem = self._waiting()
+        if problem:
+            doc["waiting"] = problem
+        return doc
 
     @_rpc
     def Untag(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
@@ -206,7 +224,9 @@ class ControlServer:
         private: Path,
     ) -> None:
         self._relay = CredentialRelay(public, private)
-        self._server = grpc.server(futures.ThreadPoolExecutor(16, thread_name_prefix="roard-ctl"))
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(16, thread_name_prefix="roard-ctl"), options=_LIMITS
+        )
         control_pb2_grpc.add_ControlServicer_to_server(  # type: ignore[no-untyped-call]
             service_factory(self._relay), self._server
         )

@@ -101,6 +101,7 @@ class Tracker:
         clock: Callable[[], float] = time.time,
         exit_grace_seconds: float = 5.0,
         host: str | None = None,
+        spool_wait_seconds: float = 5.0,
     ) -> None:
         self._kernel = kernel
         self._hasher = hasher
@@ -110,6 +111,9 @@ class Tracker:
         # How long an exit that roarctl already saw may take to come through the ring.
         self._exit_grace = exit_grace_seconds
         self._clock = clock
+        # How long tagging and finalizing wait for the spool: a full or read-only state dir
+        # must not hang roarctl (the records wait in the sink's backlog meanwhile).
+        self._spool_wait = spool_wait_seconds
         self._host = host or socket.gethostname()
         self._lock = threading.RLock()
         self._procs = ProcessTable()
@@ -151,8 +155,16 @@ class Tracker:
                 self._runs.drop(run)
                 raise NotFound(f"process {pid} exited before it could be tagged")
         self._sink.emit(records)
-        self._sink.flush()  # `roarctl show RUN` right after tagging must find it
-        log.info("run tagged", run_id=run.run_id, name=name, pid=pid, processes=len(run.live))
+        # `roarctl show RUN` right after tagging must find it, unless the spool is failing.
+        spooled = self._sink.flush(self._spool_wait)
+        log.info(
+            "run tagged",
+            run_id=run.run_id,
+            name=name,
+            pid=pid,
+            processes=len(run.live),
+            spooled=spooled,
+        )
         return run
 
     def tag_cgroup(
@@ -187,7 +199,8 @@ class Tracker:
             self._kernel.tag_cgroup(cgroup.hierarchy_id, cgroup.kn_id, run.key, uid)
             records += self._adopt_all(run, caller, now, lambda: _processes(cgroups.pids(cgroup)))
         self._sink.emit(records)
-        self._sink.flush()  # `roarctl show RUN` right after tagging must find it
+        # `roarctl show RUN` right after tagging must find it, unless the spool is failing.
+        self._sink.flush(self._spool_wait)
         log.info(
             "cgroup tagged",
             run_id=run.run_id,
@@ -774,19 +787,19 @@ class Tracker:
             records = self._final_records(run)
             self._hasher.flush()
             self._sink.emit(records)
-            self._sink.flush()
             log.info(
                 "run finalized",
                 run_id=run.run_id,
                 records=len(records),
                 seconds=round(time.monotonic() - start, 3),
+                spooled=self._sink.flush(self._spool_wait),
             )
         except Exception:
             log.exception("finalizing run failed", run_id=run.run_id)
             # Still close the run, saying it is incomplete, rather than leave it running.
             run.lose(1, "finalization failed: see the daemon's log")
             self._sink.emit([convert.run_finished(run, self._clock())])
-            self._sink.flush()
+            self._sink.flush(self._spool_wait)
         finally:
             with self._lock:
                 self._runs.drop(run)

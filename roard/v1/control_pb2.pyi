@@ -28,10 +28,12 @@ class TagRequest(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., spawned: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cgroup: _Optional[str] = ...) -> None: ...
 
 class TagReply(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "warning")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    warning: str
+    def __init__(self, run_id: _Optional[str] = ..., warning: _Optional[str] = ...) -> None: ...
 
 class RunRef(_message.Message):
     __slots__ = ("run", "depth", "max_nodes")

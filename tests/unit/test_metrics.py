@@ -37,7 +37,14 @@ def status_document() -> dict[str, Any]:
         "kernel_tracked_processes": 2,
         "records_spooled": 30,
         "spool_failures": 0,
-        "spool": {"records": 5, "bytes": 500, "oldest_age_seconds": 3.5, "shed_records": 0},
+        "spool": {
+            "records": 5,
+            "bytes": 500,
+            "oldest_age_seconds": 3.5,
+            "shed_records": 0,
+            "backlog_records": 7,
+        },
+        "state_dir_error": None,
         "collector": {"connected": False, "reconnects": 2, "records_sent": 25},
         "runs": [{"run_id": "r1", "name": "a", "processes": 1}, {"run_id": "r2"}],
     }

@@ -96,3 +96,42 @@ def test_runs_opened_and_closed_are_remembered(tmp_path: Path) -> None:
     assert sink.flush(5)
     assert spool.open_runs() == ["b"]
     sink.close()
+
+
+def test_a_failing_spool_keeps_a_bounded_backlog_and_sheds_with_loss_notices(
+    tmp_path: Path,
+) -> None:
+    """While the spool cannot be written, records wait in memory up to the cap; past it the
+    least valuable are shed and each run that lost some gets a delivery loss notice. The
+    run's start and end are never shed, and everything left lands once the spool works."""
+    spool = FlakySpool(tmp_path / "spool.db", failures=1 << 30)
+    sink = SpoolSink(spool, backlog_max_bytes=1 << 14)
+    reads = [
+        pb.Record(
+            id=f"read{i}",
+            run_id="run",
+            file_access=pb.FileAccess(path=f"/data/{i:05d}" + "x" * 100, role=pb.ROLE_INPUT),
+        )
+        for i in range(1000)
+    ]
+    sink.emit(
+        [
+            pb.Record(id="start", run_id="run", run_tagged=pb.RunTagged()),
+            *reads,
+            pb.Record(id="end", run_id="run", run_finished=pb.RunFinished()),
+        ]
+    )
+    assert not sink.flush(timeout=2)
+    assert sink.problem is not None and str(tmp_path) in sink.problem.message
+    assert sink.shed_records > 0 and sink.backlog_records < len(reads)
+    spool.failures = 0
+    assert sink.flush(timeout=30)
+    assert sink.problem is None
+    stored = spool.after(0, 10_000)
+    ids = {r.id for r in stored}
+    assert {"start", "end"} <= ids
+    notices = [r.loss_notice for r in stored if r.HasField("loss_notice")]
+    assert notices and all(n.delivery for n in notices)
+    assert sum(n.lost_events for n in notices) == sink.shed_records
+    assert len(ids & {r.id for r in reads}) == len(reads) - sink.shed_records
+    sink.close()
