@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from roard.artifacts.hasher import Digest
+from roard.artifacts.hasher import Digest, Unhashed
 from roard.tracking.processes import Process
 from roard.tracking.runs import FileUse, Run
 from roard.v1 import records_pb2 as pb
@@ -70,52 +70,26 @@ def process_exited(proc: Process, now: float) -> pb.Record:
 
 
 def file_access(
-    run: Run, use: FileUse, digest: Digest, kind: str, output: bool, now: float
+    run: Run, use: FileUse, outcome: Digest | Unhashed, kind: str, output: bool, now: float
 ) -> pb.Record:
-    """One input or output of a run, with its content hash."""
+    """One input or output of a run: with its content hash, or unhashed with why."""
     role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
-    return _record(
-        run.run_id,
-        f"file/{pb.Role.Name(role)}/{use.path}",
-        now,
-        file_access=pb.FileAccess(
-            path=use.path,
-            role=role,
-            hash=digest.hash,
-            size=digest.stamp.size,
-            kind=kind,
-            dev=digest.stamp.dev,
-            ino=digest.stamp.ino,
-            mtime_ns=digest.stamp.mtime_ns,
-            bytes_read=use.bytes_read,
-            bytes_written=use.bytes_written,
-            read_too=output and use.read,
-        ),
+    access = pb.FileAccess(
+        path=use.path,
+        role=role,
+        kind=kind,
+        bytes_read=use.bytes_read,
+        bytes_written=use.bytes_written,
+        read_too=output and use.read,
     )
-
-
-def file_unhashed(
-    run: Run, use: FileUse, kind: str, output: bool, reason: str, size: int, now: float
-) -> pb.Record:
-    """An input or output of a run that could not be hashed, with why (`reason`)."""
-    role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
-    return _record(
-        run.run_id,
-        f"file/{pb.Role.Name(role)}/{use.path}",
-        now,
-        file_access=pb.FileAccess(
-            path=use.path,
-            role=role,
-            size=size,
-            kind=kind,
-            dev=use.dev,
-            ino=use.ino,
-            bytes_read=use.bytes_read,
-            bytes_written=use.bytes_written,
-            read_too=output and use.read,
-            unhashed=reason,
-        ),
-    )
+    if isinstance(outcome, Digest):
+        stamp = outcome.stamp
+        access.hash, access.size, access.mtime_ns = outcome.hash, stamp.size, stamp.mtime_ns
+        access.dev, access.ino = stamp.dev, stamp.ino
+    else:
+        access.size, access.dev, access.ino = outcome.size, use.dev, use.ino
+        access.unhashed = str(outcome)
+    return _record(run.run_id, f"file/{pb.Role.Name(role)}/{use.path}", now, file_access=access)
 
 
 def file_deleted(run: Run, use: FileUse, kind: str, now: float) -> pb.Record:

@@ -828,18 +828,13 @@ class Tracker:
         for use in chosen:
             kind = classify(use.path, self._rules)
             outcome = _outcome(digests[use.path])
-            if isinstance(outcome, Digest):
-                records.append(convert.file_access(run, use, outcome, kind, use.written, now))
-            elif isinstance(outcome, Unhashed):
+            if isinstance(outcome, Unhashed):
                 with self._lock:
                     self._unhashed[outcome.reason] += 1
                 if outcome.reason in _LOST_CONTENT:
                     run.lose(1, f"{use.path}: {outcome}")
-                records.append(
-                    convert.file_unhashed(
-                        run, use, kind, use.written, str(outcome), outcome.size, now
-                    )
-                )
+            if outcome is not None:
+                records.append(convert.file_access(run, use, outcome, kind, use.written, now))
             elif use.written:
                 records.append(convert.file_deleted(run, use, kind, now))
         if run.lost_events:

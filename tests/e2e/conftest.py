@@ -88,6 +88,19 @@ class Roard:
         doc: dict[str, Any] = json.loads(self.roarctl("show", run, "--json").stdout)
         return doc
 
+    def finished(self, run: str, within: float = 60) -> dict[str, Any]:
+        """`roarctl show RUN --json` once the run is in the registry, finished; fails the
+        test with the daemon's log if it is not within `within` seconds."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            shown = self.roarctl("show", run, "--json", check=False)
+            if shown.returncode == 0:
+                doc: dict[str, Any] = json.loads(shown.stdout)
+                if doc["status"] == "finished":
+                    return doc
+            time.sleep(0.3)
+        pytest.fail(f"run {run} did not finish:\n{self.log.read_text()[-3000:]}")
+
 
 def start_roard(
     root: Path,

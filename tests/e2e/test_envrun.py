@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import textwrap
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -42,20 +41,6 @@ def runs_named(roard: Roard, name: str) -> list[dict[str, Any]]:
     return runs
 
 
-def finished(roard: Roard, run: str) -> dict[str, Any]:
-    """`roarctl show RUN --json` once the run is finished (its processes have exited, so
-    only finalization is left to wait for)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        shown = roard.roarctl("show", run, "--json", check=False)
-        if shown.returncode == 0:
-            doc: dict[str, Any] = json.loads(shown.stdout)
-            if doc["status"] == "finished":
-                return doc
-        time.sleep(0.2)
-    pytest.fail(f"run {run} did not finish:\n{roard.log.read_text()[-3000:]}")
-
-
 def barrier(roard: Roard, cwd: Path) -> None:
     """Return once the daemon has handled every kernel event that came before: a tagged
     run is finalized only after its exit event, which the ring delivers after theirs."""
@@ -85,7 +70,7 @@ def test_env_run_records_a_python_job_and_its_children(roard: Roard, workdir: Pa
     job = run_env_job([python3(), "train.py"], workdir, name)
     assert job.returncode == 4, job.stderr
 
-    doc = finished(roard, name)
+    doc = roard.finished(name)
     assert doc["name"] == name and doc["how"] == "env"
     assert doc["complete"] is True and doc["lost_events"] == 0, doc["loss_reasons"]
     assert doc["exit_code"] == 4
@@ -117,7 +102,7 @@ def test_shell_script_that_exports_roard_run_is_one_run(roard: Roard, workdir: P
     job = run_env_job(["sh", "job.sh"], workdir, None)
     assert job.returncode == 0, job.stderr
 
-    doc = finished(roard, name)
+    doc = roard.finished(name)
     assert doc["complete"] is True, doc["loss_reasons"]
     outputs = by_path(doc["outputs"])
     for out in ("stage1.txt", "stage2.txt", "final.txt"):
@@ -137,7 +122,7 @@ def test_each_command_of_an_exporting_shell_is_its_own_run(roard: Roard, workdir
     runs = runs_named(roard, name)
     assert len(runs) == 2
     outputs = {
-        tuple(by_path(finished(roard, r["run_id"])["outputs"])) for r in runs
+        tuple(by_path(roard.finished(r["run_id"])["outputs"])) for r in runs
     }  # each run holds the output of its own command
     assert outputs == {(str(workdir / "a.txt"),), (str(workdir / "b.txt"),)}
 
@@ -158,7 +143,7 @@ def test_invalid_value_starts_no_run_and_is_counted(
     # Still recording: a valid one right after works.
     name = unique("after-invalid")
     assert run_env_job(["cp", "/etc/hostname", "ok.txt"], workdir, name).returncode == 0
-    assert str(workdir / "ok.txt") in by_path(finished(roard, name)["outputs"])
+    assert str(workdir / "ok.txt") in by_path(roard.finished(name)["outputs"])
 
 
 def test_process_inside_a_tagged_run_ignores_roard_run(roard: Roard, workdir: Path) -> None:

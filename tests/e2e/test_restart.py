@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import VENV_BIN, Roard, python3, start_roard, stop_roard
-from tests.e2e.test_cgroup import Readers, _remove, cgroup, move, readers, wait_finished
+from tests.e2e.test_cgroup import Readers, _remove, cgroup, move, readers
 from tests.e2e.test_observe import b3, by_path
 
 __all__ = ["cgroup", "readers"]  # fixtures shared with test_cgroup
@@ -73,17 +73,6 @@ def _wait_checkpointed(daemon: Roard, after: float) -> None:
     raise AssertionError("no checkpoint was saved")
 
 
-def _wait_finished(daemon: Roard, run: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    doc: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        doc = daemon.show(run)
-        if doc["status"] == "finished":
-            return doc
-        time.sleep(0.3)
-    raise AssertionError(f"run never finished: {doc}")
-
-
 def _assert_both_halves(doc: dict[str, Any], workdir: Path) -> None:
     inputs, outputs = by_path(doc["inputs"]), by_path(doc["outputs"])
     for name in ("in1.txt", "in2.txt", "in3.txt"):
@@ -119,7 +108,7 @@ def test_sigkill_mid_run_readopts_and_keeps_both_halves(tmp_path: Path, workdir:
             assert [r["run_id"] for r in status["runs"]] == [run_id]
             (workdir / "go2").touch()
             assert job.wait(30) == 3
-            doc = _wait_finished(second, run_id)
+            doc = second.finished(run_id)
             _assert_both_halves(doc, workdir)
             assert job.pid in [p["pid"] for p in doc["processes"]]
             assert len(doc["processes"]) >= 2  # the child forked before the kill
@@ -152,7 +141,7 @@ def test_sigterm_mid_run_the_tagged_command_finishes_through_the_new_daemon(
             _, stderr = tagged.communicate(timeout=60)
             assert tagged.returncode == 3, stderr
             assert "INCOMPLETE" in stderr
-            doc = _wait_finished(second, "term")
+            doc = second.finished("term")
             assert doc["exit_code"] == 3
             _assert_both_halves(doc, workdir)
         finally:
@@ -176,7 +165,7 @@ def test_a_run_whose_processes_ended_while_roard_was_down_keeps_what_was_seen(
         assert job.wait(30) == 3
         second = start_roard(tmp_path / "d", socket=first.socket)
         try:
-            doc = _wait_finished(second, run_id)
+            doc = second.finished(run_id)
             inputs, outputs = by_path(doc["inputs"]), by_path(doc["outputs"])
             assert inputs[str(workdir / "in1.txt")]["hash"] == b3(workdir / "in1.txt")
             # read before the kill, closed after it: the pinned aggregate still says so
@@ -223,7 +212,7 @@ def test_a_cgroup_run_takes_what_joins_before_during_and_after_a_restart(
         move(readers.start("after"), cgroup)
         readers.run("after")
         _remove(cgroup, cgroup.parent)
-        doc = wait_finished(second, "cg-restart")
+        doc = second.finished("cg-restart")
         assert doc["status"] == "finished"
         inputs = by_path(doc["inputs"])
         for name in ("before", "down", "after"):

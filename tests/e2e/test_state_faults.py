@@ -62,19 +62,6 @@ def status(roard: Roard) -> dict[str, Any]:
     return doc
 
 
-def wait_for_run(roard: Roard, name: str, within: float = 180) -> dict[str, Any]:
-    """`roarctl show NAME --json` once the run is in the registry, finished."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        shown = roard.roarctl("show", name, "--json", check=False)
-        if shown.returncode == 0:
-            doc: dict[str, Any] = json.loads(shown.stdout)
-            if doc["status"] == "finished":
-                return doc
-        time.sleep(1)
-    pytest.fail(f"run {name} never arrived:\n{roard.log.read_text()[-3000:]}")
-
-
 def spool_intact(state: Path) -> None:
     """The spool file passes SQLite's integrity check."""
     with sqlite3.connect(state / "spool.db") as db:
@@ -102,7 +89,7 @@ def test_a_full_state_dir_holds_records_until_space_returns(state_fs: Path, tmp_
         assert roard.roarctl("show", "full-e2e", check=False).returncode != 0  # still waiting
 
         filler.unlink()
-        doc = wait_for_run(roard, "full-e2e")
+        doc = roard.finished("full-e2e", within=180)
         assert doc["complete"] is True and doc["lost_events"] == 0, doc
         assert by_path(doc["inputs"])[str(work / "in.txt")]["hash"] == b3(work / "in.txt")
         assert by_path(doc["outputs"])[str(work / "out.txt")]["hash"] == b3(work / "out.txt")
@@ -136,7 +123,7 @@ def test_the_memory_backlog_is_bounded_and_sheds_with_loss_notices(
         assert "waiting" in ran.stderr
         assert status(roard)["spool"]["shed_records"] > 0
         filler.unlink()
-        doc = wait_for_run(roard, "shed-e2e")
+        doc = roard.finished("shed-e2e", within=180)
         assert doc["complete"] is False and doc["lost_events"] > 0, doc
         assert any("memory backlog was full" in r for r in doc["loss_reasons"]), doc
         assert str(work / "total.txt") in by_path(doc["outputs"])
@@ -187,7 +174,7 @@ def test_a_read_only_state_dir_is_refused_at_start_and_nothing_spooled_is_lost(
     spool_intact(state_fs)
     again = start_roard(tmp_path)
     try:
-        doc = wait_for_run(again, "ro-e2e")
+        doc = again.finished("ro-e2e", within=180)
         assert doc["complete"] is True
         assert by_path(doc["outputs"])[str(work / "out.txt")]["hash"] == b3(work / "out.txt")
     finally:
