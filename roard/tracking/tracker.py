@@ -860,7 +860,7 @@ def _lazy_files(state: RunState, lazy_fds: int) -> list[tuple[int, int, OpenFile
     announced = {(pid, fd) for pid, fd, _file in state.fds}
     found = []
     for proc in state.processes:
-        devices = procfs.mount_devices(proc.pid)
+        devices: dict[str, int] | None = None  # read once, for the first file found
         for fd in range(lazy_fds):
             if (proc.pid, fd) in announced:
                 continue
@@ -868,6 +868,8 @@ def _lazy_files(state: RunState, lazy_fds: int) -> list[tuple[int, int, OpenFile
             if described is None:
                 continue
             path, info = described
+            if devices is None:
+                devices = procfs.mount_devices(proc.pid)
             dev = devices.get(info.get("mnt_id", ""))
             if dev is not None and info.get("ino", "").isdigit():
                 flags = int(info.get("flags", "0"), 8)
