@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import textwrap
 import time
@@ -114,32 +113,3 @@ def test_the_daemon_answers_and_stays_bounded_during_an_overflowing_storm(
     assert any("ringbuf_file" in reason for reason in doc["loss_reasons"])
     growth = rss_bytes(starved.proc.pid) - rss_before
     assert growth < 50 << 20, f"RSS grew by {growth >> 20} MiB during the storm"
-
-
-def test_runs_open_when_the_daemon_died_are_closed_as_incomplete(
-    _bpf_available: None, tmp_path: Path
-) -> None:
-    """A run that was being tracked when roard was killed is, after the restart, finished
-    with complete: false, and what was recorded before the kill is still there."""
-    root = tmp_path / "restart"
-    root.mkdir()
-    first = start_roard(root)
-    job = subprocess.Popen(["sleep", "60"])
-    try:
-        run_id = first.roarctl("tag", "--pid", str(job.pid), "--name", "cut").stdout.strip()
-        assert first.show(run_id)["status"] == "running"
-        first.proc.send_signal(signal.SIGKILL)
-        first.proc.wait(30)
-        job.kill()  # nothing left to re-adopt (tests/e2e/test_restart.py re-adopts)
-        job.wait()
-        second = start_roard(root)
-        try:
-            doc = second.show(run_id)
-            assert doc["status"] == "finished"
-            assert doc["complete"] is False and doc["lost_events"] >= 1
-            assert any("roard stopped" in reason for reason in doc["loss_reasons"])
-            assert [p["pid"] for p in doc["processes"]] == [job.pid]
-        finally:
-            stop_roard(second)
-    finally:
-        job.kill()

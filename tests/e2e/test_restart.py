@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.conftest import VENV_BIN, Roard, python3, start_roard, stop_roard
 from tests.e2e.test_cgroup import Readers, _remove, cgroup, move, readers
 from tests.e2e.test_observe import b3, by_path
@@ -193,6 +195,8 @@ def test_a_clean_stop_with_no_run_open_leaves_no_pinned_maps(tmp_path: Path) -> 
     assert not Path(pinned).exists()
 
 
+# Resuming does not depend on the hierarchy (test_cgroup.py covers v1 and v2).
+@pytest.mark.parametrize("cgroup", ["v2"], indirect=True)
 def test_a_cgroup_run_takes_what_joins_before_during_and_after_a_restart(
     tmp_path: Path, cgroup: Path, readers: Readers
 ) -> None:
