@@ -78,6 +78,10 @@ class Daemon:
     def start(self) -> None:
         """Check prerequisites, load the BPF programs and start serving. On failure,
         whatever had started is stopped again before the error propagates."""
+        # From the start: systemd may send SIGTERM as soon as READY=1 is out, and a
+        # SIGTERM during the start must still end in a clean stop.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stopped.set())
         with ExitStack() as stack:
             self._start(stack)
             self._running = stack.pop_all()
@@ -441,13 +445,11 @@ class Daemon:
         }
 
     def wait(self) -> None:
-        """Block until SIGTERM or SIGINT."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stopped.set())
+        """Block until SIGTERM or SIGINT (caught from start() on)."""
         self._stopped.wait()
 
     def stop(self) -> None:
-        """Stop serving, finalize open runs with what was seen, detach the programs."""
+        """Stop serving, save open runs for the next start, detach the programs."""
         log.info("roard stopping")
         self.notifier.stopping()
         self._running.close()

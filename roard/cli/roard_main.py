@@ -131,16 +131,17 @@ def _collector(args: argparse.Namespace) -> int:
             store, args.listen, tls=tls, mtls=args.mtls, tokens=tokens, max_hosts=args.max_hosts
         )
         web = _web(store, args, tls, tokens)
-        server.start()
-        print(f"roard collector: listening on {args.listen} (port {server.port})", flush=True)
-        notifier = Notifier()
-        notifier.ready(f"listening on {args.listen}")
-        if web is not None:
-            web.start()
-            print(f"roard collector: web UI on {web.url}", flush=True)
+        # Before READY=1: systemd may send SIGTERM as soon as it is out.
         stopped = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopped.set())
+        server.start()
+        print(f"roard collector: listening on {args.listen} (port {server.port})", flush=True)
+        if web is not None:
+            web.start()
+            print(f"roard collector: web UI on {web.url}", flush=True)
+        notifier = Notifier()
+        notifier.ready(f"listening on {args.listen}")
         stopped.wait()
         notifier.stopping()
         if web is not None:
