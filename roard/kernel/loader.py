@@ -292,9 +292,10 @@ class Probes:
                 self.untrack(tgid, run_key)
         ignore = self._abi.const("AGG_IGNORE")
         closes = []
+        mounts: dict[int, dict[str, int]] = {}  # tgid -> its mount devices, read once
         for key, agg in list(self._fdagg.items()):
             tgid, fd = int(key.tgid), int(key.fd)
-            if kept.get(tgid) == agg.run_key and _still_open(tgid, fd, agg.dev, agg.ino):
+            if kept.get(tgid) == agg.run_key and _still_open(tgid, fd, agg.dev, agg.ino, mounts):
                 continue
             with contextlib.suppress(KeyError):
                 del self._fdagg[key]
@@ -327,16 +328,15 @@ class Probes:
         self._bpf.cleanup()
 
 
-def _still_open(tgid: int, fd: int, dev: int, ino: int) -> bool:
-    """Whether (tgid, fd) still reaches the file with this kernel dev and inode."""
+def _still_open(tgid: int, fd: int, dev: int, ino: int, mounts: dict[int, dict[str, int]]) -> bool:
+    """Whether (tgid, fd) still reaches the file with this kernel dev and inode (`mounts`
+    caches each process's mount devices across calls)."""
     described = procfs.describe_fd(tgid, fd)
-    if described is None:
+    if described is None or described[1].get("ino") != str(ino):
         return False
-    _path, info = described
-    devices = procfs.mount_devices(tgid)
-    return info.get("ino") == str(ino) and devices.get(info.get("mnt_id", "")) == (
-        userspace_dev(dev)
-    )
+    if tgid not in mounts:
+        mounts[tgid] = procfs.mount_devices(tgid)
+    return mounts[tgid].get(described[1].get("mnt_id", "")) == userspace_dev(dev)
 
 
 def load(

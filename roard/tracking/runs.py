@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from roard.artifacts.hasher import Digest
+from roard.kernel.abi import Abi
 from roard.tracking.cgroups import Cgroup
 
 
@@ -96,8 +97,8 @@ class Run:
         self.lost_reasons.add(reason)
 
 
-# Keys from here up are picked by the kernel (roard_abi.h: ROARD_ENV_KEY_TOP_BIT).
-ENV_KEYS = 1 << 63
+# Keys from here up are picked by the kernel for ROARD_RUN runs (from roard_abi.h).
+ENV_KEYS = 1 << Abi.load().const("ENV_KEY_TOP_BIT")
 
 
 class Runs:
