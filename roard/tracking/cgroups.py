@@ -8,15 +8,14 @@ cgroup v2 and, for a v1 hierarchy, the number /proc/self/cgroup shows beside its
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from roard import procfs
 from roard.errors import NotFound, UsageError
 
 _PROCS = "cgroup.procs"
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")  # mountinfo writes blanks and backslashes so
 
 
 @dataclass(frozen=True)
@@ -46,25 +45,16 @@ class CgroupMount:
 
 def parse_mountinfo(text: str) -> list[CgroupMount]:
     """The cgroup mounts in /proc/<pid>/mountinfo text."""
-    mounts = []
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" not in fields:
-            continue
-        sep = fields.index("-")
-        fstype = fields[sep + 1]
-        if fstype not in ("cgroup", "cgroup2") or len(fields) < sep + 4:
-            continue
-        major, _, minor = fields[2].partition(":")
-        mounts.append(
-            CgroupMount(
-                mount_point=_OCTAL_ESCAPE.sub(lambda m: chr(int(m[1], 8)), fields[4]),
-                dev=(int(major), int(minor)),
-                fstype=fstype,
-                options=frozenset(fields[sep + 3].split(",")),
-            )
+    return [
+        CgroupMount(
+            mount_point=m.point,
+            dev=(os.major(m.dev), os.minor(m.dev)),
+            fstype=m.fstype,
+            options=m.super_options,
         )
-    return mounts
+        for m in procfs.parse_mountinfo(text)
+        if m.fstype in ("cgroup", "cgroup2")
+    ]
 
 
 def parse_proc_cgroup(text: str) -> dict[int, frozenset[str]]:
