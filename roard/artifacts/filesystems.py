@@ -211,7 +211,8 @@ def location(path: str, dev: int | None, table: MountTable, rules: SharedRules) 
     # mount of a subdirectory); NFS instead puts that directory in the source.
     inside = posixpath.normpath(posixpath.join("/" + mount.root.lstrip("/"), relative))
     fstype = _FSTYPE_ALIASES.get(mount.fstype, mount.fstype)
-    return f"{fstype}://{source}{inside}"
+    # The mounted directory itself: "fs1:/export" whether a host mounts fs1:/ or fs1:/export.
+    return f"{fstype}://{source}{inside if inside != '/' else ''}"
 
 
 class Locator:
