@@ -17,7 +17,7 @@ from roard.cli import render
 from roard.cli.common import print_json, run_main
 from roard.collector.storage import RunFilter
 from roard.config import socket_path
-from roard.control.client import ControlClient
+from roard.control.client import ControlClient, JoinSpec
 from roard.errors import DaemonUnavailable, RoardError, UsageError
 from roard.times import parse_time
 
@@ -34,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     tag = sub.add_parser("tag", help="run CMD as a tagged run, or adopt --pid PID or --cgroup")
     tag.add_argument("--name", help="run name (show/runs accept it)")
     tag.add_argument("--label", action="append", default=[], metavar="K=V", help="a label")
+    tag.add_argument(
+        "--join",
+        metavar="RUN_ID",
+        help="be one more part of run RUN_ID, which several hosts share (a distributed job)",
+    )
+    tag.add_argument(
+        "--hosts", type=_count, default=0, help="with --join: how many hosts' parts to expect"
+    )
     tag.add_argument("--pid", type=int, help="adopt this running process and its descendants")
     tag.add_argument(
         "--cgroup",
@@ -135,7 +143,7 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 
 def _spawn_tagged(
-    client: ControlClient, cmd: list[str], name: str | None, labels: dict[str, str]
+    client: ControlClient, cmd: list[str], name: str | None, labels: dict[str, str], join: JoinSpec
 ) -> int:
     """Fork, have the daemon tag the child while it waits, then let it exec CMD."""
     go_r, go_w = os.pipe()
@@ -152,7 +160,7 @@ def _spawn_tagged(
             os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
     os.close(go_r)
     try:
-        tagged = client.tag(pid, name, labels, spawned=True)
+        tagged = client.tag(pid, name, labels, spawned=True, join=join)
     except BaseException:
         os.close(go_w)
         os.waitpid(pid, 0)
@@ -176,7 +184,7 @@ def _spawn_tagged(
         doc = _finish_showing_progress(client, run_id, code)
     except RoardError as exc:
         # The command ran; its status is still the caller's to see.
-        print(f"roarctl: run {run_id} was not finalized: {exc}", file=sys.stderr)
+        print(f"roarctl: run {tagged.shown} was not finalized: {exc}", file=sys.stderr)
         return code
     print(f"roarctl: {_summary(doc)}", file=sys.stderr)
     return code
@@ -402,26 +410,30 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "tag":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         labels = _labels(args.label)
+        if args.hosts and not args.join:
+            raise UsageError("--hosts goes with --join RUN_ID")
+        join = JoinSpec(args.join or "", args.hosts)
         if args.pid is not None or args.cgroup is not None:
             if cmd or (args.pid is not None and args.cgroup is not None):
                 raise UsageError("give one of --pid PID, --cgroup PATH or -- CMD")
             if args.cgroup is not None:
                 # The daemon resolves it: an absolute path means the same there.
-                tagged = client.tag_cgroup(os.path.abspath(args.cgroup), args.name, labels)
+                path = os.path.abspath(args.cgroup)
+                tagged = client.tag_cgroup(path, args.name, labels, join)
             else:
-                tagged = client.tag(args.pid, args.name, labels, spawned=False)
+                tagged = client.tag(args.pid, args.name, labels, spawned=False, join=join)
             if tagged.warning:
                 print(f"roarctl: warning: {tagged.warning}", file=sys.stderr)
             if args.json and tagged.warning:  # not in the registry yet: what is known
-                print_json({"run_id": tagged.run_id, "status": "running", "waiting": True})
+                print_json({"run_id": tagged.shown, "status": "running", "waiting": True})
             elif args.json:
-                print_json(client.show(tagged.run_id))
+                print_json(client.show(tagged.shown))
             else:
-                print(tagged.run_id)
+                print(tagged.shown)
             return 0
         if not cmd:
             raise UsageError("nothing to run: roarctl tag [--name NAME] -- CMD [ARG]...")
-        return _spawn_tagged(client, cmd, args.name, labels)
+        return _spawn_tagged(client, cmd, args.name, labels, join)
     if args.command == "untag":
         doc = client.untag(args.run)
         print_json(doc) if args.json else print(_summary(doc))

@@ -18,10 +18,25 @@ from roard.v1 import control_pb2_grpc
 
 @dataclass(frozen=True)
 class Tagged:
-    """A new run, and why its records are not spooled yet (empty when they are)."""
+    """A new run (or part of a joined run), and why its records are not spooled yet
+    (empty when they are)."""
 
-    run_id: str
+    run_id: str  # for finish/progress: a joined run's part is "RUN_ID/PART"
     warning: str
+    shared_run_id: str = ""  # a joined run: the id every host shares
+
+    @property
+    def shown(self) -> str:
+        """The run id to tell the user (what show/runs/lineage know it by)."""
+        return self.shared_run_id or self.run_id
+
+
+@dataclass(frozen=True)
+class JoinSpec:
+    """`roarctl tag --join RUN_ID [--hosts N]`: one more part of a shared run."""
+
+    run_id: str = ""  # empty: a run of its own
+    hosts: int = 0
 
 
 class ControlClient:
@@ -63,17 +78,28 @@ class ControlClient:
             "`sudo roard run --embedded`, or point ROARD_SOCKET at its socket"
         )
 
-    def tag(self, pid: int, name: str | None, labels: dict[str, str], spawned: bool) -> Tagged:
-        """Tag `pid` and its descendants as a new run."""
-        reply = self._call(
-            "Tag", pb.TagRequest(pid=pid, spawned=spawned, name=name or "", labels=labels)
-        )
-        return Tagged(str(reply.run_id), str(reply.warning))
+    def tag(
+        self,
+        pid: int,
+        name: str | None,
+        labels: dict[str, str],
+        spawned: bool,
+        join: JoinSpec = JoinSpec(),
+    ) -> Tagged:
+        """Tag `pid` and its descendants as a new run (or a part of `join`)."""
+        request = pb.TagRequest(pid=pid, spawned=spawned, name=name or "", labels=labels)
+        return self._tag(request, join)
 
-    def tag_cgroup(self, path: str, name: str | None, labels: dict[str, str]) -> Tagged:
+    def tag_cgroup(
+        self, path: str, name: str | None, labels: dict[str, str], join: JoinSpec = JoinSpec()
+    ) -> Tagged:
         """Tag every process in the cgroup directory `path`, now and later."""
-        reply = self._call("Tag", pb.TagRequest(cgroup=path, name=name or "", labels=labels))
-        return Tagged(str(reply.run_id), str(reply.warning))
+        return self._tag(pb.TagRequest(cgroup=path, name=name or "", labels=labels), join)
+
+    def _tag(self, request: pb.TagRequest, join: JoinSpec) -> Tagged:
+        request.join, request.join_hosts = join.run_id, join.hosts
+        reply = self._call("Tag", request)
+        return Tagged(str(reply.run_id), str(reply.warning), str(reply.shared_run_id))
 
     def finish(self, run_id: str, exit_code: int | None, timeout: float = 0) -> dict[str, Any]:
         """Wait until the daemon has finalized the run; returns `show` of it."""

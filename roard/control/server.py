@@ -17,8 +17,11 @@ from roard.collector.client import CollectorClient
 from roard.collector.storage import RunFilter
 from roard.control.errors import status_code
 from roard.control.peercred import CredentialRelay
-from roard.errors import CollectorUnavailable, PrerequisiteError, RoardError
+from roard.errors import CollectorUnavailable, PrerequisiteError, RoardError, UsageError
+from roard.records import ids
 from roard.tracking import cgroups
+from roard.tracking.names import check_run_id
+from roard.tracking.runs import Join
 from roard.tracking.tracker import Caller, Tracker
 from roard.v1 import control_pb2 as pb
 from roard.v1 import control_pb2_grpc
@@ -93,17 +96,21 @@ class ControlService(control_pb2_grpc.ControlServicer):
     @_rpc
     def Tag(self, request: pb.TagRequest, caller: Caller) -> pb.TagReply:
         name, labels = request.name or None, dict(request.labels)
+        join = Join(check_run_id(request.join), request.join_hosts) if request.join else None
+        if request.join_hosts and join is None:
+            raise UsageError("--hosts is only for a joined run: give --join RUN_ID too")
         if request.cgroup:
             cgroup = cgroups.resolve(request.cgroup)
-            run = self._tracker.tag_cgroup(caller, cgroup, name, labels)
+            run = self._tracker.tag_cgroup(caller, cgroup, name, labels, join)
         else:
-            run = self._tracker.tag(caller, request.pid, name, labels, request.spawned)
+            run = self._tracker.tag(caller, request.pid, name, labels, request.spawned, join)
         # `roarctl show RUN` right after tagging should find it; a collector that is down
         # must not hold the command back, though.
         self._delivered(2.0)
         problem = self._waiting()
-        warning = f"records of run {run.run_id} are waiting: {problem}" if problem else ""
-        return pb.TagReply(run_id=run.run_id, warning=warning)
+        warning = f"records of run {run.shared_id} are waiting: {problem}" if problem else ""
+        shared = run.shared_id if run.joined else ""
+        return pb.TagReply(run_id=run.run_id, warning=warning, shared_run_id=shared)
 
     @_rpc
     def Finish(self, request: pb.FinishRequest, caller: Caller) -> pb.JsonReply:
@@ -115,7 +122,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 "it will be finalized in the background: check `roarctl show`"
             )
         # Finalized (now, or before roarctl asked): its records are spooled.
-        return _json(self._summary(request.run_id, caller))
+        return _json(self._summary(ids.split(request.run_id)[0], caller))
 
     def _summary(self, run_id: str, caller: Caller) -> dict[str, Any]:
         """The collector's summary of a finalized run or, while the collector has not
@@ -134,6 +141,11 @@ class ControlService(control_pb2_grpc.ControlServicer):
     @_rpc
     def Untag(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
         run_id = request.run
+        parts = self._tracker.active_parts(caller, run_id)
+        if parts:  # a joined run: this host's parts of it end here
+            for part in parts:
+                self._tracker.untag(part)
+            return _json(self._summary(run_id, caller))
         run = self._tracker.active_run(caller, run_id)
         if run is None:  # a name means its latest active run
             named = [
@@ -149,7 +161,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
             known = latest[0]["run_id"] if latest else run_id
             return _json(self._queries.summary(known, self._scope(caller)))
         self._tracker.untag(run)
-        return _json(self._summary(run.run_id, caller))
+        return _json(self._summary(run.shared_id, caller))
 
     @_rpc
     def Show(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:

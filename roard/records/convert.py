@@ -6,14 +6,17 @@ import time
 from typing import Any
 
 from roard.artifacts.hasher import Digest, Unhashed
+from roard.records import ids
 from roard.tracking.processes import Process
 from roard.tracking.runs import FileUse, Run
 from roard.v1 import records_pb2 as pb
 
 
-def _record(run_id: str, suffix: str, now: float, **body: Any) -> pb.Record:
-    """A record of run `run_id`; its id (run id + `suffix`) is stable across retries."""
-    return pb.Record(id=f"{run_id}/{suffix}", run_id=run_id, time=now, **body)
+def _record(local: str, suffix: str, now: float, **body: Any) -> pb.Record:
+    """A record of the run (or part of a joined run) the daemon holds as `local`; its id
+    (that id + `suffix`) is stable across retries."""
+    run_id, part = ids.split(local)
+    return pb.Record(id=f"{local}/{suffix}", run_id=run_id, part=part, time=now, **body)
 
 
 def run_tagged(run: Run, host: str, now: float) -> pb.Record:
@@ -31,6 +34,8 @@ def run_tagged(run: Run, host: str, now: float) -> pb.Record:
             root_pid=run.root_pid,
             started_at=run.started_at,
             cgroup=run.cgroup.path if run.cgroup else "",
+            joined=run.joined,
+            join_hosts=run.join_hosts,
         ),
     )
 
@@ -70,12 +75,20 @@ def process_exited(proc: Process, now: float) -> pb.Record:
 
 
 def file_access(
-    run: Run, use: FileUse, outcome: Digest | Unhashed, kind: str, output: bool, now: float
+    run: Run,
+    use: FileUse,
+    outcome: Digest | Unhashed,
+    kind: str,
+    output: bool,
+    now: float,
+    location: str = "",
 ) -> pb.Record:
-    """One input or output of a run: with its content hash, or unhashed with why."""
+    """One input or output of a run: with its content hash, or unhashed with why;
+    `location` names a file on a shared filesystem the same on every host."""
     role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
     access = pb.FileAccess(
         path=use.path,
+        location=location,
         role=role,
         kind=kind,
         bytes_read=use.bytes_read,

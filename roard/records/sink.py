@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from roard.records import ids
 from roard.records.spool import NEVER_SHED, Spool, delivery_loss, priority
 from roard.statedir import StateDirProblem, diagnose
 from roard.v1 import records_pb2 as pb
@@ -129,7 +130,7 @@ class SpoolSink:
                 log.error(
                     "stopping with records that could not be spooled: lost",
                     records=len(self._backlog),
-                    runs=sorted({r.run_id for r in self._backlog}),
+                    runs=sorted({ids.of_record(r) for r in self._backlog}),
                 )
                 return
             # Keep taking what is emitted while waiting to retry, within the bound.
@@ -158,8 +159,8 @@ class SpoolSink:
 
     def _store(self, batch: list[pb.Record]) -> bool:
         """Append one batch; False (with `problem` set) when the spool cannot take it."""
-        opened = [r.run_id for r in batch if r.HasField("run_tagged")]
-        closed = [r.run_id for r in batch if r.HasField("run_finished")]
+        opened = [ids.of_record(r) for r in batch if r.HasField("run_tagged")]
+        closed = [ids.of_record(r) for r in batch if r.HasField("run_finished")]
         try:
             notices = self._spool.append(batch, opened, closed)
         except Exception as exc:
@@ -211,7 +212,7 @@ class SpoolSink:
             record = self._backlog[i]
             dropped.add(i)
             self._backlog_bytes -= record.ByteSize()
-            lost[record.run_id] += 1
+            lost[ids.of_record(record)] += 1
         if not dropped:
             return  # only records that must never be shed: hold them all
         self._backlog = [r for i, r in enumerate(self._backlog) if i not in dropped]

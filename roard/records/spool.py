@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roard.errors import PrerequisiteError
+from roard.records import ids
 from roard.v1 import records_pb2 as pb
 
+# run_id columns hold daemon-side ids ("RUN_ID/PART" for a part of a joined run).
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL,"
     " priority INTEGER NOT NULL, size INTEGER NOT NULL, time DOUBLE PRECISION NOT NULL,"
@@ -118,7 +120,7 @@ class Spool:
         they open and close. Returns delivery loss notices created by shedding, which the
         caller must number and append."""
         rows = [
-            (r.seq, r.run_id, priority(r), r.ByteSize(), r.time, r.SerializeToString())
+            (r.seq, ids.of_record(r), priority(r), r.ByteSize(), r.time, r.SerializeToString())
             for r in records
         ]
         with self._write() as conn:
@@ -260,11 +262,14 @@ class Spool:
             self._conn.close()
 
 
-def delivery_loss(run_id: str, count: int, reason: str) -> pb.Record:
-    """A loss notice for records of a run that were observed but never delivered."""
+def delivery_loss(local: str, count: int, reason: str) -> pb.Record:
+    """A loss notice for records of a run (daemon-side id `local`, see roard.records.ids)
+    that were observed but never delivered."""
+    run_id, part = ids.split(local)
     return pb.Record(
-        id=f"{run_id}/loss/delivery-{time.time_ns()}",
+        id=f"{local}/loss/delivery-{time.time_ns()}",
         run_id=run_id,
+        part=part,
         time=time.time(),
         loss_notice=pb.LossNotice(lost_events=count, reason=reason, delivery=True),
     )

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from roard.errors import UsageError
 
 RUN_NAME_MAX = 128
+RUN_ID_MAX = 128
 # Printable, shell- and URL-safe, no whitespace. '@' is kept out of names: ROARD_RUN
-# reserves it to separate a name from an explicit run id (name@id, a later extension).
+# uses it to separate a name from an explicit run id (NAME@ID).
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]*")
+# A run id several hosts share: no '/' (the daemon holds a part as "ID/PART") and no '@'.
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 
 
 def check_run_name(name: str) -> str:
@@ -31,25 +34,33 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def check_run_id(run_id: str) -> str:
+    """Return `run_id` if it may name a run several hosts join; raise UsageError why not."""
+    if not run_id:
+        raise UsageError("a run id to join must not be empty")
+    if len(run_id) > RUN_ID_MAX:
+        raise UsageError(f"run id {run_id[:40]!r}... is longer than {RUN_ID_MAX} characters")
+    if not _RUN_ID.fullmatch(run_id):
+        raise UsageError(
+            f"run id {run_id!r} is not allowed: it must start with a letter or digit and "
+            "contain only letters, digits and . _ : - (e.g. slurm-$SLURM_JOB_ID)"
+        )
+    return run_id
+
+
 @dataclass(frozen=True)
 class EnvRun:
-    """What a ROARD_RUN value asks for."""
+    """What a ROARD_RUN value asks for: a new run named `name`, or, with `join`, one more
+    part of the run with that id (shared by the hosts of a distributed job)."""
 
     name: str
+    join: str | None = None
 
 
 def parse_env_run(value: str, truncated: bool = False) -> EnvRun:
-    """Parse the value of ROARD_RUN (`truncated`: the kernel could not read all of it).
-
-    The only syntax today is a bare run name. `name@id` is reserved for an explicit run
-    id shared by the processes of a distributed job; it is refused until it is
-    implemented, rather than read as a name."""
+    """Parse the value of ROARD_RUN: NAME, or NAME@ID (`truncated`: the kernel could not
+    read all of it)."""
     if truncated:
         raise UsageError(f"ROARD_RUN value {value[:40]!r}... is too long")
-    name, at, _run_id = value.partition("@")
-    if at:
-        raise UsageError(
-            f"ROARD_RUN={value!r}: an explicit run id (NAME@ID) is not supported yet; "
-            "give a run name only"
-        )
-    return EnvRun(check_run_name(name))
+    name, at, run_id = value.partition("@")
+    return EnvRun(check_run_name(name), check_run_id(run_id) if at else None)

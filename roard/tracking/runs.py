@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from roard.artifacts.hasher import Digest
 from roard.kernel.abi import Abi
+from roard.records import ids
 from roard.tracking.cgroups import Cgroup
 
 
@@ -54,9 +54,19 @@ class HashProgress:
         self.files_done += 1
 
 
+@dataclass(frozen=True)
+class Join:
+    """Tag as one more part of a run several hosts share (`roarctl tag --join`,
+    ROARD_RUN=NAME@ID)."""
+
+    run_id: str  # valid per names.check_run_id
+    hosts: int = 0  # how many hosts' parts the collector should expect (0: whoever joins)
+
+
 @dataclass
 class Run:
-    """A tagged process tree and what it read and wrote."""
+    """A tagged process tree and what it read and wrote: a run, or this host's part of a
+    joined run (then `run_id` is "RUN_ID/PART", see roard.records.ids)."""
 
     run_id: str
     key: int  # the run's id in the kernel's tracked map
@@ -79,6 +89,17 @@ class Run:
     finalizing: bool = False
     progress: HashProgress = field(default_factory=HashProgress)
     changes: int = 0  # events applied so far: a checkpoint is due when this moved
+    join_hosts: int = 0  # a joined run: how many hosts' parts the collector should expect
+
+    @property
+    def joined(self) -> bool:
+        """Whether this is one part of a run several hosts share."""
+        return bool(ids.split(self.run_id)[1])
+
+    @property
+    def shared_id(self) -> str:
+        """The run id users see: shared by every part of a joined run."""
+        return ids.split(self.run_id)[0]
 
     def file_by_inode(self, dev: int, ino: int) -> FileUse | None:
         """The use of the file with this identity, if the run used it under some path."""
@@ -119,13 +140,15 @@ class Runs:
         now: float,
         cgroup: Cgroup | None = None,
         key: int | None = None,
+        join: Join | None = None,
     ) -> Run:
-        """A new run with a fresh id, under `key` when the kernel picked one (ROARD_RUN runs,
-        from a range this class never allocates), else a fresh kernel key."""
+        """A new run with a fresh id, or with `join` a new part of that shared run; under
+        `key` when the kernel picked one (ROARD_RUN runs, from a range this class never
+        allocates), else a fresh kernel key."""
         if key is not None and key in self._by_key:
             raise ValueError(f"run key {key:#x} is already held by run {self._by_key[key].run_id}")
         run = Run(
-            run_id=uuid.uuid4().hex[:16],
+            run_id=ids.local_id(join.run_id, ids.new_id()) if join else ids.new_id(),
             key=self._next_key if key is None else key,
             name=name,
             labels=labels,
@@ -134,6 +157,7 @@ class Runs:
             root_pid=root_pid,
             started_at=now,
             cgroup=cgroup,
+            join_hosts=join.hosts if join else 0,
         )
         self._hold(run)
         return run
@@ -156,6 +180,10 @@ class Runs:
     def by_id(self, run_id: str) -> Run | None:
         """The run with this id, if still held."""
         return self._by_id.get(run_id)
+
+    def parts(self, shared_id: str) -> list[Run]:
+        """The parts of joined run `shared_id` this daemon holds."""
+        return [r for r in self._by_id.values() if r.joined and r.shared_id == shared_id]
 
     def drop(self, run: Run) -> None:
         """Forget a finalized run."""

@@ -20,6 +20,7 @@ import structlog
 
 from roard import procfs
 from roard.artifacts.classify import classify
+from roard.artifacts.filesystems import Locator, SharedRules
 from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
 from roard.config import ClassifyRules
 from roard.errors import NotFound, PermissionDenied, UsageError
@@ -41,7 +42,7 @@ from roard.tracking.checkpoint import FileState, RunState
 from roard.tracking.fds import FdTable, OpenFile, renamed
 from roard.tracking.names import parse_env_run
 from roard.tracking.processes import Process, ProcessTable, start_ticks, ticks_from_ns
-from roard.tracking.runs import FileUse, Run, Runs
+from roard.tracking.runs import FileUse, Join, Run, Runs
 from roard.v1 import records_pb2 as pb
 
 log = structlog.get_logger("roard.tracker")
@@ -102,7 +103,10 @@ class Tracker:
         exit_grace_seconds: float = 5.0,
         host: str | None = None,
         spool_wait_seconds: float = 5.0,
+        locator: Locator | None = None,
     ) -> None:
+        """`locator` names files on shared filesystems the same on every host (default:
+        the stock shared filesystem types)."""
         self._kernel = kernel
         self._hasher = hasher
         self._sink = sink
@@ -115,6 +119,7 @@ class Tracker:
         # must not hang roarctl (the records wait in the sink's backlog meanwhile).
         self._spool_wait = spool_wait_seconds
         self._host = host or socket.gethostname()
+        self._locator = locator or Locator(SharedRules())
         self._lock = threading.RLock()
         self._procs = ProcessTable()
         self._fds = FdTable()
@@ -131,10 +136,17 @@ class Tracker:
     # -- control side -------------------------------------------------------------------
 
     def tag(
-        self, caller: Caller, pid: int, name: str | None, labels: dict[str, str], spawned: bool
+        self,
+        caller: Caller,
+        pid: int,
+        name: str | None,
+        labels: dict[str, str],
+        spawned: bool,
+        join: Join | None = None,
     ) -> Run:
         """Start a run rooted at `pid`: that process and all its current and future
-        descendants. Raises NotFound / PermissionDenied for a bad pid."""
+        descendants; with `join`, as this host's part of that shared run. Raises
+        NotFound / PermissionDenied for a bad pid."""
         try:
             root = psutil.Process(pid)
             owner = root.uids().real
@@ -146,7 +158,8 @@ class Tracker:
             )
         with self._lock:
             now = self._clock()
-            run = self._runs.create(name, labels, owner, "spawn" if spawned else "pid", pid, now)
+            how = "spawn" if spawned else "pid"
+            run = self._runs.create(name, labels, owner, how, pid, now, join=join)
             records = [convert.run_tagged(run, self._host, now)]
             # The root first: children it forks from here on are tracked by the kernel;
             # those that already exist are found by the scans.
@@ -168,7 +181,12 @@ class Tracker:
         return run
 
     def tag_cgroup(
-        self, caller: Caller, cgroup: Cgroup, name: str | None, labels: dict[str, str]
+        self,
+        caller: Caller,
+        cgroup: Cgroup,
+        name: str | None,
+        labels: dict[str, str],
+        join: Join | None = None,
     ) -> Run:
         """Start a run of every process in `cgroup` and below it: those there now, those
         moved in later, and all their descendants. It ends on untag or when the cgroup is
@@ -191,7 +209,7 @@ class Tracker:
                         f"`roarctl untag {other.run_id}` first"
                     )
             now = self._clock()
-            run = self._runs.create(name, labels, cgroup.owner, "cgroup", 0, now, cgroup)
+            run = self._runs.create(name, labels, cgroup.owner, "cgroup", 0, now, cgroup, join=join)
             records = [convert.run_tagged(run, self._host, now)]
             # The kernel map first: a process moved in from now on joins by itself, so the
             # scans that follow cannot miss one that arrives meanwhile.
@@ -350,6 +368,12 @@ class Tracker:
         with self._lock:
             held = [(run, run.cgroup) for run in self._runs.active() if not run.finalizing]
         return [run for run, cgroup in held if cgroup is not None and not cgroups.present(cgroup)]
+
+    def active_parts(self, caller: Caller, shared_id: str) -> list[Run]:
+        """This host's parts of joined run `shared_id` that the caller may act on."""
+        with self._lock:
+            parts = self._runs.parts(shared_id)
+        return [r for r in parts if caller.root or r.uid == caller.uid]
 
     def active_runs(self) -> list[Run]:
         """Runs being tracked."""
@@ -570,14 +594,15 @@ class Tracker:
         the root of a run under the key the kernel chose (its exec event follows), or,
         for a value that is not a valid run name, stop tracking it."""
         try:
-            name = parse_env_run(ev.value, ev.truncated).name
+            wanted = parse_env_run(ev.value, ev.truncated)
         except UsageError as exc:
             self.env_runs_rejected += 1
             self._kernel.untrack(ev.tgid, ev.run_key)
             log.warning("ROARD_RUN ignored: no run started", pid=ev.tgid, reason=str(exc))
             return
         now = self._clock()
-        run = self._runs.create(name, {}, ev.uid, "env", ev.tgid, now, key=ev.run_key)
+        name, join = wanted.name, Join(wanted.join) if wanted.join else None
+        run = self._runs.create(name, {}, ev.uid, "env", ev.tgid, now, key=ev.run_key, join=join)
         # Known from now on: should its exec event be lost, its exit still ends the run.
         root = Process(ev.tgid, ticks_from_ns(ev.start_ns), ev.ppid, run.run_id, now, uid=ev.uid)
         self._replace(self._procs.add(root))
@@ -834,7 +859,11 @@ class Tracker:
                 if outcome.reason in _LOST_CONTENT:
                     run.lose(1, f"{use.path}: {outcome}")
             if outcome is not None:
-                records.append(convert.file_access(run, use, outcome, kind, use.written, now))
+                dev = outcome.stamp.dev if isinstance(outcome, Digest) else None
+                location = self._locator.locate(use.path, dev)
+                records.append(
+                    convert.file_access(run, use, outcome, kind, use.written, now, location)
+                )
             elif use.written:
                 records.append(convert.file_deleted(run, use, kind, now))
         if run.lost_events:

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TagRequest(_message.Message):
-    __slots__ = ("pid", "spawned", "name", "labels", "cgroup")
+    __slots__ = ("pid", "spawned", "name", "labels", "cgroup", "join", "join_hosts")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -20,20 +20,26 @@ class TagRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     CGROUP_FIELD_NUMBER: _ClassVar[int]
+    JOIN_FIELD_NUMBER: _ClassVar[int]
+    JOIN_HOSTS_FIELD_NUMBER: _ClassVar[int]
     pid: int
     spawned: bool
     name: str
     labels: _containers.ScalarMap[str, str]
     cgroup: str
-    def __init__(self, pid: _Optional[int] = ..., spawned: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cgroup: _Optional[str] = ...) -> None: ...
+    join: str
+    join_hosts: int
+    def __init__(self, pid: _Optional[int] = ..., spawned: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cgroup: _Optional[str] = ..., join: _Optional[str] = ..., join_hosts: _Optional[int] = ...) -> None: ...
 
 class TagReply(_message.Message):
-    __slots__ = ("run_id", "warning")
+    __slots__ = ("run_id", "warning", "shared_run_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     WARNING_FIELD_NUMBER: _ClassVar[int]
+    SHARED_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     warning: str
-    def __init__(self, run_id: _Optional[str] = ..., warning: _Optional[str] = ...) -> None: ...
+    shared_run_id: str
+    def __init__(self, run_id: _Optional[str] = ..., warning: _Optional[str] = ..., shared_run_id: _Optional[str] = ...) -> None: ...
 
 class RunRef(_message.Message):
     __slots__ = ("run", "depth", "max_nodes")

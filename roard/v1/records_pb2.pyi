@@ -19,11 +19,12 @@ ROLE_OUTPUT: Role
 ROLE_DELETED: Role
 
 class Record(_message.Message):
-    __slots__ = ("id", "seq", "run_id", "time", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished", "path_changed")
+    __slots__ = ("id", "seq", "run_id", "time", "part", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished", "path_changed")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
     RUN_TAGGED_FIELD_NUMBER: _ClassVar[int]
     PROCESS_STARTED_FIELD_NUMBER: _ClassVar[int]
     PROCESS_EXITED_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +36,7 @@ class Record(_message.Message):
     seq: int
     run_id: str
     time: float
+    part: str
     run_tagged: RunTagged
     process_started: ProcessStarted
     process_exited: ProcessExited
@@ -42,10 +44,10 @@ class Record(_message.Message):
     loss_notice: LossNotice
     run_finished: RunFinished
     path_changed: PathChanged
-    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., part: _Optional[str] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ...) -> None: ...
 
 class RunTagged(_message.Message):
-    __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at", "cgroup")
+    __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at", "cgroup", "joined", "join_hosts")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +63,8 @@ class RunTagged(_message.Message):
     ROOT_PID_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     CGROUP_FIELD_NUMBER: _ClassVar[int]
+    JOINED_FIELD_NUMBER: _ClassVar[int]
+    JOIN_HOSTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     host: str
@@ -69,7 +73,9 @@ class RunTagged(_message.Message):
     root_pid: int
     started_at: float
     cgroup: str
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., uid: _Optional[int] = ..., how: _Optional[str] = ..., root_pid: _Optional[int] = ..., started_at: _Optional[float] = ..., cgroup: _Optional[str] = ...) -> None: ...
+    joined: bool
+    join_hosts: int
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., uid: _Optional[int] = ..., how: _Optional[str] = ..., root_pid: _Optional[int] = ..., started_at: _Optional[float] = ..., cgroup: _Optional[str] = ..., joined: _Optional[bool] = ..., join_hosts: _Optional[int] = ...) -> None: ...
 
 class ProcessStarted(_message.Message):
     __slots__ = ("pid", "ppid", "start_ticks", "exe", "argv", "cwd", "uid", "started_at")
@@ -104,7 +110,7 @@ class ProcessExited(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., start_ticks: _Optional[int] = ..., exit_code: _Optional[int] = ..., ended_at: _Optional[float] = ...) -> None: ...
 
 class FileAccess(_message.Message):
-    __slots__ = ("path", "role", "hash", "size", "kind", "dev", "ino", "mtime_ns", "bytes_read", "bytes_written", "read_too", "unhashed")
+    __slots__ = ("path", "role", "hash", "size", "kind", "dev", "ino", "mtime_ns", "bytes_read", "bytes_written", "read_too", "unhashed", "location")
     PATH_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +123,7 @@ class FileAccess(_message.Message):
     BYTES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     READ_TOO_FIELD_NUMBER: _ClassVar[int]
     UNHASHED_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
     path: str
     role: Role
     hash: str
@@ -129,7 +136,8 @@ class FileAccess(_message.Message):
     bytes_written: int
     read_too: bool
     unhashed: str
-    def __init__(self, path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., read_too: _Optional[bool] = ..., unhashed: _Optional[str] = ...) -> None: ...
+    location: str
+    def __init__(self, path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., read_too: _Optional[bool] = ..., unhashed: _Optional[str] = ..., location: _Optional[str] = ...) -> None: ...
 
 class LossNotice(_message.Message):
     __slots__ = ("lost_events", "reason", "delivery")

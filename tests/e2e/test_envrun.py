@@ -127,7 +127,7 @@ def test_each_command_of_an_exporting_shell_is_its_own_run(roard: Roard, workdir
     assert outputs == {(str(workdir / "a.txt"),), (str(workdir / "b.txt"),)}
 
 
-@pytest.mark.parametrize("value", ["bad name!", "train@0123abcd", "", "x" * 600])
+@pytest.mark.parametrize("value", ["bad name!", "train@bad/id", "", "x" * 600])
 def test_invalid_value_starts_no_run_and_is_counted(
     roard: Roard, workdir: Path, value: str
 ) -> None:

@@ -35,7 +35,7 @@ def test_invalid_names_say_why(name: str, why: str) -> None:
 
 
 def test_env_value_is_a_run_name() -> None:
-    """A bare name is the whole syntax today."""
+    """A bare name starts a run of its own."""
     assert parse_env_run("train") == EnvRun(name="train")
     assert parse_env_run("x" * RUN_NAME_MAX).name == "x" * RUN_NAME_MAX
 
@@ -47,10 +47,29 @@ def test_env_value_that_is_no_valid_name_is_refused(value: str) -> None:
         parse_env_run(value)
 
 
-@pytest.mark.parametrize("value", ["train@42", "train@", "@42", "a@b@c"])
-def test_explicit_run_id_syntax_is_refused_not_read_as_a_name(value: str) -> None:
-    """NAME@ID is reserved for distributed jobs: refused, saying it is not supported yet."""
-    with pytest.raises(UsageError, match="explicit run id"):
+@pytest.mark.parametrize(
+    ("value", "join"),
+    [("train@42", "42"), ("train@slurm-1234", "slurm-1234"), ("t@job:7.a_b", "job:7.a_b")],
+)
+def test_name_at_id_joins_that_run(value: str, join: str) -> None:
+    """NAME@ID: one more part of the run ID that several hosts share."""
+    assert parse_env_run(value) == EnvRun(name=value.partition("@")[0], join=join)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("train@", "must not be empty"),
+        ("@42", "must not be empty"),
+        ("a@b@c", "not allowed"),
+        ("a@b/c", "not allowed"),
+        ("a@-b", "not allowed"),
+        ("a@" + "x" * 129, "longer than"),
+    ],
+)
+def test_bad_explicit_run_id_is_refused_not_read_as_a_name(value: str, why: str) -> None:
+    """A malformed NAME@ID starts nothing, and says what is wrong."""
+    with pytest.raises(UsageError, match=why):
         parse_env_run(value)
 
 
