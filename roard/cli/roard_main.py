@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     collector.add_argument("--tokens", type=Path, help="file of 'HOST_ID TOKEN' lines")
     collector.add_argument(
+        "--join-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long a joined run waits for the part of a host gone silent (default 600)",
+    )
+    collector.add_argument(
         "--max-hosts",
         type=int,
         default=256,
@@ -125,10 +132,18 @@ def _collector(args: argparse.Namespace) -> int:
             tokens = parse_tokens(args.tokens.read_text(), str(args.tokens))
         except OSError as exc:
             raise ConfigError(f"--tokens {args.tokens}: {exc.strerror}") from None
+    if not args.join_timeout > 0:
+        raise UsageError(f"--join-timeout {args.join_timeout:g}: give a positive number of seconds")
     store = open_store(args.db)
     try:
         server = CollectorServer(
-            store, args.listen, tls=tls, mtls=args.mtls, tokens=tokens, max_hosts=args.max_hosts
+            store,
+            args.listen,
+            tls=tls,
+            mtls=args.mtls,
+            tokens=tokens,
+            max_hosts=args.max_hosts,
+            join_timeout=args.join_timeout,
         )
         web = _web(store, args, tls, tokens)
         # Before READY=1: systemd may send SIGTERM as soon as it is out.

@@ -78,8 +78,8 @@ def _placeholders(sql: str) -> str:
 
 _RECORD_COLUMNS = "id, run_id, seq, time, kind, payload, host"
 _ACCESS_COLUMNS = (
-    "run_id, role, path, seq, hash, size, kind, dev, ino, mtime_ns, bytes_read,"
-    " bytes_written, read_too, unhashed"
+    "run_id, host, role, path, seq, hash, size, kind, dev, ino, mtime_ns, bytes_read,"
+    " bytes_written, read_too, unhashed, location"
 )
 
 
@@ -355,8 +355,8 @@ class PostgresStore(SqlStore):
         conflict = UPSERT_ACCESS[UPSERT_ACCESS.index(" ON CONFLICT") :]
         cur.raw.execute(
             f"INSERT INTO file_access ({_ACCESS_COLUMNS})"
-            f" SELECT DISTINCT ON (run_id, role, path) {_ACCESS_COLUMNS} FROM incoming_access"
-            f" ORDER BY run_id, role, path, seq DESC{conflict}"
+            f" SELECT DISTINCT ON (run_id, host, role, path) {_ACCESS_COLUMNS}"
+            f" FROM incoming_access ORDER BY run_id, host, role, path, seq DESC{conflict}"
         )
 
     # ---------------------------------------------------------------------- migrations

@@ -43,6 +43,10 @@ log = structlog.get_logger("roard.collector")
 PROTOCOL = 1
 MAX_BATCH = 10_000
 _QUERY_THREADS = 16
+# How long a joined run waits for the part of a host that went silent (a dead node).
+DEFAULT_JOIN_TIMEOUT = 600.0
+# How often a connected daemon's liveness is written down (its heartbeats come every 15 s).
+_ALIVE_EVERY = 10.0
 
 Reply = TypeVar("Reply")
 
@@ -218,8 +222,13 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
             )
         )
         last = 0
+        alive_at = time.monotonic()
         for request in request_iterator:
             which = request.WhichOneof("msg")
+            if time.monotonic() - alive_at >= _ALIVE_EVERY:
+                # Joined runs wait for the parts of hosts that are alive (expire_parts).
+                self._storage(context, lambda: self._store.seen(host, time.time()))
+                alive_at = time.monotonic()
             if which == "heartbeat":
                 yield pb.StreamReply(heartbeat=pb.Heartbeat(time=time.time()))
             elif which == "batch":
@@ -346,8 +355,10 @@ class CollectorServer:
         mtls: bool = False,
         tokens: Mapping[str, str] | None = None,
         max_hosts: int = 256,
+        join_timeout: float = DEFAULT_JOIN_TIMEOUT,
     ) -> None:
-        """`max_hosts`: daemons connected at once (each stream holds a thread)."""
+        """`max_hosts`: daemons connected at once (each stream holds a thread);
+        `join_timeout`: how long a joined run waits for a silent host's part."""
         check_address(listen, listen=True)
         check_exposure(listen, tls is not None, mtls, bool(tokens), "listen")
         self.service = CollectorService(store, Access(tokens=tokens, mtls=mtls), max_hosts)
@@ -377,10 +388,29 @@ class CollectorServer:
             ) from None
         self.address = listen
         self.authenticated = tls is not None or bool(tokens)
+        self._store = store
+        self._join_timeout = join_timeout
+        self._stopping = threading.Event()
+        self._expirer = threading.Thread(
+            target=self._expire_loop, name="roard-collector-expire", daemon=True
+        )
+
+    def _expire_loop(self) -> None:
+        """Time out joined runs' parts whose hosts went silent, a few times per timeout."""
+        every = min(max(self._join_timeout / 4, 0.2), 30.0)
+        while not self._stopping.wait(every):
+            try:
+                changed = self._store.expire_parts(time.time(), self._join_timeout)
+            except Exception as exc:  # the database is down: try again next round
+                log.warning("could not time out silent hosts' parts", error=str(exc))
+                continue
+            if changed:
+                log.warning("joined runs stopped waiting for silent hosts", runs=changed)
 
     def start(self) -> None:
         """Serve."""
         self._server.start()
+        self._expirer.start()
         if not self.authenticated:
             log.warning(
                 "collector accepts unauthenticated connections on loopback only",
@@ -389,4 +419,7 @@ class CollectorServer:
 
     def stop(self, grace: float = 1.0) -> None:
         """Stop serving; calls in flight get `grace` seconds."""
+        self._stopping.set()
         self._server.stop(grace).wait()
+        if self._expirer.is_alive():
+            self._expirer.join()

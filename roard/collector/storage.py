@@ -16,6 +16,7 @@ tagging/finishing).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -181,6 +182,90 @@ MIGRATIONS: tuple[tuple[str | Callable[[Cursor], None], ...], ...] = (
         # hash_timeout_seconds... ('' when hashed).
         "ALTER TABLE file_access ADD COLUMN unhashed TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        # Joined runs (one run across hosts, `roarctl tag --join`): each daemon sends its
+        # own part; the runs row sums them up (see _settle_joined).
+        "ALTER TABLE runs ADD COLUMN joined INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN join_hosts INTEGER NOT NULL DEFAULT 0",
+        # When the collector gave up waiting for hosts that never joined (NULL: it did not).
+        "ALTER TABLE runs ADD COLUMN join_timed_out DOUBLE PRECISION",
+        # One row per part. Seqs are the sending daemon's, comparable within a part only;
+        # last_seen and timed_out are the collector's clock.
+        """
+        CREATE TABLE run_parts (
+            run_id TEXT NOT NULL,
+            part TEXT NOT NULL,
+            host TEXT NOT NULL,
+            tagged_seq INTEGER,
+            started_at DOUBLE PRECISION,
+            finished_seq INTEGER,
+            has_exit_code INTEGER NOT NULL DEFAULT 0,
+            exit_code INTEGER,
+            ended_at DOUBLE PRECISION,
+            complete INTEGER,
+            final_lost INTEGER,
+            last_seen DOUBLE PRECISION NOT NULL,
+            timed_out DOUBLE PRECISION,
+            PRIMARY KEY (run_id, part)
+        )
+        """,
+        "CREATE INDEX run_parts_host ON run_parts (host, finished_seq)",
+        # Processes and files carry the host they were seen on (the parts of a joined run
+        # run on several): rebuilt with the host in the key, filled from the run's host.
+        """
+        CREATE TABLE processes_v4 (
+            run_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            start_ticks INTEGER NOT NULL,
+            ppid INTEGER,
+            exe TEXT,
+            argv TEXT,
+            cwd TEXT,
+            uid INTEGER,
+            started_at DOUBLE PRECISION,
+            ended_at DOUBLE PRECISION,
+            exit_code INTEGER,
+            PRIMARY KEY (run_id, host, pid, start_ticks)
+        )
+        """,
+        "INSERT INTO processes_v4 SELECT p.run_id, COALESCE(r.host, ''), p.pid, p.start_ticks,"
+        " p.ppid, p.exe, p.argv, p.cwd, p.uid, p.started_at, p.ended_at, p.exit_code"
+        " FROM processes p LEFT JOIN runs r ON r.run_id = p.run_id",
+        "DROP TABLE processes",
+        "ALTER TABLE processes_v4 RENAME TO processes",
+        # location: a shared filesystem's host-independent identity of the file ('' local).
+        """
+        CREATE TABLE file_access_v4 (
+            run_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            role INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            dev INTEGER NOT NULL,
+            ino INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            bytes_read INTEGER NOT NULL,
+            bytes_written INTEGER NOT NULL,
+            read_too INTEGER NOT NULL,
+            unhashed TEXT NOT NULL DEFAULT '',
+            location TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (run_id, host, role, path)
+        )
+        """,
+        "INSERT INTO file_access_v4 SELECT f.run_id, COALESCE(r.host, ''), f.role, f.path,"
+        " f.seq, f.hash, f.size, f.kind, f.dev, f.ino, f.mtime_ns, f.bytes_read,"
+        " f.bytes_written, f.read_too, f.unhashed, ''"
+        " FROM file_access f LEFT JOIN runs r ON r.run_id = f.run_id",
+        "DROP TABLE file_access",
+        "ALTER TABLE file_access_v4 RENAME TO file_access",
+        "CREATE INDEX file_access_hash ON file_access (hash, role)",
+        "CREATE INDEX file_access_path ON file_access (path)",
+        "CREATE INDEX file_access_location ON file_access (location) WHERE location <> ''",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -277,6 +362,15 @@ class LineageStore(Protocol):
 
     def runs(self, where: RunFilter, uid: int | None = None) -> list[dict[str, Any]]:
         """Summaries of visible runs matching `where`, newest first."""
+        ...
+
+    def seen(self, host: str, now: float) -> None:
+        """`host`'s daemon is alive (it sent records or a heartbeat)."""
+        ...
+
+    def expire_parts(self, now: float, timeout: float) -> list[str]:
+        """Stops waiting for joined runs' parts from hosts silent for `timeout` seconds
+        (and for expected hosts that never joined); returns the runs that changed."""
         ...
 
     def artifact(
@@ -454,12 +548,13 @@ class SqlStore:
             run_id = row["run_id"]
             cur.execute(
                 "SELECT * FROM processes WHERE run_id = ?"
-                " ORDER BY started_at IS NULL, started_at, start_ticks, pid",
+                " ORDER BY started_at IS NULL, started_at, host, start_ticks, pid",
                 (run_id,),
             )
             processes = cur.fetchall()
             cur.execute(
-                "SELECT * FROM file_access WHERE run_id = ? AND role IN (?, ?, ?) ORDER BY path",
+                "SELECT * FROM file_access WHERE run_id = ? AND role IN (?, ?, ?)"
+                " ORDER BY path, host",
                 (run_id, ROLE_INPUT, ROLE_OUTPUT, ROLE_DELETED),
             )
             files = cur.fetchall()
@@ -469,42 +564,105 @@ class SqlStore:
                 (run_id,),
             )
             history = [_parse(bytes(r["payload"])) for r in cur.fetchall()]
+            cur.execute("SELECT * FROM run_parts WHERE run_id = ? ORDER BY started_at", (run_id,))
+            parts = cur.fetchall()
 
         tagged = [r.run_tagged for r in history if r.HasField("run_tagged")]
         doc = _run_summary(row)
+        host = row["host"]
         doc.update(
-            loss_reasons=[r.loss_notice.reason for r in history if r.HasField("loss_notice")],
+            hosts=sorted({p["host"] for p in parts} or {host}),
+            loss_reasons=[r.loss_notice.reason for r in history if r.HasField("loss_notice")]
+            + _join_losses(row, parts),
             path_changes=[_path_change_doc(r) for r in history if r.HasField("path_changed")],
             labels=json.loads(row["labels"]),
             how=row["how"] or None,
             # Read from the record, not a column: only cgroup runs have one.
             cgroup=tagged[-1].cgroup or None if tagged else None,
             root_pid=row["root_pid"],
-            processes=[_process_doc(p) for p in processes],
-            inputs=[_input_doc(f) for f in files if f["role"] == ROLE_INPUT and not f["unhashed"]],
+            processes=[_process_doc(p, host) for p in processes],
+            inputs=[
+                _input_doc(f, host) for f in files if f["role"] == ROLE_INPUT and not f["unhashed"]
+            ],
             outputs=[
-                _output_doc(f) for f in files if f["role"] == ROLE_OUTPUT and not f["unhashed"]
+                _output_doc(f, host)
+                for f in files
+                if f["role"] == ROLE_OUTPUT and not f["unhashed"]
             ],
             # Inputs and outputs without a hash: listed apart, so every "hash" above is one.
-            unhashed=[_unhashed_doc(f) for f in files if f["unhashed"]],
+            unhashed=[_unhashed_doc(f, host) for f in files if f["unhashed"]],
             deleted=[
-                {"path": f["path"], "kind": f["kind"], "bytes_written": _u64(f["bytes_written"])}
+                {
+                    "path": f["path"],
+                    "kind": f["kind"],
+                    "bytes_written": _u64(f["bytes_written"]),
+                    "host": f["host"] or host,
+                }
                 for f in files
                 if f["role"] == ROLE_DELETED
             ],
         )
+        if row["joined"]:
+            doc.update(
+                joined=True,
+                join_hosts=row["join_hosts"] or None,
+                parts=[_part_doc(p) for p in parts],
+            )
         return doc
 
     def unfinished(self, host: str) -> list[str]:
-        """Ids of the runs of `host` that were tagged but never finished (the daemon that
-        tracked them stopped without finalizing them)."""
+        """Daemon-side ids (see roard.records.ids) of the runs and joined-run parts of
+        `host` that were tagged but never finished (the daemon that tracked them stopped
+        without finalizing them)."""
         with self._read() as cur:
             cur.execute(
-                "SELECT run_id FROM runs WHERE host = ? AND tagged_seq IS NOT NULL"
-                " AND finished_seq IS NULL ORDER BY started_at",
-                (host,),
+                "SELECT run_id, started_at FROM runs WHERE host = ? AND joined = 0"
+                " AND tagged_seq IS NOT NULL AND finished_seq IS NULL"
+                " UNION ALL SELECT run_id || '/' || part, started_at FROM run_parts"
+                " WHERE host = ? AND tagged_seq IS NOT NULL AND finished_seq IS NULL"
+                " ORDER BY started_at",
+                (host, host),
             )
             return [row["run_id"] for row in cur.fetchall()]
+
+    def seen(self, host: str, now: float) -> None:
+        """`host`'s daemon is alive (it sent records or a heartbeat)."""
+        with self._write() as cur:
+            cur.execute("UPDATE hosts SET last_seen = ? WHERE host_id = ?", (now, host))
+
+    def expire_parts(self, now: float, timeout: float) -> list[str]:
+        """Stops waiting for joined runs' missing parts: a part whose host has been silent
+        for `timeout` seconds times out, and so does a run still short of the hosts it
+        expects `timeout` seconds after its last part ended. Returns the runs that changed."""
+        cutoff = now - timeout
+        with self._write() as cur:
+            cur.execute(
+                "SELECT p.run_id, p.part FROM run_parts p LEFT JOIN hosts h"
+                " ON h.host_id = p.host WHERE p.finished_seq IS NULL AND p.timed_out IS NULL"
+                " AND p.last_seen < ? AND (h.last_seen IS NULL OR h.last_seen < ?)",
+                (cutoff, cutoff),
+            )
+            stale = [(now, r["run_id"], r["part"]) for r in cur.fetchall()]
+            cur.executemany(
+                "UPDATE run_parts SET timed_out = ? WHERE run_id = ? AND part = ?", stale
+            )
+            cur.execute(
+                "SELECT r.run_id FROM runs r WHERE r.joined = 1 AND r.join_hosts > 0"
+                " AND r.join_timed_out IS NULL AND r.finished_seq IS NULL"
+                " AND NOT EXISTS (SELECT 1 FROM run_parts p WHERE p.run_id = r.run_id"
+                " AND p.finished_seq IS NULL AND p.timed_out IS NULL)"
+                " AND (SELECT COUNT(DISTINCT p.host) FROM run_parts p"
+                " WHERE p.run_id = r.run_id) < r.join_hosts"
+                " AND (SELECT MAX(p.last_seen) FROM run_parts p WHERE p.run_id = r.run_id) < ?",
+                (cutoff,),
+            )
+            short = [r["run_id"] for r in cur.fetchall()]
+            cur.executemany(
+                "UPDATE runs SET join_timed_out = ? WHERE run_id = ?", [(now, r) for r in short]
+            )
+            changed = sorted({run_id for _, run_id, _ in stale} | set(short))
+            _settle_joined(cur, changed)
+        return changed
 
     def summary(self, run_id: str, uid: int | None = None) -> dict[str, Any]:
         """A run's header fields plus file counts by role and kind ("inputs": {"artifact":
@@ -544,9 +702,14 @@ class SqlStore:
             f" FROM runs r WHERE {cond}"
         )
         args: list[Any] = [ROLE_INPUT, ROLE_OUTPUT, *params]
+        if where.host is not None:
+            sql += (
+                " AND (r.host = ? OR EXISTS (SELECT 1 FROM run_parts p"
+                " WHERE p.run_id = r.run_id AND p.host = ?))"
+            )
+            args += [where.host, where.host]
         for column, op, value in (
             ("name", "=", where.name),
-            ("host", "=", where.host),
             ("started_at", ">=", where.since),
             ("started_at", "<", where.until),
         ):
@@ -666,26 +829,35 @@ def _unique(records: Iterable[records_pb2.Record]) -> list[records_pb2.Record]:
 def _check_owner(
     cur: Cursor, batch: list[records_pb2.Record], run_ids: list[str], host: str
 ) -> None:
-    """A host may only write its own runs: a RunTagged naming another host, or a record
-    for a run another host tagged, rejects the batch."""
+    """A host may only write its own runs, or its own parts of joined runs: a RunTagged
+    naming another host, a record for a run another host tagged, or a part of a run that
+    is not joined (and the reverse) rejects the batch."""
     for record in batch:
         if record.HasField("run_tagged") and record.run_tagged.host != host:
             raise PermissionDenied(
                 f"host {host!r} sent run {record.run_id} tagged on {record.run_tagged.host!r}:"
                 " a host may only record its own runs (check the daemon's host_id)"
             )
+    parts = {r.run_id for r in batch if r.part}
     for chunk in _chunks(run_ids, 500):
         cur.execute(
-            f"SELECT run_id, host FROM runs WHERE run_id IN ({_marks(len(chunk))})"
-            " AND host <> '' AND host <> ?",
-            (*chunk, host),
+            f"SELECT run_id, host, joined FROM runs WHERE run_id IN ({_marks(len(chunk))})"
+            " AND host <> ''",
+            chunk,
         )
-        clash = cur.fetchone()
-        if clash is not None:
-            raise PermissionDenied(
-                f"run {clash['run_id']} belongs to host {clash['host']!r}, not {host!r}:"
-                " a host may only record its own runs"
-            )
+        for row in cur.fetchall():
+            joined, run_id = bool(row["joined"]), row["run_id"]
+            if joined != (run_id in parts) and (joined or row["host"] != host):
+                raise PermissionDenied(
+                    f"run id {run_id} is taken by a run of host {row['host']!r} that is"
+                    f" {'' if joined else 'not '}joined: pick another id for"
+                    " `roarctl tag --join` / ROARD_RUN=NAME@ID"
+                )
+            if not joined and row["host"] != host:
+                raise PermissionDenied(
+                    f"run {run_id} belongs to host {row['host']!r}, not {host!r}:"
+                    " a host may only record its own runs"
+                )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -707,29 +879,41 @@ def _apply(
     first: dict[str, float] = {}
     for r in new:
         first[r.run_id] = min(first.get(r.run_id, r.time), r.time)
+    joined = {r.run_id for r in new if r.part}
     cur.executemany(
-        "INSERT INTO runs (run_id, started_at, host) VALUES (?, ?, ?) ON CONFLICT (run_id)"
-        " DO UPDATE SET started_at = CASE WHEN runs.tagged_seq IS NULL"
+        "INSERT INTO runs (run_id, started_at, host, joined) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (run_id) DO UPDATE SET started_at = CASE WHEN runs.tagged_seq IS NULL"
         " AND excluded.started_at < runs.started_at"
         " THEN excluded.started_at ELSE runs.started_at END",
-        [(run_id, t, host) for run_id, t in sorted(first.items())],
+        [(run_id, t, host, int(run_id in joined)) for run_id, t in sorted(first.items())],
     )
     by_kind: dict[str, list[records_pb2.Record]] = {}
     for r in new:
-        by_kind.setdefault(r.WhichOneof("body") or "", []).append(r)
+        kind = r.WhichOneof("body") or ""
+        # A part's opening and closing are the part's; _settle_joined sums them up.
+        if r.part and kind in ("run_tagged", "run_finished"):
+            kind = f"part_{kind.removeprefix('run_')}"
+        by_kind.setdefault(kind, []).append(r)
+    if joined:
+        now = time.time()
+        cur.executemany(
+            "INSERT INTO run_parts (run_id, part, host, last_seen) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (run_id, part) DO UPDATE SET last_seen = excluded.last_seen",
+            sorted({(r.run_id, r.part, host, now) for r in new if r.part}),
+        )
     for kind, records in by_kind.items():
         if kind == "file_access":
-            upsert_accesses(cur, [_access_params(r) for r in records])
+            upsert_accesses(cur, [_access_params(r, host) for r in records])
             continue
-        statement = _APPLY.get(kind)
-        if statement is not None:  # other kinds (newer senders, path changes) stay raw
-            sql, params = statement
-            cur.executemany(sql, [params(r) for r in records])
-    for r in by_kind.get("run_tagged", []):
+        # Other kinds (newer senders, path changes) stay raw.
+        for sql, params in _APPLY.get(kind, ()):
+            cur.executemany(sql, [params(r, host) for r in records])
+    tags = by_kind.get("run_tagged", []) + by_kind.get("part_tagged", [])
+    for r in tags:
         cur.execute("DELETE FROM run_labels WHERE run_id = ?", (r.run_id,))
-    if by_kind.get("run_tagged"):
+    if tags:
         # Labels of the winning (highest seq) RunTagged, whatever order they came in.
-        ids = [r.run_id for r in by_kind["run_tagged"]]
+        ids = sorted({r.run_id for r in tags})
         cur.execute(f"SELECT run_id, labels FROM runs WHERE run_id IN ({_marks(len(ids))})", ids)
         rows = [
             (x["run_id"], k, v) for x in cur.fetchall() for k, v in json.loads(x["labels"]).items()
@@ -740,95 +924,212 @@ def _apply(
                 " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
                 rows,
             )
+    if joined:
+        _settle_joined(cur, sorted(joined))
 
 
-def _tagged_params(record: records_pb2.Record) -> tuple[Any, ...]:
+def _settle_joined(cur: Cursor, run_ids: Sequence[str]) -> None:
+    """Sums up the parts of joined runs into their runs rows, so that every query reads a
+    joined run as it reads any other. A joined run is finished once every part has
+    finished or timed out, and at least `join_hosts` hosts took part (unless the
+    collector stopped waiting for them: join_timed_out)."""
+    for chunk in _chunks(list(run_ids), 500):
+        cur.execute(f"SELECT * FROM run_parts WHERE run_id IN ({_marks(len(chunk))})", chunk)
+        parts: dict[str, list[Row]] = {}
+        for row in cur.fetchall():
+            parts.setdefault(row["run_id"], []).append(dict(row))
+        cur.execute(
+            f"SELECT run_id, join_hosts, join_timed_out, started_at FROM runs"
+            f" WHERE run_id IN ({_marks(len(chunk))})",
+            chunk,
+        )
+        runs = {row["run_id"]: dict(row) for row in cur.fetchall()}
+        cur.executemany(
+            "UPDATE runs SET tagged_seq = ?, started_at = ?, finished_seq = ?,"
+            " has_exit_code = ?, exit_code = ?, ended_at = ?, complete = ?, final_lost = ?"
+            " WHERE run_id = ?",
+            [(*_joined_state(runs[r], parts.get(r, [])), r) for r in chunk if r in runs],
+        )
+
+
+def _joined_state(run: Row, parts: list[Row]) -> tuple[Any, ...]:
+    """The runs columns _settle_joined sets, from a joined run's parts."""
+    tagged = [p["tagged_seq"] for p in parts if p["tagged_seq"] is not None]
+    starts = [p["started_at"] for p in parts if p["started_at"] is not None]
+    done = [p for p in parts if p["finished_seq"] is not None]
+    timed_out = [p for p in parts if p["finished_seq"] is None and p["timed_out"] is not None]
+    hosts = {p["host"] for p in parts}
+    enough = len(hosts) >= run["join_hosts"] or run["join_timed_out"] is not None
+    finished = bool(parts) and len(done) + len(timed_out) == len(parts) and enough
+    if not finished:
+        return (max(tagged, default=None), min(starts, default=run["started_at"]),
+                None, 0, None, None, None, None)  # fmt: skip
+    codes = [p["exit_code"] for p in done if p["has_exit_code"]]
+    missing = max(run["join_hosts"] - len(hosts), 0)
+    lost = sum(_u64(p["final_lost"] or 0) for p in done) + len(timed_out) + missing
+    complete = all(p["complete"] for p in done) and lost == 0
+    return (
+        max(tagged, default=None),
+        min(starts, default=run["started_at"]),
+        max(p["finished_seq"] for p in done) if done else 0,
+        int(bool(codes)),
+        next((c for c in codes if c != 0), 0) if codes else None,
+        max((p["ended_at"] for p in done), default=None),
+        int(complete),
+        lost,
+    )
+
+
+def _tagged_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     tag, seq = record.run_tagged, _i64(record.seq)
     labels = json.dumps(dict(sorted(tag.labels.items())))
     return (seq, tag.name, labels, tag.host, tag.uid, tag.how, tag.root_pid,
             tag.started_at or record.time, record.run_id, seq)  # fmt: skip
 
 
-def _started_params(record: records_pb2.Record) -> tuple[Any, ...]:
+def _part_tagged_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
+    tag, seq = record.run_tagged, _i64(record.seq)
+    return (seq, tag.started_at or record.time, record.run_id, record.part, seq)
+
+
+def _joined_tagged_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
+    tag = record.run_tagged
+    labels = json.dumps(dict(sorted(tag.labels.items())))
+    return (tag.join_hosts, tag.join_hosts, tag.name, labels, tag.uid, tag.how,
+            tag.root_pid, record.run_id)  # fmt: skip
+
+
+def _part_finished_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
+    fin, seq = record.run_finished, _i64(record.seq)
+    return (seq, int(fin.has_exit_code), fin.exit_code if fin.has_exit_code else None,
+            fin.ended_at or record.time, int(fin.complete), _i64(fin.lost_events),
+            record.run_id, record.part, seq)  # fmt: skip
+
+
+def _started_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     ps = record.process_started
-    return (record.run_id, ps.pid, _i64(ps.start_ticks), ps.ppid, ps.exe,
+    return (record.run_id, host, ps.pid, _i64(ps.start_ticks), ps.ppid, ps.exe,
             json.dumps(list(ps.argv)), ps.cwd, ps.uid, ps.started_at or record.time)  # fmt: skip
 
 
-def _exited_params(record: records_pb2.Record) -> tuple[Any, ...]:
+def _exited_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     pe = record.process_exited
-    return (record.run_id, pe.pid, _i64(pe.start_ticks), pe.ended_at or record.time,
+    return (record.run_id, host, pe.pid, _i64(pe.start_ticks), pe.ended_at or record.time,
             pe.exit_code)  # fmt: skip
 
 
-def _access_params(record: records_pb2.Record) -> tuple[Any, ...]:
+def _access_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     fa = record.file_access
-    return (record.run_id, int(fa.role), fa.path, _i64(record.seq), fa.hash, _i64(fa.size),
-            fa.kind, _i64(fa.dev), _i64(fa.ino), fa.mtime_ns, _i64(fa.bytes_read),
-            _i64(fa.bytes_written), int(fa.read_too), fa.unhashed)  # fmt: skip
+    return (record.run_id, host, int(fa.role), fa.path, _i64(record.seq), fa.hash,
+            _i64(fa.size), fa.kind, _i64(fa.dev), _i64(fa.ino), fa.mtime_ns,
+            _i64(fa.bytes_read), _i64(fa.bytes_written), int(fa.read_too), fa.unhashed,
+            fa.location)  # fmt: skip
 
 
-def _loss_params(record: records_pb2.Record) -> tuple[Any, ...]:
+def _loss_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     notice = record.loss_notice
     lost = _i64(notice.lost_events)
     return (0 if notice.delivery else lost, lost if notice.delivery else 0, record.run_id)
 
 
-def _finished_params(record: records_pb2.Record) -> tuple[Any, ...]:
+def _finished_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     fin, seq = record.run_finished, _i64(record.seq)
     return (seq, int(fin.has_exit_code), fin.exit_code if fin.has_exit_code else None,
             fin.ended_at or record.time, int(fin.complete), _i64(fin.lost_events),
             record.run_id, seq)  # fmt: skip
 
 
-# Highest seq wins per (run, role, path), whatever order the records came in.
+# Highest seq wins per (run, host, role, path), whatever order the records came in.
 UPSERT_ACCESS = (
-    "INSERT INTO file_access (run_id, role, path, seq, hash, size, kind, dev, ino,"
-    " mtime_ns, bytes_read, bytes_written, read_too, unhashed)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (run_id, role, path) DO UPDATE SET seq = excluded.seq,"
+    "INSERT INTO file_access (run_id, host, role, path, seq, hash, size, kind, dev, ino,"
+    " mtime_ns, bytes_read, bytes_written, read_too, unhashed, location)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id, host, role, path) DO UPDATE SET seq = excluded.seq,"
     " hash = excluded.hash, size = excluded.size, kind = excluded.kind,"
     " dev = excluded.dev, ino = excluded.ino, mtime_ns = excluded.mtime_ns,"
     " bytes_read = excluded.bytes_read, bytes_written = excluded.bytes_written,"
-    " read_too = excluded.read_too, unhashed = excluded.unhashed"
+    " read_too = excluded.read_too, unhashed = excluded.unhashed,"
+    " location = excluded.location"
     " WHERE excluded.seq >= file_access.seq"
 )
 
-_APPLY: dict[str, tuple[str, Callable[[records_pb2.Record], tuple[Any, ...]]]] = {
+_Params = Callable[[records_pb2.Record, str], tuple[Any, ...]]
+
+# What a newly stored record does to the derived tables: statements by record kind (with
+# "part_*" for the opening and closing of a part of a joined run), each with the function
+# of (record, sending host) that gives its parameters.
+_APPLY: dict[str, tuple[tuple[str, _Params], ...]] = {
     "run_tagged": (
-        "UPDATE runs SET tagged_seq = ?, name = ?, labels = ?, host = ?, uid = ?, how = ?,"
-        " root_pid = ?, started_at = ?"
-        " WHERE run_id = ? AND (tagged_seq IS NULL OR tagged_seq <= ?)",
-        _tagged_params,
+        (
+            "UPDATE runs SET tagged_seq = ?, name = ?, labels = ?, host = ?, uid = ?, how = ?,"
+            " root_pid = ?, started_at = ?"
+            " WHERE run_id = ? AND (tagged_seq IS NULL OR tagged_seq <= ?)",
+            _tagged_params,
+        ),
+    ),
+    "part_tagged": (
+        (
+            "UPDATE run_parts SET tagged_seq = ?, started_at = ?"
+            " WHERE run_id = ? AND part = ? AND (tagged_seq IS NULL OR tagged_seq <= ?)",
+            _part_tagged_params,
+        ),
+        # The run's name, labels and owner: those of the first part tagged (the parts'
+        # seqs are not comparable); the largest expected host count any part gave.
+        (
+            "UPDATE runs SET join_hosts = CASE WHEN join_hosts < ? THEN ? ELSE join_hosts END,"
+            " name = CASE WHEN tagged_seq IS NULL THEN ? ELSE name END,"
+            " labels = CASE WHEN tagged_seq IS NULL THEN ? ELSE labels END,"
+            " uid = CASE WHEN tagged_seq IS NULL THEN ? ELSE uid END,"
+            " how = CASE WHEN tagged_seq IS NULL THEN ? ELSE how END,"
+            " root_pid = CASE WHEN tagged_seq IS NULL THEN ? ELSE root_pid END"
+            " WHERE run_id = ?",
+            _joined_tagged_params,
+        ),
     ),
     # The exit may have arrived first: fill in the start fields, keep the exit fields.
     "process_started": (
-        "INSERT INTO processes (run_id, pid, start_ticks, ppid, exe, argv, cwd, uid,"
-        " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (run_id, pid, start_ticks) DO UPDATE SET ppid = excluded.ppid,"
-        " exe = excluded.exe, argv = excluded.argv, cwd = excluded.cwd,"
-        " uid = excluded.uid, started_at = excluded.started_at",
-        _started_params,
+        (
+            "INSERT INTO processes (run_id, host, pid, start_ticks, ppid, exe, argv, cwd, uid,"
+            " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, host, pid, start_ticks) DO UPDATE SET ppid = excluded.ppid,"
+            " exe = excluded.exe, argv = excluded.argv, cwd = excluded.cwd,"
+            " uid = excluded.uid, started_at = excluded.started_at",
+            _started_params,
+        ),
     ),
     # No start record (yet, or ever: e.g. adopted mid-life): keep what the exit tells.
     "process_exited": (
-        "INSERT INTO processes (run_id, pid, start_ticks, ended_at, exit_code)"
-        " VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT (run_id, pid, start_ticks) DO UPDATE SET"
-        " ended_at = excluded.ended_at, exit_code = excluded.exit_code",
-        _exited_params,
+        (
+            "INSERT INTO processes (run_id, host, pid, start_ticks, ended_at, exit_code)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, host, pid, start_ticks) DO UPDATE SET"
+            " ended_at = excluded.ended_at, exit_code = excluded.exit_code",
+            _exited_params,
+        ),
     ),
     "loss_notice": (
-        "UPDATE runs SET loss_sum = loss_sum + ?, delivery_lost = delivery_lost + ?"
-        " WHERE run_id = ?",
-        _loss_params,
+        (
+            "UPDATE runs SET loss_sum = loss_sum + ?, delivery_lost = delivery_lost + ?"
+            " WHERE run_id = ?",
+            _loss_params,
+        ),
     ),
     # Ties on seq: the later-ingested record wins.
     "run_finished": (
-        "UPDATE runs SET finished_seq = ?, has_exit_code = ?, exit_code = ?,"
-        " ended_at = ?, complete = ?, final_lost = ?"
-        " WHERE run_id = ? AND (finished_seq IS NULL OR finished_seq <= ?)",
-        _finished_params,
+        (
+            "UPDATE runs SET finished_seq = ?, has_exit_code = ?, exit_code = ?,"
+            " ended_at = ?, complete = ?, final_lost = ?"
+            " WHERE run_id = ? AND (finished_seq IS NULL OR finished_seq <= ?)",
+            _finished_params,
+        ),
+    ),
+    "part_finished": (
+        (
+            "UPDATE run_parts SET finished_seq = ?, has_exit_code = ?, exit_code = ?,"
+            " ended_at = ?, complete = ?, final_lost = ?, timed_out = NULL"
+            " WHERE run_id = ? AND part = ? AND (finished_seq IS NULL OR finished_seq <= ?)",
+            _part_finished_params,
+        ),
     ),
 }
 
@@ -855,18 +1156,25 @@ def _checked_depth(depth: int) -> int:
 def _resolve(cur: Cursor, query: str, host: str | None) -> list[str]:
     """The hashes `query` names, newest use first: a full "blake3:<hex>" hash, a hex prefix
     of at least 6 digits (with or without "blake3:"), or an absolute path (every content
-    that path had in a run, optionally only on `host`). Raises NotFound or UsageError."""
+    that path had in a run, optionally only on `host`; for a file on a shared filesystem,
+    under whatever path other hosts mount it). Raises NotFound or UsageError."""
     text = query.strip()
     if text.startswith("/"):
+        where, args = "{f}path = ?", [text]
+        if host:  # (a record stored without its sender: the run's host)
+            where += (
+                " AND ({f}host = ? OR {f}host = '' AND {f}run_id IN"
+                " (SELECT run_id FROM runs WHERE host = ?))"
+            )
+            args += [host, host]
         sql = (
             "SELECT f.hash, MAX(r.started_at) AS t FROM file_access f JOIN runs r"
-            " ON r.run_id = f.run_id WHERE f.path = ? AND f.role IN (?, ?) AND f.hash <> ''"
+            " ON r.run_id = f.run_id WHERE f.role IN (?, ?) AND f.hash <> ''"
+            f" AND ({where.format(f='f.')} OR f.location IN (SELECT location FROM file_access"
+            f" WHERE {where.format(f='')} AND location <> ''))"
         )
-        args: list[Any] = [text, ROLE_INPUT, ROLE_OUTPUT]
-        if host:
-            sql += " AND r.host = ?"
-            args.append(host)
-        cur.execute(sql + " GROUP BY f.hash ORDER BY t DESC", args)
+        params: list[Any] = [ROLE_INPUT, ROLE_OUTPUT, *args, *args]
+        cur.execute(sql + " GROUP BY f.hash ORDER BY t DESC", params)
         hashes = [row["hash"] for row in cur.fetchall()]
         if not hashes:
             where = f" on host {host}" if host else ""
@@ -903,7 +1211,8 @@ def _uses(
         if 0 <= limit <= len(found):
             break
         sql = (
-            "SELECT f.hash, f.role, f.path, f.size, f.kind, r.* FROM file_access f"
+            "SELECT f.hash, f.role, f.path, f.size, f.kind, f.location, f.host AS file_host,"
+            " r.* FROM file_access f"
             " JOIN runs r ON r.run_id = f.run_id"
             f" WHERE f.hash IN ({_marks(len(chunk))}) AND f.role = ? AND {where}"
             " ORDER BY r.started_at, r.run_id, f.path"
@@ -938,7 +1247,7 @@ def _visible(row: Row, uid: int | None) -> bool:
 
 def _artifact_doc(cur: Cursor, file_hash: str, uses: list[Row], uid: int | None) -> dict[str, Any]:
     shown = [u for u in uses if _visible(u, uid)]
-    paths = sorted({(u["host"], u["path"]) for u in shown})
+    paths = sorted({(u["file_host"] or u["host"], u["path"], u["location"]) for u in shown})
 
     def runs(role: int) -> list[dict[str, Any]]:
         seen: dict[str, dict[str, Any]] = {}
@@ -951,7 +1260,9 @@ def _artifact_doc(cur: Cursor, file_hash: str, uses: list[Row], uid: int | None)
         "hash": file_hash,
         "size": _u64(uses[0]["size"]) if uses else None,
         "kind": uses[0]["kind"] if uses else None,
-        "paths": [{"host": h, "path": p} for h, p in paths],
+        "paths": [
+            {"host": h, "path": p, **({"location": loc} if loc else {})} for h, p, loc in paths
+        ],
         "produced_by": runs(ROLE_OUTPUT),
         "consumed_by": runs(ROLE_INPUT),
         "hidden_runs": len({u["run_id"] for u in uses if not _visible(u, uid)}),
@@ -1086,6 +1397,40 @@ def _run_summary(row: Row) -> dict[str, Any]:
     }
 
 
+def _part_doc(row: Row) -> dict[str, Any]:
+    """One host's part of a joined run, for `show`."""
+    finished = row["finished_seq"] is not None
+    status = "finished" if finished else ("timed_out" if row["timed_out"] else "running")
+    return {
+        "part": row["part"],
+        "host": row["host"],
+        "status": status,
+        "started_at": _opt_time(row["started_at"]),
+        "ended_at": _opt_time(row["ended_at"]) if finished else None,
+        "exit_code": row["exit_code"] if finished and row["has_exit_code"] else None,
+        "complete": bool(row["complete"]) if finished else None,
+        "lost_events": _u64(row["final_lost"]) if finished else None,
+    }
+
+
+def _join_losses(run: Row, parts: Sequence[Row]) -> list[str]:
+    """Why a joined run is incomplete beyond what its parts said: parts the collector
+    stopped waiting for."""
+    reasons = [
+        f"the part on host {p['host']} never finished: its daemon was silent past the"
+        " collector's join timeout"
+        for p in parts
+        if p["finished_seq"] is None and p["timed_out"] is not None
+    ]
+    hosts = len({p["host"] for p in parts})
+    if run["join_timed_out"] is not None and hosts < run["join_hosts"]:
+        reasons.append(
+            f"only {hosts} of the {run['join_hosts']} expected hosts joined before the"
+            " collector's join timeout"
+        )
+    return reasons
+
+
 def _parse(payload: bytes) -> records_pb2.Record:
     record = records_pb2.Record()
     record.ParseFromString(payload)
@@ -1111,9 +1456,10 @@ def _opt_time(value: float | None) -> str | None:
     return None if value is None else rfc3339(value)
 
 
-def _process_doc(row: Row) -> dict[str, Any]:
+def _process_doc(row: Row, run_host: str) -> dict[str, Any]:
     argv: Sequence[str] = json.loads(row["argv"]) if row["argv"] is not None else []
     return {
+        "host": row["host"] or run_host,
         "pid": row["pid"],
         "ppid": row["ppid"],
         "exe": row["exe"],
@@ -1127,21 +1473,26 @@ def _process_doc(row: Row) -> dict[str, Any]:
     }
 
 
-def _file_doc(row: Row) -> dict[str, Any]:
-    return {
+def _file_doc(row: Row, run_host: str) -> dict[str, Any]:
+    doc = {
         "path": row["path"],
         "hash": row["hash"],
         "size": _u64(row["size"]),
         "kind": row["kind"],
+        "host": row["host"] or run_host,
     }
+    if row["location"]:
+        doc["location"] = row["location"]
+    return doc
 
 
-def _input_doc(row: Row) -> dict[str, Any]:
-    return {**_file_doc(row), "bytes_read": _u64(row["bytes_read"])}
+def _input_doc(row: Row, run_host: str) -> dict[str, Any]:
+    return {**_file_doc(row, run_host), "bytes_read": _u64(row["bytes_read"])}
 
 
-def _unhashed_doc(row: Row) -> dict[str, Any]:
+def _unhashed_doc(row: Row, run_host: str) -> dict[str, Any]:
     return {
+        "host": row["host"] or run_host,
         "path": row["path"],
         "role": "output" if row["role"] == ROLE_OUTPUT else "input",
         "size": _u64(row["size"]),
@@ -1152,9 +1503,9 @@ def _unhashed_doc(row: Row) -> dict[str, Any]:
     }
 
 
-def _output_doc(row: Row) -> dict[str, Any]:
+def _output_doc(row: Row, run_host: str) -> dict[str, Any]:
     return {
-        **_file_doc(row),
+        **_file_doc(row, run_host),
         "bytes_written": _u64(row["bytes_written"]),
         "read_too": bool(row["read_too"]),
     }

@@ -237,9 +237,8 @@ def test_show_full_run(store: SqlStore, counter: Iterator[int]) -> None:
         "ended_at": rfc3339(T0 + 59),
         "exit_code": 3,
     }
-    assert doc["inputs"] == [
-        {"path": "/data/in.csv", "hash": HASH_A, "size": 100, "kind": "artifact", "bytes_read": 100}
-    ]
+    input_doc = {"path": "/data/in.csv", "hash": HASH_A, "size": 100, "kind": "artifact"}
+    assert doc["inputs"] == [{**input_doc, "host": "host-1", "bytes_read": 100}]
     assert [o["path"] for o in doc["outputs"]] == ["/out/log.txt", "/out/model.bin"]
     log, model = doc["outputs"]
     assert log["read_too"] is True
@@ -248,9 +247,11 @@ def test_show_full_run(store: SqlStore, counter: Iterator[int]) -> None:
         "hash": HASH_B,
         "size": 200,
         "kind": "artifact",
+        "host": "host-1",
         "bytes_written": 200,
         "read_too": False,
     }
+    assert doc["hosts"] == ["host-1"] and "parts" not in doc
 
 
 def test_show_is_json_serializable(store: SqlStore, counter: Iterator[int]) -> None:
