@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from roard.artifacts.filesystems import DEFAULT_SHARED_FSTYPES, SharedRules
 from roard.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/roard/roard.toml")
@@ -53,6 +54,21 @@ class ClassifyRules:
 
     system_prefixes: tuple[str, ...] = SYSTEM_PREFIXES
     package_markers: tuple[str, ...] = PACKAGE_MARKERS
+
+
+@dataclass(frozen=True)
+class ArtifactsConfig:
+    """How files are identified across hosts (config section [artifacts])."""
+
+    # Filesystem types whose files are the same on every host mounting them ("fuse.*": any
+    # FUSE filesystem that names its source, such as gcsfuse or rclone).
+    shared_fstypes: tuple[str, ...] = tuple(sorted(DEFAULT_SHARED_FSTYPES))
+    # Extra shared trees: directory -> a name that is the same on every host.
+    shared_paths: dict[str, str] = field(default_factory=dict)
+
+    def shared_rules(self) -> SharedRules:
+        """The rules the locator applies; raises ConfigError for a bad shared path."""
+        return SharedRules(frozenset(self.shared_fstypes), dict(self.shared_paths))
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,7 @@ class Config:
     env_runs: bool = True  # ROARD_RUN=<name> in an exec'd program's environment starts a run
     kernel: KernelSizing = field(default_factory=KernelSizing)
     classify: ClassifyRules = field(default_factory=ClassifyRules)
+    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -138,6 +155,10 @@ def _typed(section: str, key: str, value: Any, kind: type) -> Any:
         return Path(value)
     if kind is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
+    if kind is dict and isinstance(value, dict):
+        if not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"config key [{section}] {key}: every value must be a string")
+        return dict(value)
     if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
         where = f"[{section}] {key}" if section else key
         raise ConfigError(f"config key {where}: expected {kind.__name__}, got {value!r}")
@@ -170,6 +191,8 @@ def parse(text: str, source: str = "config") -> Config:
             config = replace(config, kernel=_section("kernel", value, KernelSizing))
         elif key == "classify":
             config = replace(config, classify=_section("classify", value, ClassifyRules))
+        elif key == "artifacts":
+            config = replace(config, artifacts=_section("artifacts", value, ArtifactsConfig))
         elif key == "collector":
             config = replace(config, collector=_section("collector", value, CollectorConfig))
         elif key == "metrics":
@@ -227,6 +250,10 @@ def _checked(config: Config) -> Config:
     for ok, message in problems:
         if not ok:
             raise ConfigError(f"config: {message}")
+    try:
+        config.artifacts.shared_rules()
+    except ConfigError as exc:
+        raise ConfigError(f"config: [artifacts] shared_paths: {exc}") from None
     return config
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 import roard
+from roard.artifacts.filesystems import Locator
 from roard.artifacts.hashcache import HashCache
 from roard.artifacts.hasher import Hasher
 from roard.collector.client import CollectorClient
@@ -148,6 +149,7 @@ class Daemon:
             self.config.classify,
             linger_seconds=self.config.linger_seconds,
             host=self.host_id,
+            locator=Locator(self.config.artifacts.shared_rules()),
         )
         self._resume_runs()
         stack.callback(self._suspend)
