@@ -20,6 +20,7 @@ from roard.config import socket_path
 from roard.control.client import ControlClient, JoinSpec
 from roard.errors import DaemonUnavailable, RoardError, UsageError
 from roard.times import parse_time
+from roard.tracking.names import check_run_id
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -310,6 +311,11 @@ def _summary(doc: dict[str, Any]) -> str:
             "`roarctl status` shows the collector connection"
         )
     name = f" ({doc['name']})" if doc.get("name") else ""
+    if doc.get("joined") and doc["status"] == "running" and "parts" not in doc:
+        return (
+            f"this host's part of run {doc['run_id']}{name} is recorded; the run goes on "
+            f"until every host's part ends (`roarctl show {doc['run_id']}` lists them)"
+        )
     complete = "complete" if doc["complete"] else f"INCOMPLETE: {doc['lost_events']} events lost"
     inputs, outputs = _kind_counts(doc["inputs"]), _kind_counts(doc["outputs"])
     return (
@@ -333,16 +339,23 @@ def _print_show(doc: dict[str, Any]) -> None:
         print(f"  cgroup {doc['cgroup']}")
     for reason in doc.get("loss_reasons", []):
         print(f"  lost: {reason}")
+    hosts = len(doc.get("hosts", ())) > 1
+    for part in doc.get("parts", []):
+        code = "" if part["exit_code"] is None else f", exit {part['exit_code']}"
+        print(f"  part {part['part']} on {part['host']}: {part['status']}{code}")
     print("  processes:")
     for proc in doc["processes"]:
-        print(f"    {proc['pid']} (ppid {proc['ppid']}) {' '.join(proc['argv']) or proc['exe']}")
+        where = f"{proc['host']}:" if hosts else ""
+        command = " ".join(proc["argv"]) or proc["exe"]
+        print(f"    {where}{proc['pid']} (ppid {proc['ppid']}) {command}")
     if doc.get("deleted"):
         print(f"  deleted before the run ended: {len(doc['deleted'])} files (--json lists them)")
     for role in ("inputs", "outputs"):
         files = doc[role]
         print(f"  {role}:")
         for f in (f for f in files if f["kind"] == "artifact"):
-            print(f"    {f['hash'][:19]}…  {f['size']:>10}  {f['path']}")
+            where = f"{f['host']}:" if hosts else ""
+            print(f"    {f['hash'][:19]}…  {f['size']:>10}  {where}{f['path']}")
         others = [f for f in files if f["kind"] != "artifact"]
         if others:
             kinds = sorted({f["kind"] for f in others})
@@ -410,9 +423,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "tag":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         labels = _labels(args.label)
-        if args.hosts and not args.join:
+        if args.hosts and args.join is None:
             raise UsageError("--hosts goes with --join RUN_ID")
-        join = JoinSpec(args.join or "", args.hosts)
+        join = (
+            JoinSpec(check_run_id(args.join), args.hosts) if args.join is not None else JoinSpec()
+        )
         if args.pid is not None or args.cgroup is not None:
             if cmd or (args.pid is not None and args.cgroup is not None):
                 raise UsageError("give one of --pid PID, --cgroup PATH or -- CMD")

@@ -603,11 +603,7 @@ class SqlStore:
             ],
         )
         if row["joined"]:
-            doc.update(
-                joined=True,
-                join_hosts=row["join_hosts"] or None,
-                parts=[_part_doc(p) for p in parts],
-            )
+            doc.update(join_hosts=row["join_hosts"] or None, parts=[_part_doc(p) for p in parts])
         return doc
 
     def unfinished(self, host: str) -> list[str]:
@@ -1394,6 +1390,7 @@ def _run_summary(row: Row) -> dict[str, Any]:
         "lost_events": lost,
         "uid": row["uid"],
         "tagged": row["tagged_seq"] is not None,
+        "joined": bool(row["joined"]),  # one run across hosts: `show` lists its parts
     }
 
 
