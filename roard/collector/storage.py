@@ -970,7 +970,12 @@ def _joined_state(run: Row, parts: list[Row]) -> tuple[Any, ...]:
         max(p["finished_seq"] for p in done) if done else 0,
         int(bool(codes)),
         next((c for c in codes if c != 0), 0) if codes else None,
-        max((p["ended_at"] for p in done), default=None),
+        # (A run whose every part timed out ends when the collector gave up on them.)
+        max(
+            [p["ended_at"] for p in done]
+            + [p["timed_out"] for p in timed_out]
+            + [run["join_timed_out"] or run["started_at"]]
+        ),
         int(complete),
         lost,
     )

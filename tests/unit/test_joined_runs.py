@@ -6,8 +6,10 @@ host's processes and files apart, and stops waiting for hosts that went silent."
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,6 +180,18 @@ def test_a_silent_hosts_part_times_out_and_a_late_finish_still_counts(store: Sql
     assert (doc["status"], doc["complete"], doc["loss_reasons"]) == ("finished", True, [])
 
 
+def test_a_run_whose_only_part_timed_out_ends_when_the_collector_gave_up(
+    store: SqlStore,
+) -> None:
+    (a,) = _parts(store, "node-a")
+    store.ingest([a.tagged()], "node-a")
+    now = time.time()
+    assert store.expire_parts(now + 7200, 3600) == [RUN]
+    doc = store.show(RUN)
+    assert (doc["status"], doc["complete"], doc["exit_code"]) == ("finished", False, None)
+    assert doc["ended_at"] is not None and doc["lost_events"] == 1
+
+
 def test_a_live_host_keeps_its_part_waiting(store: SqlStore) -> None:
     """A long part on a host that keeps sending heartbeats never times out."""
     a, b = _parts(store, "node-a", "node-b")
@@ -254,3 +268,42 @@ def test_a_shared_files_path_finds_it_under_any_hosts_mount_point(store: SqlStor
     }
     up = store.lineage("/mnt/b/ckpt.pt", up=True, down=False, host="node-b")
     assert RUN in {r["run_id"] for r in up["runs"]}
+
+
+def test_a_registry_from_before_joined_runs_keeps_its_runs(tmp_path: Path) -> None:
+    """Upgrading a schema-3 registry: processes and files move to the host-keyed tables
+    with their run's host, and read back as before."""
+    from roard.collector.sqlite import SqliteStore
+    from roard.collector.storage import MIGRATIONS
+
+    path = tmp_path / "registry.db"
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    for step in (s for m in MIGRATIONS[:3] for s in m):
+        if isinstance(step, str):
+            conn.execute(step)
+        else:
+            step(conn.cursor())
+    conn.execute(
+        "INSERT INTO runs (run_id, started_at, tagged_seq, host, uid, finished_seq, complete,"
+        " final_lost, ended_at) VALUES ('old', ?, 1, 'node-z', 0, 9, 1, 0, ?)",
+        (T0, T0 + 5),
+    )
+    conn.execute(
+        "INSERT INTO processes (run_id, pid, start_ticks, argv) VALUES ('old', 7, 70, '[]')"
+    )
+    conn.execute(
+        "INSERT INTO file_access VALUES ('old', 1, '/d/in', 3, ?, 5, 'artifact', 1, 2, 3, 5,"
+        " 0, 0, '')",
+        (HASH_A,),
+    )
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    with SqliteStore(path) as store:
+        doc = store.show("old")
+        assert [(p["host"], p["pid"]) for p in doc["processes"]] == [("node-z", 7)]
+        assert [(f["host"], f["path"], f["hash"]) for f in doc["inputs"]] == [
+            ("node-z", "/d/in", HASH_A)
+        ]
+        assert store.artifact("/d/in", host="node-z")["artifacts"][0]["hash"] == HASH_A
