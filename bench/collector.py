@@ -21,7 +21,7 @@ Three measurements per database, each on a fresh, empty database:
 It measures the product as shipped: the stores' own settings and code, nothing patched.
 
     .venv/bin/python bench/collector.py [--db sqlite|postgres|both] [--quick]
-        [--phases ingest,lineage,replay] [--max-nodes N] [--explain]
+        [--phases ingest,lineage,replay] [--max-nodes N] [--explain] [--joined]
 
 Needs PostgreSQL's server binaries for the PostgreSQL half (see tests/pgserver.py).
 """
@@ -96,10 +96,12 @@ def blake3_like(rng: random.Random) -> str:
 
 class RecordMaker:
     """Whole runs as a daemon sends them: RunTagged, processes started and exited, file
-    accesses (mostly), RunFinished. Ids follow roard.records.convert."""
+    accesses (mostly), RunFinished. Ids follow roard.records.convert. With `joined`, each
+    run is one host's part of a joined run (`roarctl tag --join`)."""
 
-    def __init__(self, seed: int, per_run: int) -> None:
+    def __init__(self, seed: int, per_run: int, joined: bool = False) -> None:
         self.rng = random.Random(seed)
+        self.joined = joined
         self.per_run = max(per_run, 8)
         self.system = [
             (f"/usr/lib/python3.11/mod{i:04d}.py", blake3_like(self.rng)) for i in range(500)
@@ -112,8 +114,11 @@ class RecordMaker:
         t = BASE_TIME + self.runs
         self.runs += 1
 
+        part = "p0" if self.joined else ""
+        local = f"{run_id}/{part}" if part else run_id
+
         def rec(suffix: str, **body: Any) -> pb.Record:
-            return pb.Record(id=f"{run_id}/{suffix}", run_id=run_id, time=t, **body)
+            return pb.Record(id=f"{local}/{suffix}", run_id=run_id, part=part, time=t, **body)
 
         out = [
             rec(
@@ -126,6 +131,7 @@ class RecordMaker:
                     how="spawn",
                     root_pid=4000,
                     started_at=t,
+                    joined=self.joined,
                 ),
             )
         ]
@@ -1022,6 +1028,9 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--records-per-run", type=int, default=200)
     parser.add_argument(
+        "--joined", action="store_true", help="ingest: every run is a part of a joined run"
+    )
+    parser.add_argument(
         "--phases", default="ingest,lineage,replay", help="comma-separated subset to run"
     )
     parser.add_argument("--explain", action="store_true", help="print query plans always")
@@ -1096,9 +1105,8 @@ def main() -> None:
                         "except " + ", ".join(f"{k}={v}" for k, v in settings.items())
                     )
                 if "ingest" in phases:
-                    records = RecordMaker(seed=1, per_run=args.records_per_run).records(
-                        args.ingest_records
-                    )
+                    maker = RecordMaker(1, args.records_per_run, joined=args.joined)
+                    records = maker.records(args.ingest_records)
                     r["share"] = file_access_share(records)
                     r["per_run"] = args.records_per_run
                     print(f"[{kind}] ingest: store.ingest ...", flush=True)

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from roard.errors import UsageError
 
-RUN_NAME_MAX = 128
-RUN_ID_MAX = 128
+RUN_NAME_MAX = 128  # and the longest run id to join
 # Printable, shell- and URL-safe, no whitespace. '@' is kept out of names: ROARD_RUN
 # uses it to separate a name from an explicit run id (NAME@ID).
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]*")
@@ -20,32 +19,29 @@ _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]*")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 
 
+def _checked(value: str, what: str, rule: re.Pattern[str], allowed: str, hint: str = "") -> str:
+    """`value` if it is a valid `what` (a full match of `rule`, at most 128 characters);
+    else UsageError saying why, with the characters `allowed`."""
+    if not value:
+        raise UsageError(f"a {what} must not be empty")
+    if len(value) > RUN_NAME_MAX:
+        raise UsageError(f"{what} {value[:40]!r}... is longer than {RUN_NAME_MAX} characters")
+    if not rule.fullmatch(value):
+        raise UsageError(
+            f"{what} {value!r} is not allowed: it must start with a letter or digit and "
+            f"contain only letters, digits and {allowed}{hint}"
+        )
+    return value
+
+
 def check_run_name(name: str) -> str:
     """Return `name` if it is a valid run name; raise UsageError saying why not."""
-    if not name:
-        raise UsageError("a run name must not be empty")
-    if len(name) > RUN_NAME_MAX:
-        raise UsageError(f"run name {name[:40]!r}... is longer than {RUN_NAME_MAX} characters")
-    if not _RUN_NAME.fullmatch(name):
-        raise UsageError(
-            f"run name {name!r} is not allowed: it must start with a letter or digit and "
-            "contain only letters, digits and . _ : / + -"
-        )
-    return name
+    return _checked(name, "run name", _RUN_NAME, ". _ : / + -")
 
 
 def check_run_id(run_id: str) -> str:
     """Return `run_id` if it may name a run several hosts join; raise UsageError why not."""
-    if not run_id:
-        raise UsageError("a run id to join must not be empty")
-    if len(run_id) > RUN_ID_MAX:
-        raise UsageError(f"run id {run_id[:40]!r}... is longer than {RUN_ID_MAX} characters")
-    if not _RUN_ID.fullmatch(run_id):
-        raise UsageError(
-            f"run id {run_id!r} is not allowed: it must start with a letter or digit and "
-            "contain only letters, digits and . _ : - (e.g. slurm-$SLURM_JOB_ID)"
-        )
-    return run_id
+    return _checked(run_id, "run id to join", _RUN_ID, ". _ : -", " (e.g. slurm-$SLURM_JOB_ID)")
 
 
 @dataclass(frozen=True)

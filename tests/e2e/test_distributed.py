@@ -207,3 +207,23 @@ def test_bad_join_arguments_are_refused(cluster: Cluster, args: tuple[str, ...],
     result = cluster.a.roarctl("tag", *args, "--", "true", check=False)
     assert result.returncode != 0
     assert why in result.stderr
+
+
+def test_untag_by_shared_id_ends_every_part_on_this_host(cluster: Cluster) -> None:
+    """Two parts on one host (two tasks of a job on one node): `roarctl untag RUN_ID`
+    ends both; the run is then finished with both parts."""
+    job = f"job-{uuid.uuid4().hex[:8]}"
+    sleepers = [subprocess.Popen(["sleep", "600"]) for _ in range(2)]
+    try:
+        for proc in sleepers:
+            printed = cluster.a.roarctl("tag", "--join", job, "--pid", str(proc.pid)).stdout
+            assert printed.strip() == job  # the shared id, not the part
+        cluster.a.roarctl("untag", job)
+        doc = _until(cluster.a, job, lambda d: d["status"] == "finished")
+    finally:
+        for proc in sleepers:
+            proc.kill()
+            proc.wait()
+    assert [p["host"] for p in doc["parts"]] == ["node-a", "node-a"]
+    assert len({p["part"] for p in doc["parts"]}) == 2
+    assert {p["pid"] for p in doc["processes"]} == {p.pid for p in sleepers}
