@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from roard.artifacts.filesystems import DEFAULT_SHARED_FSTYPES, SharedRules
+from roard.context.environment import DEFAULT_SECRET_NAMES, DEFAULT_SECRET_VALUES, Redactor
 from roard.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/roard/roard.toml")
@@ -72,6 +74,27 @@ class ArtifactsConfig:
 
 
 @dataclass(frozen=True)
+class ContextConfig:
+    """What is recorded about how a run was invoked (config section [context])."""
+
+    # Regular expressions (Python syntax): environment variables and command-line options
+    # whose name matches one have their value replaced by "<redacted>"; so has any value
+    # matching one of secret_values, whatever its name.
+    secret_names: tuple[str, ...] = DEFAULT_SECRET_NAMES
+    secret_values: tuple[str, ...] = DEFAULT_SECRET_VALUES
+
+    def redactor(self) -> Redactor:
+        """The redactor these patterns make; raises ConfigError for a bad pattern."""
+        try:
+            return Redactor(self.secret_names, self.secret_values)
+        except re.error as exc:
+            raise ConfigError(
+                f"config: [context] secret pattern {exc.pattern!r} is not a valid regular "
+                f"expression: {exc}"
+            ) from None
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     """Where records go (config section [collector]); empty strings mean "not set"."""
 
@@ -128,6 +151,7 @@ class Config:
     kernel: KernelSizing = field(default_factory=KernelSizing)
     classify: ClassifyRules = field(default_factory=ClassifyRules)
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -191,6 +215,8 @@ def parse(text: str, source: str = "config") -> Config:
             config = replace(config, kernel=_section("kernel", value, KernelSizing))
         elif key == "classify":
             config = replace(config, classify=_section("classify", value, ClassifyRules))
+        elif key == "context":
+            config = replace(config, context=_section("context", value, ContextConfig))
         elif key == "artifacts":
             config = replace(config, artifacts=_section("artifacts", value, ArtifactsConfig))
         elif key == "collector":
@@ -250,6 +276,7 @@ def _checked(config: Config) -> Config:
     for ok, message in problems:
         if not ok:
             raise ConfigError(f"config: {message}")
+    config.context.redactor()
     try:
         config.artifacts.shared_rules()
     except ConfigError as exc:

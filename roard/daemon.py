@@ -150,6 +150,7 @@ class Daemon:
             linger_seconds=self.config.linger_seconds,
             host=self.host_id,
             locator=Locator(self.config.artifacts.shared_rules()),
+            redactor=self.config.context.redactor(),
         )
         self._resume_runs()
         stack.callback(self._suspend)

@@ -266,6 +266,16 @@ MIGRATIONS: tuple[tuple[str | Callable[[Cursor], None], ...], ...] = (
         "CREATE INDEX file_access_path ON file_access (path)",
         "CREATE INDEX file_access_location ON file_access (location) WHERE location <> ''",
     ),
+    (
+        # The (redacted) environment each process exec'd with, stored once per content.
+        "ALTER TABLE processes ADD COLUMN env_hash TEXT NOT NULL DEFAULT ''",
+        """
+        CREATE TABLE environments (
+            hash TEXT PRIMARY KEY,
+            vars TEXT NOT NULL
+        )
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -566,6 +576,12 @@ class SqlStore:
             history = [_parse(bytes(r["payload"])) for r in cur.fetchall()]
             cur.execute("SELECT * FROM run_parts WHERE run_id = ? ORDER BY started_at", (run_id,))
             parts = cur.fetchall()
+            cur.execute(
+                "SELECT hash, vars FROM environments WHERE hash IN"
+                " (SELECT env_hash FROM processes WHERE run_id = ?) ORDER BY hash",
+                (run_id,),
+            )
+            environments = {e["hash"]: json.loads(e["vars"]) for e in cur.fetchall()}
 
         tagged = [r.run_tagged for r in history if r.HasField("run_tagged")]
         doc = _run_summary(row)
@@ -581,6 +597,9 @@ class SqlStore:
             cgroup=tagged[-1].cgroup or None if tagged else None,
             root_pid=row["root_pid"],
             processes=[_process_doc(p, host) for p in processes],
+            # Each distinct environment the processes exec'd with (secrets redacted), by the
+            # env_hash processes name.
+            environments=environments,
             inputs=[
                 _input_doc(f, host) for f in files if f["role"] == ROLE_INPUT and not f["unhashed"]
             ],
@@ -1010,7 +1029,13 @@ def _part_finished_params(record: records_pb2.Record, host: str) -> tuple[Any, .
 def _started_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     ps = record.process_started
     return (record.run_id, host, ps.pid, _i64(ps.start_ticks), ps.ppid, ps.exe,
-            json.dumps(list(ps.argv)), ps.cwd, ps.uid, ps.started_at or record.time)  # fmt: skip
+            json.dumps(list(ps.argv)), ps.cwd, ps.uid, ps.started_at or record.time,
+            ps.env_hash)  # fmt: skip
+
+
+def _environment_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
+    env = record.environment
+    return (env.hash, json.dumps(dict(sorted(env.vars.items()))))
 
 
 def _exited_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
@@ -1091,10 +1116,11 @@ _APPLY: dict[str, tuple[tuple[str, _Params], ...]] = {
     "process_started": (
         (
             "INSERT INTO processes (run_id, host, pid, start_ticks, ppid, exe, argv, cwd, uid,"
-            " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " started_at, env_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id, host, pid, start_ticks) DO UPDATE SET ppid = excluded.ppid,"
             " exe = excluded.exe, argv = excluded.argv, cwd = excluded.cwd,"
-            " uid = excluded.uid, started_at = excluded.started_at",
+            " uid = excluded.uid, started_at = excluded.started_at,"
+            " env_hash = excluded.env_hash",
             _started_params,
         ),
     ),
@@ -1106,6 +1132,13 @@ _APPLY: dict[str, tuple[tuple[str, _Params], ...]] = {
             " ON CONFLICT (run_id, host, pid, start_ticks) DO UPDATE SET"
             " ended_at = excluded.ended_at, exit_code = excluded.exit_code",
             _exited_params,
+        ),
+    ),
+    # Content-addressed: the first copy stays (every copy is the same).
+    "environment": (
+        (
+            "INSERT INTO environments (hash, vars) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING",
+            _environment_params,
         ),
     ),
     "loss_notice": (
@@ -1472,6 +1505,7 @@ def _process_doc(row: Row, run_host: str) -> dict[str, Any]:
         "ended_at": _opt_time(row["ended_at"]),
         "exit_code": row["exit_code"],
         "start_ticks": _u64(row["start_ticks"]),
+        "env_hash": row["env_hash"] or None,
     }
 
 

@@ -55,7 +55,15 @@ def process_started(proc: Process, now: float, generation: int) -> pb.Record:
             cwd=proc.cwd,
             uid=proc.uid,
             started_at=proc.started_at,
+            env_hash=proc.env_hash,
         ),
+    )
+
+
+def environment(local: str, env_hash: str, env: dict[str, str], now: float) -> pb.Record:
+    """A distinct (redacted) environment of the run's processes, sent once per run."""
+    return _record(
+        local, f"env/{env_hash}", now, environment=pb.Environment(hash=env_hash, vars=env)
     )
 
 

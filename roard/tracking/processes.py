@@ -36,6 +36,7 @@ class Process:
     ended_at: float | None = None
     exit_code: int | None = None
     fds: set[int] = field(default_factory=set)  # descriptors with an open-file entry
+    env_hash: str = ""  # its redacted environment (roard.context.environment); "": unknown
 
     @property
     def key(self) -> tuple[int, int]:

@@ -90,6 +90,7 @@ class Run:
     progress: HashProgress = field(default_factory=HashProgress)
     changes: int = 0  # events applied so far: a checkpoint is due when this moved
     join_hosts: int = 0  # a joined run: how many hosts' parts the collector should expect
+    environments: set[str] = field(default_factory=set)  # env hashes sent for this run
 
     @property
     def joined(self) -> bool:

@@ -23,6 +23,7 @@ from roard.artifacts.classify import classify
 from roard.artifacts.filesystems import Locator, SharedRules
 from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
 from roard.config import ClassifyRules
+from roard.context.environment import Redactor, digest, read_environ
 from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.kernel.decode import (
     CgroupJoinEvent,
@@ -104,9 +105,11 @@ class Tracker:
         host: str | None = None,
         spool_wait_seconds: float = 5.0,
         locator: Locator | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         """`locator` names files on shared filesystems the same on every host (default:
-        the stock shared filesystem types)."""
+        the stock shared filesystem types); `redactor` takes secrets out of environments
+        and argv before they are recorded."""
         self._kernel = kernel
         self._hasher = hasher
         self._sink = sink
@@ -120,6 +123,7 @@ class Tracker:
         self._spool_wait = spool_wait_seconds
         self._host = host or socket.gethostname()
         self._locator = locator or Locator(SharedRules())
+        self._redactor = redactor or Redactor()
         self._lock = threading.RLock()
         self._procs = ProcessTable()
         self._fds = FdTable()
@@ -249,7 +253,7 @@ class Tracker:
                     continue  # e.g. a sudo child: not the caller's to record
                 tracked = self._adopt(run, proc, now)
                 if tracked is not None:
-                    records.append(self._started(tracked))
+                    records += self._started(run, tracked, exec_=True)
         return records
 
     @staticmethod
@@ -270,7 +274,7 @@ class Tracker:
                     run_id=run.run_id,
                     started_at=proc.create_time(),
                     exe=proc.exe(),
-                    argv=tuple(proc.cmdline()),
+                    argv=self._redactor.argv(proc.cmdline()),
                     cwd=proc.cwd(),
                     uid=proc.uids().real,
                 )
@@ -706,10 +710,11 @@ class Tracker:
             argv=parent.argv if parent else (),
             cwd=parent.cwd if parent else "",
             uid=parent.uid if parent else run.uid,
+            env_hash=parent.env_hash if parent else "",
         )
         self._replace(self._procs.add(child))
         run.live.add(child.pid)
-        self._sink.emit([self._started(child)])
+        self._sink.emit(self._started(run, child))
 
     def _on_cgroup_join(self, run: Run, ev: CgroupJoinEvent) -> None:
         """A process moved into the run's cgroup: the kernel tracks it already; adopt it
@@ -728,7 +733,7 @@ class Tracker:
             return
         adopted = self._adopt(run, proc, self._clock())
         if adopted is not None:
-            self._sink.emit([self._started(adopted)])
+            self._sink.emit(self._started(run, adopted, exec_=True))
 
     def _on_exec(self, run: Run, ev: ExecEvent) -> None:
         proc = self._procs.get(ev.tgid)
@@ -736,13 +741,14 @@ class Tracker:
             proc = Process(ev.tgid, ticks_from_ns(ev.start_ns), ev.ppid, run.run_id, self._clock())
             self._replace(self._procs.add(proc))
             run.live.add(proc.pid)
-        proc.exe, proc.cwd, proc.argv, proc.uid = ev.exe, ev.cwd, ev.argv, ev.uid
+        proc.exe, proc.cwd, proc.uid = ev.exe, ev.cwd, ev.uid
+        proc.argv = self._redactor.argv(ev.argv)
         if ev.truncated:
             run.lose(1, "exe or cwd path deeper than the in-kernel walk")
         use = run.use(ev.exe, 0, 0)
         use.read = True
         use.consumed = self._hasher.submit(ev.exe)
-        self._sink.emit([self._started(proc)])
+        self._sink.emit(self._started(run, proc, exec_=True))
 
     def _on_exit(self, run: Run, ev: ExitEvent) -> None:
         proc = self._procs.remove(ev.tgid, ticks_from_ns(ev.start_ns))
@@ -779,9 +785,23 @@ class Tracker:
         if not run.live and run.cgroup is None:
             self._schedule_finalize(run, why)
 
-    def _started(self, proc: Process) -> pb.Record:
+    def _started(self, run: Run, proc: Process, exec_: bool = False) -> list[pb.Record]:
+        """The records of a process as known now; with `exec_` (it exec'd, or was adopted),
+        its environment is read first, and sent if the run has not seen it yet."""
         self._generation += 1
-        return convert.process_started(proc, self._clock(), self._generation)
+        now = self._clock()
+        records = []
+        if exec_:
+            env = read_environ(proc.pid)
+            proc.env_hash = ""
+            if env is not None:
+                env = self._redactor.environment(env)
+                proc.env_hash = digest(env)
+                if proc.env_hash not in run.environments:
+                    run.environments.add(proc.env_hash)
+                    records.append(convert.environment(run.run_id, proc.env_hash, env, now))
+        records.append(convert.process_started(proc, now, self._generation))
+        return records
 
     # -- finalization (finalizer threads) -----------------------------------------------
 
