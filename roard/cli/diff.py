@@ -128,26 +128,31 @@ def _pep503(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _package_key(eco: str, p: Doc) -> tuple[str, str]:
+    """What identifies a package within an ecosystem."""
+    if eco == "python":
+        # Distribution names compare normalized: "Foo_Bar" and "foo-bar" are one package.
+        return ("", re.sub(r"[-_.]+", "-", p["name"]).lower())
+    return (p.get("manager", ""), p["name"])
+
+
 def _packages(pa: Doc, pb: Doc) -> Doc:
     """Per ecosystem present on both sides: changed versions, added and removed packages."""
     out: Doc = {}
     for eco in sorted(pa.keys() & pb.keys()):
-
-        def key(p: Doc, eco: str = eco) -> tuple[str, str]:
-            if eco == "python":
-                return ("", _pep503(p["name"]))
-            return (p.get("manager", ""), p["name"])
-
-        xa = {key(p): p for p in pa[eco]}
-        xb = {key(p): p for p in pb[eco]}
+        xa = {_package_key(eco, p): p for p in pa[eco]}
+        xb = {_package_key(eco, p): p for p in pb[eco]}
         changed, added, removed = _split(
             {k: p.get("version") for k, p in xa.items()},
             {k: p.get("version") for k, p in xb.items()},
         )
         entries = []
         for k in changed:
-            entry: Doc = {"name": xa[k]["name"], "a": xa[k].get("version")}
-            entry["b"] = xb[k].get("version")
+            entry: Doc = {
+                "name": xa[k]["name"],
+                "a": xa[k].get("version"),
+                "b": xb[k].get("version"),
+            }
             if "manager" in xa[k]:
                 entry["manager"] = xa[k]["manager"]
             entries.append(entry)
@@ -198,8 +203,8 @@ def _header(doc: Doc) -> Doc:
     return {k: doc.get(k) for k in ("run_id", "name", "started_at", "host", "complete")}
 
 
-def _lists_empty(section: Any) -> bool:
-    """Whether a section (nested dicts of lists) holds no difference."""
+def _lists_empty(section: Doc | list[Any]) -> bool:
+    """Whether a changed/added/removed section (nested dicts of lists) is empty."""
     if isinstance(section, dict):
         return all(_lists_empty(v) for v in section.values())
     return not section
@@ -236,7 +241,12 @@ def diff_runs(a: Doc, b: Doc, *, all_kinds: bool = False) -> Doc:
         and _lists_empty(out["outputs"])
         and out["command"] is None
         and not {"processes", "exit_code", "complete"} & out.keys()
-        and all(_lists_empty(section) for section in context.values())
+        # code and host list only what differs, so any entry is a difference (even a
+        # fact going from None to 0); the others are changed/added/removed lists.
+        and not context.get("code")
+        and not context.get("host")
+        and _lists_empty(context.get("packages", {}))
+        and _lists_empty(context.get("environment", {}))
     )
     return out
 
