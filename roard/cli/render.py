@@ -19,12 +19,17 @@ def run_label(run: dict[str, Any]) -> str:
     return f"run {run['run_id']}{name} ({run['host']}, {run['started_at'][:19]}Z){state}"
 
 
+def short_hash(digest: str) -> str:
+    """A content hash cut to its algorithm and first 12 hex digits, for people."""
+    return f"{digest[:19]}…"
+
+
 def artifact_label(node: dict[str, Any]) -> str:
     """One line naming an artifact: short hash and its first path."""
     paths = node.get("paths") or []
     where = paths[0] if paths else "?"
     more = f" (+{len(paths) - 1} paths)" if len(paths) > 1 else ""
-    return f"{node['hash'][:19]}…  {where}{more}"
+    return f"{short_hash(node['hash'])}  {where}{more}"
 
 
 def _adjacency(doc: Graph) -> dict[str, dict[str, list[str]]]:
@@ -78,7 +83,7 @@ def _short(node: dict[str, Any], is_run: bool) -> tuple[str, str]:
     if is_run:
         return node.get("name") or f"run {node['run_id']}", f"{node['run_id']} @ {node['host']}"
     paths = node.get("paths") or []
-    return (os.path.basename(paths[0]) if paths else "?"), node["hash"][:19] + "…"
+    return (os.path.basename(paths[0]) if paths else "?"), short_hash(node["hash"])
 
 
 def _dot_quote(text: str) -> str:

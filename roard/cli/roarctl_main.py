@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from roard.cli import render
+from roard.cli import diff, render
 from roard.cli.common import print_json, run_main
 from roard.collector.storage import RunFilter
 from roard.config import socket_path
@@ -101,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="one run: processes, inputs, outputs")
     show.add_argument("run", help="run id, or a name meaning its latest run")
     show.add_argument("--json", action="store_true")
+
+    compare = sub.add_parser("diff", help="what changed between two runs")
+    compare.add_argument("run_a", metavar="RUN_A", help="run id, or a name (its latest run)")
+    compare.add_argument("run_b", metavar="RUN_B", help="run id, or a name (its latest run)")
+    compare.add_argument("--json", action="store_true")
+    compare.add_argument("--all", action="store_true", help="compare system and package files too")
+    compare.add_argument(
+        "--exit-code", action="store_true", help="exit 1 when the runs differ (as git diff)"
+    )
 
     status = sub.add_parser("status", help="daemon health, tier and counters")
     status.add_argument("--json", action="store_true")
@@ -355,7 +364,7 @@ def _print_show(doc: dict[str, Any]) -> None:
         print(f"  {role}:")
         for f in (f for f in files if f["kind"] == "artifact"):
             where = f"{f['host']}:" if hosts else ""
-            print(f"    {f['hash'][:19]}…  {f['size']:>10}  {where}{f['path']}")
+            print(f"    {render.short_hash(f['hash'])}  {f['size']:>10}  {where}{f['path']}")
         others = [f for f in files if f["kind"] != "artifact"]
         if others:
             kinds = sorted({f["kind"] for f in others})
@@ -415,7 +424,24 @@ def _export(client: ControlClient, args: argparse.Namespace) -> int:
     return 0
 
 
-_QUERIES = {"lineage": _lineage, "artifact": _artifact, "graph": _graph, "export": _export}
+def _diff(client: ControlClient, args: argparse.Namespace) -> int:
+    doc = diff.diff_runs(client.show(args.run_a), client.show(args.run_b), all_kinds=args.all)
+    if args.json:
+        print_json(doc)
+    else:
+        for line in diff.lines(doc):
+            print(line)
+    # Like `git diff --no-exit` by default: differing runs are a result, not a failure.
+    return 1 if args.exit_code and not doc["same"] else 0
+
+
+_QUERIES = {
+    "lineage": _lineage,
+    "artifact": _artifact,
+    "graph": _graph,
+    "export": _export,
+    "diff": _diff,
+}
 
 
 def _run(args: argparse.Namespace) -> int:
