@@ -8,6 +8,7 @@ The daemon runs as root and probes users' repositories, so git is run with care:
   owner already has;
 * with `safe.directory=*`, no system or global config (so root's config does not change
   what is reported), external diff and textconv off, fsmonitor off;
+* with GIT_CEILING_DIRECTORIES, so it reads only the tree found, never an enclosing one;
 * with GIT_OPTIONAL_LOCKS=0, so a probe never takes index.lock from under the user's git;
 * with a timeout, killing git's whole process group when it runs out.
 
@@ -35,6 +36,7 @@ import blake3
 import structlog
 
 from roard.context import Plain
+from roard.errors import RoardError
 
 log = structlog.get_logger("roard.context.git")
 
@@ -75,7 +77,7 @@ class GitTree(Plain):
     files_read: tuple[str, ...]  # the run's paths in this tree, relative to root, sorted
 
 
-class _GitFailed(Exception):
+class _GitFailed(RoardError):
     """git exited non-zero or ran out of time (internal: the tree is skipped)."""
 
 
@@ -111,7 +113,8 @@ def _git(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_ENV,
+            # The ceiling: a broken repository must not make git report the one around it.
+            env=_ENV | {"GIT_CEILING_DIRECTORIES": os.path.dirname(root)},
             cwd="/",
             start_new_session=True,  # its own group, so a timeout kills hooks' children too
             **kwargs,

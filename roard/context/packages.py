@@ -4,6 +4,7 @@ metadata in site-packages) and system packages (dpkg's database, or rpm)."""
 from __future__ import annotations
 
 import csv
+import glob
 import os
 import shutil
 import subprocess
@@ -128,20 +129,43 @@ def _site_dir(path: str) -> str | None:
     return None
 
 
+def _prefix_sites(path: str) -> list[str]:
+    """The site dirs of the environment whose bin/ holds `path`, if it is in a bin/."""
+    directory, _ = os.path.split(path)
+    if os.path.basename(directory) != "bin":
+        return []
+    prefix = os.path.dirname(directory)
+    return sorted(
+        glob.glob(os.path.join(glob.escape(prefix), "lib", "python*", "site-packages"))
+        + glob.glob(os.path.join(glob.escape(prefix), "lib", "python*", "dist-packages"))
+    )
+
+
 def python_distributions(paths: Iterable[str]) -> list[Distribution]:
     """The Python distributions that own any of `paths` (absolute), sorted and without
     duplicates. A file is matched by its distribution's RECORD (or installed-files.txt);
-    one not listed there (a .pyc written later) by its top-level package's top_level.txt."""
+    one not listed there (a .pyc written later) by its top-level package's top_level.txt
+    or RECORD; a console script in an environment's bin/ by that environment's RECORDs."""
     indexes: dict[str, _SiteIndex] = {}  # read each site dir once per call
+
+    def index_of(site: str) -> _SiteIndex:
+        if site not in indexes:
+            indexes[site] = _index_site(site)
+        return indexes[site]
+
     found: set[Distribution] = set()
     for raw in paths:
         path = os.path.normpath(raw)
         site = _site_dir(path)
         if site is None:
+            # A console script (<prefix>/bin/pytest) is listed in its environment's RECORD.
+            found.update(
+                dist
+                for other in _prefix_sites(path)
+                if (dist := index_of(other).files.get(path)) is not None
+            )
             continue
-        if site not in indexes:
-            indexes[site] = _index_site(site)
-        index = indexes[site]
+        index = index_of(site)
         dist = index.files.get(path)
         if dist is None:
             top = path[len(site) + 1 :].split("/", 1)[0]
