@@ -383,3 +383,11 @@ def test_container_and_pod_from_cgroup_paths_and_mountinfo() -> None:
     )
     assert container_id("/", mountinfo) == cid
     assert pod_uid("/") == ""
+
+
+def test_cgroup_path_prefers_v2_then_named_systemd_hierarchy() -> None:
+    from roard.tracking.cgroups import proc_cgroup_path
+
+    assert proc_cgroup_path("9:name=systemd:/a\n4:memory:/m\n0::/b\n") == "/b"
+    assert proc_cgroup_path("9:name=systemd:/a\n4:memory:/m\n") == "/a"
+    assert proc_cgroup_path("") == ""
