@@ -129,3 +129,20 @@ def present(cgroup: Cgroup) -> bool:
         return os.stat(cgroup.path).st_ino == cgroup.kn_id
     except OSError:
         return False
+
+
+def proc_cgroup_path(text: str) -> str:
+    """The cgroup path a process's /proc/<pid>/cgroup text names: the v2 ("0::") line's,
+    else the v1 name=systemd hierarchy's (the one that follows services and containers);
+    "" when neither is there."""
+    v1 = ""
+    for line in text.splitlines():
+        hid, sep, rest = line.partition(":")
+        controllers, sep2, path = rest.partition(":")
+        if not (sep and sep2):
+            continue
+        if hid == "0" and not controllers:
+            return path
+        if "name=systemd" in controllers.split(","):
+            v1 = path
+    return v1

@@ -1,0 +1,32 @@
+"""Probes that describe a run's code and environment: the git work trees and installed
+packages its inputs came from, and the host and container it ran on.
+
+Each probe is a pure function of the paths a run read (and of the machine's state): it
+never raises for what it finds broken, it leaves out what it cannot tell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+def as_json(value: Any) -> Any:
+    """`value` as plain JSON data: dataclasses become dicts, tuples and lists become lists;
+    str, int, bool and None are kept."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    return value
+
+
+class Plain:
+    """Gives a frozen dataclass `to_dict()`, its fields as plain JSON data."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict of str, int, bool and lists, ready for JSON."""
+        result: dict[str, Any] = as_json(self)
+        return result
