@@ -25,6 +25,7 @@ from roard.collector.sqlite import SqliteStore
 from roard.collector.transport import CollectorTarget, configured_target, default_host_id
 from roard.collector.web import WebServer
 from roard.config import Config
+from roard.context.probe import ContextProbe
 from roard.control.server import ControlServer, ControlService
 from roard.errors import ConfigError, PrerequisiteError
 from roard.export.stream import Exporter, HelloInfo
@@ -151,6 +152,7 @@ class Daemon:
             host=self.host_id,
             locator=Locator(self.config.artifacts.shared_rules()),
             redactor=self.config.context.redactor(),
+            context=ContextProbe(),
         )
         self._resume_runs()
         stack.callback(self._suspend)

@@ -202,7 +202,7 @@ def _context(a: Doc, b: Doc) -> Doc:
         out["packages"] = _packages(ca["packages"], cb["packages"])
     if "environment" in ca and "environment" in cb:
         out["environment"] = _environment(ca["environment"], cb["environment"])
-    if "host" in ca and "host" in cb:
+    if isinstance(ca.get("host"), dict) and isinstance(cb.get("host"), dict):  # one host each
         out["host"] = _host(ca["host"], cb["host"])
     return out
 

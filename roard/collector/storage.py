@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from google.protobuf import json_format
+
 from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.times import rfc3339
 from roard.v1 import records_pb2
@@ -570,7 +572,8 @@ class SqlStore:
             files = cur.fetchall()
             cur.execute(
                 "SELECT payload FROM records WHERE run_id = ?"
-                " AND kind IN ('loss_notice', 'path_changed', 'run_tagged') ORDER BY seq",
+                " AND kind IN ('loss_notice', 'path_changed', 'run_tagged', 'run_context')"
+                " ORDER BY seq",
                 (run_id,),
             )
             history = [_parse(bytes(r["payload"])) for r in cur.fetchall()]
@@ -621,6 +624,9 @@ class SqlStore:
                 if f["role"] == ROLE_DELETED
             ],
         )
+        contexts = [r.run_context for r in history if r.HasField("run_context")]
+        if contexts:
+            doc["context"] = _context_doc(contexts)
         if row["joined"]:
             doc.update(join_hosts=row["join_hosts"] or None, parts=[_part_doc(p) for p in parts])
         return doc
@@ -1429,6 +1435,34 @@ def _run_summary(row: Row) -> dict[str, Any]:
         "uid": row["uid"],
         "tagged": row["tagged_seq"] is not None,
         "joined": bool(row["joined"]),  # one run across hosts: `show` lists its parts
+    }
+
+
+def _context_doc(contexts: Sequence[records_pb2.RunContext]) -> dict[str, Any]:
+    """`show`'s context: git trees, packages and hosts of every part that sent one
+    (one for a run of one host), without repeats."""
+
+    def plain(message: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        return doc
+
+    def unique(items: Iterable[Any]) -> list[dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        for item in items:
+            doc = plain(item)
+            seen.setdefault(json.dumps(doc, sort_keys=True), doc)
+        return list(seen.values())
+
+    hosts = unique(c.host for c in contexts if c.HasField("host"))
+    return {
+        "git": unique(g for c in contexts for g in c.git),
+        "packages": {
+            "python": unique(d for c in contexts for d in c.python),
+            "system": unique(s for c in contexts for s in c.system),
+        },
+        "host": hosts[0] if len(hosts) == 1 else hosts,
     }
 
 

@@ -145,6 +145,11 @@ def path_renamed(
     )
 
 
+def run_context(run: Run, context: pb.RunContext, now: float) -> pb.Record:
+    """What produced the run besides its files: code, packages, host."""
+    return _record(run.run_id, "context", now, run_context=context)
+
+
 def run_finished(run: Run, now: float) -> pb.Record:
     """The record that closes a run."""
     lost = run.lost_events

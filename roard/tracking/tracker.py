@@ -24,6 +24,7 @@ from roard.artifacts.filesystems import Locator, SharedRules
 from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
 from roard.config import ClassifyRules
 from roard.context.environment import Redactor, digest, read_environ
+from roard.context.probe import ContextProbe
 from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.kernel.decode import (
     CgroupJoinEvent,
@@ -106,10 +107,12 @@ class Tracker:
         spool_wait_seconds: float = 5.0,
         locator: Locator | None = None,
         redactor: Redactor | None = None,
+        context: ContextProbe | None = None,
     ) -> None:
         """`locator` names files on shared filesystems the same on every host (default:
         the stock shared filesystem types); `redactor` takes secrets out of environments
-        and argv before they are recorded."""
+        and argv before they are recorded; `context` describes each run's code, packages
+        and host when it ends (None: not recorded)."""
         self._kernel = kernel
         self._hasher = hasher
         self._sink = sink
@@ -124,6 +127,7 @@ class Tracker:
         self._host = host or socket.gethostname()
         self._locator = locator or Locator(SharedRules())
         self._redactor = redactor or Redactor()
+        self._context = context
         self._lock = threading.RLock()
         self._procs = ProcessTable()
         self._fds = FdTable()
@@ -785,6 +789,17 @@ class Tracker:
         if not run.live and run.cgroup is None:
             self._schedule_finalize(run, why)
 
+    def _context_records(self, run: Run, read: list[str], now: float) -> list[pb.Record]:
+        """The run's context record; none when not configured or the probe failed (the
+        run's files are all there: only the description of its code is missing)."""
+        if self._context is None:
+            return []
+        try:
+            return [convert.run_context(run, self._context.describe(read), now)]
+        except Exception:
+            log.exception("could not describe the run's code and packages", run_id=run.run_id)
+            return []
+
     def _started(self, run: Run, proc: Process, exec_: bool = False) -> list[pb.Record]:
         """The records of a process as known now; with `exec_` (it exec'd, or was adopted),
         its environment is read first, and sent if the run has not seen it yet."""
@@ -886,6 +901,7 @@ class Tracker:
                 )
             elif use.written:
                 records.append(convert.file_deleted(run, use, kind, now))
+        records += self._context_records(run, [use.path for use in chosen if use.read], now)
         if run.lost_events:
             reasons = ", ".join(sorted(run.lost_reasons))
             records.append(convert.loss_notice(run.run_id, run.lost_events, reasons, now, "final"))

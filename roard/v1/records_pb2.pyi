@@ -19,7 +19,7 @@ ROLE_OUTPUT: Role
 ROLE_DELETED: Role
 
 class Record(_message.Message):
-    __slots__ = ("id", "seq", "run_id", "time", "part", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished", "path_changed", "environment")
+    __slots__ = ("id", "seq", "run_id", "time", "part", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished", "path_changed", "environment", "run_context")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class Record(_message.Message):
     RUN_FINISHED_FIELD_NUMBER: _ClassVar[int]
     PATH_CHANGED_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    RUN_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     id: str
     seq: int
     run_id: str
@@ -46,7 +47,8 @@ class Record(_message.Message):
     run_finished: RunFinished
     path_changed: PathChanged
     environment: Environment
-    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., part: _Optional[str] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ...) -> None: ...
+    run_context: RunContext
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., part: _Optional[str] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., run_context: _Optional[_Union[RunContext, _Mapping]] = ...) -> None: ...
 
 class RunTagged(_message.Message):
     __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at", "cgroup", "joined", "join_hosts")
@@ -205,3 +207,99 @@ class RunFinished(_message.Message):
     complete: bool
     lost_events: int
     def __init__(self, has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., ended_at: _Optional[float] = ..., complete: _Optional[bool] = ..., lost_events: _Optional[int] = ...) -> None: ...
+
+class RunContext(_message.Message):
+    __slots__ = ("git", "python", "system", "host")
+    GIT_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    git: _containers.RepeatedCompositeFieldContainer[GitTree]
+    python: _containers.RepeatedCompositeFieldContainer[PythonDistribution]
+    system: _containers.RepeatedCompositeFieldContainer[SystemPackage]
+    host: HostFacts
+    def __init__(self, git: _Optional[_Iterable[_Union[GitTree, _Mapping]]] = ..., python: _Optional[_Iterable[_Union[PythonDistribution, _Mapping]]] = ..., system: _Optional[_Iterable[_Union[SystemPackage, _Mapping]]] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ...) -> None: ...
+
+class GitTree(_message.Message):
+    __slots__ = ("root", "remote", "branch", "commit", "dirty", "diff_hash", "modified", "modified_truncated", "files_read")
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    DIRTY_FIELD_NUMBER: _ClassVar[int]
+    DIFF_HASH_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    FILES_READ_FIELD_NUMBER: _ClassVar[int]
+    root: str
+    remote: str
+    branch: str
+    commit: str
+    dirty: bool
+    diff_hash: str
+    modified: _containers.RepeatedScalarFieldContainer[str]
+    modified_truncated: bool
+    files_read: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, root: _Optional[str] = ..., remote: _Optional[str] = ..., branch: _Optional[str] = ..., commit: _Optional[str] = ..., dirty: _Optional[bool] = ..., diff_hash: _Optional[str] = ..., modified: _Optional[_Iterable[str]] = ..., modified_truncated: _Optional[bool] = ..., files_read: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PythonDistribution(_message.Message):
+    __slots__ = ("name", "version", "location")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    location: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., location: _Optional[str] = ...) -> None: ...
+
+class SystemPackage(_message.Message):
+    __slots__ = ("manager", "name", "version", "arch")
+    MANAGER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    manager: str
+    name: str
+    version: str
+    arch: str
+    def __init__(self, manager: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., arch: _Optional[str] = ...) -> None: ...
+
+class Gpu(_message.Message):
+    __slots__ = ("index", "name", "uuid", "memory_bytes")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    name: str
+    uuid: str
+    memory_bytes: int
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., uuid: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+
+class HostFacts(_message.Message):
+    __slots__ = ("os", "kernel", "arch", "cpu_model", "cpus", "memory_bytes", "gpus", "driver_version", "cuda_version", "container", "kubernetes_pod", "kubernetes_pod_uid")
+    OS_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    CPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CUDA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    KUBERNETES_POD_FIELD_NUMBER: _ClassVar[int]
+    KUBERNETES_POD_UID_FIELD_NUMBER: _ClassVar[int]
+    os: str
+    kernel: str
+    arch: str
+    cpu_model: str
+    cpus: int
+    memory_bytes: int
+    gpus: _containers.RepeatedCompositeFieldContainer[Gpu]
+    driver_version: str
+    cuda_version: str
+    container: str
+    kubernetes_pod: str
+    kubernetes_pod_uid: str
+    def __init__(self, os: _Optional[str] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., driver_version: _Optional[str] = ..., cuda_version: _Optional[str] = ..., container: _Optional[str] = ..., kubernetes_pod: _Optional[str] = ..., kubernetes_pod_uid: _Optional[str] = ...) -> None: ...
