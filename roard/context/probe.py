@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 
 import structlog
 from google.protobuf import json_format
@@ -18,13 +19,46 @@ from roard.v1 import records_pb2 as pb
 log = structlog.get_logger("roard.context")
 
 
+# How long a run's finalization waits for its context: the probes stat and run git in the
+# run's directories, and a mount that hangs must not hold the run's end back for ever.
+DESCRIBE_TIMEOUT = 30.0
+
+
 class ContextProbe:
     """Describes runs for the finalizer threads; safe to share between them."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float = DESCRIBE_TIMEOUT) -> None:
         self._lock = threading.Lock()
         self._host: HostFacts | None = None
         self._packages = SystemPackageIndex()
+        self._timeout = timeout
+        self._stuck: Future[pb.RunContext] | None = None  # a probe past its deadline
+
+    def within_deadline(self, paths: Iterable[str]) -> pb.RunContext | None:
+        """`describe(paths)` on a thread of its own, or None when it takes longer than the
+        deadline (it is then left to finish alone, and no new probe starts until it has:
+        a hung mount costs one thread, not one per run)."""
+        with self._lock:
+            if self._stuck is not None and not self._stuck.done():
+                return None
+            self._stuck = None
+        future: Future[pb.RunContext] = Future()
+        paths = list(paths)
+
+        def work() -> None:
+            try:
+                future.set_result(self.describe(paths))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=work, name="roard-context", daemon=True).start()
+        try:
+            return future.result(self._timeout)
+        except TimeoutError:
+            with self._lock:
+                self._stuck = future
+            log.warning("describing a run took too long: recorded without context")
+            return None
 
     def host(self) -> HostFacts:
         """This host's facts, probed on first use."""

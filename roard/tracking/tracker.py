@@ -795,10 +795,11 @@ class Tracker:
         if self._context is None:
             return []
         try:
-            return [convert.run_context(run, self._context.describe(read), now)]
+            context = self._context.within_deadline(read)
         except Exception:
             log.exception("could not describe the run's code and packages", run_id=run.run_id)
             return []
+        return [] if context is None else [convert.run_context(run, context, now)]
 
     def _started(self, run: Run, proc: Process, exec_: bool = False) -> list[pb.Record]:
         """The records of a process as known now; with `exec_` (it exec'd, or was adopted),
@@ -885,9 +886,12 @@ class Tracker:
             for use in chosen
         }
         records: list[pb.Record] = []
+        probed = []  # read and hashed: on a mount that answers (the probes stat around it)
         for use in chosen:
             kind = classify(use.path, self._rules)
             outcome = _outcome(digests[use.path])
+            if use.read and isinstance(outcome, Digest):
+                probed.append(use.path)
             if isinstance(outcome, Unhashed):
                 with self._lock:
                     self._unhashed[outcome.reason] += 1
@@ -901,7 +905,7 @@ class Tracker:
                 )
             elif use.written:
                 records.append(convert.file_deleted(run, use, kind, now))
-        records += self._context_records(run, [use.path for use in chosen if use.read], now)
+        records += self._context_records(run, probed, now)
         if run.lost_events:
             reasons = ", ".join(sorted(run.lost_reasons))
             records.append(convert.loss_notice(run.run_id, run.lost_events, reasons, now, "final"))

@@ -9,7 +9,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -391,3 +392,31 @@ def test_cgroup_path_prefers_v2_then_named_systemd_hierarchy() -> None:
     assert proc_cgroup_path("9:name=systemd:/a\n4:memory:/m\n0::/b\n") == "/b"
     assert proc_cgroup_path("9:name=systemd:/a\n4:memory:/m\n") == "/a"
     assert proc_cgroup_path("") == ""
+
+
+def test_a_probe_that_hangs_is_abandoned_at_its_deadline_and_not_repeated() -> None:
+    """A hung mount under a run's directory: finalization gets no context after the
+    deadline instead of waiting for ever, and no second thread piles up behind it."""
+    import threading
+
+    from roard.context.probe import ContextProbe
+    from roard.v1 import records_pb2
+
+    release = threading.Event()
+    calls: list[int] = []
+
+    class Hanging(ContextProbe):
+        def describe(self, paths: Iterable[str]) -> records_pb2.RunContext:
+            calls.append(1)
+            release.wait(10)
+            return records_pb2.RunContext()
+
+    probe = Hanging(timeout=0.2)
+    assert probe.within_deadline(["/x"]) is None
+    assert probe.within_deadline(["/x"]) is None  # still stuck: not started again
+    assert len(calls) == 1
+    release.set()
+    deadline = time.monotonic() + 5
+    while probe.within_deadline(["/x"]) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(calls) >= 2  # once the stuck one finished, probing resumed
