@@ -61,6 +61,7 @@ from roard.collector.stores import open_store  # noqa: E402
 from roard.collector.transport import CollectorTarget  # noqa: E402
 from roard.config import CollectorConfig  # noqa: E402
 from roard.export.stream import Exporter, HelloInfo  # noqa: E402
+from roard.records import ids  # noqa: E402
 from roard.records.sink import SpoolSink  # noqa: E402
 from roard.records.spool import Spool  # noqa: E402
 from roard.v1 import records_pb2 as pb  # noqa: E402
@@ -115,7 +116,7 @@ class RecordMaker:
         self.runs += 1
 
         part = "p0" if self.joined else ""
-        local = f"{run_id}/{part}" if part else run_id
+        local = ids.local_id(run_id, part)
 
         def rec(suffix: str, **body: Any) -> pb.Record:
             return pb.Record(id=f"{local}/{suffix}", run_id=run_id, part=part, time=t, **body)

@@ -868,7 +868,7 @@ def _check_owner(
         )
         for row in cur.fetchall():
             joined, run_id = bool(row["joined"]), row["run_id"]
-            if joined != (run_id in parts) and (joined or row["host"] != host):
+            if joined != (run_id in parts):
                 raise PermissionDenied(
                     f"run id {run_id} is taken by a run of host {row['host']!r} that is"
                     f" {'' if joined else 'not '}joined: pick another id for"

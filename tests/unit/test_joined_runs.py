@@ -226,6 +226,9 @@ def test_joined_and_unjoined_runs_cannot_share_an_id(store: SqlStore) -> None:
     store.ingest([own], "node-b")
     with pytest.raises(PermissionDenied, match="is taken by a run of host 'node-b'"):
         store.ingest([pb.Record(id="solo/p/tagged", seq=1, run_id="solo", part="p")], "node-a")
+    # Not even the host that owns it may turn its own run into a joined one.
+    with pytest.raises(PermissionDenied, match="that is not joined"):
+        store.ingest([pb.Record(id="solo/q/tagged", seq=2, run_id="solo", part="q")], "node-b")
     store.ingest([a.tagged()], "node-a")
     unjoined = pb.Record(id=f"{RUN}/x", seq=9, run_id=RUN, time=T0)
     with pytest.raises(PermissionDenied, match="joined"):
