@@ -45,17 +45,65 @@ SYSTEM_PREFIXES = (
     "/var/lib/dpkg/",
 )
 PACKAGE_MARKERS = ("/site-packages/", "/dist-packages/", "/.venv/", "/venv/", "/.pyenv/")
+# Source files: a run's code, not its data (diff and reproduce tell the two apart).
+CODE_SUFFIXES = (
+    ".py",
+    ".pyx",
+    ".ipynb",
+    ".sh",
+    ".bash",
+    ".R",
+    ".r",
+    ".jl",
+    ".scala",
+    ".java",
+    ".kt",
+    ".go",
+    ".rs",
+    ".c",
+    ".cc",
+    ".cpp",
+    ".h",
+    ".hpp",
+    ".cu",
+    ".js",
+    ".ts",
+    ".lua",
+    ".pl",
+    ".rb",
+)
+# Programs whose first non-option argument is a script they run (version digits dropped:
+# python3.11 is python).
+INTERPRETERS = (
+    "python",
+    "pypy",
+    "sh",
+    "bash",
+    "dash",
+    "zsh",
+    "ksh",
+    "perl",
+    "ruby",
+    "Rscript",
+    "julia",
+    "node",
+    "lua",
+    "php",
+)
 
 
 @dataclass(frozen=True)
 class ClassifyRules:
-    """Which paths are system files, package files, or (otherwise) artifacts.
+    """Which paths are system files, package files, code, or (otherwise) artifacts.
 
-    A package marker wins over a system prefix (/usr/lib/python3/dist-packages is a package).
+    A package marker wins over a system prefix (/usr/lib/python3/dist-packages is a package),
+    and both over code (a library's .py files are the package's).
     """
 
     system_prefixes: tuple[str, ...] = SYSTEM_PREFIXES
     package_markers: tuple[str, ...] = PACKAGE_MARKERS
+    code_suffixes: tuple[str, ...] = CODE_SUFFIXES
+    interpreters: tuple[str, ...] = INTERPRETERS
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ Pure functions on show documents (no daemon calls), like roard.cli.render:
 
 Files are keyed by path alone when each run ran on one host (a rerun on another node
 compares), and by (host, path) when either run spans several hosts (a joined run), since
-the same path on two nodes is then two files. Only `kind == "artifact"` files count unless
-`all_kinds`. The `context` sections (code, packages, environment, host) are compared only
-when both documents carry them; otherwise their keys are absent from the result.
+the same path on two nodes is then two files. Only the user's own files (kinds "artifact"
+and "code") count unless `all_kinds`. The `context` sections (code, packages, environment,
+host) are compared only when both documents carry them; otherwise their keys are absent
+from the result.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shlex
 from collections.abc import Hashable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from roard.artifacts.classify import USER_KINDS
 from roard.cli.render import run_label, short_hash
 
 Doc = dict[str, Any]
@@ -44,7 +46,7 @@ def _files(doc: Doc, role: str, by_host: bool, all_kinds: bool) -> dict[Any, Doc
     return {
         (f["host"], f["path"]) if by_host else f["path"]: f
         for f in doc[role]
-        if all_kinds or f["kind"] == "artifact"
+        if all_kinds or f["kind"] in USER_KINDS
     }
 
 

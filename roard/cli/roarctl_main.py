@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from roard.artifacts.classify import CODE, USER_KINDS
 from roard.cli import diff, render
 from roard.cli.common import print_json, run_main
 from roard.collector.storage import RunFilter
@@ -327,8 +328,9 @@ def _summary(doc: dict[str, Any]) -> str:
         )
     complete = "complete" if doc["complete"] else f"INCOMPLETE: {doc['lost_events']} events lost"
     inputs, outputs = _kind_counts(doc["inputs"]), _kind_counts(doc["outputs"])
+    killed = f" ({doc['signal']})" if doc.get("signal") else ""
     return (
-        f"run {doc['run_id']}{name} {doc['status']}, exit {doc['exit_code']}: "
+        f"run {doc['run_id']}{name} {doc['status']}, exit {doc['exit_code']}{killed}: "
         f"{inputs.get('artifact', 0)} input and {outputs.get('artifact', 0)} output artifacts "
         f"({sum(inputs.values())}/{sum(outputs.values())} files in all), {complete}"
         f"{_unhashed_note(doc.get('unhashed'))}"
@@ -346,6 +348,18 @@ def _print_show(doc: dict[str, Any]) -> None:
     print(f"  host {doc['host']}, started {doc['started_at']}, ended {doc['ended_at'] or '-'}")
     if doc.get("cgroup"):
         print(f"  cgroup {doc['cgroup']}")
+    placement = doc.get("placement") or {}
+    if placement.get("container") or placement.get("kubernetes_pod_uid"):
+        pod = placement.get("kubernetes_pod") or placement.get("kubernetes_pod_uid")
+        where = ", ".join(
+            part
+            for part in (
+                f"container {placement['container'][:12]}" if placement["container"] else "",
+                f"pod {pod}" if pod else "",
+            )
+            if part
+        )
+        print(f"  in {where}")
     for reason in doc.get("loss_reasons", []):
         print(f"  lost: {reason}")
     hosts = len(doc.get("hosts", ())) > 1
@@ -362,10 +376,11 @@ def _print_show(doc: dict[str, Any]) -> None:
     for role in ("inputs", "outputs"):
         files = doc[role]
         print(f"  {role}:")
-        for f in (f for f in files if f["kind"] == "artifact"):
+        for f in (f for f in files if f["kind"] in USER_KINDS):
             where = f"{f['host']}:" if hosts else ""
-            print(f"    {render.short_hash(f['hash'])}  {f['size']:>10}  {where}{f['path']}")
-        others = [f for f in files if f["kind"] != "artifact"]
+            code = "  (code)" if f["kind"] == CODE else ""
+            print(f"    {render.short_hash(f['hash'])}  {f['size']:>10}  {where}{f['path']}{code}")
+        others = [f for f in files if f["kind"] not in USER_KINDS]
         if others:
             kinds = sorted({f["kind"] for f in others})
             print(f"    (+{len(others)} {'/'.join(kinds)} files: --json lists them)")

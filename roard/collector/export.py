@@ -97,7 +97,7 @@ ROARD_FACETS_SCHEMA: Final[dict[str, Any]] = {
                     "type": "object",
                     "properties": {
                         "size": {"type": "integer", "minimum": 0},
-                        "kind": {"enum": ["artifact", "system", "package"]},
+                        "kind": {"enum": ["artifact", "code", "system", "package"]},
                         "readToo": {"type": "boolean"},
                     },
                     "required": ["kind"],

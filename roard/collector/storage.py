@@ -16,6 +16,7 @@ tagging/finishing).
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -277,6 +278,12 @@ MIGRATIONS: tuple[tuple[str | Callable[[Cursor], None], ...], ...] = (
             vars TEXT NOT NULL
         )
         """,
+    ),
+    (
+        # The signal that killed a process, or a run's root (0: it exited), beside the
+        # shell-style exit code (128 + N) that cannot tell `exit 137` from SIGKILL.
+        "ALTER TABLE processes ADD COLUMN exit_signal INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN exit_signal INTEGER NOT NULL DEFAULT 0",
     ),
 )
 
@@ -598,6 +605,8 @@ class SqlStore:
             how=row["how"] or None,
             # Read from the record, not a column: only cgroup runs have one.
             cgroup=tagged[-1].cgroup or None if tagged else None,
+            signal=signal_name(row["exit_signal"]) if row["finished_seq"] is not None else None,
+            placement=_placement_doc(tagged[-1]) if tagged else None,
             root_pid=row["root_pid"],
             processes=[_process_doc(p, host) for p in processes],
             # Each distinct environment the processes exec'd with (secrets redacted), by the
@@ -1047,7 +1056,7 @@ def _environment_params(record: records_pb2.Record, host: str) -> tuple[Any, ...
 def _exited_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     pe = record.process_exited
     return (record.run_id, host, pe.pid, _i64(pe.start_ticks), pe.ended_at or record.time,
-            pe.exit_code)  # fmt: skip
+            pe.exit_code, pe.signal)  # fmt: skip
 
 
 def _access_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
@@ -1068,7 +1077,7 @@ def _finished_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     fin, seq = record.run_finished, _i64(record.seq)
     return (seq, int(fin.has_exit_code), fin.exit_code if fin.has_exit_code else None,
             fin.ended_at or record.time, int(fin.complete), _i64(fin.lost_events),
-            record.run_id, seq)  # fmt: skip
+            fin.signal, record.run_id, seq)  # fmt: skip
 
 
 # Highest seq wins per (run, host, role, path), whatever order the records came in.
@@ -1133,10 +1142,11 @@ _APPLY: dict[str, tuple[tuple[str, _Params], ...]] = {
     # No start record (yet, or ever: e.g. adopted mid-life): keep what the exit tells.
     "process_exited": (
         (
-            "INSERT INTO processes (run_id, host, pid, start_ticks, ended_at, exit_code)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
+            "INSERT INTO processes (run_id, host, pid, start_ticks, ended_at, exit_code,"
+            " exit_signal) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id, host, pid, start_ticks) DO UPDATE SET"
-            " ended_at = excluded.ended_at, exit_code = excluded.exit_code",
+            " ended_at = excluded.ended_at, exit_code = excluded.exit_code,"
+            " exit_signal = excluded.exit_signal",
             _exited_params,
         ),
     ),
@@ -1158,7 +1168,7 @@ _APPLY: dict[str, tuple[tuple[str, _Params], ...]] = {
     "run_finished": (
         (
             "UPDATE runs SET finished_seq = ?, has_exit_code = ?, exit_code = ?,"
-            " ended_at = ?, complete = ?, final_lost = ?"
+            " ended_at = ?, complete = ?, final_lost = ?, exit_signal = ?"
             " WHERE run_id = ? AND (finished_seq IS NULL OR finished_seq <= ?)",
             _finished_params,
         ),
@@ -1344,7 +1354,8 @@ class _Graph:
                 self.runs[row["run_id"]] = _run_summary(row)
 
     def expand_runs(self, run_ids: set[str], role: int) -> set[str]:
-        """Adds the artifact inputs (or outputs) of `run_ids`; returns their hashes."""
+        """Adds the artifact and code inputs (or outputs) of `run_ids`; returns their
+        hashes. (Code is lineage too: a generated script's producer, a script's users.)"""
         found: set[str] = set()
         for chunk in _chunks(sorted(run_ids), 500):
             if not self._room():
@@ -1354,7 +1365,8 @@ class _Graph:
             limit = 2 * self._max_nodes
             self._cur.execute(
                 "SELECT run_id, hash, path, size, kind FROM file_access"
-                f" WHERE run_id IN ({_marks(len(chunk))}) AND role = ? AND kind = 'artifact'"
+                f" WHERE run_id IN ({_marks(len(chunk))}) AND role = ?"
+                " AND kind IN ('artifact', 'code')"
                 " AND hash <> '' ORDER BY run_id, path LIMIT ?",
                 (*chunk, role, limit),
             )
@@ -1521,6 +1533,29 @@ def _path_change_doc(record: records_pb2.Record) -> dict[str, Any]:
     }
 
 
+def signal_name(number: int | None) -> str | None:
+    """ "SIGKILL" for 9; None for 0 (no signal)."""
+    if not number:
+        return None
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
+
+
+def _placement_doc(tagged: records_pb2.RunTagged) -> dict[str, str] | None:
+    """Where the run's root was when tagged; None from daemons that did not say."""
+    if not tagged.HasField("placement"):
+        return None
+    p = tagged.placement
+    return {
+        "cgroup": p.cgroup,
+        "container": p.container,
+        "kubernetes_pod": p.kubernetes_pod,
+        "kubernetes_pod_uid": p.kubernetes_pod_uid,
+    }
+
+
 def _opt_time(value: float | None) -> str | None:
     return None if value is None else rfc3339(value)
 
@@ -1538,6 +1573,7 @@ def _process_doc(row: Row, run_host: str) -> dict[str, Any]:
         "started_at": _opt_time(row["started_at"]),
         "ended_at": _opt_time(row["ended_at"]),
         "exit_code": row["exit_code"],
+        "signal": signal_name(row["exit_signal"]),
         "start_ticks": _u64(row["start_ticks"]),
         "env_hash": row["env_hash"] or None,
     }

@@ -15,6 +15,7 @@ import structlog
 
 from roard import procfs
 from roard.context import Plain
+from roard.context.environment import read_environ
 from roard.tracking.cgroups import proc_cgroup_path
 
 log = structlog.get_logger("roard.context.host")
@@ -65,12 +66,14 @@ class HostFacts(Plain):
 
 @dataclass(frozen=True)
 class ProcessContext(Plain):
-    """Where one process ran: its cgroup, container and Kubernetes pod."""
+    """Where one process (or a tagged cgroup) ran: its cgroup, container and Kubernetes
+    pod; empty fields for what cannot be told."""
 
-    pid: int
+    pid: int  # 0 for a cgroup
     cgroup: str  # v2 path, else the v1 name=systemd path; "" when gone
     container: str  # container id, "" if none found
     kubernetes_pod_uid: str  # "" if none found
+    kubernetes_pod: str = ""  # the pod's name: the process's HOSTNAME, in Kubernetes
 
 
 def _os_release(root: Path = Path("/")) -> str:
@@ -128,14 +131,23 @@ def _read(path: str) -> str:
 
 
 def process_context(pid: int) -> ProcessContext:
-    """The cgroup, container id and pod uid of process `pid` (empty fields for what cannot
+    """The cgroup, container id and pod of process `pid` (empty fields for what cannot
     be read, e.g. after it exited)."""
     cgroup = proc_cgroup_path(_read(f"/proc/{pid}/cgroup"))
+    env = read_environ(pid) or {}
     return ProcessContext(
         pid=pid,
         cgroup=cgroup,
         container=container_id(cgroup, _read(f"/proc/{pid}/mountinfo")),
         kubernetes_pod_uid=pod_uid(cgroup),
+        kubernetes_pod=env.get("HOSTNAME", "") if "KUBERNETES_SERVICE_HOST" in env else "",
+    )
+
+
+def cgroup_context(path: str) -> ProcessContext:
+    """The container id and pod uid a tagged cgroup's path shows."""
+    return ProcessContext(
+        pid=0, cgroup=path, container=container_id(path), kubernetes_pod_uid=pod_uid(path)
     )
 
 

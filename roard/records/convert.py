@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from roard.artifacts.hasher import Digest, Unhashed
+from roard.context.host import ProcessContext
 from roard.records import ids
 from roard.tracking.processes import Process
 from roard.tracking.runs import FileUse, Run
@@ -19,8 +20,8 @@ def _record(local: str, suffix: str, now: float, **body: Any) -> pb.Record:
     return pb.Record(id=f"{local}/{suffix}", run_id=run_id, part=part, time=now, **body)
 
 
-def run_tagged(run: Run, host: str, now: float) -> pb.Record:
-    """The record that opens a run."""
+def run_tagged(run: Run, host: str, now: float, placement: ProcessContext) -> pb.Record:
+    """The record that opens a run, with where its root was (`placement`)."""
     return _record(
         run.run_id,
         "tagged",
@@ -36,6 +37,12 @@ def run_tagged(run: Run, host: str, now: float) -> pb.Record:
             cgroup=run.cgroup.path if run.cgroup else "",
             joined=run.joined,
             join_hosts=run.join_hosts,
+            placement=pb.Placement(
+                cgroup=placement.cgroup,
+                container=placement.container,
+                kubernetes_pod=placement.kubernetes_pod,
+                kubernetes_pod_uid=placement.kubernetes_pod_uid,
+            ),
         ),
     )
 
@@ -78,6 +85,7 @@ def process_exited(proc: Process, now: float) -> pb.Record:
             start_ticks=proc.start_ticks,
             exit_code=proc.exit_code or 0,
             ended_at=proc.ended_at or now,
+            signal=proc.exit_signal,
         ),
     )
 
@@ -163,6 +171,7 @@ def run_finished(run: Run, now: float) -> pb.Record:
             ended_at=run.ended_at or now,
             complete=lost == 0,
             lost_events=lost,
+            signal=run.exit_signal,
         ),
     )
 

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from roard.artifacts.classify import USER_KINDS
 from roard.errors import PrerequisiteError
 from roard.records import ids
 from roard.v1 import records_pb2 as pb
@@ -62,7 +63,7 @@ def priority(record: pb.Record) -> int:
         access = record.file_access
         if access.role != pb.ROLE_INPUT:
             return PRIO_OUTPUT
-        return PRIO_READ if access.kind == "artifact" else PRIO_SUMMARY
+        return PRIO_READ if access.kind in USER_KINDS else PRIO_SUMMARY
     return PRIO_LIFECYCLE
 
 

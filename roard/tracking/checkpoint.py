@@ -62,6 +62,7 @@ class RunState:
     processes: list[Process] = field(default_factory=list)
     fds: list[tuple[int, int, OpenFile]] = field(default_factory=list)  # (pid, fd, file)
     files: list[FileState] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)  # Run.scripts
 
     def to_json(self) -> str:
         """The state as one JSON document."""

@@ -34,7 +34,8 @@ class Process:
     cwd: str = ""
     uid: int = 0
     ended_at: float | None = None
-    exit_code: int | None = None
+    exit_code: int | None = None  # shell-style: 128 + N when killed by signal N
+    exit_signal: int = 0  # the signal that killed it; 0 when it exited
     fds: set[int] = field(default_factory=set)  # descriptors with an open-file entry
     env_hash: str = ""  # its redacted environment (roard.context.environment); "": unknown
 

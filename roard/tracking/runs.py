@@ -81,6 +81,7 @@ class Run:
     live: set[int] = field(default_factory=set)
     files: dict[str, FileUse] = field(default_factory=dict)
     exit_code: int | None = None
+    exit_signal: int = 0  # the signal that killed the root (spawned and ROARD_RUN runs)
     ended_at: float | None = None
     lost_events: int = 0
     lost_reasons: set[str] = field(default_factory=set)
@@ -91,6 +92,7 @@ class Run:
     changes: int = 0  # events applied so far: a checkpoint is due when this moved
     join_hosts: int = 0  # a joined run: how many hosts' parts the collector should expect
     environments: set[str] = field(default_factory=set)  # env hashes sent for this run
+    scripts: set[str] = field(default_factory=set)  # files run by an interpreter: code
 
     @property
     def joined(self) -> bool:

@@ -19,11 +19,12 @@ import psutil
 import structlog
 
 from roard import procfs
-from roard.artifacts.classify import classify
+from roard.artifacts.classify import classify, interpreted_script
 from roard.artifacts.filesystems import Locator, SharedRules
 from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
 from roard.config import ClassifyRules
 from roard.context.environment import Redactor, digest, read_environ
+from roard.context.host import cgroup_context, process_context
 from roard.context.probe import ContextProbe
 from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.kernel.decode import (
@@ -168,7 +169,7 @@ class Tracker:
             now = self._clock()
             how = "spawn" if spawned else "pid"
             run = self._runs.create(name, labels, owner, how, pid, now, join=join)
-            records = [convert.run_tagged(run, self._host, now)]
+            records = [convert.run_tagged(run, self._host, now, process_context(pid))]
             # The root first: children it forks from here on are tracked by the kernel;
             # those that already exist are found by the scans.
             records += self._adopt_all(run, caller, now, lambda: [root, *self._descendants(root)])
@@ -218,7 +219,8 @@ class Tracker:
                     )
             now = self._clock()
             run = self._runs.create(name, labels, cgroup.owner, "cgroup", 0, now, cgroup, join=join)
-            records = [convert.run_tagged(run, self._host, now)]
+            placement = cgroup_context(cgroup.path)
+            records = [convert.run_tagged(run, self._host, now, placement)]
             # The kernel map first: a process moved in from now on joins by itself, so the
             # scans that follow cannot miss one that arrives meanwhile.
             uid = None if caller.root else caller.uid
@@ -271,6 +273,7 @@ class Tracker:
     def _adopt(self, run: Run, proc: psutil.Process, now: float) -> Process | None:
         try:
             with proc.oneshot():
+                cmdline = proc.cmdline()
                 info = Process(
                     pid=proc.pid,
                     start_ticks=start_ticks(proc),
@@ -278,7 +281,7 @@ class Tracker:
                     run_id=run.run_id,
                     started_at=proc.create_time(),
                     exe=proc.exe(),
-                    argv=self._redactor.argv(proc.cmdline()),
+                    argv=self._redactor.argv(cmdline),
                     cwd=proc.cwd(),
                     uid=proc.uids().real,
                 )
@@ -291,7 +294,14 @@ class Tracker:
         self._move_out(self._procs.get(info.pid))
         self._procs.add(info)
         run.live.add(info.pid)
+        self._note_script(run, cmdline, info)
         return info
+
+    def _note_script(self, run: Run, argv: Iterable[str], proc: Process) -> None:
+        """Remember the script an interpreter process runs: it is code, not data."""
+        script = interpreted_script(tuple(argv), proc.exe, proc.cwd, self._rules)
+        if script is not None:
+            run.scripts.add(script)
 
     def _move_out(self, proc: Process | None) -> None:
         """A process of one run was tagged into a new run (roarctl tag inside a tagged job):
@@ -445,6 +455,7 @@ class Tracker:
                 FileState(u.path, u.dev, u.ino, u.bytes_read, u.bytes_written, u.read, u.written)
                 for u in run.files.values()
             ],
+            scripts=sorted(run.scripts),
         )
 
     def resume(self, states: list[RunState], now: float) -> list[Run]:
@@ -493,6 +504,7 @@ class Tracker:
             lost_events=state.lost_events,
             lost_reasons=set(state.lost_reasons),
             cgroup=state.cgroup,
+            scripts=set(state.scripts),
         )
         run.files = {
             f.path: FileUse(f.path, f.dev, f.ino, f.bytes_read, f.bytes_written, f.read, f.written)
@@ -616,7 +628,7 @@ class Tracker:
         self._replace(self._procs.add(root))
         run.live.add(root.pid)
         self.env_runs_started += 1
-        self._sink.emit([convert.run_tagged(run, self._host, now)])
+        self._sink.emit([convert.run_tagged(run, self._host, now, process_context(ev.tgid))])
         log.info("run started by ROARD_RUN", run_id=run.run_id, name=name, pid=ev.tgid)
 
     def _on_open(self, ev: OpenEvent) -> None:
@@ -747,6 +759,7 @@ class Tracker:
             run.live.add(proc.pid)
         proc.exe, proc.cwd, proc.uid = ev.exe, ev.cwd, ev.uid
         proc.argv = self._redactor.argv(ev.argv)
+        self._note_script(run, ev.argv, proc)
         if ev.truncated:
             run.lose(1, "exe or cwd path deeper than the in-kernel walk")
         use = run.use(ev.exe, 0, 0)
@@ -761,13 +774,16 @@ class Tracker:
         self._take_kernel_files(run, proc.pid, proc.fds)
         proc.ended_at = self._clock()
         proc.exit_code = _exit_status(ev.exit_code)
+        proc.exit_signal = ev.exit_code & 0x7F
         run.live.discard(proc.pid)
         self._sink.emit([convert.process_exited(proc, proc.ended_at)])
         if proc.pid == run.root_pid:
             # A ROARD_RUN root is the job itself, as a spawned command is; an adopted
             # process (--pid) may be any process of a longer job.
-            if run.how in ("spawn", "env") and run.exit_code is None:
-                run.exit_code = proc.exit_code
+            if run.how in ("spawn", "env"):
+                run.exit_signal = proc.exit_signal
+                if run.exit_code is None:
+                    run.exit_code = proc.exit_code
             run.root_exited.set()
         self._emptied(run, "all processes exited")
 
@@ -888,7 +904,7 @@ class Tracker:
         records: list[pb.Record] = []
         probed = []  # read and hashed: on a mount that answers (the probes stat around it)
         for use in chosen:
-            kind = classify(use.path, self._rules)
+            kind = classify(use.path, self._rules, run.scripts)
             outcome = _outcome(digests[use.path])
             if use.read and isinstance(outcome, Digest):
                 probed.append(use.path)

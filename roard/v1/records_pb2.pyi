@@ -51,7 +51,7 @@ class Record(_message.Message):
     def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., part: _Optional[str] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., run_context: _Optional[_Union[RunContext, _Mapping]] = ...) -> None: ...
 
 class RunTagged(_message.Message):
-    __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at", "cgroup", "joined", "join_hosts")
+    __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at", "cgroup", "joined", "join_hosts", "placement")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class RunTagged(_message.Message):
     CGROUP_FIELD_NUMBER: _ClassVar[int]
     JOINED_FIELD_NUMBER: _ClassVar[int]
     JOIN_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     host: str
@@ -79,7 +80,20 @@ class RunTagged(_message.Message):
     cgroup: str
     joined: bool
     join_hosts: int
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., uid: _Optional[int] = ..., how: _Optional[str] = ..., root_pid: _Optional[int] = ..., started_at: _Optional[float] = ..., cgroup: _Optional[str] = ..., joined: _Optional[bool] = ..., join_hosts: _Optional[int] = ...) -> None: ...
+    placement: Placement
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., uid: _Optional[int] = ..., how: _Optional[str] = ..., root_pid: _Optional[int] = ..., started_at: _Optional[float] = ..., cgroup: _Optional[str] = ..., joined: _Optional[bool] = ..., join_hosts: _Optional[int] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
+
+class Placement(_message.Message):
+    __slots__ = ("cgroup", "container", "kubernetes_pod", "kubernetes_pod_uid")
+    CGROUP_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    KUBERNETES_POD_FIELD_NUMBER: _ClassVar[int]
+    KUBERNETES_POD_UID_FIELD_NUMBER: _ClassVar[int]
+    cgroup: str
+    container: str
+    kubernetes_pod: str
+    kubernetes_pod_uid: str
+    def __init__(self, cgroup: _Optional[str] = ..., container: _Optional[str] = ..., kubernetes_pod: _Optional[str] = ..., kubernetes_pod_uid: _Optional[str] = ...) -> None: ...
 
 class ProcessStarted(_message.Message):
     __slots__ = ("pid", "ppid", "start_ticks", "exe", "argv", "cwd", "uid", "started_at", "env_hash")
@@ -119,16 +133,18 @@ class Environment(_message.Message):
     def __init__(self, hash: _Optional[str] = ..., vars: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ProcessExited(_message.Message):
-    __slots__ = ("pid", "start_ticks", "exit_code", "ended_at")
+    __slots__ = ("pid", "start_ticks", "exit_code", "ended_at", "signal")
     PID_FIELD_NUMBER: _ClassVar[int]
     START_TICKS_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
     pid: int
     start_ticks: int
     exit_code: int
     ended_at: float
-    def __init__(self, pid: _Optional[int] = ..., start_ticks: _Optional[int] = ..., exit_code: _Optional[int] = ..., ended_at: _Optional[float] = ...) -> None: ...
+    signal: int
+    def __init__(self, pid: _Optional[int] = ..., start_ticks: _Optional[int] = ..., exit_code: _Optional[int] = ..., ended_at: _Optional[float] = ..., signal: _Optional[int] = ...) -> None: ...
 
 class FileAccess(_message.Message):
     __slots__ = ("path", "role", "hash", "size", "kind", "dev", "ino", "mtime_ns", "bytes_read", "bytes_written", "read_too", "unhashed", "location")
@@ -195,18 +211,20 @@ class PathChanged(_message.Message):
     def __init__(self, op: _Optional[_Union[PathChanged.Op, str]] = ..., path: _Optional[str] = ..., new_path: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class RunFinished(_message.Message):
-    __slots__ = ("has_exit_code", "exit_code", "ended_at", "complete", "lost_events")
+    __slots__ = ("has_exit_code", "exit_code", "ended_at", "complete", "lost_events", "signal")
     HAS_EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     LOST_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
     has_exit_code: bool
     exit_code: int
     ended_at: float
     complete: bool
     lost_events: int
-    def __init__(self, has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., ended_at: _Optional[float] = ..., complete: _Optional[bool] = ..., lost_events: _Optional[int] = ...) -> None: ...
+    signal: int
+    def __init__(self, has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., ended_at: _Optional[float] = ..., complete: _Optional[bool] = ..., lost_events: _Optional[int] = ..., signal: _Optional[int] = ...) -> None: ...
 
 class RunContext(_message.Message):
     __slots__ = ("git", "python", "system", "host")

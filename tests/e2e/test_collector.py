@@ -123,6 +123,8 @@ def test_pipeline_lineage_through_a_collector(
     train = daemon.show("train")
     assert {i["path"]: i["hash"] for i in train["inputs"] if i["kind"] == "artifact"} == {
         str(workdir / "clean.csv"): b3(workdir / "clean.csv"),
+    }
+    assert {i["path"]: i["hash"] for i in train["inputs"] if i["kind"] == "code"} == {
         str(workdir / "train.py"): b3(workdir / "train.py"),
     }
     assert [o["path"] for o in train["outputs"]] == [str(workdir / "model.bin")]

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from roard.artifacts.classify import ARTIFACT, PACKAGE, SYSTEM, classify
+from roard.artifacts.classify import (
+    ARTIFACT,
+    CODE,
+    PACKAGE,
+    SYSTEM,
+    classify,
+    interpreted_script,
+)
 from roard.config import ClassifyRules, Config, HashLimits, load, parse, socket_path
 from roard.errors import ConfigError
 
@@ -137,22 +144,55 @@ def test_socket_path_precedence() -> None:
         ("/opt/conda/lib/python3.11/site-packages/numpy/core.py", PACKAGE),
         ("/usr/lib/python3/dist-packages/yaml/__init__.py", PACKAGE),
         ("/data/x", ARTIFACT),
-        ("/home/u/proj/train.py", ARTIFACT),
+        ("/home/u/proj/train.py", CODE),
+        ("/home/u/proj/run.sh", CODE),
+        ("/home/u/proj/notebook.ipynb", CODE),
+        ("/home/u/proj/config.yaml", ARTIFACT),
+        ("/home/u/proj/data.pyc", ARTIFACT),
         ("/tmp/model.pt", ARTIFACT),
         ("/usrdata/x", ARTIFACT),
+        ("/usr/bin/script.py", SYSTEM),
     ],
 )
 def test_classify_default_rules(path: str, kind: str) -> None:
-    """Default rules: package markers beat system prefixes; everything else is an artifact."""
+    """Default rules: package markers beat system prefixes, both beat source suffixes
+    (code); everything else is an artifact."""
     assert classify(path, ClassifyRules()) == kind
 
 
 def test_classify_custom_rules() -> None:
     """Configured rules replace the defaults."""
-    rules = parse('[classify]\nsystem_prefixes = ["/opt/sys/"]\npackage_markers = []').classify
+    rules = parse(
+        '[classify]\nsystem_prefixes = ["/opt/sys/"]\npackage_markers = []\ncode_suffixes = [".m"]'
+    ).classify
     assert classify("/opt/sys/lib.so", rules) == SYSTEM
     assert classify("/usr/lib/libc.so", rules) == ARTIFACT
     assert classify("/x/site-packages/y.py", rules) == ARTIFACT
+    assert classify("/x/model.m", rules) == CODE
+
+
+def test_scripts_run_by_an_interpreter_are_code_whatever_their_name() -> None:
+    """A file the run executed through an interpreter is code even without a suffix."""
+    assert classify("/repo/prepare", ClassifyRules(), {"/repo/prepare"}) == CODE
+    assert classify("/repo/data", ClassifyRules(), {"/repo/prepare"}) == ARTIFACT
+
+
+@pytest.mark.parametrize(
+    ("argv", "exe", "script"),
+    [
+        (["python3", "prep"], "/usr/bin/python3.11", "/w/prep"),
+        (["python3", "-u", "-X", "dev", "../t/x"], "/usr/bin/python3", "/t/x"),
+        (["/bin/sh", "./steps"], "/usr/bin/dash", "/w/steps"),  # after a shebang exec
+        (["bash", "/abs/run"], "/usr/bin/bash", "/abs/run"),
+        (["python3", "-c", "print(1)"], "/usr/bin/python3", None),
+        (["python3", "-m", "pkg.main"], "/usr/bin/python3", None),
+        (["python3"], "/usr/bin/python3", None),
+        (["cp", "a", "b"], "/usr/bin/cp", None),  # not an interpreter: a is data
+    ],
+)
+def test_interpreted_script(argv: list[str], exe: str, script: str | None) -> None:
+    """The script of an interpreter process: its first argument after options."""
+    assert interpreted_script(argv, exe, "/w", ClassifyRules()) == script
 
 
 @pytest.mark.parametrize(

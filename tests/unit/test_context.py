@@ -17,7 +17,14 @@ import pytest
 
 from roard.context import as_json
 from roard.context.git import GitTree, strip_credentials, work_trees
-from roard.context.host import container_id, host_facts, parse_gpus, pod_uid, process_context
+from roard.context.host import (
+    cgroup_context,
+    container_id,
+    host_facts,
+    parse_gpus,
+    pod_uid,
+    process_context,
+)
 from roard.context.packages import (
     SystemPackage,
     SystemPackageIndex,
@@ -420,3 +427,48 @@ def test_a_probe_that_hangs_is_abandoned_at_its_deadline_and_not_repeated() -> N
     while probe.within_deadline(["/x"]) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(calls) >= 2  # once the stuck one finished, probing resumed
+
+
+# Captured on a lent H100 host (nvidia-smi 580.159.04, Ubuntu 24.04) on 2026-11-26.
+_H100_QUERY = (
+    "0, NVIDIA H100 80GB HBM3, GPU-17c07f79-fcc0-1191-4661-c55918bbde62, 81559, 580.159.04"
+)
+_H100_BANNER = (
+    "Thu Nov 26 13:16:23 2026       \n"
+    "+-----------------------------------------------------------------------------------------+\n"
+    "| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: 13.0     |\n"
+    "+-----------------------------------------+------------------------+----------------------+\n"
+)
+
+
+def test_gpus_from_a_real_h100_nvidia_smi_output(tmp_path: Path) -> None:
+    """The same parse over what nvidia-smi printed on a real GPU host."""
+    (tmp_path / "query").write_text(_H100_QUERY + "\n")
+    (tmp_path / "banner").write_text(_H100_BANNER)
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text(
+        f'#!/bin/sh\nif [ -n "$1" ]; then cat {tmp_path}/query; else cat {tmp_path}/banner; fi\n'
+    )
+    tool.chmod(0o755)
+    facts = host_facts(nvidia_smi=str(tool))
+    assert [(g.index, g.name, g.memory_bytes) for g in facts.gpus] == [
+        (0, "NVIDIA H100 80GB HBM3", 81559 << 20)
+    ]
+    assert facts.gpus[0].uuid == "GPU-17c07f79-fcc0-1191-4661-c55918bbde62"
+    assert (facts.driver_version, facts.cuda_version) == ("580.159.04", "13.0")
+
+
+def test_pod_name_of_a_process_in_kubernetes_and_a_tagged_cgroups_context() -> None:
+    """The pod's name is the process's HOSTNAME, only when it runs in Kubernetes."""
+    env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "HOSTNAME": "train-7f9c-0", "PATH": "/bin"}
+    with subprocess.Popen(["sleep", "30"], env=env) as child:
+        try:
+            assert process_context(child.pid).kubernetes_pod == "train-7f9c-0"
+        finally:
+            child.kill()
+    assert (
+        process_context(os.getpid()).kubernetes_pod == "" or "KUBERNETES_SERVICE_HOST" in os.environ
+    )
+    cid = "0123456789abcdef" * 4
+    context = cgroup_context(f"/system.slice/docker-{cid}.scope")
+    assert (context.pid, context.container, context.kubernetes_pod_uid) == (0, cid, "")

@@ -909,3 +909,34 @@ def test_open_store_postgres(postgres_url: str) -> None:
 def test_open_store_refuses_other_urls(url: str) -> None:
     with pytest.raises(ConfigError, match=r"sqlite:///.*postgresql://"):
         open_store(url)
+
+
+def test_signals_and_placement_are_shown(store: SqlStore, counter: Iterator[int]) -> None:
+    """A process killed by a signal says which, apart from `exit 137`; the run says where
+    its root ran (container, pod) as the daemon saw it when tagged."""
+    f = RecordFactory("run-1", counter)
+    tagged = f.tagged()
+    tagged.run_tagged.placement.container = "ab" * 32
+    tagged.run_tagged.placement.kubernetes_pod = "train-0"
+    killed = f.exited(101, 5100, 137, T0 + 5)
+    killed.process_exited.signal = 9
+    finished = f.finished(code=137)
+    finished.run_finished.signal = 9
+    started = [f.started(100, 5000, T0 + 1), f.started(101, 5100, T0 + 2, ppid=100)]
+    store.ingest([tagged, *started, killed, f.exited(100, 5000, 137, T0 + 6), finished])
+    doc = store.show("run-1")
+    assert (doc["exit_code"], doc["signal"]) == (137, "SIGKILL")
+    assert [(p["pid"], p["exit_code"], p["signal"]) for p in doc["processes"]] == [
+        (100, 137, None),  # `exit 137`: the same code, no signal
+        (101, 137, "SIGKILL"),
+    ]
+    assert doc["placement"] == {
+        "cgroup": "",
+        "container": "ab" * 32,
+        "kubernetes_pod": "train-0",
+        "kubernetes_pod_uid": "",
+    }
+    old = RecordFactory("run-2", counter)  # from a daemon that did not say
+    store.ingest([old.tagged(), old.finished(code=0)])
+    assert store.show("run-2")["placement"] is None
+    assert store.show("run-2")["signal"] is None

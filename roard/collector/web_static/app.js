@@ -326,8 +326,10 @@
   }
 
   function filesSection(title, files, extra) {
-    const artifacts = files.filter((f) => f.kind === "artifact");
-    const others = files.filter((f) => f.kind !== "artifact");
+    // The user's own files (data and code) first; system and package files folded away.
+    const mine = (f) => f.kind === "artifact" || f.kind === "code";
+    const artifacts = files.filter(mine);
+    const others = files.filter((f) => !mine(f));
     const headers = [
       { label: "Path" },
       { label: "Hash" },

@@ -1,0 +1,70 @@
+"""What a run's files are (its code apart from its data), how its processes ended (a
+signal apart from an exit status), and where it ran (cgroup), as `roarctl show` says."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from roard.tracking.cgroups import proc_cgroup_path
+from tests.e2e.conftest import Roard, python3
+
+
+def _name() -> str:
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def test_scripts_and_sources_are_code_and_the_files_they_read_are_data(
+    roard: Roard, workdir: Path
+) -> None:
+    (workdir / "data.txt").write_text("rows\n")
+    # A shebang script without a suffix: code because an interpreter ran it.
+    prep = workdir / "prep"
+    prep.write_text("#!/bin/sh\ncat data.txt > staged.txt\n")
+    prep.chmod(0o755)
+    (workdir / "helpers.py").write_text("SCALE = 2\n")
+    (workdir / "train.py").write_text(
+        "import helpers\nopen('model.bin', 'w').write(open('staged.txt').read() * helpers.SCALE)\n"
+    )
+    name = _name()
+    roard.roarctl("tag", "--name", name, "--", "sh", "-c", f"./prep && {python3()} train.py",
+                  cwd=workdir)  # fmt: skip
+    doc = roard.show(name)
+    kinds = {Path(f["path"]).name: f["kind"] for f in doc["inputs"]}
+    assert kinds["prep"] == "code"
+    assert kinds["train.py"] == "code" and kinds["helpers.py"] == "code"
+    assert kinds["data.txt"] == "artifact"
+    outputs = {Path(f["path"]).name: f["kind"] for f in doc["outputs"]}
+    assert outputs["staged.txt"] == outputs["model.bin"] == "artifact"
+    shown = roard.roarctl("show", name).stdout
+    assert f"{workdir / 'train.py'}  (code)" in shown
+
+
+def test_a_signal_is_told_apart_from_an_exit_status(roard: Roard, workdir: Path) -> None:
+    killed = _name()
+    # The child is killed by SIGKILL, then the root shell by SIGTERM.
+    done = roard.roarctl("tag", "--name", killed, "--", "sh", "-c",
+                         "sleep 30 & kill -9 $!; wait; kill -TERM $$", check=False)  # fmt: skip
+    assert done.returncode == 143
+    doc = roard.show(killed)
+    assert (doc["exit_code"], doc["signal"]) == (143, "SIGTERM")
+    assert "exit 143 (SIGTERM)" in roard.roarctl("show", killed).stdout
+    # The background child (sleep, or the shell's fork not yet exec'd) and the root.
+    ends = sorted((p["exit_code"], p["signal"]) for p in doc["processes"])
+    assert ends == [(137, "SIGKILL"), (143, "SIGTERM")]
+
+    exited = _name()
+    assert roard.roarctl("tag", "--name", exited, "--", "sh", "-c", "exit 137",
+                         check=False).returncode == 137  # fmt: skip
+    doc = roard.show(exited)
+    assert (doc["exit_code"], doc["signal"]) == (137, None)
+    assert [p["signal"] for p in doc["processes"]] == [None]
+
+
+def test_the_run_says_which_cgroup_its_root_ran_in(roard: Roard, workdir: Path) -> None:
+    name = _name()
+    roard.roarctl("tag", "--name", name, "--", "true")
+    placement = roard.show(name)["placement"]
+    # The spawned root starts in roarctl's cgroup, which is this test's.
+    assert placement["cgroup"] == proc_cgroup_path(Path("/proc/self/cgroup").read_text())
+    assert placement["container"] == "" and placement["kubernetes_pod"] == ""
