@@ -275,13 +275,11 @@ class _Planner:
         outputs = [_file(f, clones) for f in _outputs(doc)]
         for f in outputs:
             self._made.setdefault((run, f["hash"]), []).append(f["rebuild_path"])
-        for f in outputs:
-            if not f["rebuild_path"].startswith("/"):
-                continue
-            self.warnings.append(
-                f"{label} writes {f['path']} outside the cloned trees: the rebuild replaces "
-                "the file there"
-            )
+            if f["rebuild_path"].startswith("/"):
+                self.warnings.append(
+                    f"{label} writes {f['path']} outside the cloned trees: the rebuild "
+                    "replaces the file there"
+                )
         packages = doc.get("context", {}).get("packages", {})
         return {
             "step": i,
@@ -583,7 +581,10 @@ def _step_lines(step: Doc, steps: list[Doc], checked: set[tuple[str, str]]) -> I
         yield _comment("  no single command re-creates this run; its top-level processes were:")
         for p in step["processes"]:
             yield _comment(f"    on {p['host']}, in {p['cwd']}: {shlex.join(p['argv'])}")
-        checks = [f"verify {_sh(f['rebuild_path'])} {f['hash']}" for f in step["outputs"]]
+        checks = [
+            f"{{ verify {_sh(f['rebuild_path'])} {f['hash']} || [ $? -eq 2 ]; }}"
+            for f in step["outputs"]
+        ]
         message = (
             f"step {i} (run {run}) has no single command: run its processes (listed above) by "
             "hand so that its outputs are in place, then run this script again"
