@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from roard.artifacts.classify import CODE, USER_KINDS
-from roard.cli import diff, render
+from roard.cli import diff, render, reproduce
 from roard.cli.common import print_json, run_main
 from roard.collector.storage import RunFilter
 from roard.config import socket_path
 from roard.control.client import ControlClient, JoinSpec
-from roard.errors import DaemonUnavailable, RoardError, UsageError
+from roard.errors import DaemonUnavailable, NotFound, RoardError, UsageError
 from roard.times import parse_time
 from roard.tracking.names import check_run_id
 
@@ -111,6 +111,20 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--exit-code", action="store_true", help="exit 1 when the runs differ (as git diff)"
     )
+
+    rebuild = sub.add_parser(
+        "reproduce", help="a shell script (or --json plan) that rebuilds an artifact or a run"
+    )
+    rebuild.add_argument(
+        "target",
+        metavar="HASH_OR_RUN",
+        help="blake3:<hex>, a hash prefix or a path (an artifact), or a run id or name",
+    )
+    rebuild.add_argument("--depth", type=_count, default=0, help="run levels to walk (default 5)")
+    rebuild.add_argument(
+        "--max-nodes", type=_count, default=0, help="the largest walk (default 500, max 20000)"
+    )
+    rebuild.add_argument("--json", action="store_true", help="the plan instead of the script")
 
     status = sub.add_parser("status", help="daemon health, tier and counters")
     status.add_argument("--json", action="store_true")
@@ -450,12 +464,44 @@ def _diff(client: ControlClient, args: argparse.Namespace) -> int:
     return 1 if args.exit_code and not doc["same"] else 0
 
 
+def _reproduce(client: ControlClient, args: argparse.Namespace) -> int:
+    text, first = args.target, None
+    walk = (args.depth, args.max_nodes)
+    # A hash or a path names an artifact; anything else is first taken as a run (run ids
+    # look like hash prefixes: "blake3:" says a hash is meant).
+    if text.startswith("blake3:") or os.sep in text:
+        graph = client.lineage(_target(text), True, False, walk[0], None, walk[1])
+    else:
+        try:
+            first = client.show(text)
+        except NotFound as not_run:
+            try:
+                graph = client.lineage(_target(text), True, False, walk[0], None, walk[1])
+            except (NotFound, UsageError):
+                raise NotFound(f"no run or artifact {text!r} ({not_run})") from None
+        else:
+            graph = client.run_graph(first["run_id"], *walk)
+
+    def show(run_id: str) -> dict[str, Any]:
+        return first if first is not None and first["run_id"] == run_id else client.show(run_id)
+
+    plan = reproduce.build_plan(text, graph, show, client.artifact)
+    for warning in plan["warnings"]:
+        print(f"roarctl: warning: {warning}", file=sys.stderr)
+    if args.json:
+        print_json(plan)
+    else:
+        sys.stdout.write(reproduce.script(plan))
+    return 0
+
+
 _QUERIES = {
     "lineage": _lineage,
     "artifact": _artifact,
     "graph": _graph,
     "export": _export,
     "diff": _diff,
+    "reproduce": _reproduce,
 }
 
 
