@@ -91,6 +91,7 @@ class Run:
     changes: int = 0  # events applied so far: a checkpoint is due when this moved
     join_hosts: int = 0  # a joined run: how many hosts' parts the collector should expect
     environments: set[str] = field(default_factory=set)  # env hashes sent for this run
+    cwds: set[str] = field(default_factory=set)  # its processes' working directories
 
     @property
     def joined(self) -> bool:
