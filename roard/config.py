@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from roard.artifacts.datasets import DEFAULT_MIN_FILES
 from roard.artifacts.filesystems import DEFAULT_SHARED_FSTYPES, SharedRules
 from roard.context.environment import DEFAULT_SECRET_NAMES, DEFAULT_SECRET_VALUES, Redactor
 from roard.errors import ConfigError
@@ -143,6 +144,15 @@ class ContextConfig:
 
 
 @dataclass(frozen=True)
+class DatasetsConfig:
+    """Directories of many files read or written as one (config section [datasets]; the
+    rule is in roard.artifacts.datasets)."""
+
+    enabled: bool = True
+    min_files: int = DEFAULT_MIN_FILES  # files of a role under a directory to make a dataset
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     """Where records go (config section [collector]); empty strings mean "not set"."""
 
@@ -200,6 +210,7 @@ class Config:
     classify: ClassifyRules = field(default_factory=ClassifyRules)
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
+    datasets: DatasetsConfig = field(default_factory=DatasetsConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -267,6 +278,8 @@ def parse(text: str, source: str = "config") -> Config:
             config = replace(config, context=_section("context", value, ContextConfig))
         elif key == "artifacts":
             config = replace(config, artifacts=_section("artifacts", value, ArtifactsConfig))
+        elif key == "datasets":
+            config = replace(config, datasets=_section("datasets", value, DatasetsConfig))
         elif key == "collector":
             config = replace(config, collector=_section("collector", value, CollectorConfig))
         elif key == "metrics":
@@ -295,6 +308,11 @@ def _checked(config: Config) -> Config:
         (
             not (c.tls_cert or c.tls_key) or bool(c.tls_cert and c.tls_key and c.tls_ca),
             "[collector] tls_cert and tls_key go together, with tls_ca",
+        ),
+        (
+            config.datasets.min_files >= 2,
+            "[datasets] min_files must be at least 2 (files of a directory a run used to "
+            "make it one dataset)",
         ),
         (config.hash_workers >= 1, "hash_workers must be at least 1"),
         (

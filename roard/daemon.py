@@ -153,6 +153,7 @@ class Daemon:
             locator=Locator(self.config.artifacts.shared_rules()),
             redactor=self.config.context.redactor(),
             context=ContextProbe(),
+            datasets=self.config.datasets,
         )
         self._resume_runs()
         stack.callback(self._suspend)

@@ -6,9 +6,11 @@ Pure functions on show documents (no daemon calls), like roard.cli.render:
 Files are keyed by path alone when each run ran on one host (a rerun on another node
 compares), and by (host, path) when either run spans several hosts (a joined run), since
 the same path on two nodes is then two files. Only the user's own files (kinds "artifact"
-and "code") count unless `all_kinds`. The `context` sections (code, packages, environment,
-host) are compared only when both documents carry them; otherwise their keys are absent
-from the result.
+and "code") count unless `all_kinds`. Datasets (directories of many files used as one) are
+compared by tree hash under `datasets`, each changed one once with its changed, added and
+removed files; their files are then left out of `inputs` and `outputs`. The `context`
+sections (code, packages, environment, host) are compared only when both documents carry
+them; their keys are absent from the result.
 """
 
 from __future__ import annotations
@@ -41,18 +43,70 @@ def _by_host(a: Doc, b: Doc) -> bool:
     return len(a.get("hosts") or [a["host"]]) > 1 or len(b.get("hosts") or [b["host"]]) > 1
 
 
-def _files(doc: Doc, role: str, by_host: bool, all_kinds: bool) -> dict[Any, Doc]:
-    """A run's inputs or outputs, keyed by path or (host, path)."""
+def _key(f: Doc, by_host: bool) -> Any:
+    return (f["host"], f["path"]) if by_host else f["path"]
+
+
+def _datasets(doc: Doc, role: str, by_host: bool) -> dict[Any, Doc]:
+    """A run's datasets of a role ("inputs" or "outputs"), keyed like files."""
+    wanted = role.removesuffix("s")
+    return {_key(d, by_host): d for d in doc.get("datasets", []) if d["role"] == wanted}
+
+
+def _in_datasets(a: Doc, b: Doc, role: str, by_host: bool) -> set[Any]:
+    """The keys of the files of either run's datasets of `role`."""
     return {
-        (f["host"], f["path"]) if by_host else f["path"]: f
-        for f in doc[role]
-        if all_kinds or f["kind"] in USER_KINDS
+        _key({"host": d["host"], "path": f"{d['path']}/{f['path']}"}, by_host)
+        for doc in (a, b)
+        for d in _datasets(doc, role, by_host).values()
+        for f in d["files"]
+    }
+
+
+def _files(doc: Doc, role: str, by_host: bool, all_kinds: bool, skip: set[Any]) -> dict[Any, Doc]:
+    """A run's inputs or outputs, keyed by path or (host, path), but for those in `skip`."""
+    files = (f for f in doc[role] if all_kinds or f["kind"] in USER_KINDS)
+    return {k: f for f in files if (k := _key(f, by_host)) not in skip}
+
+
+def _diff_datasets(a: Doc, b: Doc, role: str, by_host: bool) -> Doc:
+    """Datasets changed (same key, different tree hash, with their files' changes),
+    added and removed."""
+    da, db = _datasets(a, role, by_host), _datasets(b, role, by_host)
+    changed, added, removed = _split(
+        {k: d["hash"] for k, d in da.items()}, {k: d["hash"] for k, d in db.items()}
+    )
+    entries = []
+    for key in changed:
+        x, y = da[key], db[key]
+        fa, fb = ({f["path"]: f for f in d["files"]} for d in (x, y))
+        names_changed, names_added, names_removed = _split(
+            {k: f["hash"] for k, f in fa.items()}, {k: f["hash"] for k, f in fb.items()}
+        )
+        entry: Doc = {"path": x["path"]}
+        if by_host:
+            entry["host"] = x["host"]
+        entry.update(a=x["hash"], b=y["hash"], file_count_a=x["file_count"])
+        entry["file_count_b"] = y["file_count"]
+        entry["files"] = {
+            "changed": [{"path": k, "a": fa[k]["hash"], "b": fb[k]["hash"]} for k in names_changed],
+            "added": [fb[k] for k in names_added],
+            "removed": [fa[k] for k in names_removed],
+        }
+        entries.append(entry)
+    brief = ("path", "host", "hash", "file_count", "size")
+    return {
+        "changed": entries,
+        "added": [{f: db[k][f] for f in brief} for k in added],
+        "removed": [{f: da[k][f] for f in brief} for k in removed],
     }
 
 
 def _diff_files(a: Doc, b: Doc, role: str, by_host: bool, all_kinds: bool) -> Doc:
-    """changed (same key, different hash), added (only in b), removed (only in a)."""
-    fa, fb = _files(a, role, by_host, all_kinds), _files(b, role, by_host, all_kinds)
+    """changed (same key, different hash), added (only in b), removed (only in a), but
+    for the files of datasets (compared by _diff_datasets)."""
+    skip = _in_datasets(a, b, role, by_host)
+    fa, fb = _files(a, role, by_host, all_kinds, skip), _files(b, role, by_host, all_kinds, skip)
     # "Changed" is about content: metadata such as bytes_read may differ between runs.
     hash_a = {k: f["hash"] for k, f in fa.items()}
     hash_b = {k: f["hash"] for k, f in fb.items()}
@@ -225,7 +279,7 @@ def diff_runs(a: Doc, b: Doc, *, all_kinds: bool = False) -> Doc:
     """What changed from run `a` to run `b`, both `roarctl show --json` documents.
 
     Sections that always appear: a, b, keyed_by ("path" or "host+path"), same, inputs,
-    outputs, command (None when equal).
+    outputs, datasets ({"inputs": ..., "outputs": ...}), command (None when equal).
     processes, exit_code and complete appear only when they differ; code, packages,
     environment and host only when both runs carry that context. `all_kinds` compares
     system and package files too, not just artifacts.
@@ -237,6 +291,7 @@ def diff_runs(a: Doc, b: Doc, *, all_kinds: bool = False) -> Doc:
         "keyed_by": "host+path" if by_host else "path",
         "inputs": _diff_files(a, b, "inputs", by_host, all_kinds),
         "outputs": _diff_files(a, b, "outputs", by_host, all_kinds),
+        "datasets": {role: _diff_datasets(a, b, role, by_host) for role in ("inputs", "outputs")},
         "command": _command(a, b),
     }
     processes = _processes(a, b)
@@ -250,6 +305,7 @@ def diff_runs(a: Doc, b: Doc, *, all_kinds: bool = False) -> Doc:
     out["same"] = (
         _lists_empty(out["inputs"])
         and _lists_empty(out["outputs"])
+        and _lists_empty(out["datasets"])
         and out["command"] is None
         and not {"processes", "exit_code", "complete"} & out.keys()
         # code and host list only what differs, so any entry is a difference (even a
@@ -282,6 +338,23 @@ def _file_lines(title: str, section: Doc, by_host: bool) -> Iterator[str]:
             yield f"  {sign} {_where(f, by_host)}"
 
 
+def _dataset_lines(title: str, section: Doc, by_host: bool) -> Iterator[str]:
+    if _lists_empty(section):
+        return
+    yield _counts(title, section)
+    for c in section["changed"]:
+        hashes = f"{short_hash(c['a'])} -> {short_hash(c['b'])}"
+        yield f"  ~ {_where(c, by_host)}/  {hashes} ({c['file_count_b']} files)"
+        for f in c["files"]["changed"]:
+            yield f"      ~ {f['path']}  {short_hash(f['a'])} -> {short_hash(f['b'])}"
+        for sign, key in (("+", "added"), ("-", "removed")):
+            for f in c["files"][key]:
+                yield f"      {sign} {f['path']}"
+    for sign, key in (("+", "added"), ("-", "removed")):
+        for d in section[key]:
+            yield f"  {sign} {_where(d, by_host)}/ ({d['file_count']} files)"
+
+
 def _package_lines(eco: str, section: Doc) -> Iterator[str]:
     if _lists_empty(section):
         return
@@ -303,6 +376,9 @@ def lines(diff: Doc) -> Iterator[str]:
     by_host = diff["keyed_by"] == "host+path"
     for role in ("inputs", "outputs"):
         yield from _file_lines(role, diff[role], by_host)
+        yield from _dataset_lines(
+            f"{role.removesuffix('s')} datasets", diff["datasets"][role], by_host
+        )
     if command := diff["command"]:
         if command["a"] != command["b"]:
             yield f"command: {shlex.join(command['a'])} -> {shlex.join(command['b'])}"

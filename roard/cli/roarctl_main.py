@@ -314,7 +314,7 @@ def _finish_showing_progress(client: ControlClient, run_id: str, code: int) -> d
 def _kind_counts(files: list[dict[str, Any]] | dict[str, int]) -> dict[str, int]:
     """show lists files; finish/untag summaries count them by kind already."""
     if isinstance(files, dict):
-        return files
+        return dict(files)
     counts: dict[str, int] = {}
     for f in files:
         counts[f["kind"]] = counts.get(f["kind"], 0) + 1
@@ -343,10 +343,15 @@ def _summary(doc: dict[str, Any]) -> str:
     complete = "complete" if doc["complete"] else f"INCOMPLETE: {doc['lost_events']} events lost"
     inputs, outputs = _kind_counts(doc["inputs"]), _kind_counts(doc["outputs"])
     killed = f" ({doc['signal']})" if doc.get("signal") else ""
+    # Summaries count datasets as a kind of their own; show lists them apart.
+    sets = [inputs.pop("dataset", 0), outputs.pop("dataset", 0)]
+    for d in doc.get("datasets", []):
+        sets[d["role"] == "output"] += 1
+    datasets = f" and {sets[0]}/{sets[1]} datasets" if any(sets) else ""
     return (
         f"run {doc['run_id']}{name} {doc['status']}, exit {doc['exit_code']}{killed}: "
         f"{inputs.get('artifact', 0)} input and {outputs.get('artifact', 0)} output artifacts "
-        f"({sum(inputs.values())}/{sum(outputs.values())} files in all), {complete}"
+        f"({sum(inputs.values())}/{sum(outputs.values())} files in all{datasets}), {complete}"
         f"{_unhashed_note(doc.get('unhashed'))}"
     )
 
@@ -398,6 +403,12 @@ def _print_show(doc: dict[str, Any]) -> None:
         if others:
             kinds = sorted({f["kind"] for f in others})
             print(f"    (+{len(others)} {'/'.join(kinds)} files: --json lists them)")
+    if doc.get("datasets"):
+        print("  datasets:")
+        for d in doc["datasets"]:
+            where = f"{d['host']}:" if hosts else ""
+            digest = render.short_hash(d["hash"]) if d["hash"] else "(not hashed)"
+            print(f"    {d['role']:<6}  {digest}  {d['file_count']:>5} files  {where}{d['path']}/")
     if doc.get("unhashed"):
         print("  not hashed:")
         for f in doc["unhashed"]:

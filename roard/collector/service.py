@@ -74,9 +74,13 @@ def _problem(record: records_pb2.Record) -> str | None:
         times.append(getattr(getattr(record, kind), _TIMED_BODIES[kind]))
     if not all(0.0 <= t < _TIME_LIMIT for t in times):
         return f"a time outside 1970..9999 ({times})"
-    digest = record.file_access.hash
-    if kind == "file_access" and digest and not _HASH.fullmatch(digest):
-        return f"hash {digest!r} is not blake3:<64 hex digits>"
+    digests = {
+        "file_access": [record.file_access.hash],
+        "dataset": [record.dataset.hash, *(f.hash for f in record.dataset.files)],
+    }.get(kind, [])
+    for digest in digests:
+        if digest and not _HASH.fullmatch(digest):
+            return f"hash {digest!r} is not blake3:<64 hex digits>"
     return None
 
 

@@ -44,6 +44,7 @@ __all__ = [
 ROLE_INPUT = records_pb2.ROLE_INPUT
 ROLE_OUTPUT = records_pb2.ROLE_OUTPUT
 ROLE_DELETED = records_pb2.ROLE_DELETED
+DATASET = "dataset"  # the file_access kind of a dataset's own row
 
 Row = Mapping[str, Any]
 
@@ -284,6 +285,21 @@ MIGRATIONS: tuple[tuple[str | Callable[[Cursor], None], ...], ...] = (
         # shell-style exit code (128 + N) that cannot tell `exit 137` from SIGKILL.
         "ALTER TABLE processes ADD COLUMN exit_signal INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE runs ADD COLUMN exit_signal INTEGER NOT NULL DEFAULT 0",
+        # Datasets (Dataset records): each is also a file_access row of kind 'dataset' (path:
+        # its directory, hash: its tree hash), so that artifact, lineage and graph queries
+        # find it as they find a file; its files (paths relative to it) are here.
+        """
+        CREATE TABLE dataset_files (
+            run_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            role INTEGER NOT NULL,
+            dataset TEXT NOT NULL,
+            path TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            PRIMARY KEY (run_id, host, role, dataset, path)
+        )
+        """,
     ),
 )
 
@@ -573,10 +589,11 @@ class SqlStore:
             processes = cur.fetchall()
             cur.execute(
                 "SELECT * FROM file_access WHERE run_id = ? AND role IN (?, ?, ?)"
-                " ORDER BY path, host",
-                (run_id, ROLE_INPUT, ROLE_OUTPUT, ROLE_DELETED),
+                " AND kind <> ? ORDER BY path, host",
+                (run_id, ROLE_INPUT, ROLE_OUTPUT, ROLE_DELETED, DATASET),
             )
             files = cur.fetchall()
+            datasets = _datasets(cur, run_id)
             cur.execute(
                 "SELECT payload FROM records WHERE run_id = ?"
                 " AND kind IN ('loss_notice', 'path_changed', 'run_tagged', 'run_context')"
@@ -631,7 +648,8 @@ class SqlStore:
                 }
                 for f in files
                 if f["role"] == ROLE_DELETED
-            ],
+            ],  # Directories of many files used as one; their files are listed above too.
+            datasets=[_dataset_doc(d, components, host) for d, components in datasets],
         )
         contexts = [r.run_context for r in history if r.HasField("run_context")]
         if contexts:
@@ -725,13 +743,13 @@ class SqlStore:
         cond, params = _visibility(uid)
         sql = (
             "SELECT r.*,"
-            " (SELECT COUNT(*) FROM file_access f WHERE f.run_id = r.run_id AND f.role = ?)"
-            " AS n_inputs,"
-            " (SELECT COUNT(*) FROM file_access f WHERE f.run_id = r.run_id AND f.role = ?)"
-            " AS n_outputs"
+            " (SELECT COUNT(*) FROM file_access f WHERE f.run_id = r.run_id AND f.role = ?"
+            " AND f.kind <> ?) AS n_inputs,"
+            " (SELECT COUNT(*) FROM file_access f WHERE f.run_id = r.run_id AND f.role = ?"
+            " AND f.kind <> ?) AS n_outputs"
             f" FROM runs r WHERE {cond}"
         )
-        args: list[Any] = [ROLE_INPUT, ROLE_OUTPUT, *params]
+        args: list[Any] = [ROLE_INPUT, DATASET, ROLE_OUTPUT, DATASET, *params]
         if where.host is not None:
             sql += (
                 " AND (r.host = ? OR EXISTS (SELECT 1 FROM run_parts p"
@@ -935,6 +953,9 @@ def _apply(
         if kind == "file_access":
             upsert_accesses(cur, [_access_params(r, host) for r in records])
             continue
+        if kind == "dataset":
+            _store_datasets(cur, records, host, upsert_accesses)
+            continue
         # Other kinds (newer senders, path changes) stay raw.
         for sql, params in _APPLY.get(kind, ()):
             cur.executemany(sql, [params(r, host) for r in records])
@@ -1065,6 +1086,35 @@ def _access_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
             _i64(fa.size), fa.kind, _i64(fa.dev), _i64(fa.ino), fa.mtime_ns,
             _i64(fa.bytes_read), _i64(fa.bytes_written), int(fa.read_too), fa.unhashed,
             fa.location)  # fmt: skip
+
+
+def _store_datasets(
+    cur: Cursor,
+    records: list[records_pb2.Record],
+    host: str,
+    upsert_accesses: Callable[[Cursor, list[tuple[Any, ...]]], None],
+) -> None:
+    """A dataset's own row (with the file accesses) and its files. A run sends one record
+    per dataset, once (its id is stable): its files are replaced, not merged."""
+    upsert_accesses(
+        cur,
+        [
+            (r.run_id, host, int(r.dataset.role), r.dataset.path, _i64(r.seq), r.dataset.hash,
+             _i64(r.dataset.size), DATASET, 0, 0, 0, 0, 0, 0, r.dataset.unhashed, "")
+            for r in records
+        ],
+    )  # fmt: skip
+    keys = [(r.run_id, host, int(r.dataset.role), r.dataset.path) for r in records]
+    cur.executemany(
+        "DELETE FROM dataset_files WHERE run_id = ? AND host = ? AND role = ? AND dataset = ?",
+        keys,
+    )
+    cur.executemany(
+        "INSERT INTO dataset_files (run_id, host, role, dataset, path, hash, size)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [(*key, f.path, f.hash, _i64(f.size)) for key, r in zip(keys, records, strict=True)
+         for f in r.dataset.files],
+    )  # fmt: skip
 
 
 def _loss_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
@@ -1365,10 +1415,9 @@ class _Graph:
             limit = 2 * self._max_nodes
             self._cur.execute(
                 "SELECT run_id, hash, path, size, kind FROM file_access"
-                f" WHERE run_id IN ({_marks(len(chunk))}) AND role = ?"
-                " AND kind IN ('artifact', 'code')"
+                f" WHERE run_id IN ({_marks(len(chunk))}) AND role = ? AND kind IN (?, ?, ?)"
                 " AND hash <> '' ORDER BY run_id, path LIMIT ?",
-                (*chunk, role, limit),
+                (*chunk, role, "artifact", "code", DATASET, limit),
             )
             rows = self._cur.fetchall()
             self.truncated = self.truncated or len(rows) == limit
@@ -1607,6 +1656,35 @@ def _unhashed_doc(row: Row, run_host: str) -> dict[str, Any]:
         "bytes_read": _u64(row["bytes_read"]),
         "bytes_written": _u64(row["bytes_written"]),
     }
+
+
+def _datasets(cur: Cursor, run_id: str) -> list[tuple[Row, list[Row]]]:
+    """A run's datasets (their file_access rows), each with its files."""
+    cur.execute(
+        "SELECT * FROM file_access WHERE run_id = ? AND kind = ? ORDER BY role, path, host",
+        (run_id, DATASET),
+    )
+    rows = cur.fetchall()
+    cur.execute("SELECT * FROM dataset_files WHERE run_id = ? ORDER BY path", (run_id,))
+    files: dict[tuple[str, int, str], list[Row]] = {}
+    for f in cur.fetchall():
+        files.setdefault((f["host"], f["role"], f["dataset"]), []).append(f)
+    return [(d, files.get((d["host"], d["role"], d["path"]), [])) for d in rows]
+
+
+def _dataset_doc(row: Row, files: list[Row], run_host: str) -> dict[str, Any]:
+    doc = {
+        "path": row["path"],
+        "hash": row["hash"],
+        "role": "output" if row["role"] == ROLE_OUTPUT else "input",
+        "size": _u64(row["size"]),
+        "file_count": len(files),
+        "host": row["host"] or run_host,
+        "files": [{"path": f["path"], "hash": f["hash"], "size": _u64(f["size"])} for f in files],
+    }
+    if row["unhashed"]:
+        doc["unhashed"] = row["unhashed"]
+    return doc
 
 
 def _output_doc(row: Row, run_host: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from roard.artifacts.datasets import Dataset
 from roard.artifacts.hasher import Digest, Unhashed
 from roard.context.host import ProcessContext
 from roard.records import ids
@@ -135,6 +136,24 @@ def file_deleted(run: Run, use: FileUse, kind: str, now: float) -> pb.Record:
             ino=use.ino,
             bytes_read=use.bytes_read,
             bytes_written=use.bytes_written,
+        ),
+    )
+
+
+def dataset(run: Run, found: Dataset, output: bool, now: float) -> pb.Record:
+    """Files of one directory the run read (or wrote) as one artifact."""
+    role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
+    return _record(
+        run.run_id,
+        f"dataset/{pb.Role.Name(role)}/{found.path}",
+        now,
+        dataset=pb.Dataset(
+            path=found.path,
+            role=role,
+            hash=found.hash,
+            size=found.size,
+            files=[pb.DatasetFile(path=m.path, hash=m.hash, size=m.size) for m in found.files],
+            unhashed=found.unhashed,
         ),
     )
 

@@ -64,6 +64,8 @@ def priority(record: pb.Record) -> int:
         if access.role != pb.ROLE_INPUT:
             return PRIO_OUTPUT
         return PRIO_READ if access.kind in USER_KINDS else PRIO_SUMMARY
+    if kind == "dataset":
+        return PRIO_OUTPUT if record.dataset.role != pb.ROLE_INPUT else PRIO_READ
     return PRIO_LIFECYCLE
 
 

@@ -93,6 +93,7 @@ class Run:
     join_hosts: int = 0  # a joined run: how many hosts' parts the collector should expect
     environments: set[str] = field(default_factory=set)  # env hashes sent for this run
     scripts: set[str] = field(default_factory=set)  # files run by an interpreter: code
+    cwds: set[str] = field(default_factory=set)  # its processes' working directories
 
     @property
     def joined(self) -> bool:

@@ -6,7 +6,9 @@ reads are hashed in the hasher's pool, and runs are finalized on a finalizer thr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import pwd
 import socket
 import threading
 import time
@@ -19,10 +21,11 @@ import psutil
 import structlog
 
 from roard import procfs
-from roard.artifacts.classify import classify, interpreted_script
+from roard.artifacts import datasets
+from roard.artifacts.classify import ARTIFACT, classify, interpreted_script
 from roard.artifacts.filesystems import Locator, SharedRules
 from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
-from roard.config import ClassifyRules
+from roard.config import ClassifyRules, DatasetsConfig
 from roard.context.environment import Redactor, digest, read_environ
 from roard.context.host import cgroup_context, process_context
 from roard.context.probe import ContextProbe
@@ -109,11 +112,13 @@ class Tracker:
         locator: Locator | None = None,
         redactor: Redactor | None = None,
         context: ContextProbe | None = None,
+        datasets: DatasetsConfig | None = None,
     ) -> None:
         """`locator` names files on shared filesystems the same on every host (default:
         the stock shared filesystem types); `redactor` takes secrets out of environments
         and argv before they are recorded; `context` describes each run's code, packages
-        and host when it ends (None: not recorded)."""
+        and host when it ends (None: not recorded); `datasets` groups directories of many
+        files into dataset records (None: the defaults)."""
         self._kernel = kernel
         self._hasher = hasher
         self._sink = sink
@@ -129,6 +134,7 @@ class Tracker:
         self._locator = locator or Locator(SharedRules())
         self._redactor = redactor or Redactor()
         self._context = context
+        self._datasets = datasets or DatasetsConfig()
         self._lock = threading.RLock()
         self._procs = ProcessTable()
         self._fds = FdTable()
@@ -805,17 +811,36 @@ class Tracker:
         if not run.live and run.cgroup is None:
             self._schedule_finalize(run, why)
 
-    def _context_records(self, run: Run, read: list[str], now: float) -> list[pb.Record]:
-        """The run's context record; none when not configured or the probe failed (the
-        run's files are all there: only the description of its code is missing)."""
+    def _run_context(self, run: Run, read: list[str]) -> pb.RunContext | None:
+        """The run's context; None when not configured or the probe failed (the run's
+        files are all there: only the description of its code is missing)."""
         if self._context is None:
-            return []
+            return None
         try:
-            context = self._context.within_deadline(read)
+            return self._context.within_deadline(read)
         except Exception:
             log.exception("could not describe the run's code and packages", run_id=run.run_id)
+            return None
+
+    def _dataset_records(
+        self,
+        run: Run,
+        members: Mapping[bool, list[datasets.Member]],
+        context: pb.RunContext | None,
+        now: float,
+    ) -> list[pb.Record]:
+        """Dataset records over the run's artifacts, inputs and outputs apart. Datasets
+        never span the run's working directories, its git work trees or the user's home."""
+        if not self._datasets.enabled:
             return []
-        return [] if context is None else [convert.run_context(run, context, now)]
+        stops = set(run.cwds) | {g.root for g in (context.git if context else ())}
+        with contextlib.suppress(KeyError):  # a uid without a passwd entry has no home
+            stops.add(pwd.getpwuid(run.uid).pw_dir)
+        return [
+            convert.dataset(run, found, output, now)
+            for output, files in sorted(members.items())
+            for found in datasets.group(files, self._datasets.min_files, stops)
+        ]
 
     def _started(self, run: Run, proc: Process, exec_: bool = False) -> list[pb.Record]:
         """The records of a process as known now; with `exec_` (it exec'd, or was adopted),
@@ -832,6 +857,8 @@ class Tracker:
                 if proc.env_hash not in run.environments:
                     run.environments.add(proc.env_hash)
                     records.append(convert.environment(run.run_id, proc.env_hash, env, now))
+        if proc.cwd:
+            run.cwds.add(proc.cwd)
         records.append(convert.process_started(proc, now, self._generation))
         return records
 
@@ -903,9 +930,12 @@ class Tracker:
         }
         records: list[pb.Record] = []
         probed = []  # read and hashed: on a mount that answers (the probes stat around it)
+        members: dict[bool, list[datasets.Member]] = {False: [], True: []}  # by written
         for use in chosen:
             kind = classify(use.path, self._rules, run.scripts)
             outcome = _outcome(digests[use.path])
+            if kind == ARTIFACT and outcome is not None:
+                members[use.written].append(_member(use.path, outcome))
             if use.read and isinstance(outcome, Digest):
                 probed.append(use.path)
             if isinstance(outcome, Unhashed):
@@ -921,7 +951,10 @@ class Tracker:
                 )
             elif use.written:
                 records.append(convert.file_deleted(run, use, kind, now))
-        records += self._context_records(run, probed, now)
+        context = self._run_context(run, probed)
+        if context is not None:
+            records.append(convert.run_context(run, context, now))
+        records += self._dataset_records(run, members, context, now)
         if run.lost_events:
             reasons = ", ".join(sorted(run.lost_reasons))
             records.append(convert.loss_notice(run.run_id, run.lost_events, reasons, now, "final"))
@@ -1003,6 +1036,13 @@ def _fd_path(pid: int, fd: int, ino: int) -> str | None:
         return None
     path, info = described
     return path if info.get("ino") == str(ino) else None
+
+
+def _member(path: str, outcome: Digest | Unhashed) -> datasets.Member:
+    """A file as dataset grouping takes it."""
+    if isinstance(outcome, Digest):
+        return datasets.Member(path, outcome.hash, outcome.stamp.size)
+    return datasets.Member(path, "", outcome.size, str(outcome))
 
 
 def _outcome(future: Future[Digest]) -> Digest | Unhashed | None:

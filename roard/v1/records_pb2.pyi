@@ -19,7 +19,7 @@ ROLE_OUTPUT: Role
 ROLE_DELETED: Role
 
 class Record(_message.Message):
-    __slots__ = ("id", "seq", "run_id", "time", "part", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished", "path_changed", "environment", "run_context")
+    __slots__ = ("id", "seq", "run_id", "time", "part", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished", "path_changed", "environment", "run_context", "dataset")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class Record(_message.Message):
     PATH_CHANGED_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     RUN_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
     id: str
     seq: int
     run_id: str
@@ -48,7 +49,8 @@ class Record(_message.Message):
     path_changed: PathChanged
     environment: Environment
     run_context: RunContext
-    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., part: _Optional[str] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., run_context: _Optional[_Union[RunContext, _Mapping]] = ...) -> None: ...
+    dataset: Dataset
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., part: _Optional[str] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., run_context: _Optional[_Union[RunContext, _Mapping]] = ..., dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
 
 class RunTagged(_message.Message):
     __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at", "cgroup", "joined", "join_hosts", "placement")
@@ -175,6 +177,32 @@ class FileAccess(_message.Message):
     unhashed: str
     location: str
     def __init__(self, path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., read_too: _Optional[bool] = ..., unhashed: _Optional[str] = ..., location: _Optional[str] = ...) -> None: ...
+
+class Dataset(_message.Message):
+    __slots__ = ("path", "role", "hash", "size", "files", "unhashed")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    UNHASHED_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    role: Role
+    hash: str
+    size: int
+    files: _containers.RepeatedCompositeFieldContainer[DatasetFile]
+    unhashed: str
+    def __init__(self, path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ..., files: _Optional[_Iterable[_Union[DatasetFile, _Mapping]]] = ..., unhashed: _Optional[str] = ...) -> None: ...
+
+class DatasetFile(_message.Message):
+    __slots__ = ("path", "hash", "size")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    hash: str
+    size: int
+    def __init__(self, path: _Optional[str] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class LossNotice(_message.Message):
     __slots__ = ("lost_events", "reason", "delivery")

@@ -211,12 +211,22 @@ def test_interpreted_script(argv: list[str], exe: str, script: str | None) -> No
         ('[collector]\ntls_cert = "/c.pem"', "tls_cert"),
         ('[collector]\nadress = "x:1"', "adress"),
         ("[collector]\naddress = 7443", "address"),
+        ("[datasets]\nmin_files = 1", r"\[datasets\] min_files must be at least 2"),
+        ("[datasets]\nmin_files = 8.0", r"\[datasets\] min_files"),
+        ('[datasets]\nenabled = "no"', r"\[datasets\] enabled"),
+        ("[datasets]\nmin_file = 3", r"unknown config key \[datasets\] min_file"),
     ],
 )
 def test_out_of_range_values_are_config_errors(text: str, needle: str) -> None:
     """Values that cannot work are rejected at parse time, naming the key."""
     with pytest.raises(ConfigError, match=needle):
         parse(text)
+
+
+def test_datasets_section() -> None:
+    conf = parse("[datasets]\nmin_files = 2\nenabled = false\n")
+    assert (conf.datasets.min_files, conf.datasets.enabled) == (2, False)
+    assert (Config().datasets.min_files, Config().datasets.enabled) == (8, True)
 
 
 def test_collector_section() -> None:

@@ -394,3 +394,42 @@ def test_root_environment_as_show_records_it_is_compared() -> None:
     assert diff["same"] is False
     b["environments"] = {"blake3:0.2": {"LR": "0.1", "TOKEN": "<redacted>"}}
     assert diff_runs(a, b)["same"] is True
+
+
+def dataset(path: str, h: str, files: dict[str, str], role: str = "input") -> dict[str, Any]:
+    return {
+        "path": path,
+        "hash": h,
+        "role": role,
+        "size": 10 * len(files),
+        "file_count": len(files),
+        "host": "n1",
+        "files": [{"path": p, "hash": fh, "size": 10} for p, fh in sorted(files.items())],
+    }
+
+
+def test_a_changed_dataset_is_reported_once_with_its_files() -> None:
+    shards = {"0.bin": H1, "1.bin": H2, "2.bin": H3}
+    a = run(datasets=[dataset("/data/shards", H1, shards)])
+    a["inputs"] += [file(f"/data/shards/{p}", h) for p, h in shards.items()]
+    b = rerun(a)
+    b["inputs"] = [f for f in b["inputs"] if f["path"] != "/data/shards/2.bin"]
+    b["inputs"][-1] = file("/data/shards/1.bin", H4)
+    b["inputs"].append(file("/data/shards/3.bin", H3))
+    b["datasets"] = [dataset("/data/shards", H2, {"0.bin": H1, "1.bin": H4, "3.bin": H3})]
+    d = diff_runs(a, b)
+    assert d["same"] is False
+    # The shards are not listed again as inputs.
+    assert d["inputs"] == {"changed": [], "added": [], "removed": []}
+    (changed,) = d["datasets"]["inputs"]["changed"]
+    assert (changed["path"], changed["a"], changed["b"]) == ("/data/shards", H1, H2)
+    assert changed["files"]["changed"] == [{"path": "1.bin", "a": H2, "b": H4}]
+    assert [f["path"] for f in changed["files"]["added"]] == ["3.bin"]
+    assert [f["path"] for f in changed["files"]["removed"]] == ["2.bin"]
+    assert d["datasets"]["outputs"] == {"changed": [], "added": [], "removed": []}
+    text = "\n".join(lines(d))
+    assert "input datasets: 1 changed, 0 added, 0 removed" in text
+    assert "      ~ 1.bin" in text and "      + 3.bin" in text and "      - 2.bin" in text
+    # The same datasets: no difference (documents from older collectors have none).
+    assert diff_runs(a, rerun(a))["same"] is True
+    assert diff_runs(run(), run())["datasets"]["inputs"]["changed"] == []

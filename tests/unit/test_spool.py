@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roard.records.spool import NEVER_SHED, PRIO_OUTPUT, PRIO_SUMMARY, Spool, priority
+from roard.records.spool import NEVER_SHED, PRIO_OUTPUT, PRIO_READ, PRIO_SUMMARY, Spool, priority
 from roard.v1 import records_pb2 as pb
 
 
@@ -37,6 +37,10 @@ def test_priorities() -> None:
     assert priority(access(1, "r", pb.ROLE_OUTPUT)) == PRIO_OUTPUT
     finished = pb.Record(id="f", run_id="r", run_finished=pb.RunFinished())
     assert priority(finished) == NEVER_SHED
+    # A dataset weighs what its files do: an output's record is kept longer than a read's.
+    for role, expected in ((pb.ROLE_INPUT, PRIO_READ), (pb.ROLE_OUTPUT, PRIO_OUTPUT)):
+        dataset = pb.Record(id="d", run_id="r", dataset=pb.Dataset(path="/d", role=role))
+        assert priority(dataset) == expected
 
 
 def test_full_spool_sheds_least_valuable_first_and_notes_the_loss(tmp_path: Path) -> None:

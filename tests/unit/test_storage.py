@@ -940,3 +940,114 @@ def test_signals_and_placement_are_shown(store: SqlStore, counter: Iterator[int]
     store.ingest([old.tagged(), old.finished(code=0)])
     assert store.show("run-2")["placement"] is None
     assert store.show("run-2")["signal"] is None
+
+
+def _dataset(
+    f: RecordFactory, path: str, role: pb.Role, files: dict[str, str], unhashed: str = ""
+) -> pb.Record:
+    """A Dataset record over `files` (relative path: hash), each 10 bytes."""
+    return f._record(
+        dataset=pb.Dataset(
+            path=path,
+            role=role,
+            hash="" if unhashed else HASH_C,
+            size=10 * len(files),
+            files=[pb.DatasetFile(path=p, hash=h, size=10) for p, h in sorted(files.items())],
+            unhashed=unhashed,
+        )
+    )
+
+
+def _dataset_runs(store: SqlStore, counter: Iterator[int]) -> None:
+    """run-w wrote /ckpt (a dataset over its two files); run-r read it back."""
+    writer, reader = RecordFactory("run-w", counter), RecordFactory("run-r", counter)
+    files = {"a.pt": HASH_A, "sub/b.pt": HASH_B}
+    store.ingest(
+        [
+            writer.tagged(started_at=T0),
+            writer.access("/ckpt/a.pt", pb.ROLE_OUTPUT, HASH_A),
+            writer.access("/ckpt/sub/b.pt", pb.ROLE_OUTPUT, HASH_B),
+            _dataset(writer, "/ckpt", pb.ROLE_OUTPUT, files),
+            writer.finished(),
+            reader.tagged(started_at=T0 + 100),
+            reader.access("/ckpt/a.pt", pb.ROLE_INPUT, HASH_A),
+            reader.access("/ckpt/sub/b.pt", pb.ROLE_INPUT, HASH_B),
+            _dataset(reader, "/ckpt", pb.ROLE_INPUT, files),
+            _dataset(reader, "/broken", pb.ROLE_INPUT, {"x": ""}, unhashed="1 of 1 unhashed"),
+            reader.finished(),
+        ]
+    )
+
+
+def test_datasets_in_show(store: SqlStore, counter: Iterator[int]) -> None:
+    """show lists datasets apart; their files stay among the inputs and outputs."""
+    _dataset_runs(store, counter)
+    doc = store.show("run-w")
+    assert [f["path"] for f in doc["outputs"]] == ["/ckpt/a.pt", "/ckpt/sub/b.pt"]
+    assert doc["datasets"] == [
+        {
+            "path": "/ckpt",
+            "hash": HASH_C,
+            "role": "output",
+            "size": 20,
+            "file_count": 2,
+            "host": "host-1",
+            "files": [
+                {"path": "a.pt", "hash": HASH_A, "size": 10},
+                {"path": "sub/b.pt", "hash": HASH_B, "size": 10},
+            ],
+        }
+    ]
+    doc = store.show("run-r")
+    assert [f["path"] for f in doc["inputs"]] == ["/ckpt/a.pt", "/ckpt/sub/b.pt"]
+    assert doc["unhashed"] == []
+    broken = next(d for d in doc["datasets"] if d["path"] == "/broken")
+    assert (broken["hash"], broken["unhashed"], broken["file_count"]) == ("", "1 of 1 unhashed", 1)
+    assert [r["inputs"] for r in store.runs()] == [2, 0]
+
+
+def test_a_dataset_hash_is_an_artifact(store: SqlStore, counter: Iterator[int]) -> None:
+    """artifact, lineage (by hash or directory) and graph treat a dataset as a file."""
+    _dataset_runs(store, counter)
+    (found,) = store.artifact(HASH_C)["artifacts"]
+    assert (found["kind"], found["size"]) == ("dataset", 20)
+    assert [r["run_id"] for r in found["produced_by"]] == ["run-w"]
+    assert [r["run_id"] for r in found["consumed_by"]] == ["run-r"]
+    up = store.lineage(HASH_C, up=True, down=False)
+    assert {"from": "run-w", "to": HASH_C, "kind": "generated"} in up["edges"]
+    down = store.lineage("/ckpt", up=False, down=True)
+    assert {"from": HASH_C, "to": "run-r", "kind": "used"} in down["edges"]
+    graph = store.run_graph("run-r")
+    assert {"from": HASH_C, "to": "run-r", "kind": "used"} in graph["edges"]
+    assert "run-w" in {r["run_id"] for r in graph["runs"]}
+
+
+def test_a_registry_from_before_datasets_upgrades_with_its_runs(
+    opener: Callable[[], SqlStore],
+    counter: Iterator[int],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """A schema-5 registry (no dataset_files) with runs in it upgrades and then stores
+    datasets; its runs read back as before."""
+    with opener() as store:
+        store.ingest(full_run("old", counter))
+        before = store.show("old")
+    if isinstance(store, SqliteStore):
+        conn = sqlite3.connect(tmp_path / "state" / "registry.db")  # (the opener's)
+        conn.executescript(
+            "DROP TABLE dataset_files; ALTER TABLE processes DROP COLUMN exit_signal;"
+            " ALTER TABLE runs DROP COLUMN exit_signal; PRAGMA user_version = 5;"
+        )
+        conn.close()
+    else:
+        url = request.getfixturevalue("postgres_url")
+        _pg_query(url, "DROP TABLE dataset_files")
+        _pg_query(url, "ALTER TABLE processes DROP COLUMN exit_signal")
+        _pg_query(url, "ALTER TABLE runs DROP COLUMN exit_signal")
+        _pg_query(url, "UPDATE roard_schema SET version = 5")
+    with opener() as store:
+        assert store.show("old") == before
+        _dataset_runs(store, counter)
+        datasets = store.show("run-r")["datasets"]
+        assert [(d["path"], d["file_count"]) for d in datasets] == [("/broken", 1), ("/ckpt", 2)]

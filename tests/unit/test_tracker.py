@@ -698,3 +698,31 @@ def test_cgroup_tagging_permissions_and_one_run_per_cgroup(env: Env) -> None:
     assert run.uid == uid
     with pytest.raises(UsageError, match="already tagged"):
         env.tracker.tag_cgroup(ROOT, cgroup, None, {})
+
+
+def test_directories_of_many_files_become_datasets(env: Env) -> None:
+    """Inputs and outputs are grouped apart; a deleted file is in no dataset; each file
+    keeps its own record."""
+    run, pid = env.tag()
+    (env.tmp / "shards").mkdir()
+    (env.tmp / "ckpt").mkdir()
+    shards = [env.file(f"shards/{i}.bin", bytes([i])) for i in range(8)]
+    outs = [env.file(f"ckpt/{i}.pt", b"") for i in range(9)]
+    for path in shards:
+        env.open(run, pid, 3, path, os.O_RDONLY)
+        env.close(run, pid, 3, path, rbytes=1)
+    for path in outs:
+        env.open(run, pid, 4, path, os.O_WRONLY)
+        path.write_bytes(path.name.encode())
+        env.close(run, pid, 4, path, wbytes=4)
+    outs[0].unlink()
+    env.exit(run, pid)
+    files, _ = env.finish(run)
+    assert len(files) == 8 + 9
+    found = {r.dataset.role: r.dataset for r in env.sink.of(run, "dataset")}
+    inputs, outputs = found[pb.ROLE_INPUT], found[pb.ROLE_OUTPUT]
+    assert (inputs.path, len(inputs.files), inputs.size) == (str(env.tmp / "shards"), 8, 8)
+    lines = sorted(f"{i}.bin\0{b3(bytes([i]))}\n".encode() for i in range(8))
+    assert inputs.hash == "blake3:" + blake3.blake3(b"".join(lines)).hexdigest()
+    assert outputs.path == str(env.tmp / "ckpt")
+    assert sorted(f.path for f in outputs.files) == sorted(p.name for p in outs[1:])
