@@ -10,7 +10,7 @@ and "code") count unless `all_kinds`. Datasets (directories of many files used a
 compared by tree hash under `datasets`, each changed one once with its changed, added and
 removed files; their files are then left out of `inputs` and `outputs`. The `context`
 sections (code, packages, environment, host) are compared only when both documents carry
-them; their keys are absent from the result.
+them; otherwise their keys are absent from the result.
 """
 
 from __future__ import annotations
