@@ -11,12 +11,16 @@ The plan (`roarctl reproduce --json`), keys always present unless said otherwise
   output of the target run).
 - `steps`: the runs to re-run, each producer before its consumers (ties by start time):
   `{step (1-based), run_id, name, host, started_at, complete, exit_code, how,
-  command: {argv, cwd, rebuild_cwd}|null, processes: [{host, argv, cwd}],
+  command: {argv, cwd, rebuild_cwd, env, secrets}|null, processes: [{host, argv, cwd}],
   git: [tree], python_packages: ["name==version"], system_packages: [{manager, name,
   version, arch}], inputs: [file + {source, step}], outputs: [file]}`. `command` is the
   root process's (null when the run has no single root: adopted by --pid or cgroup,
   joined across hosts, or its root's exec was not seen); `processes` then lists the
-  top-level processes (else it is empty).
+  top-level processes (else it is empty). `env` holds the variables the root exec'd with
+  that the rebuild sets again (not those of the login session: HOME, USER, SSH_*...,
+  nor ROARD_*); `secrets` names what was redacted: an environment variable of that name,
+  or `REPRODUCE_SECRET_<n>` for the n-th redacted argument (1-based), which the script
+  requires from its caller's environment.
 - `clones`: one per (remote, commit): `{dir, url, remote, commit, branch, roots}`; `dir`
   is relative to the destination directory, `url` what is cloned (the remote, else the
   recorded root on this host), `roots` the recorded work-tree roots it stands for.
@@ -41,11 +45,13 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from roard.cli.render import run_label
+from roard.context.environment import REDACTED
 
 Doc = dict[str, Any]
 
@@ -54,6 +60,13 @@ Doc = dict[str, Any]
 _FILE_KINDS = ("artifact", "code")
 # How many modified paths a dirty-tree warning names.
 _NAMED = 5
+# Variables of the session, the host or roard, not of the job: a rebuild keeps its own.
+_SESSION_VARS = frozenset(
+    {"HOME", "USER", "LOGNAME", "PWD", "OLDPWD", "SHLVL", "_", "SHELL", "TERM", "HOSTNAME",
+     "MAIL", "DISPLAY", "LS_COLORS", "COLUMNS", "LINES", "PS1", "TMPDIR", "COLORTERM"}
+)  # fmt: skip
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SESSION_PREFIXES = ("SSH_", "XDG_", "TMUX", "ROARD_", "DBUS_", "WAYLAND_", "TERM_")
 
 
 def _under(path: str, root: str) -> bool:
@@ -74,15 +87,34 @@ def _relocate(path: str, clones: Mapping[str, str]) -> str:
     return f"{clones[root]}/{rest}" if rest else clones[root]
 
 
+def _job_env(doc: Doc, proc: Doc) -> tuple[dict[str, str], list[str]]:
+    """The variables process `proc` exec'd with that a rebuild sets again, and the names
+    of those that were redacted (the caller must supply them)."""
+    recorded: Mapping[str, str] = doc.get("environments", {}).get(proc.get("env_hash"), {})
+    env, secrets = {}, []
+    for name, value in sorted(recorded.items()):
+        if name in _SESSION_VARS or name.startswith(_SESSION_PREFIXES):
+            continue
+        if value == REDACTED:
+            if _SHELL_NAME.fullmatch(name):  # (the script can only ask for those by name)
+                secrets.append(name)
+        else:
+            env[name] = value
+    return env, secrets
+
+
 def _command(doc: Doc) -> tuple[Doc | None, list[Doc]]:
-    """(the root process's argv and cwd, or None; the top-level processes when None)."""
+    """(the root process's argv, cwd and environment, or None; the top-level processes
+    when None)."""
     procs = doc["processes"]
     root = next((p for p in procs if p["pid"] == doc.get("root_pid")), None)
     # A spawned or ROARD_RUN run started at its root's exec; an adopted process, a cgroup
     # or a joined run's parts were already running, so no one command re-creates them.
     single = doc.get("how") not in ("pid", "cgroup") and not doc.get("joined")
     if single and root is not None and root.get("argv") and root.get("cwd"):
-        return {"argv": root["argv"], "cwd": root["cwd"]}, []
+        env, secrets = _job_env(doc, root)
+        secrets += [f"REPRODUCE_SECRET_{n}" for n in range(1, root["argv"].count(REDACTED) + 1)]
+        return {"argv": root["argv"], "cwd": root["cwd"], "env": env, "secrets": secrets}, []
     pids = {(p.get("host"), p["pid"]) for p in procs}
     top = [p for p in procs if (p.get("host"), p["ppid"]) not in pids]
     return None, [{"host": p.get("host"), "argv": p["argv"], "cwd": p["cwd"]} for p in top]
@@ -514,11 +546,32 @@ def _sh(path: str) -> str:
     return shlex.quote(path) if path.startswith("/") else f'"$DEST"/{shlex.quote(path)}'
 
 
+def _word(value: str, clones: Mapping[str, str]) -> str:
+    """A recorded string as one shell word, rewritten to its clone when a cloned tree's
+    root starts it."""
+    return _sh(_relocate(value, clones)) if _owner(value, clones) else shlex.quote(value)
+
+
 def _argv(argv: list[str], clones: Mapping[str, str]) -> str:
-    """argv as shell words, elements naming a cloned tree's files rewritten to the clone."""
+    """argv as shell words: elements naming a cloned tree's files rewritten to the clone,
+    redacted ones taken from $REPRODUCE_SECRET_1, _2..."""
+    secrets = iter(range(1, len(argv) + 1))
     return " ".join(
-        _sh(_relocate(a, clones)) if _owner(a, clones) else shlex.quote(a) for a in argv
+        f'"$REPRODUCE_SECRET_{next(secrets)}"' if a == REDACTED else _word(a, clones) for a in argv
     )
+
+
+def _env(env: Mapping[str, str], clones: Mapping[str, str]) -> str:
+    """`env NAME=VALUE...` setting the job's variables again ("" when there are none);
+    values starting with a cloned tree's root point into the clone."""
+    if not env:
+        return ""
+    assigns = []
+    for name, value in env.items():
+        word = _word(value, clones)
+        assigns.append(f"{name}={word}" if word.startswith('"') else shlex.quote(f"{name}={value}"))
+    # One variable a line: a recorded environment is long, and read when a rebuild fails.
+    return "env \\\n        " + " \\\n        ".join(assigns) + " \\\n        "
 
 
 def _comment(text: str) -> str:
@@ -592,11 +645,15 @@ def _step_lines(step: Doc, steps: list[Doc], checked: set[tuple[str, str]]) -> I
         yield f"{' && '.join(checks) or 'false'} || die {shlex.quote(message)}"
         return
     clones = {t["root"]: t["clone"] for t in step["git"] if t["clone"]}
+    for name in command["secrets"]:
+        yield (
+            f': "${{{name}:?step {i} (run {_dq(run)}) was given a secret that roard '
+            f'redacted: set {name} to it}}"'
+        )
     code = step["exit_code"] or 0
     yield "status=0"
-    yield (
-        f"(cd {_sh(command['rebuild_cwd'])} && exec {_argv(command['argv'], clones)}) || status=$?"
-    )
+    env, argv = _env(command["env"], clones), _argv(command["argv"], clones)
+    yield f"(cd {_sh(command['rebuild_cwd'])} && exec {env}{argv}) || status=$?"
     yield (
         f'[ "$status" -eq {code} ] || die "step {i} (run {_dq(run)}) exited with status '
         f'$status (recorded: {code})"'

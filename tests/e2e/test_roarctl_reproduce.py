@@ -31,12 +31,15 @@ def _repo(workdir: Path, files: dict[str, str]) -> Path:
     return repo
 
 
-def _rebuild(roard: Roard, target: str, clean: Path) -> subprocess.CompletedProcess[str]:
-    """`roarctl reproduce TARGET` written to a file and run with `sh` into `clean`."""
+def _rebuild(
+    roard: Roard, target: str, clean: Path, secrets: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`roarctl reproduce TARGET` written to a file and run with `sh` into `clean`, given
+    `secrets` in its environment."""
     script = clean.parent / f"{clean.name}.sh"
     script.write_text(roard.roarctl("reproduce", target).stdout)
     # The venv's python3 has the blake3 module, so the script checks contents.
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **(secrets or {})}
     return subprocess.run(
         ["sh", str(script), str(clean)],
         env=env,

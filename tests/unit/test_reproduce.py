@@ -186,6 +186,8 @@ def test_paths_under_the_tree_are_rewritten_in_cwd_argv_and_files() -> None:
         "argv": ["python3", "train.py", f"{REPO}/work/features.csv", "--out", f"{REPO}/model.bin"],
         "cwd": REPO,
         "rebuild_cwd": "proj",
+        "env": {},
+        "secrets": [],
     }
     text = script(plan)
     assert (
@@ -297,3 +299,34 @@ def test_two_commits_of_one_tree_are_two_clones_and_files_are_carried_between() 
         'cp "$DEST"/proj/work/features.csv "$DEST"/proj-dddddddddddd/work/features.csv'
         in script(plan)
     )
+
+
+def test_the_job_environment_is_set_again_and_secrets_are_asked_for() -> None:
+    """The root's recorded variables are set again (session ones left out, paths into the
+    tree rewritten); redacted variables and arguments must come from the caller."""
+    graph, docs = pipeline()
+    train = docs["train"]
+    train["processes"][0]["env_hash"] = "blake3:env"
+    train["processes"][0]["argv"] = ["python3", "train.py", "--token", "<redacted>"]
+    train["environments"] = {
+        "blake3:env": {
+            "PYTHONPATH": f"{REPO}/src",
+            "OMP_NUM_THREADS": "4",
+            "HOME": "/home/u",
+            "SSH_AUTH_SOCK": "/tmp/agent",
+            "ROARD_RUN": "train",
+            "WANDB_API_KEY": "<redacted>",
+        }
+    }
+    plan = plan_of(graph, docs)
+    command = plan["steps"][1]["command"]
+    assert command["env"] == {"OMP_NUM_THREADS": "4", "PYTHONPATH": f"{REPO}/src"}
+    assert command["secrets"] == ["WANDB_API_KEY", "REPRODUCE_SECRET_1"]
+    text = script(plan)
+    assert 'PYTHONPATH="$DEST"/proj/src' in text and "OMP_NUM_THREADS=4" in text
+    assert "HOME=" not in text and "ROARD_RUN" not in text
+    assert ': "${WANDB_API_KEY:?' in text and ': "${REPRODUCE_SECRET_1:?' in text
+    assert 'train.py --token "$REPRODUCE_SECRET_1"' in text
+    assert "<redacted>" not in text
+    checked = subprocess.run(["sh", "-n"], input=text, text=True, check=False)
+    assert checked.returncode == 0
