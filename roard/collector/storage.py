@@ -611,6 +611,8 @@ class SqlStore:
             environments = {e["hash"]: json.loads(e["vars"]) for e in cur.fetchall()}
 
         tagged = [r.run_tagged for r in history if r.HasField("run_tagged")]
+        # A program is an input of the run that exec'd it: its hash is the exe's.
+        exe_hashes = {(f["host"], f["path"]): f["hash"] for f in files if f["role"] == ROLE_INPUT}
         doc = _run_summary(row)
         host = row["host"]
         doc.update(
@@ -625,7 +627,7 @@ class SqlStore:
             signal=signal_name(row["exit_signal"]) if row["finished_seq"] is not None else None,
             placement=_placement_doc(tagged[-1]) if tagged else None,
             root_pid=row["root_pid"],
-            processes=[_process_doc(p, host) for p in processes],
+            processes=[_process_doc(p, host, exe_hashes) for p in processes],
             # Each distinct environment the processes exec'd with (secrets redacted), by the
             # env_hash processes name.
             environments=environments,
@@ -1609,13 +1611,16 @@ def _opt_time(value: float | None) -> str | None:
     return None if value is None else rfc3339(value)
 
 
-def _process_doc(row: Row, run_host: str) -> dict[str, Any]:
+def _process_doc(
+    row: Row, run_host: str, exe_hashes: Mapping[tuple[str, str], str]
+) -> dict[str, Any]:
     argv: Sequence[str] = json.loads(row["argv"]) if row["argv"] is not None else []
     return {
         "host": row["host"] or run_host,
         "pid": row["pid"],
         "ppid": row["ppid"],
         "exe": row["exe"],
+        "exe_hash": exe_hashes.get((row["host"], row["exe"])) or None,
         "argv": list(argv),
         "cwd": row["cwd"],
         "uid": row["uid"],

@@ -1,5 +1,6 @@
-"""What a run's files are (its code apart from its data), how its processes ended (a
-signal apart from an exit status), and where it ran (cgroup), as `roarctl show` says."""
+"""What a run's files are (its code apart from its data), which programs it ran (with
+their hashes), how its processes ended (a signal apart from an exit status), and where it
+ran (cgroup), as `roarctl show` says."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from roard.tracking.cgroups import proc_cgroup_path
 from tests.e2e.conftest import Roard, python3
+from tests.e2e.test_observe import b3
 
 
 def _name() -> str:
@@ -36,6 +38,9 @@ def test_scripts_and_sources_are_code_and_the_files_they_read_are_data(
     assert kinds["data.txt"] == "artifact"
     outputs = {Path(f["path"]).name: f["kind"] for f in doc["outputs"]}
     assert outputs["staged.txt"] == outputs["model.bin"] == "artifact"
+    # Every program it ran has its hash: the exe is an input of the run that exec'd it.
+    for proc in doc["processes"]:
+        assert proc["exe_hash"] == b3(Path(proc["exe"])), proc
     shown = roard.roarctl("show", name).stdout
     assert f"{workdir / 'train.py'}  (code)" in shown
 
