@@ -112,7 +112,13 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 				      ROARD_HDR_ENV_TRUNCATED);
 	ev->argv_len = argv_len;
 	ev->env_len = env_len;
-	submit(s, sizeof(*ev), env_off + env_len, ROARD_LOSS_RINGBUF_PROC, run_key, true);
+	if (ring_output(s, sizeof(*ev), env_off + env_len, true))
+		return 0;
+	/* A ring too full for the environment may still take the rest, and an exec matters more
+	 * than its environment (which userspace then reads from /proc while it can). */
+	ev->env_len = 0;
+	ev->hdr.flags |= ROARD_HDR_ENV_TRUNCATED;
+	submit(s, sizeof(*ev), env_off, ROARD_LOSS_RINGBUF_PROC, run_key, true);
 	return 0;
 }
 

@@ -169,11 +169,11 @@ static __always_inline void fill_hdr(struct roard_hdr *h, u32 type, u64 run_key)
 }
 
 /* Send the event at the start of the scratch buffer: `hdr_size` fixed bytes and `data_len`
- * bytes after them (capped so the verifier can bound it); false (counted) when dropped.
+ * bytes after them (capped so the verifier can bound it); false when the ring had no room.
  * Waking the reader costs more than an event, so file events wake it only every
  * ROARD_WAKEUP_EVERY events; it also polls on a timer. */
-static __always_inline bool submit(struct roard_scratch *s, u32 hdr_size, u32 data_len,
-				   u32 loss_category, u64 run_key, bool urgent)
+static __always_inline bool ring_output(struct roard_scratch *s, u32 hdr_size, u32 data_len,
+					bool urgent)
 {
 	/* Masked before it is capped: clang may size the record from a copy of data_len that
 	 * the cap's branch does not bound in the verifier's eyes; the mask bounds every copy. */
@@ -187,7 +187,14 @@ static __always_inline bool submit(struct roard_scratch *s, u32 hdr_size, u32 da
 		flags = BPF_RB_FORCE_WAKEUP;
 		s->since_wakeup = 0;
 	}
-	if (events.ringbuf_output(s, size, flags) == 0)
+	return events.ringbuf_output(s, size, flags) == 0;
+}
+
+/* ring_output, the drop counted (globally, and for the run). */
+static __always_inline bool submit(struct roard_scratch *s, u32 hdr_size, u32 data_len,
+				   u32 loss_category, u64 run_key, bool urgent)
+{
+	if (ring_output(s, hdr_size, data_len, urgent))
 		return true;
 	count_loss(loss_category, run_key);
 	return false;

@@ -1,7 +1,8 @@
 """The environment each process exec'd with, as the kernel copied it at exec: recorded even
 for programs that exit before the daemon could read /proc, secrets redacted; one longer
-than the kernel copies is completed from /proc while the process lives, and recorded as
-known only in part (never silently cut) when it is already gone."""
+than the kernel copies (or than the ring has room for) is completed from /proc while the
+process lives, and recorded as known only in part (never silently cut) when it is already
+gone."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from roard.kernel.abi import Abi
-from tests.e2e.conftest import VENV_BIN, Roard
+from tests.e2e.conftest import VENV_BIN, Roard, start_roard, stop_roard
 
 REDACTED = "<redacted>"
 ENV_MAX = Abi.load().const("ENV_MAX")
@@ -66,3 +69,30 @@ def test_an_environment_longer_than_the_kernel_copies(roard: Roard, workdir: Pat
             assert "BIG" not in env  # the entry the kernel cut is left out, not kept cut
         else:
             assert env["BIG"] == big
+
+
+def test_an_exec_too_large_for_the_ring_is_sent_without_its_environment(
+    _bpf_available: None, tmp_path_factory: pytest.TempPathFactory, workdir: Path
+) -> None:
+    """With a 16 KiB ring, an exec carrying a 16 KiB environment can never be sent whole: it
+    is sent without it rather than lost, and the environment comes from /proc (the process
+    lives) or is recorded as known only in part (it has exited: nothing of it known)."""
+    one_exec_too_small = "[kernel]\nring_pages = 4\nwakeup_every = 1\n"
+    daemon = start_roard(tmp_path_factory.mktemp("small-ring"), one_exec_too_small)
+    try:
+        pad = "p" * (ENV_MAX + 1000)
+        name = f"kenv-ring-{uuid.uuid4().hex[:8]}"
+        script = f"PAD={pad}; env PAD=$PAD LIVES=1 sleep 1; env PAD=$PAD /bin/true"
+        daemon.roarctl("tag", "--name", name, "--", "sh", "-c", script, cwd=workdir)
+        doc = daemon.show(name)
+        assert not any("ringbuf_proc" in reason for reason in doc["loss_reasons"])
+        sleep = next(p for p in doc["processes"] if p["argv"][:1] == ["sleep"])
+        assert doc["environments"][sleep["env_hash"]]["PAD"] == pad
+        true = next(p for p in doc["processes"] if p["argv"] == ["/bin/true"])
+        assert true["exe"].endswith("/true") and true["env_hash"]
+        if true["env_hash"] in doc["environments_truncated"]:
+            assert doc["environments"][true["env_hash"]] == {}
+        else:  # read from /proc before it exited (rare)
+            assert doc["environments"][true["env_hash"]]["PAD"] == pad
+    finally:
+        stop_roard(daemon)
