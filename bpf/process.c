@@ -49,6 +49,24 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	return 0;
 }
 
+/* Copy the user memory [start, end), a block the kernel just laid out for the new program
+ * (argv or environment), to `dst`: at most `max` bytes. A longer block, or one that cannot be
+ * read, sets `flag` in the header, so userspace knows its copy is not the whole. Returns the
+ * bytes copied. */
+static __always_inline u32 copy_exec_block(struct roard_hdr *hdr, u8 *dst, u64 start, u64 end,
+					   u32 max, u32 flag)
+{
+	u64 len = end - start;
+	if (len > max) {
+		len = max;
+		hdr->flags |= flag;
+	}
+	if (bpf_probe_read_user(dst, len, (const void *)start) == 0)
+		return len;
+	hdr->flags |= flag;
+	return 0;
+}
+
 RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
 	u32 tgid = current_tgid();
@@ -83,17 +101,24 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	if (truncated || s->walk_truncated)
 		ev->hdr.flags |= ROARD_HDR_PATH_TRUNCATED;
 
-	u64 arg_start = rd_u64(mm, OFF_MM_STRUCT_ARG_START);
-	u64 arg_len = rd_u64(mm, OFF_MM_STRUCT_ARG_END) - arg_start;
-	if (arg_len > ROARD_ARGV_MAX) {
-		arg_len = ROARD_ARGV_MAX;
-		ev->hdr.flags |= ROARD_HDR_ARGV_TRUNCATED;
-	}
-	if (bpf_probe_read_user(data + cwd_end, arg_len,
-				(const void *)arg_start) != 0)
-		arg_len = 0;
-	ev->argv_len = arg_len;
-	submit(s, sizeof(*ev), cwd_end + arg_len, ROARD_LOSS_RINGBUF_PROC, run_key, true);
+	u32 argv_len = copy_exec_block(&ev->hdr, data + cwd_end, rd_u64(mm, OFF_MM_STRUCT_ARG_START),
+				       rd_u64(mm, OFF_MM_STRUCT_ARG_END), ROARD_ARGV_MAX,
+				       ROARD_HDR_ARGV_TRUNCATED);
+	/* Read here, not from /proc when userspace gets to it: a short-lived program is gone by
+	 * then. The offset is below ROARD_DATA_MAX + ROARD_ARGV_MAX (the verifier tracks it). */
+	u32 env_off = cwd_end + argv_len;
+	u32 env_len = copy_exec_block(&ev->hdr, data + env_off, rd_u64(mm, OFF_MM_STRUCT_ENV_START),
+				      rd_u64(mm, OFF_MM_STRUCT_ENV_END), ROARD_ENV_MAX,
+				      ROARD_HDR_ENV_TRUNCATED);
+	ev->argv_len = argv_len;
+	ev->env_len = env_len;
+	if (ring_output(s, sizeof(*ev), env_off + env_len, true))
+		return 0;
+	/* A ring too full for the environment may still take the rest, and an exec matters more
+	 * than its environment (which userspace then reads from /proc while it can). */
+	ev->env_len = 0;
+	ev->hdr.flags |= ROARD_HDR_ENV_TRUNCATED;
+	submit(s, sizeof(*ev), env_off, ROARD_LOSS_RINGBUF_PROC, run_key, true);
 	return 0;
 }
 

@@ -42,6 +42,7 @@
 #define ROARD_HDR_ARGV_TRUNCATED 2
 #define ROARD_HDR_PATH_UNKNOWN 4
 #define ROARD_HDR_VALUE_TRUNCATED 8
+#define ROARD_HDR_ENV_TRUNCATED 16 /* the exec's environment was cut, or could not be read */
 
 /* Loss counters (index into the per-CPU `losses` array). */
 #define ROARD_LOSS_RINGBUF_PROC 0
@@ -56,6 +57,7 @@
 #define ROARD_NAME_MAX 256
 #define ROARD_PATH_DEPTH 64
 #define ROARD_ARGV_MAX 2048
+#define ROARD_ENV_MAX 16384 /* twice a typical host's 2-8 KiB: most conda/CUDA ones fit too */
 #define ROARD_RENAME_NAME_MAX 1024
 #define ROARD_DATA_MAX 8192
 /* Cgroup levels walked up from a task's new cgroup to find a tagged ancestor. */
@@ -102,7 +104,8 @@ struct roard_ev_fork {
 	__u32 pad;
 };
 
-/* A tracked process called execve; data = exe path, cwd path, argv (NUL-separated). */
+/* A tracked process called execve; data = exe path, cwd path, argv (NUL-separated), the
+ * environment block (NUL-terminated NAME=value entries, as the program got them). */
 struct roard_ev_exec {
 	struct roard_hdr hdr;
 	__u64 start_boottime_ns;
@@ -111,7 +114,7 @@ struct roard_ev_exec {
 	__u16 exe_len;
 	__u16 cwd_len;
 	__u16 argv_len;
-	__u16 pad;
+	__u16 env_len;
 };
 
 /* The last thread of a tracked process exited. */

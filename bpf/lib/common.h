@@ -26,9 +26,15 @@
 #define ROARD_WAKEUP_EVERY 64
 #endif
 
-/* Room for the largest fixed event plus a data area that masked offsets cannot overrun. */
+/* Room for the largest fixed event plus a data area that masked offsets cannot overrun:
+ * paths and names start below ROARD_DATA_MAX and end below twice that; an exec's argv
+ * starts below ROARD_DATA_MAX, and its environment follows it. */
 #define ROARD_EVENT_HDR_MAX 128 /* >= the largest roard_ev_* */
-#define ROARD_SCRATCH_SIZE (ROARD_EVENT_HDR_MAX + 2 * ROARD_DATA_MAX)
+#define ROARD_SCRATCH_DATA (ROARD_DATA_MAX + ROARD_ARGV_MAX + ROARD_ENV_MAX)
+#define ROARD_SCRATCH_SIZE (ROARD_EVENT_HDR_MAX + ROARD_SCRATCH_DATA)
+#define ROARD_SCRATCH_MASK 32767 /* the power of two above ROARD_SCRATCH_DATA, less one */
+_Static_assert(ROARD_SCRATCH_DATA >= 2 * ROARD_DATA_MAX, "scratch too small for paths");
+_Static_assert(ROARD_SCRATCH_DATA <= ROARD_SCRATCH_MASK + 1, "ROARD_SCRATCH_MASK too small");
 
 struct roard_scratch {
 	u8 buf[ROARD_SCRATCH_SIZE]; /* first: submit() sends the struct from its start */
@@ -95,6 +101,8 @@ BPF_HASH(run_losses, struct roard_losskey, u64, ROARD_RUNS_MAX);
 BPF_PERCPU_ARRAY(losses, u64, ROARD_LOSS_NR);
 /* The event under construction: larger than the 512-byte BPF stack. */
 BPF_PERCPU_ARRAY(scratch, struct roard_scratch, 1);
+_Static_assert(sizeof(struct roard_scratch) <= 32768,
+	       "the kernel refuses per-CPU map values over 32 KiB (PCPU_MIN_UNIT_SIZE)");
 /* Events to userspace, one ring shared by all CPUs so order is preserved. */
 BPF_RINGBUF_OUTPUT(events, ROARD_RING_PAGES);
 
@@ -161,20 +169,32 @@ static __always_inline void fill_hdr(struct roard_hdr *h, u32 type, u64 run_key)
 }
 
 /* Send the event at the start of the scratch buffer: `hdr_size` fixed bytes and `data_len`
- * bytes after them (masked so the verifier can bound it); false (counted) when dropped. Waking the reader costs more than
- * an event, so file events wake it only every ROARD_WAKEUP_EVERY events; it also polls on a
- * timer. */
-static __always_inline bool submit(struct roard_scratch *s, u32 hdr_size, u32 data_len,
-				   u32 loss_category, u64 run_key, bool urgent)
+ * bytes after them (capped so the verifier can bound it); false when the ring had no room.
+ * Waking the reader costs more than an event, so file events wake it only every
+ * ROARD_WAKEUP_EVERY events; it also polls on a timer. */
+static __always_inline bool ring_output(struct roard_scratch *s, u32 hdr_size, u32 data_len,
+					bool urgent)
 {
-	u64 size = hdr_size + (data_len & (2 * ROARD_DATA_MAX - 1));
+	/* Masked before it is capped: clang may size the record from a copy of data_len that
+	 * the cap's branch does not bound in the verifier's eyes; the mask bounds every copy. */
+	data_len &= ROARD_SCRATCH_MASK;
+	if (data_len > ROARD_SCRATCH_DATA)
+		data_len = ROARD_SCRATCH_DATA;
+	u64 size = hdr_size + data_len;
 	u64 flags = BPF_RB_NO_WAKEUP;
 	s->since_wakeup += 1;
 	if (urgent || s->since_wakeup >= ROARD_WAKEUP_EVERY) {
 		flags = BPF_RB_FORCE_WAKEUP;
 		s->since_wakeup = 0;
 	}
-	if (events.ringbuf_output(s, size, flags) == 0)
+	return events.ringbuf_output(s, size, flags) == 0;
+}
+
+/* ring_output, the drop counted (globally, and for the run). */
+static __always_inline bool submit(struct roard_scratch *s, u32 hdr_size, u32 data_len,
+				   u32 loss_category, u64 run_key, bool urgent)
+{
+	if (ring_output(s, hdr_size, data_len, urgent))
 		return true;
 	count_loss(loss_category, run_key);
 	return false;

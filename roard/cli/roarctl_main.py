@@ -385,6 +385,12 @@ def _print_show(doc: dict[str, Any]) -> None:
     for part in doc.get("parts", []):
         code = "" if part["exit_code"] is None else f", exit {part['exit_code']}"
         print(f"  part {part['part']} on {part['host']}: {part['status']}{code}")
+    cut = doc.get("environments_truncated", [])
+    if cut:
+        print(
+            f"  environments: {len(cut)} of {len(doc['environments'])} known only in part"
+            " (cut in the kernel at exec, and the process gone before the rest was read)"
+        )
     print("  processes:")
     for proc in doc["processes"]:
         where = f"{proc['host']}:" if hosts else ""

@@ -300,6 +300,8 @@ MIGRATIONS: tuple[tuple[str | Callable[[Cursor], None], ...], ...] = (
             PRIMARY KEY (run_id, host, role, dataset, path)
         )
         """,
+        # Environments known only in part: the process was gone before the rest was read.
+        "ALTER TABLE environments ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
     ),
 )
 
@@ -604,11 +606,11 @@ class SqlStore:
             cur.execute("SELECT * FROM run_parts WHERE run_id = ? ORDER BY started_at", (run_id,))
             parts = cur.fetchall()
             cur.execute(
-                "SELECT hash, vars FROM environments WHERE hash IN"
+                "SELECT hash, vars, truncated FROM environments WHERE hash IN"
                 " (SELECT env_hash FROM processes WHERE run_id = ?) ORDER BY hash",
                 (run_id,),
             )
-            environments = {e["hash"]: json.loads(e["vars"]) for e in cur.fetchall()}
+            env_rows = cur.fetchall()
 
         tagged = [r.run_tagged for r in history if r.HasField("run_tagged")]
         # A program is an input of the run that exec'd it: its hash is the exe's.
@@ -630,7 +632,9 @@ class SqlStore:
             processes=[_process_doc(p, host, exe_hashes) for p in processes],
             # Each distinct environment the processes exec'd with (secrets redacted), by the
             # env_hash processes name.
-            environments=environments,
+            environments={e["hash"]: json.loads(e["vars"]) for e in env_rows},
+            # Those of them of which only the start is known (whole entries only).
+            environments_truncated=[e["hash"] for e in env_rows if e["truncated"]],
             inputs=[
                 _input_doc(f, host) for f in files if f["role"] == ROLE_INPUT and not f["unhashed"]
             ],
@@ -1073,7 +1077,7 @@ def _started_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
 
 def _environment_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     env = record.environment
-    return (env.hash, json.dumps(dict(sorted(env.vars.items()))))
+    return (env.hash, json.dumps(dict(sorted(env.vars.items()))), int(env.truncated))
 
 
 def _exited_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
@@ -1205,7 +1209,8 @@ _APPLY: dict[str, tuple[tuple[str, _Params], ...]] = {
     # Content-addressed: the first copy stays (every copy is the same).
     "environment": (
         (
-            "INSERT INTO environments (hash, vars) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING",
+            "INSERT INTO environments (hash, vars, truncated) VALUES (?, ?, ?)"
+            " ON CONFLICT (hash) DO NOTHING",
             _environment_params,
         ),
     ),

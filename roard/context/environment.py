@@ -85,25 +85,39 @@ class Redactor:
         return tuple(out)
 
 
-def read_environ(pid: int) -> dict[str, str] | None:
-    """The environment process `pid` started with (None once it is gone, or for a
-    kernel thread). Bytes that are not UTF-8 are kept as surrogate escapes."""
+def read_environ_block(pid: int) -> bytes | None:
+    """The environment block process `pid` started with, raw (None once it is gone)."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            raw = f.read()
+            return f.read()
     except OSError:
         return None
+
+
+def parse_environ(block: bytes) -> dict[str, str]:
+    """An environment block (NUL-terminated NAME=value entries) as variables. Bytes that are
+    not UTF-8 are kept as surrogate escapes."""
     env: dict[str, str] = {}
-    for entry in raw.split(b"\0"):
+    for entry in block.split(b"\0"):
         name, sep, value = entry.partition(b"=")
         if sep and name:
             env[name.decode(errors="surrogateescape")] = value.decode(errors="surrogateescape")
     return env
 
 
-def digest(env: Mapping[str, str]) -> str:
-    """The identity of a (redacted) environment: the same content, the same hash."""
+def read_environ(pid: int) -> dict[str, str] | None:
+    """The environment process `pid` started with (None once it is gone, or for a
+    kernel thread)."""
+    block = read_environ_block(pid)
+    return None if block is None else parse_environ(block)
+
+
+def digest(env: Mapping[str, str], truncated: bool = False) -> str:
+    """The identity of a (redacted) environment: the same content, the same hash. Only the
+    start of an environment (`truncated`) never has the hash of a whole one."""
     h = blake3.blake3()
     for name, value in sorted(env.items()):
         h.update(f"{name}={value}".encode(errors="surrogateescape") + b"\0")
+    if truncated:
+        h.update(b"\0")  # an empty entry: no whole environment's content ends so
     return "blake3:" + h.hexdigest()

@@ -36,6 +36,10 @@ class ExecEvent:
     argv: tuple[str, ...]
     truncated: bool  # the exe or cwd path was cut short by the in-kernel walk
     argv_truncated: bool  # argv longer than ROARD_ARGV_MAX: only its start is known
+    # The environment block the program got (NUL-terminated NAME=value entries), read by
+    # the kernel at exec; whole entries only.
+    env: bytes
+    env_truncated: bool  # longer than ROARD_ENV_MAX, or unreadable: `env` is its start
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ class Decoder:
         self._fmode_created = abi.const("FMODE_CREATED")
         self._rename_exchange = abi.const("RENAME_EXCHANGE")
         self._argv_truncated = abi.const("HDR_ARGV_TRUNCATED")
+        self._env_truncated = abi.const("HDR_ENV_TRUNCATED")
         self._inherited = abi.const("ORIGIN_INHERITED")
 
     def decode(self, data: bytes) -> Event:
@@ -199,6 +204,12 @@ class Decoder:
             blob = tail[start : start + ev.argv_len]
             # Each argument ends in one NUL; strip only the last so "" arguments survive.
             argv = blob.removesuffix(b"\0").split(b"\0")
+            start += ev.argv_len
+            env = tail[start : start + ev.env_len]
+            env_truncated = bool(hdr.flags & self._env_truncated)
+            if env_truncated:
+                # A cut entry could be a secret cut short of what its pattern recognizes.
+                env = env[: env.rfind(b"\0") + 1]
             return ExecEvent(
                 run_key=hdr.run_key,
                 tgid=hdr.tgid,
@@ -210,6 +221,8 @@ class Decoder:
                 argv=tuple(a.decode("utf-8", "surrogateescape") for a in argv if ev.argv_len),
                 truncated=bool(hdr.flags & self._path_truncated),
                 argv_truncated=bool(hdr.flags & self._argv_truncated),
+                env=env,
+                env_truncated=env_truncated,
             )
         if etype == self._ev["CGROUP_JOIN"]:
             return CgroupJoinEvent(hdr.run_key, hdr.tgid, ev.start_boottime_ns)

@@ -68,10 +68,16 @@ def process_started(proc: Process, now: float, generation: int) -> pb.Record:
     )
 
 
-def environment(local: str, env_hash: str, env: dict[str, str], now: float) -> pb.Record:
-    """A distinct (redacted) environment of the run's processes, sent once per run."""
+def environment(
+    local: str, env_hash: str, env: dict[str, str], truncated: bool, now: float
+) -> pb.Record:
+    """A distinct (redacted) environment of the run's processes, sent once per run;
+    `truncated`: only its start is known."""
     return _record(
-        local, f"env/{env_hash}", now, environment=pb.Environment(hash=env_hash, vars=env)
+        local,
+        f"env/{env_hash}",
+        now,
+        environment=pb.Environment(hash=env_hash, vars=env, truncated=truncated),
     )
 
 

@@ -26,7 +26,13 @@ from roard.artifacts.classify import ARTIFACT, classify, interpreted_script
 from roard.artifacts.filesystems import Locator, SharedRules
 from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
 from roard.config import ClassifyRules, DatasetsConfig
-from roard.context.environment import Redactor, digest, read_environ
+from roard.context.environment import (
+    Redactor,
+    digest,
+    parse_environ,
+    read_environ,
+    read_environ_block,
+)
 from roard.context.host import cgroup_context, process_context
 from roard.context.probe import ContextProbe
 from roard.errors import NotFound, PermissionDenied, UsageError
@@ -771,7 +777,7 @@ class Tracker:
         use = run.use(ev.exe, 0, 0)
         use.read = True
         use.consumed = self._hasher.submit(ev.exe)
-        self._sink.emit(self._started(run, proc, exec_=True))
+        self._sink.emit(self._started(run, proc, exec_=True, event=ev))
 
     def _on_exit(self, run: Run, ev: ExitEvent) -> None:
         proc = self._procs.remove(ev.tgid, ticks_from_ns(ev.start_ns))
@@ -842,21 +848,26 @@ class Tracker:
             for found in datasets.group(files, self._datasets.min_files, stops)
         ]
 
-    def _started(self, run: Run, proc: Process, exec_: bool = False) -> list[pb.Record]:
+    def _started(
+        self, run: Run, proc: Process, exec_: bool = False, event: ExecEvent | None = None
+    ) -> list[pb.Record]:
         """The records of a process as known now; with `exec_` (it exec'd, or was adopted),
-        its environment is read first, and sent if the run has not seen it yet."""
+        its environment first (from the exec `event`, or /proc for an adopted process),
+        sent if the run has not seen it yet."""
         self._generation += 1
         now = self._clock()
         records = []
         if exec_:
-            env = read_environ(proc.pid)
+            env, truncated = _exec_environment(event) if event else (read_environ(proc.pid), False)
             proc.env_hash = ""
             if env is not None:
                 env = self._redactor.environment(env)
-                proc.env_hash = digest(env)
+                proc.env_hash = digest(env, truncated)
                 if proc.env_hash not in run.environments:
                     run.environments.add(proc.env_hash)
-                    records.append(convert.environment(run.run_id, proc.env_hash, env, now))
+                    records.append(
+                        convert.environment(run.run_id, proc.env_hash, env, truncated, now)
+                    )
         if proc.cwd:
             run.cwds.add(proc.cwd)
         records.append(convert.process_started(proc, now, self._generation))
@@ -960,6 +971,19 @@ class Tracker:
             records.append(convert.loss_notice(run.run_id, run.lost_events, reasons, now, "final"))
         records.append(convert.run_finished(run, now))
         return records
+
+
+def _exec_environment(ev: ExecEvent) -> tuple[dict[str, str], bool]:
+    """The environment `ev`'s program got, and whether only its start is known. The
+    kernel's copy when whole; else /proc's, which is whole, while the process lives and if
+    it starts with the kernel's copy (so it is this exec's block, not a later exec's nor a
+    reused pid's); else the kernel's start of it."""
+    if not ev.env_truncated:
+        return parse_environ(ev.env), False
+    block = read_environ_block(ev.tgid)
+    if block and block.startswith(ev.env):
+        return parse_environ(block), False
+    return parse_environ(ev.env), True
 
 
 def _alive(proc: Process) -> bool:

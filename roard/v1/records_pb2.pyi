@@ -120,7 +120,7 @@ class ProcessStarted(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., ppid: _Optional[int] = ..., start_ticks: _Optional[int] = ..., exe: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., uid: _Optional[int] = ..., started_at: _Optional[float] = ..., env_hash: _Optional[str] = ...) -> None: ...
 
 class Environment(_message.Message):
-    __slots__ = ("hash", "vars")
+    __slots__ = ("hash", "vars", "truncated")
     class VarsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -130,9 +130,11 @@ class Environment(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     HASH_FIELD_NUMBER: _ClassVar[int]
     VARS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     hash: str
     vars: _containers.ScalarMap[str, str]
-    def __init__(self, hash: _Optional[str] = ..., vars: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, hash: _Optional[str] = ..., vars: _Optional[_Mapping[str, str]] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class ProcessExited(_message.Message):
     __slots__ = ("pid", "start_ticks", "exit_code", "ended_at", "signal")

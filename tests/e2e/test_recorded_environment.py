@@ -60,9 +60,8 @@ def test_secrets_in_env_and_argv_never_reach_the_registry(roard: Roard, workdir:
 
 def test_one_environment_is_stored_once_for_many_processes(roard: Roard, workdir: Path) -> None:
     """Children exec'd with the same environment share one stored environment; a child
-    exec'd with a different one gets its own. (The environment is read from /proc once
-    the exec is seen: these children live long enough for that; one that exits at once
-    is recorded without one, env_hash null.)"""
+    exec'd with a different one gets its own. (The kernel copies the environment at exec:
+    test_kernel_environment.py covers children that exit at once.)"""
     name = f"envs-{uuid.uuid4().hex[:8]}"
     script = "for i in 1 2 3 4 5; do sleep 0.3 & done; EXTRA=1 sleep 0.3; wait"
     roard.roarctl("tag", "--name", name, "--", "sh", "-c", script, cwd=workdir)

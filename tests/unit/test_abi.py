@@ -133,3 +133,14 @@ def test_struct_field_of_an_earlier_struct_nests_it() -> None:
     )
     ev = abi.structs["ev"].from_buffer_copy(bytes([7, 0, 0, 0, 0, 0, 0, 0, 9] + [0] * 7))
     assert (ev.hdr.type, ev.x, ctypes.sizeof(abi.structs["ev"])) == (7, 9, 16)
+
+
+def test_exec_lengths_fit_their_fields_and_header_flags_are_distinct_bits() -> None:
+    """An exec's argv and environment lengths travel in __u16 fields; each header flag is a
+    bit of its own (an environment cut must not read as a cut path)."""
+    abi = Abi.load()
+    exec_ = abi.structs["roard_ev_exec"]
+    for field, limit in (("argv_len", "ARGV_MAX"), ("env_len", "ENV_MAX")):
+        assert abi.const(limit) < 1 << (8 * getattr(exec_, field).size)
+    flags = [v for k, v in abi.consts.items() if k.startswith("ROARD_HDR_")]
+    assert all(f & (f - 1) == 0 for f in flags) and len(set(flags)) == len(flags)

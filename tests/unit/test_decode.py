@@ -174,18 +174,21 @@ def test_close_of_a_lazily_announced_file_carries_its_path(decoder: Decoder) -> 
     assert decoder.decode(cut).truncated is True  # type: ignore[union-attr]
 
 
-def _exec_tail(exe: bytes, cwd: bytes, argv: bytes) -> dict[str, Any]:
+def _exec_tail(exe: bytes, cwd: bytes, argv: bytes, env: bytes = b"") -> dict[str, Any]:
     return {
-        "tail": exe + cwd + argv,
+        "tail": exe + cwd + argv + env,
         "exe_len": len(exe),
         "cwd_len": len(cwd),
         "argv_len": len(argv),
+        "env_len": len(env),
     }
 
 
 def test_exec_splits_exe_cwd_and_argv(decoder: Decoder) -> None:
     """An exec record's data is the exe path, the cwd path and NUL-separated argv."""
-    parts = _exec_tail(b"python3\0bin\0usr\0", b"proj\0home\0", b"python3\0train.py\0--lr\0")
+    parts = _exec_tail(
+        b"python3\0bin\0usr\0", b"proj\0home\0", b"python3\0train.py\0--lr\0", b"A=1\0B=\0"
+    )
     raw = record("exec", run_key=9, tgid=20, ppid=19, start_boottime_ns=77, uid=1000, **parts)
     assert decoder.decode(raw) == ExecEvent(
         run_key=9,
@@ -198,6 +201,8 @@ def test_exec_splits_exe_cwd_and_argv(decoder: Decoder) -> None:
         argv=("python3", "train.py", "--lr"),
         truncated=False,
         argv_truncated=False,
+        env=b"A=1\0B=\0",
+        env_truncated=False,
     )
 
 
@@ -230,6 +235,20 @@ def test_exec_truncated_flags(decoder: Decoder) -> None:
         raw = record("exec", flags=ABI.const(flag), **_exec_tail(b"a\0", b"", b"a\0"))
         ev = decoder.decode(raw)
         assert (ev.truncated, ev.argv_truncated) == expected  # type: ignore[union-attr]
+
+
+def test_exec_truncated_environment_keeps_whole_entries_only(decoder: Decoder) -> None:
+    """A cut environment block is flagged apart from the rest, and its last, cut entry is
+    dropped: what is left of a secret could escape the patterns that redact it whole."""
+    parts = _exec_tail(b"a\0", b"", b"a\0", b"A=1\0HF=hf_abc")
+    whole = decoder.decode(record("exec", **parts))
+    assert isinstance(whole, ExecEvent)
+    assert (whole.env, whole.env_truncated, whole.truncated) == (b"A=1\0HF=hf_abc", False, False)
+    cut = decoder.decode(record("exec", flags=ABI.const("HDR_ENV_TRUNCATED"), **parts))
+    assert isinstance(cut, ExecEvent)
+    assert (cut.env, cut.env_truncated, cut.argv_truncated) == (b"A=1\0", True, False)
+    unread = record("exec", flags=ABI.const("HDR_ENV_TRUNCATED"), **_exec_tail(b"a\0", b"", b""))
+    assert decoder.decode(unread).env == b""  # type: ignore[union-attr]
 
 
 def test_non_utf8_path_round_trips(decoder: Decoder) -> None:

@@ -254,6 +254,22 @@ def test_show_full_run(store: SqlStore, counter: Iterator[int]) -> None:
     assert doc["hosts"] == ["host-1"] and "parts" not in doc
 
 
+def test_show_says_which_environments_are_known_only_in_part(
+    store: SqlStore, counter: Iterator[int]
+) -> None:
+    """Environments are stored once by hash; those recorded as cut (the process was gone
+    before the rest was read) are listed apart, their variables shown as they are."""
+    f = RecordFactory("run-1", counter)
+    whole = pb.Environment(hash="blake3:aa", vars={"A": "1"})
+    cut = pb.Environment(hash="blake3:bb", vars={"A": "1"}, truncated=True)
+    procs = [f.started(100, 10, T0), f.started(101, 11, T0)]
+    procs[0].process_started.env_hash, procs[1].process_started.env_hash = whole.hash, cut.hash
+    store.ingest([f.tagged(), *procs, f._record(environment=whole), f._record(environment=cut)])
+    doc = store.show("run-1")
+    assert doc["environments"] == {"blake3:aa": {"A": "1"}, "blake3:bb": {"A": "1"}}
+    assert doc["environments_truncated"] == ["blake3:bb"]
+
+
 def test_show_is_json_serializable(store: SqlStore, counter: Iterator[int]) -> None:
     store.ingest(full_run("run-1", counter))
     f = RecordFactory("run-2", counter)
@@ -1037,7 +1053,8 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
         conn = sqlite3.connect(tmp_path / "state" / "registry.db")  # (the opener's)
         conn.executescript(
             "DROP TABLE dataset_files; ALTER TABLE processes DROP COLUMN exit_signal;"
-            " ALTER TABLE runs DROP COLUMN exit_signal; PRAGMA user_version = 5;"
+            " ALTER TABLE runs DROP COLUMN exit_signal;"
+            " ALTER TABLE environments DROP COLUMN truncated; PRAGMA user_version = 5;"
         )
         conn.close()
     else:
@@ -1045,6 +1062,7 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
         _pg_query(url, "DROP TABLE dataset_files")
         _pg_query(url, "ALTER TABLE processes DROP COLUMN exit_signal")
         _pg_query(url, "ALTER TABLE runs DROP COLUMN exit_signal")
+        _pg_query(url, "ALTER TABLE environments DROP COLUMN truncated")
         _pg_query(url, "UPDATE roard_schema SET version = 5")
     with opener() as store:
         assert store.show("old") == before

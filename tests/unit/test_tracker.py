@@ -377,13 +377,33 @@ def test_exit_flushes_open_descriptors(env: Env) -> None:
     assert finished.complete
 
 
+def _exec(
+    run: Run, pid: int, start_ns: int, exe: str, argv: tuple[str, ...], env: bytes, cut: bool
+) -> ExecEvent:
+    """An exec event of `pid` (ppid 1, uid 0, cwd /work) with its environment block."""
+    return ExecEvent(
+        run_key=run.key,
+        tgid=pid,
+        ppid=1,
+        start_ns=start_ns,
+        uid=0,
+        exe=exe,
+        cwd="/work",
+        argv=argv,
+        truncated=False,
+        argv_truncated=False,
+        env=env,
+        env_truncated=cut,
+    )
+
+
 def test_exec_updates_exe_argv_cwd(env: Env) -> None:
     """An exec replaces the process's exe/argv/cwd, re-announces it, and the exe is an input."""
     run, pid = env.tag()
     exe = env.file("tool", b"#!/bin/sh\n")
     start_ns = start_ticks(psutil.Process(pid)) * 1_000_000_000 // CLK_TCK
     env.tracker.handle(
-        ExecEvent(run.key, pid, 1, start_ns, 0, str(exe), "/work", ("tool", "-v"), False, False)
+        _exec(run, pid, start_ns, str(exe), ("tool", "-v"), b"HOME=/root\0", cut=False)
     )
     latest = env.sink.of(run, "process_started")[-1].process_started
     assert (latest.pid, latest.exe, list(latest.argv), latest.cwd) == (
@@ -396,6 +416,48 @@ def test_exec_updates_exe_argv_cwd(env: Env) -> None:
     files, finished = env.finish(run)
     assert (files[str(exe)].role, files[str(exe)].hash) == (pb.ROLE_INPUT, b3(b"#!/bin/sh\n"))
     assert finished.complete
+
+
+def _exec_env(env: Env, run: Run, pid: int, block: bytes, cut: bool) -> pb.Environment:
+    """Feed an exec of `pid` whose kernel copy of the environment is `block`; the
+    environment recorded for it (the process's env_hash names it)."""
+    env.tracker.handle(_exec(run, pid, 0, "/bin/true", ("true",), block, cut))
+    started = env.sink.of(run, "process_started")[-1].process_started
+    recorded = {r.environment.hash: r.environment for r in env.sink.of(run, "environment")}
+    return recorded[started.env_hash]
+
+
+def test_exec_records_the_kernels_copy_of_the_environment(env: Env) -> None:
+    """A whole environment read by the kernel at exec is recorded as is (not /proc's, which
+    the sleeper has too), secrets redacted."""
+    run, pid = env.tag()
+    recorded = _exec_env(env, run, pid, b"FOO=1\0API_TOKEN=abc\0", cut=False)
+    assert dict(recorded.vars) == {"FOO": "1", "API_TOKEN": "<redacted>"}
+    assert not recorded.truncated
+
+
+def test_a_cut_environment_is_completed_from_proc_while_the_process_lives(env: Env) -> None:
+    """The kernel's copy was cut: /proc has the whole block, and it is this exec's (it
+    starts with the kernel's copy), so the environment is recorded whole."""
+    run, pid = env.tag()
+    block = Path(f"/proc/{pid}/environ").read_bytes()
+    first = block[: block.index(b"\0") + 1]
+    recorded = _exec_env(env, run, pid, first, cut=True)
+    assert not recorded.truncated
+    assert len(recorded.vars) == block.count(b"\0") > 1
+
+
+def test_a_cut_environment_is_recorded_as_cut_when_proc_cannot_complete_it(env: Env) -> None:
+    """The process is gone, or /proc holds another block (a later exec's, a reused pid's):
+    the kernel's start of the environment is recorded, marked truncated, under a hash no
+    whole environment with the same variables has."""
+    run, pid = env.tag()
+    gone = _exec_env(env, run, FAKE_PID, b"FOO=1\0API_TOKEN=abc\0", cut=True)
+    assert (dict(gone.vars), gone.truncated) == ({"FOO": "1", "API_TOKEN": "<redacted>"}, True)
+    whole = _exec_env(env, run, pid, b"FOO=1\0API_TOKEN=abc\0", cut=False)
+    assert whole.hash != gone.hash
+    other = _exec_env(env, run, pid, b"NOT_THE_SLEEPERS=1\0", cut=True)
+    assert (dict(other.vars), other.truncated) == ({"NOT_THE_SLEEPERS": "1"}, True)
 
 
 def test_fork_adds_a_process_that_inherits_the_parent(env: Env) -> None:
