@@ -89,11 +89,15 @@ def test_reproduce_rebuilds_the_model_in_a_clean_directory(roard: Roard, workdir
     assert clone["url"] == str(workdir / "remote.git") and clone["dir"] == "proj"
     assert plan["fetch"] == [] and plan["warnings"] == []  # dirty only by outputs it re-creates
     first, second = plan["steps"]
-    assert first["command"] == {
+    command = {k: first["command"][k] for k in ("argv", "cwd", "rebuild_cwd", "secrets")}
+    assert command == {
         "argv": [python3(), "prepare.py"],
         "cwd": str(repo),
         "rebuild_cwd": "proj",
+        "secrets": [],
     }
+    assert first["command"]["env"]["PATH"] == os.environ["PATH"]  # set again as it was
+    assert "HOME" not in first["command"]["env"]
     assert {i["path"]: i["source"] for i in first["inputs"]} == {
         str(repo / "data/raw.csv"): "checkout",
         str(repo / "prepare.py"): "checkout",
