@@ -14,6 +14,11 @@ CODE = "code"
 ARTIFACT = "artifact"
 # The kinds a user's own files have: compared by `diff`, kept longest in the spool.
 USER_KINDS = frozenset({ARTIFACT, CODE})
+# The kind of a dataset's own row in the registry: a directory of artifacts as one
+# (roard.artifacts.datasets); never a path's classification.
+DATASET = "dataset"
+# What lineage walks follow: a run's own files and its datasets.
+LINEAGE_KINDS = USER_KINDS | {DATASET}
 # Interpreter options followed by a value, not the script (python -X dev, -W error; sh -o).
 _VALUE_OPTIONS = frozenset({"-X", "-W", "-o"})
 

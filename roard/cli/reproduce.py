@@ -50,14 +50,12 @@ import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from roard.artifacts.classify import USER_KINDS
 from roard.cli.render import run_label
 from roard.context.environment import REDACTED
 
 Doc = dict[str, Any]
 
-# Files a rebuild must provide: data and source; system and package files are the
-# environment's, summarized by the package lists.
-_FILE_KINDS = ("artifact", "code")
 # How many modified paths a dirty-tree warning names.
 _NAMED = 5
 # Variables of the session, the host or roard, not of the job: a rebuild keeps its own.
@@ -188,17 +186,17 @@ def _order(docs: Mapping[str, Doc], after: Mapping[str, set[str]]) -> tuple[list
 
 def _inputs(doc: Doc) -> list[Doc]:
     """The run's data and source inputs, hashed or not (hash None, with the reason)."""
-    hashed = [f for f in doc["inputs"] if f["kind"] in _FILE_KINDS]
+    hashed = [f for f in doc["inputs"] if f["kind"] in USER_KINDS]
     unhashed = [
         {**f, "hash": None}
         for f in doc.get("unhashed", [])
-        if f["role"] == "input" and f["kind"] in _FILE_KINDS
+        if f["role"] == "input" and f["kind"] in USER_KINDS
     ]
     return sorted(hashed + unhashed, key=lambda f: f["path"])
 
 
 def _outputs(doc: Doc) -> list[Doc]:
-    return sorted((f for f in doc["outputs"] if f["kind"] in _FILE_KINDS), key=lambda f: f["path"])
+    return sorted((f for f in doc["outputs"] if f["kind"] in USER_KINDS), key=lambda f: f["path"])
 
 
 def _needed_roots(doc: Doc, command: Doc | None) -> set[str]:
@@ -566,10 +564,7 @@ def _env(env: Mapping[str, str], clones: Mapping[str, str]) -> str:
     values starting with a cloned tree's root point into the clone."""
     if not env:
         return ""
-    assigns = []
-    for name, value in env.items():
-        word = _word(value, clones)
-        assigns.append(f"{name}={word}" if word.startswith('"') else shlex.quote(f"{name}={value}"))
+    assigns = [shlex.quote(f"{name}=") + _word(value, clones) for name, value in env.items()]
     # One variable a line: a recorded environment is long, and read when a rebuild fails.
     return "env \\\n        " + " \\\n        ".join(assigns) + " \\\n        "
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from roard.artifacts.classify import CODE, USER_KINDS
+from roard.artifacts.classify import CODE, DATASET, USER_KINDS
 from roard.cli import diff, render, reproduce
 from roard.cli.common import print_json, run_main
 from roard.collector.storage import RunFilter
@@ -344,7 +344,7 @@ def _summary(doc: dict[str, Any]) -> str:
     inputs, outputs = _kind_counts(doc["inputs"]), _kind_counts(doc["outputs"])
     killed = f" ({doc['signal']})" if doc.get("signal") else ""
     # Summaries count datasets as a kind of their own; show lists them apart.
-    sets = [inputs.pop("dataset", 0), outputs.pop("dataset", 0)]
+    sets = [inputs.pop(DATASET, 0), outputs.pop(DATASET, 0)]
     for d in doc.get("datasets", []):
         sets[d["role"] == "output"] += 1
     datasets = f" and {sets[0]}/{sets[1]} datasets" if any(sets) else ""

@@ -26,6 +26,7 @@ from typing import Any, Protocol, Self
 
 from google.protobuf import json_format
 
+from roard.artifacts.classify import DATASET, LINEAGE_KINDS
 from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.times import rfc3339
 from roard.v1 import records_pb2
@@ -44,7 +45,6 @@ __all__ = [
 ROLE_INPUT = records_pb2.ROLE_INPUT
 ROLE_OUTPUT = records_pb2.ROLE_OUTPUT
 ROLE_DELETED = records_pb2.ROLE_DELETED
-DATASET = "dataset"  # the file_access kind of a dataset's own row
 
 Row = Mapping[str, Any]
 
@@ -1422,9 +1422,10 @@ class _Graph:
             limit = 2 * self._max_nodes
             self._cur.execute(
                 "SELECT run_id, hash, path, size, kind FROM file_access"
-                f" WHERE run_id IN ({_marks(len(chunk))}) AND role = ? AND kind IN (?, ?, ?)"
+                f" WHERE run_id IN ({_marks(len(chunk))}) AND role = ?"
+                f" AND kind IN ({_marks(len(LINEAGE_KINDS))})"
                 " AND hash <> '' ORDER BY run_id, path LIMIT ?",
-                (*chunk, role, "artifact", "code", DATASET, limit),
+                (*chunk, role, *sorted(LINEAGE_KINDS), limit),
             )
             rows = self._cur.fetchall()
             self.truncated = self.truncated or len(rows) == limit
