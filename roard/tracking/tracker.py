@@ -177,11 +177,12 @@ class Tracker:
             raise PermissionDenied(
                 f"process {pid} belongs to uid {owner}: only root may tag other users' processes"
             )
+        placement = process_context(pid)  # /proc reads: not under the lock events wait on
         with self._lock:
             now = self._clock()
             how = "spawn" if spawned else "pid"
             run = self._runs.create(name, labels, owner, how, pid, now, join=join)
-            records = [convert.run_tagged(run, self._host, now, process_context(pid))]
+            records = [convert.run_tagged(run, self._host, now, placement)]
             # The root first: children it forks from here on are tracked by the kernel;
             # those that already exist are found by the scans.
             records += self._adopt_all(run, caller, now, lambda: [root, *self._descendants(root)])
