@@ -368,17 +368,13 @@ def _print_show(doc: dict[str, Any]) -> None:
     if doc.get("cgroup"):
         print(f"  cgroup {doc['cgroup']}")
     placement = doc.get("placement") or {}
-    if placement.get("container") or placement.get("kubernetes_pod_uid"):
-        pod = placement.get("kubernetes_pod") or placement.get("kubernetes_pod_uid")
-        where = ", ".join(
-            part
-            for part in (
-                f"container {placement['container'][:12]}" if placement["container"] else "",
-                f"pod {pod}" if pod else "",
-            )
-            if part
-        )
-        print(f"  in {where}")
+    container, pod_uid = placement.get("container"), placement.get("kubernetes_pod_uid")
+    if container or pod_uid:
+        inside = [f"container {container[:12]}"] if container else []
+        pod = placement.get("kubernetes_pod") or pod_uid
+        if pod:
+            inside.append(f"pod {pod}")
+        print(f"  in {', '.join(inside)}")
     for reason in doc.get("loss_reasons", []):
         print(f"  lost: {reason}")
     hosts = len(doc.get("hosts", ())) > 1
