@@ -138,6 +138,13 @@ def test_links_given_by_the_user(roard: Roard, workdir: Path) -> None:
     listed = _runs_linked(roard, wandb_id)
     assert [r["name"] for r in listed] == [name]
     assert listed[0]["links"] == links
+    # OpenLineage consumers see them in roard's run facet.
+    exported = roard.roarctl("export", name, "--format", "openlineage").stdout.splitlines()
+    facet = json.loads(exported[-1])["run"]["facets"]["roard"]
+    assert [(x["tracker"], x["runId"]) for x in facet["trackerLinks"]] == [
+        ("mlflow", "c" * 32),
+        ("wandb", wandb_id),
+    ]
 
     # An adopted process too.
     sleeper = subprocess.Popen(["sleep", "30"])
