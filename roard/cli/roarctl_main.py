@@ -18,6 +18,7 @@ from roard.cli import diff, render, reproduce
 from roard.cli.common import print_json, run_main
 from roard.collector.storage import RunFilter
 from roard.config import socket_path
+from roard.context.trackers import parse_links
 from roard.control.client import ControlClient, JoinSpec
 from roard.errors import DaemonUnavailable, NotFound, RoardError, UsageError
 from roard.times import parse_time
@@ -52,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         "moved in later; the run ends on untag or when the cgroup is removed",
     )
     tag.add_argument(
+        "--link",
+        action="append",
+        default=[],
+        metavar="TRACKER=RUN_ID",
+        help="an experiment-tracker run this run belongs to: mlflow=[EXPERIMENT_ID/]RUN_ID, "
+        "wandb=[[ENTITY/]PROJECT/]RUN_ID or neptune=[WORKSPACE/PROJECT/]RUN_ID (repeatable)",
+    )
+    tag.add_argument(
         "--json", action="store_true", help="with --pid/--cgroup: print the run as JSON"
     )
     tag.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARG]...")
@@ -67,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--since", type=_when, help="started at or after (ISO 8601 time)")
     runs.add_argument("--until", type=_when, help="started before (ISO 8601 time)")
     runs.add_argument("--limit", type=_count, default=50)
+    runs.add_argument(
+        "--link", metavar="RUN_ID", help="runs linked to this tracker run (or TRACKER=RUN_ID)"
+    )
     runs.add_argument("--json", action="store_true")
 
     lineage = sub.add_parser("lineage", help="what produced an artifact, and what consumed it")
@@ -168,7 +180,12 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 
 def _spawn_tagged(
-    client: ControlClient, cmd: list[str], name: str | None, labels: dict[str, str], join: JoinSpec
+    client: ControlClient,
+    cmd: list[str],
+    name: str | None,
+    labels: dict[str, str],
+    join: JoinSpec,
+    links: list[str],
 ) -> int:
     """Fork, have the daemon tag the child while it waits, then let it exec CMD."""
     go_r, go_w = os.pipe()
@@ -185,7 +202,7 @@ def _spawn_tagged(
             os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
     os.close(go_r)
     try:
-        tagged = client.tag(pid, name, labels, spawned=True, join=join)
+        tagged = client.tag(pid, name, labels, spawned=True, join=join, links=links)
     except BaseException:
         os.close(go_w)
         os.waitpid(pid, 0)
@@ -375,6 +392,10 @@ def _print_show(doc: dict[str, Any]) -> None:
         if pod:
             inside.append(f"pod {pod}")
         print(f"  in {', '.join(inside)}")
+    for link in doc.get("links", []):
+        project = f" in {link['project']}" if link["project"] else ""
+        url = f"  {link['url']}" if link["url"] else ""
+        print(f"  {link['tracker']} run {link['run_id']}{project} ({link['source']}){url}")
     for reason in doc.get("loss_reasons", []):
         print(f"  lost: {reason}")
     hosts = len(doc.get("hosts", ())) > 1
@@ -523,6 +544,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "tag":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         labels = _labels(args.label)
+        parse_links(args.link)  # before anything runs: a typo must not cost a job
         if args.hosts and args.join is None:
             raise UsageError("--hosts goes with --join RUN_ID")
         join = (
@@ -534,9 +556,11 @@ def _run(args: argparse.Namespace) -> int:
             if args.cgroup is not None:
                 # The daemon resolves it: an absolute path means the same there.
                 path = os.path.abspath(args.cgroup)
-                tagged = client.tag_cgroup(path, args.name, labels, join)
+                tagged = client.tag_cgroup(path, args.name, labels, join, args.link)
             else:
-                tagged = client.tag(args.pid, args.name, labels, spawned=False, join=join)
+                tagged = client.tag(
+                    args.pid, args.name, labels, spawned=False, join=join, links=args.link
+                )
             if tagged.warning:
                 print(f"roarctl: warning: {tagged.warning}", file=sys.stderr)
             if args.json and tagged.warning:  # not in the registry yet: what is known
@@ -548,7 +572,7 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if not cmd:
             raise UsageError("nothing to run: roarctl tag [--name NAME] -- CMD [ARG]...")
-        return _spawn_tagged(client, cmd, args.name, labels, join)
+        return _spawn_tagged(client, cmd, args.name, labels, join, args.link)
     if args.command == "untag":
         doc = client.untag(args.run)
         print_json(doc) if args.json else print(_summary(doc))
@@ -567,6 +591,7 @@ def _run(args: argparse.Namespace) -> int:
             since=args.since,
             until=args.until,
             limit=args.limit,
+            link=args.link,
         )
         runs = client.runs(where)
         if args.json:

@@ -68,6 +68,22 @@ ROARD_FACETS_SCHEMA: Final[dict[str, Any]] = {
                         "complete": {"type": "boolean", "description": "no event was lost"},
                         "lostEvents": {"type": "integer", "minimum": 0},
                         "lossReasons": {"type": "array", "items": {"type": "string"}},
+                        "trackerLinks": {
+                            "description": "experiment-tracker runs (W&B, MLflow, Neptune)"
+                            " the run belongs to",
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "tracker": {"type": "string"},
+                                    "project": {"type": "string"},
+                                    "runId": {"type": "string"},
+                                    "url": {"type": "string"},
+                                    "source": {"enum": ["env", "files", "user"]},
+                                },
+                                "required": ["tracker", "runId"],
+                            },
+                        },
                         "processes": {
                             "type": "array",
                             "items": {
@@ -212,6 +228,16 @@ def _run_facets(run: Mapping[str, Any], producer: str) -> dict[str, Any]:
         complete=run["complete"],
         lostEvents=run["lost_events"],
         lossReasons=run.get("loss_reasons", []),
+        trackerLinks=[
+            {
+                "tracker": x["tracker"],
+                "project": x["project"],
+                "runId": x["run_id"],
+                "url": x["url"],
+                "source": x["source"],
+            }
+            for x in run.get("links", [])
+        ],
         processes=processes,
     )
     engine = _facet(

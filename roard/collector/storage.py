@@ -27,6 +27,7 @@ from typing import Any, Protocol, Self
 from google.protobuf import json_format
 
 from roard.artifacts.classify import DATASET, LINEAGE_KINDS
+from roard.context.trackers import parse_query
 from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.times import rfc3339
 from roard.v1 import records_pb2
@@ -303,6 +304,22 @@ MIGRATIONS: tuple[tuple[str | Callable[[Cursor], None], ...], ...] = (
         # Environments known only in part: the process was gone before the rest was read.
         "ALTER TABLE environments ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
     ),
+    (
+        # Experiment-tracker runs (W&B, MLflow, Neptune) each run belongs to (TrackerLink
+        # records): one row per (run, tracker, tracker run id), completed by later records.
+        """
+        CREATE TABLE run_links (
+            run_id TEXT NOT NULL,
+            tracker TEXT NOT NULL,
+            tracker_run_id TEXT NOT NULL,
+            project TEXT NOT NULL DEFAULT '',
+            url TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (run_id, tracker, tracker_run_id)
+        )
+        """,
+        "CREATE INDEX run_links_tracker_run ON run_links (tracker_run_id)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -347,6 +364,7 @@ class RunFilter:
     since: float | None = None  # started at or after
     until: float | None = None  # started before
     limit: int = 100
+    link: str | None = None  # linked to this tracker run: RUN_ID or TRACKER=RUN_ID
 
     @classmethod
     def of(cls, message: Any) -> RunFilter:
@@ -359,6 +377,7 @@ class RunFilter:
             since=message.since or None,
             until=message.until or None,
             limit=message.limit or 100,
+            link=message.link or None,
         )
 
 
@@ -611,6 +630,7 @@ class SqlStore:
                 (run_id,),
             )
             env_rows = cur.fetchall()
+            links = _links(cur, [run_id]).get(run_id, [])
 
         tagged = [r.run_tagged for r in history if r.HasField("run_tagged")]
         # A program is an input of the run that exec'd it: its hash is the exe's.
@@ -629,6 +649,7 @@ class SqlStore:
             signal=signal_name(row["exit_signal"]) if row["finished_seq"] is not None else None,
             placement=_placement_doc(tagged[-1]) if tagged else None,
             root_pid=row["root_pid"],
+            links=links,
             processes=[_process_doc(p, host, exe_hashes) for p in processes],
             # Each distinct environment the processes exec'd with (secrets redacted), by the
             # env_hash processes name.
@@ -776,15 +797,29 @@ class SqlStore:
                 " AND l.key = ? AND l.value = ?)"
             )
             args += [key, value]
+        if where.link:
+            tracker, tracker_run_id = parse_query(where.link)
+            sql += (
+                " AND EXISTS (SELECT 1 FROM run_links k WHERE k.run_id = r.run_id"
+                " AND k.tracker_run_id = ?"
+            )
+            args.append(tracker_run_id)
+            if tracker is not None:
+                sql += " AND k.tracker = ?"
+                args.append(tracker)
+            sql += ")"
         sql += " ORDER BY r.started_at DESC, r.run_id DESC LIMIT ?"
         args.append(max(where.limit, 0))
         with self._read() as cur:
             cur.execute(sql, args)
             rows = cur.fetchall()
+            links = _links(cur, [row["run_id"] for row in rows])
         result = []
         for row in rows:
             item = _run_summary(row)
-            item.update(inputs=row["n_inputs"], outputs=row["n_outputs"])
+            item.update(
+                inputs=row["n_inputs"], outputs=row["n_outputs"], links=links.get(row["run_id"], [])
+            )
             result.append(item)
         return result
 
@@ -1123,6 +1158,11 @@ def _store_datasets(
     )  # fmt: skip
 
 
+def _link_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
+    link = record.tracker_link
+    return (record.run_id, link.tracker, link.run_id, link.project, link.url, link.source)
+
+
 def _loss_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     notice = record.loss_notice
     lost = _i64(notice.lost_events)
@@ -1212,6 +1252,18 @@ _APPLY: dict[str, tuple[tuple[str, _Params], ...]] = {
             "INSERT INTO environments (hash, vars, truncated) VALUES (?, ?, ?)"
             " ON CONFLICT (hash) DO NOTHING",
             _environment_params,
+        ),
+    ),
+    # A later record may know more (a project, a URL): fill in what is empty, never
+    # overwrite, so that redelivery and order do not matter.
+    "tracker_link": (
+        (
+            "INSERT INTO run_links (run_id, tracker, tracker_run_id, project, url, source)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, tracker, tracker_run_id) DO UPDATE"
+            " SET project = CASE WHEN run_links.project = '' THEN excluded.project"
+            " ELSE run_links.project END,"
+            " url = CASE WHEN run_links.url = '' THEN excluded.url ELSE run_links.url END",
+            _link_params,
         ),
     ),
     "loss_notice": (
@@ -1484,6 +1536,28 @@ class _Graph:
 
 
 # ------------------------------------------------------------------------------ documents
+
+
+def _links(cur: Cursor, run_ids: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+    """The tracker links of these runs, by run id, each run's sorted by tracker and id."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for chunk in _chunks(list(run_ids), 500):
+        cur.execute(
+            f"SELECT * FROM run_links WHERE run_id IN ({_marks(len(chunk))})"
+            " ORDER BY run_id, tracker, tracker_run_id",
+            chunk,
+        )
+        for row in cur.fetchall():
+            found.setdefault(row["run_id"], []).append(
+                {
+                    "tracker": row["tracker"],
+                    "project": row["project"],
+                    "run_id": row["tracker_run_id"],
+                    "url": row["url"],
+                    "source": row["source"],
+                }
+            )
+    return found
 
 
 def _run_summary(row: Row) -> dict[str, Any]:

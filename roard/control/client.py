@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,16 +86,26 @@ class ControlClient:
         labels: dict[str, str],
         spawned: bool,
         join: JoinSpec = JoinSpec(),
+        links: Sequence[str] = (),
     ) -> Tagged:
-        """Tag `pid` and its descendants as a new run (or a part of `join`)."""
-        request = pb.TagRequest(pid=pid, spawned=spawned, name=name or "", labels=labels)
+        """Tag `pid` and its descendants as a new run (or a part of `join`), linked to the
+        tracker runs `links` names (TRACKER=RUN_ID...)."""
+        request = pb.TagRequest(
+            pid=pid, spawned=spawned, name=name or "", labels=labels, links=links
+        )
         return self._tag(request, join)
 
     def tag_cgroup(
-        self, path: str, name: str | None, labels: dict[str, str], join: JoinSpec = JoinSpec()
+        self,
+        path: str,
+        name: str | None,
+        labels: dict[str, str],
+        join: JoinSpec = JoinSpec(),
+        links: Sequence[str] = (),
     ) -> Tagged:
         """Tag every process in the cgroup directory `path`, now and later."""
-        return self._tag(pb.TagRequest(cgroup=path, name=name or "", labels=labels), join)
+        request = pb.TagRequest(cgroup=path, name=name or "", labels=labels, links=links)
+        return self._tag(request, join)
 
     def _tag(self, request: pb.TagRequest, join: JoinSpec) -> Tagged:
         request.join, request.join_hosts = join.run_id, join.hosts
@@ -134,6 +145,7 @@ class ControlClient:
             host=where.host or "",
             since=where.since or 0,
             until=where.until or 0,
+            link=where.link or "",
         )
         doc: list[dict[str, Any]] = self._json("Runs", request)
         return doc

@@ -15,6 +15,7 @@ import structlog
 
 from roard.collector.client import CollectorClient
 from roard.collector.storage import RunFilter
+from roard.context.trackers import parse_links
 from roard.control.errors import status_code
 from roard.control.peercred import CredentialRelay
 from roard.errors import CollectorUnavailable, PrerequisiteError, RoardError, UsageError
@@ -99,11 +100,12 @@ class ControlService(control_pb2_grpc.ControlServicer):
         join = Join(check_run_id(request.join), request.join_hosts) if request.join else None
         if request.join_hosts and join is None:
             raise UsageError("--hosts is only for a joined run: give --join RUN_ID too")
+        links = parse_links(request.links)
         if request.cgroup:
             cgroup = cgroups.resolve(request.cgroup)
-            run = self._tracker.tag_cgroup(caller, cgroup, name, labels, join)
+            run = self._tracker.tag_cgroup(caller, cgroup, name, labels, join, links)
         else:
-            run = self._tracker.tag(caller, request.pid, name, labels, request.spawned, join)
+            run = self._tracker.tag(caller, request.pid, name, labels, request.spawned, join, links)
         # `roarctl show RUN` right after tagging should find it; a collector that is down
         # must not hold the command back, though.
         self._delivered(2.0)

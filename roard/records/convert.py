@@ -8,6 +8,7 @@ from typing import Any
 from roard.artifacts.datasets import Dataset
 from roard.artifacts.hasher import Digest, Unhashed
 from roard.context.host import ProcessContext
+from roard.context.trackers import TrackerLink
 from roard.records import ids
 from roard.tracking.processes import Process
 from roard.tracking.runs import FileUse, Run
@@ -175,6 +176,24 @@ def path_renamed(
         f"path/{pid}/{time.time_ns()}",
         now,
         path_changed=pb.PathChanged(op=op, path=old, new_path=new, pid=pid),
+    )
+
+
+def tracker_link(local: str, link: TrackerLink, now: float) -> pb.Record:
+    """An experiment-tracker run the run belongs to. The id names the link's content: a
+    retry repeats it, a richer sighting of the same tracker run is a new record."""
+    fields = (link.tracker, link.run_id, link.project, link.url)
+    return _record(
+        local,
+        "link/" + ids.content_key(fields),
+        now,
+        tracker_link=pb.TrackerLink(
+            tracker=link.tracker,
+            run_id=link.run_id,
+            project=link.project,
+            url=link.url,
+            source=link.source,
+        ),
     )
 
 

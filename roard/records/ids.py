@@ -9,6 +9,9 @@ contain "/" (`names.check_run_id`), so the split is unambiguous.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+
+import blake3
 
 from roard.v1 import records_pb2 as pb
 
@@ -32,3 +35,8 @@ def split(local: str) -> tuple[str, str]:
 def of_record(record: pb.Record) -> str:
     """The daemon-side id of the run (part) a record belongs to."""
     return local_id(record.run_id, record.part)
+
+
+def content_key(fields: Sequence[str]) -> str:
+    """A short stable key for a record whose id must change with its content."""
+    return blake3.blake3("\0".join(fields).encode()).hexdigest()[:32]

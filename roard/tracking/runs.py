@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from roard.artifacts.hasher import Digest
+from roard.context.trackers import Links
 from roard.kernel.abi import Abi
 from roard.records import ids
 from roard.tracking.cgroups import Cgroup
@@ -94,6 +95,7 @@ class Run:
     environments: set[str] = field(default_factory=set)  # env hashes sent for this run
     scripts: set[str] = field(default_factory=set)  # files run by an interpreter: code
     cwds: set[str] = field(default_factory=set)  # its processes' working directories
+    links: Links = field(default_factory=Links)  # experiment-tracker runs it belongs to
 
     @property
     def joined(self) -> bool:

@@ -35,6 +35,7 @@ from roard.context.environment import (
 )
 from roard.context.host import cgroup_context, process_context
 from roard.context.probe import ContextProbe
+from roard.context.trackers import TrackerLink, from_environment, from_paths
 from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.kernel.decode import (
     CgroupJoinEvent,
@@ -164,10 +165,12 @@ class Tracker:
         labels: dict[str, str],
         spawned: bool,
         join: Join | None = None,
+        links: Iterable[TrackerLink] = (),
     ) -> Run:
         """Start a run rooted at `pid`: that process and all its current and future
-        descendants; with `join`, as this host's part of that shared run. Raises
-        NotFound / PermissionDenied for a bad pid."""
+        descendants; with `join`, as this host's part of that shared run; `links`: the
+        tracker runs the user says it belongs to. Raises NotFound / PermissionDenied for a
+        bad pid."""
         try:
             root = psutil.Process(pid)
             owner = root.uids().real
@@ -183,6 +186,7 @@ class Tracker:
             how = "spawn" if spawned else "pid"
             run = self._runs.create(name, labels, owner, how, pid, now, join=join)
             records = [convert.run_tagged(run, self._host, now, placement)]
+            records += self._link_records(run, links, now)
             # The root first: children it forks from here on are tracked by the kernel;
             # those that already exist are found by the scans.
             records += self._adopt_all(run, caller, now, lambda: [root, *self._descendants(root)])
@@ -209,11 +213,13 @@ class Tracker:
         name: str | None,
         labels: dict[str, str],
         join: Join | None = None,
+        links: Iterable[TrackerLink] = (),
     ) -> Run:
         """Start a run of every process in `cgroup` and below it: those there now, those
-        moved in later, and all their descendants. It ends on untag or when the cgroup is
-        removed, not when it is empty (a scheduler may tag before the job arrives).
-        Raises PermissionDenied unless the caller is root or owns the cgroup's directory."""
+        moved in later, and all their descendants (`links`: as for tag()). It ends on
+        untag or when the cgroup is removed, not when it is empty (a scheduler may tag
+        before the job arrives). Raises PermissionDenied unless the caller is root or owns
+        the cgroup's directory."""
         if not caller.root and cgroup.owner != caller.uid:
             raise PermissionDenied(
                 f"cgroup {cgroup.path} belongs to uid {cgroup.owner}: only root, or the user "
@@ -234,6 +240,7 @@ class Tracker:
             run = self._runs.create(name, labels, cgroup.owner, "cgroup", 0, now, cgroup, join=join)
             placement = cgroup_context(cgroup.path)
             records = [convert.run_tagged(run, self._host, now, placement)]
+            records += self._link_records(run, links, now)
             # The kernel map first: a process moved in from now on joins by itself, so the
             # scans that follow cannot miss one that arrives meanwhile.
             uid = None if caller.root else caller.uid
@@ -862,6 +869,9 @@ class Tracker:
             env, truncated = _exec_environment(event) if event else (read_environ(proc.pid), False)
             proc.env_hash = ""
             if env is not None:
+                # Before redaction, which may hide an id that merely looks like a secret;
+                # only ids, projects and URLs are taken from it, never a credential.
+                records += self._link_records(run, from_environment(env), now)
                 env = self._redactor.environment(env)
                 proc.env_hash = digest(env, truncated)
                 if proc.env_hash not in run.environments:
@@ -873,6 +883,13 @@ class Tracker:
             run.cwds.add(proc.cwd)
         records.append(convert.process_started(proc, now, self._generation))
         return records
+
+    def _link_records(self, run: Run, found: Iterable[TrackerLink], now: float) -> list[pb.Record]:
+        """Records of the tracker links in `found` that are new to the run or now tell
+        more (a project or URL an earlier sighting lacked)."""
+        with self._lock:
+            changed = run.links.add(found)
+        return [convert.tracker_link(run.run_id, link, now) for link in changed]
 
     # -- finalization (finalizer threads) -----------------------------------------------
 
@@ -963,6 +980,11 @@ class Tracker:
                 )
             elif use.written:
                 records.append(convert.file_deleted(run, use, kind, now))
+        # Tracker runs whose local files (wandb/run-*/, mlruns/EXP/RUN/...) the run wrote: by
+        # path alone, so found even when those files are gone by now.
+        records += self._link_records(
+            run, from_paths(u.path for u in run.files.values() if u.written), now
+        )
         context = self._run_context(run, probed)
         if context is not None:
             records.append(convert.run_context(run, context, now))

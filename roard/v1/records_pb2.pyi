@@ -19,7 +19,7 @@ ROLE_OUTPUT: Role
 ROLE_DELETED: Role
 
 class Record(_message.Message):
-    __slots__ = ("id", "seq", "run_id", "time", "part", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished", "path_changed", "environment", "run_context", "dataset")
+    __slots__ = ("id", "seq", "run_id", "time", "part", "run_tagged", "process_started", "process_exited", "file_access", "loss_notice", "run_finished", "path_changed", "environment", "run_context", "dataset", "tracker_link")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class Record(_message.Message):
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     RUN_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
+    TRACKER_LINK_FIELD_NUMBER: _ClassVar[int]
     id: str
     seq: int
     run_id: str
@@ -50,7 +51,8 @@ class Record(_message.Message):
     environment: Environment
     run_context: RunContext
     dataset: Dataset
-    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., part: _Optional[str] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., run_context: _Optional[_Union[RunContext, _Mapping]] = ..., dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
+    tracker_link: TrackerLink
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., part: _Optional[str] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., run_context: _Optional[_Union[RunContext, _Mapping]] = ..., dataset: _Optional[_Union[Dataset, _Mapping]] = ..., tracker_link: _Optional[_Union[TrackerLink, _Mapping]] = ...) -> None: ...
 
 class RunTagged(_message.Message):
     __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at", "cgroup", "joined", "join_hosts", "placement")
@@ -239,6 +241,20 @@ class PathChanged(_message.Message):
     new_path: str
     pid: int
     def __init__(self, op: _Optional[_Union[PathChanged.Op, str]] = ..., path: _Optional[str] = ..., new_path: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class TrackerLink(_message.Message):
+    __slots__ = ("tracker", "run_id", "project", "url", "source")
+    TRACKER_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    tracker: str
+    run_id: str
+    project: str
+    url: str
+    source: str
+    def __init__(self, tracker: _Optional[str] = ..., run_id: _Optional[str] = ..., project: _Optional[str] = ..., url: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
 
 class RunFinished(_message.Message):
     __slots__ = ("has_exit_code", "exit_code", "ended_at", "complete", "lost_events", "signal")

@@ -1044,8 +1044,8 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    """A schema-5 registry (no dataset_files) with runs in it upgrades and then stores
-    datasets; its runs read back as before."""
+    """A schema-5 registry (no dataset_files, no run_links) with runs in it upgrades and
+    then stores datasets; its runs read back as before."""
     with opener() as store:
         store.ingest(full_run("old", counter))
         before = store.show("old")
@@ -1054,7 +1054,8 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
         conn.executescript(
             "DROP TABLE dataset_files; ALTER TABLE processes DROP COLUMN exit_signal;"
             " ALTER TABLE runs DROP COLUMN exit_signal;"
-            " ALTER TABLE environments DROP COLUMN truncated; PRAGMA user_version = 5;"
+            " ALTER TABLE environments DROP COLUMN truncated; DROP TABLE run_links;"
+            " PRAGMA user_version = 5;"
         )
         conn.close()
     else:
@@ -1063,9 +1064,63 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
         _pg_query(url, "ALTER TABLE processes DROP COLUMN exit_signal")
         _pg_query(url, "ALTER TABLE runs DROP COLUMN exit_signal")
         _pg_query(url, "ALTER TABLE environments DROP COLUMN truncated")
+        _pg_query(url, "DROP TABLE run_links")
         _pg_query(url, "UPDATE roard_schema SET version = 5")
     with opener() as store:
         assert store.show("old") == before
         _dataset_runs(store, counter)
         datasets = store.show("run-r")["datasets"]
         assert [(d["path"], d["file_count"]) for d in datasets] == [("/broken", 1), ("/ckpt", 2)]
+
+
+def _link(
+    f: RecordFactory, tracker: str, run_id: str, project: str = "", url: str = ""
+) -> pb.Record:
+    return f._record(
+        tracker_link=pb.TrackerLink(
+            tracker=tracker, run_id=run_id, project=project, url=url, source="env"
+        )
+    )
+
+
+def test_tracker_links_in_show_and_runs(store: SqlStore, counter: Iterator[int]) -> None:
+    f = RecordFactory("run-1", counter)
+    url = "https://wandb.ai/team/resnet/runs/abc"
+    early = f._record(tracker_link=pb.TrackerLink(tracker="wandb", run_id="abc", source="files"))
+    richer = _link(f, "wandb", "abc", "team/resnet", url)
+    records = [f.tagged(), early, _link(f, "mlflow", "m" * 32, "0"), richer, f.finished()]
+    g = RecordFactory("run-2", counter)
+    other = [g.tagged(), _link(g, "mlflow", "abc"), g.finished()]
+    # Redelivered, and in any order: the richer sighting completes the first one.
+    store.ingest(list(reversed(records)) + other)
+    store.ingest(records)
+    store.ingest([early])
+    expected = [
+        {"tracker": "mlflow", "project": "0", "run_id": "m" * 32, "url": "", "source": "env"},
+        {
+            "tracker": "wandb",
+            "project": "team/resnet",
+            "run_id": "abc",
+            "url": url,
+            "source": "env",
+        },
+    ]
+    assert store.show("run-1")["links"] == expected
+    assert store.show("run-2")["links"][0]["tracker"] == "mlflow"
+
+    def found(link: str) -> list[str]:
+        return [r["run_id"] for r in store.runs(RunFilter(link=link))]
+
+    assert found("abc") == ["run-2", "run-1"]  # both have a tracker run "abc"
+    assert found("wandb=abc") == ["run-1"]
+    assert found("mlflow=abc") == ["run-2"]
+    assert found("wandb=team/resnet/abc") == ["run-1"]
+    assert found("nothing") == []
+    listed = {r["run_id"]: r["links"] for r in store.runs()}
+    assert listed["run-1"] == expected
+
+
+def test_a_run_without_links_shows_none(store: SqlStore, counter: Iterator[int]) -> None:
+    store.ingest(full_run("run-1", counter))
+    assert store.show("run-1")["links"] == []
+    assert store.runs()[0]["links"] == []

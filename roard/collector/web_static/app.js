@@ -359,6 +359,19 @@
     ];
   }
 
+  // The W&B / MLflow / Neptune runs a run belongs to; a link only to an http(s) page.
+  function trackerLinks(links) {
+    if (!links.length) return h("span", { class: "muted" }, "none");
+    return links.map((l, i) => {
+      const text = `${l.tracker} ${l.run_id}${l.project ? ` (${l.project})` : ""}`;
+      const web = /^https?:\/\//.test(l.url || "");
+      return [
+        i ? ", " : "",
+        web ? h("a", { href: l.url, rel: "noopener noreferrer", class: "tracker-link" }, text) : text,
+      ];
+    });
+  }
+
   async function runView(run, current) {
     const doc = await api("runs/" + encodeURIComponent(run));
     if (!current()) return;
@@ -382,6 +395,7 @@
           ? labels.map(([k, v], i) => [i ? ", " : "", h("a", { href: link.runs({ label: `${k}=${v}` }) }, `${k}=${v}`)])
           : h("span", { class: "muted" }, "none"),
       ],
+      ["Tracker runs", trackerLinks(doc.links || [])],
     ];
     const reasons = doc.loss_reasons || [];
     const changes = doc.path_changes || [];
