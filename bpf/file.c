@@ -5,10 +5,63 @@
 #define OPEN_HOOK(name)                                                                    \
 	SYSCALL_EXIT(sys_exit_##name)                                                      \
 	{                                                                                  \
-		if (ctx->ret >= 0)                                                         \
-			on_open(ctx->ret);                                                 \
+		open_exit(ctx->ret);                                                       \
 		return 0;                                                                  \
 	}
+
+/* An open with O_TRUNC for writing changes the file even if nothing is written: noted at
+ * entry (the flags), applied at exit (the descriptor). */
+static __always_inline void open_enter(u64 flags)
+{
+	if ((flags & ROARD_O_TRUNC) && (flags & ROARD_O_ACCMODE) && tracked_run(current_tgid())) {
+		u64 id = bpf_get_current_pid_tgid();
+		u8 one = 1;
+		if (truncating.update(&id, &one) != 0)
+			count_loss(ROARD_LOSS_INFLIGHT_FULL, tracked_run(current_tgid()));
+	}
+}
+
+static __always_inline void open_exit(long ret)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	bool truncated = truncating.lookup(&id) != 0;
+	if (truncated) /* deleted whatever the outcome: an entry must not outlive its call */
+		truncating.delete(&id);
+	if (ret < 0)
+		return;
+	on_open(ret);
+	u64 run_key = truncated ? tracked_run(id >> 32) : 0;
+	if (run_key)
+		account(run_key, ret, 0, 0, ROARD_AGG_RESIZED);
+}
+
+SYSCALL_ENTER(sys_enter_open)
+{
+	open_enter(ctx->args[1]);
+	return 0;
+}
+
+SYSCALL_ENTER(sys_enter_openat)
+{
+	open_enter(ctx->args[2]);
+	return 0;
+}
+
+/* creat(2) is open(O_CREAT | O_WRONLY | O_TRUNC). */
+SYSCALL_ENTER(sys_enter_creat)
+{
+	open_enter(ROARD_O_TRUNC | 1);
+	return 0;
+}
+
+/* openat2(dfd, name, struct open_how *how, size): how->flags is its first field. */
+SYSCALL_ENTER(sys_enter_openat2)
+{
+	u64 flags = 0;
+	bpf_probe_read_user(&flags, sizeof(flags), (const void *)ctx->args[2]);
+	open_enter(flags);
+	return 0;
+}
 
 /* Byte movers: which argument is read from and which written to (-1: none). */
 #define IO_HOOK(name, in_arg, out_arg)                                                     \

@@ -35,6 +35,11 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 		count_loss(ROARD_LOSS_TRACKED_FULL, run_key);
 		return 0;
 	}
+	/* clone(CLONE_FILES): the child shares the parent's descriptor table, and may close
+	 * a file for both. Name the parent's lazily announced files now, while they are held;
+	 * files tracked from now on are announced at once (track_file: table_shared). */
+	if (rd_u64(child, OFF_TASK_STRUCT_FILES) == rd_u64(parent, OFF_TASK_STRUCT_FILES))
+		flush_lazy_fds(ptgid);
 	struct roard_scratch *s = scratch_buf();
 	if (!s)
 		return 0;
@@ -132,6 +137,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	/* A thread killed inside a read or write never reaches the syscall's exit. */
 	u64 id = bpf_get_current_pid_tgid();
 	inflight.delete(&id);
+	truncating.delete(&id);
 	u64 task = bpf_get_current_task();
 	if (rd_u32(rd_u64(task, OFF_TASK_STRUCT_SIGNAL), OFF_SIGNAL_STRUCT_LIVE) != 0)
 		return 0;

@@ -1,19 +1,20 @@
-/* Rename hooks: a renamed file keeps its lineage under its new name (write to a temporary,
- * then rename: the final name is the output). Arguments are kept at entry; the event is sent
- * only when the rename succeeded. */
+/* Name hooks: a renamed file keeps its lineage under its new name (write to a temporary,
+ * then rename: the final name is the output); a new link is an output; an unlinked file is
+ * deleted; a file truncated by name is an output. Arguments are kept at entry; the event is
+ * sent only when the call succeeded. */
 #include "lib/common.h"
 #include "lib/files.h"
 #include "lib/path.h"
 
 #define AT_FDCWD_VALUE -100
 
-static __always_inline void rename_enter(s64 olddfd, u64 oldname, s64 newdfd, u64 newname,
-					 u64 flags)
+static __always_inline void rename_enter(u32 op, s64 olddfd, u64 oldname, s64 newdfd,
+					 u64 newname, u64 flags)
 {
 	if (!tracked_run(current_tgid()))
 		return;
 	u64 id = bpf_get_current_pid_tgid();
-	struct roard_rename_args args = {olddfd, oldname, newdfd, newname, flags};
+	struct roard_rename_args args = {olddfd, oldname, newdfd, newname, flags, op};
 	if (renames.update(&id, &args) != 0)
 		count_loss(ROARD_LOSS_INFLIGHT_FULL, tracked_run(current_tgid()));
 }
@@ -59,18 +60,24 @@ static __always_inline void rename_exit(long ret)
 	u8 *data = s->buf + sizeof(*ev);
 	fill_hdr(&ev->hdr, ROARD_EV_RENAME, run_key);
 	ev->rename_flags = args.flags;
+	ev->op = args.op;
 	s->pos = 0;
 	walk_base(s, data, args.olddfd);
 	u32 truncated = s->walk_truncated;
 	u32 mark = s->pos;
 	ev->olddir_len = mark;
 	ev->old_len = read_name(s, data, args.oldname);
-	mark = s->pos;
-	walk_base(s, data, args.newdfd);
-	truncated |= s->walk_truncated;
-	ev->newdir_len = s->pos - mark;
-	ev->new_len = read_name(s, data, args.newname);
-	if (truncated || !ev->old_len || !ev->new_len)
+	ev->newdir_len = 0;
+	ev->new_len = 0;
+	if (args.newname) {
+		mark = s->pos;
+		walk_base(s, data, args.newdfd);
+		truncated |= s->walk_truncated;
+		ev->newdir_len = s->pos - mark;
+		ev->new_len = read_name(s, data, args.newname);
+		truncated |= !ev->new_len;
+	}
+	if (truncated || !ev->old_len)
 		ev->hdr.flags |= ROARD_HDR_PATH_TRUNCATED;
 	u32 len = s->pos;
 	submit(s, sizeof(*ev), len, ROARD_LOSS_RINGBUF_FILE, run_key, false);
@@ -78,37 +85,74 @@ static __always_inline void rename_exit(long ret)
 
 SYSCALL_ENTER(sys_enter_rename)
 {
-	rename_enter(AT_FDCWD_VALUE, ctx->args[0], AT_FDCWD_VALUE, ctx->args[1], 0);
+	rename_enter(ROARD_NAME_RENAME, AT_FDCWD_VALUE, ctx->args[0], AT_FDCWD_VALUE,
+		     ctx->args[1], 0);
 	return 0;
 }
 
 SYSCALL_ENTER(sys_enter_renameat)
 {
-	rename_enter((s32)ctx->args[0], ctx->args[1], (s32)ctx->args[2], ctx->args[3], 0);
+	rename_enter(ROARD_NAME_RENAME, (s32)ctx->args[0], ctx->args[1], (s32)ctx->args[2],
+		     ctx->args[3], 0);
 	return 0;
 }
 
 SYSCALL_ENTER(sys_enter_renameat2)
 {
-	rename_enter((s32)ctx->args[0], ctx->args[1], (s32)ctx->args[2], ctx->args[3],
-		     ctx->args[4]);
+	rename_enter(ROARD_NAME_RENAME, (s32)ctx->args[0], ctx->args[1], (s32)ctx->args[2],
+		     ctx->args[3], ctx->args[4]);
 	return 0;
 }
 
-SYSCALL_EXIT(sys_exit_rename)
+/* Every name hook's exit: the event, if the call succeeded. */
+#define NAME_EXIT_HOOK(name)                                                               \
+	SYSCALL_EXIT(sys_exit_##name)                                                      \
+	{                                                                                  \
+		rename_exit(ctx->ret);                                                     \
+		return 0;                                                                  \
+	}
+
+NAME_EXIT_HOOK(rename)
+NAME_EXIT_HOOK(renameat)
+NAME_EXIT_HOOK(renameat2)
+NAME_EXIT_HOOK(link)
+NAME_EXIT_HOOK(linkat)
+NAME_EXIT_HOOK(unlink)
+NAME_EXIT_HOOK(unlinkat)
+NAME_EXIT_HOOK(truncate)
+
+SYSCALL_ENTER(sys_enter_link)
 {
-	rename_exit(ctx->ret);
+	rename_enter(ROARD_NAME_LINK, AT_FDCWD_VALUE, ctx->args[0], AT_FDCWD_VALUE, ctx->args[1],
+		     0);
 	return 0;
 }
 
-SYSCALL_EXIT(sys_exit_renameat)
+/* linkat(olddfd, oldname, newdfd, newname, flags): with AT_EMPTY_PATH the old name is ""
+ * (the dir fd is the file itself); only the new name matters. */
+SYSCALL_ENTER(sys_enter_linkat)
 {
-	rename_exit(ctx->ret);
+	rename_enter(ROARD_NAME_LINK, (s32)ctx->args[0], ctx->args[1], (s32)ctx->args[2],
+		     ctx->args[3], ctx->args[4]);
 	return 0;
 }
 
-SYSCALL_EXIT(sys_exit_renameat2)
+SYSCALL_ENTER(sys_enter_unlink)
 {
-	rename_exit(ctx->ret);
+	rename_enter(ROARD_NAME_UNLINK, AT_FDCWD_VALUE, ctx->args[0], 0, 0, 0);
+	return 0;
+}
+
+/* unlinkat(dfd, name, flags): AT_REMOVEDIR is rmdir, of an empty directory: no content. */
+SYSCALL_ENTER(sys_enter_unlinkat)
+{
+	if (!(ctx->args[2] & ROARD_AT_REMOVEDIR))
+		rename_enter(ROARD_NAME_UNLINK, (s32)ctx->args[0], ctx->args[1], 0, 0, 0);
+	return 0;
+}
+
+SYSCALL_ENTER(sys_enter_truncate)
+{
+	rename_enter(ROARD_NAME_TRUNCATE, AT_FDCWD_VALUE, ctx->args[0], 0, 0, 0);
 	return 0;
 }

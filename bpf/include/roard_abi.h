@@ -84,6 +84,16 @@
 #define ROARD_MAP_SHARED 1
 #define ROARD_MAP_ANONYMOUS 32
 #define ROARD_RENAME_EXCHANGE 2
+#define ROARD_AT_REMOVEDIR 512
+#define ROARD_O_ACCMODE 3
+#define ROARD_O_TRUNC 512
+
+/* roard_ev_rename.op: which name change. Links, unlinks and truncates by name share the
+ * rename event; unlink and truncate name one file (new_len 0). */
+#define ROARD_NAME_RENAME 0
+#define ROARD_NAME_LINK 1
+#define ROARD_NAME_UNLINK 2
+#define ROARD_NAME_TRUNCATE 3
 
 /* Common prefix of every event: each roard_ev_* starts with it. */
 struct roard_hdr {
@@ -156,7 +166,9 @@ struct roard_ev_close {
 	__u16 pad;
 };
 
-/* A tracked process renamed a file or directory (rename, renameat, renameat2).
+/* A tracked process changed a name (`op`): renamed a file or directory (rename, renameat,
+ * renameat2), linked a file (link, linkat), unlinked one (unlink, unlinkat), or truncated
+ * one by name (truncate). Sent only when the call succeeded.
  * data = old base dir (components), old name (as passed, NUL-terminated), new base dir,
  * new name. A base dir is the cwd or the dir fd's directory; it is unused for absolute
  * names. */
@@ -167,7 +179,7 @@ struct roard_ev_rename {
 	__u16 old_len;
 	__u16 newdir_len;
 	__u16 new_len;
-	__u32 pad;
+	__u32 op;
 };
 
 /* A process moved into a tagged cgroup (or one below it) and joined its run. */

@@ -76,6 +76,8 @@ struct roard_rename_args {
 	s64 newdfd;
 	u64 newname;
 	u64 flags;
+	u32 op; /* ROARD_NAME_*: one-name ops leave newname 0 */
+	u32 pad;
 };
 
 /* Maps a restarted roard must find again (roard/kernel/pins.py) are pinned on bpffs when
@@ -93,7 +95,11 @@ ROARD_KEPT_TABLE("hash", tracked, u32, u64, ROARD_TRACKED_MAX);
 ROARD_KEPT_TABLE("hash", fdagg, struct roard_fdkey, struct roard_fdagg, ROARD_FDAGG_MAX);
 /* thread id -> descriptors of the read/write syscall it is inside; one per running thread. */
 BPF_HASH(inflight, u64, struct roard_inflight, ROARD_TRACKED_MAX);
-/* thread id -> arguments of the rename it is inside; one per running thread. */
+/* thread id -> 1 while it is inside an open that truncates (the file's f_flags lose
+ * O_TRUNC once open); one per running thread. */
+BPF_HASH(truncating, u64, u8, ROARD_TRACKED_MAX);
+/* thread id -> arguments of the rename, link, unlink or truncate it is inside; one per
+ * running thread. */
 BPF_HASH(renames, u64, struct roard_rename_args, ROARD_TRACKED_MAX);
 /* (run key, category) -> events dropped for that run; a few entries per open run at most. */
 BPF_HASH(run_losses, struct roard_losskey, u64, ROARD_RUNS_MAX);

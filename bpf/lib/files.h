@@ -87,8 +87,20 @@ static __always_inline void drop_ignored_fds(u32 tgid)
 	}
 }
 
+/* Whether another process shares the current descriptor table (clone with CLONE_FILES):
+ * it may close a descriptor for both, and the close then reaches only its own entries.
+ * Each task using the table holds a reference; this process's threads account for
+ * nr_threads of them. */
+static __always_inline bool table_shared(void)
+{
+	u64 task = bpf_get_current_task();
+	u32 users = rd_u32(rd_u64(task, OFF_TASK_STRUCT_FILES), OFF_FILES_STRUCT_COUNT);
+	return users > rd_u32(rd_u64(task, OFF_TASK_STRUCT_SIGNAL), OFF_SIGNAL_STRUCT_NR_THREADS);
+}
+
 /* Start aggregating the I/O of the file behind (tgid, fd). Regular files on high
- * descriptors are announced now with their path; the others at flush. Non-regular files
+ * descriptors, or in a table shared with another process, are announced now with their
+ * path; the others at flush. Non-regular files
  * (pipes, sockets, ttys, directories) get a silent IGNORE entry so they are classified
  * once, not on every read. */
 static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u64 file,
@@ -103,7 +115,7 @@ static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u
 	init.open_flags = rd_u32(file, OFF_FILE_F_FLAGS);
 	init.fmode = rd_u32(file, OFF_FILE_F_MODE);
 	bool regular = is_regular(inode);
-	bool announce = regular && key->fd >= ROARD_LAZY_FDS;
+	bool announce = regular && (key->fd >= ROARD_LAZY_FDS || table_shared());
 	if (!regular)
 		init.flags = ROARD_AGG_IGNORE;
 	if (announce)

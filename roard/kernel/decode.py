@@ -106,6 +106,19 @@ class RenameEvent:
 
 
 @dataclass(frozen=True)
+class NameEvent:
+    """A tracked process linked `path` to `new` (op "link"), unlinked `path` ("unlink"), or
+    truncated it by name ("truncate"); names absolute, as the process sees them."""
+
+    run_key: int
+    tgid: int
+    op: str
+    path: str
+    new: str  # "" unless op is "link"
+    truncated: bool  # a name or base dir could not be read whole
+
+
+@dataclass(frozen=True)
 class CgroupJoinEvent:
     """A process moved into a tagged cgroup (or one below it): it is now tracked under
     that cgroup's run, and its children follow by fork."""
@@ -136,6 +149,7 @@ Event = (
     | OpenEvent
     | CloseEvent
     | RenameEvent
+    | NameEvent
     | CgroupJoinEvent
     | EnvRunEvent
 )
@@ -178,6 +192,10 @@ class Decoder:
         self._resized = abi.const("AGG_RESIZED")
         self._fmode_created = abi.const("FMODE_CREATED")
         self._rename_exchange = abi.const("RENAME_EXCHANGE")
+        self._name_rename = abi.const("NAME_RENAME")
+        self._name_ops = {
+            abi.const(f"NAME_{op.upper()}"): op for op in ("link", "unlink", "truncate")
+        }
         self._argv_truncated = abi.const("HDR_ARGV_TRUNCATED")
         self._env_truncated = abi.const("HDR_ENV_TRUNCATED")
         self._inherited = abi.const("ORIGIN_INHERITED")
@@ -240,20 +258,7 @@ class Decoder:
                 truncated=bool(hdr.flags & self._value_truncated),
             )
         if etype == self._ev["RENAME"]:
-            cut = [ev.olddir_len, ev.old_len, ev.newdir_len, ev.new_len]
-            parts, pos = [], 0
-            for n in cut:
-                parts.append(tail[pos : pos + n])
-                pos += n
-            olddir, old, newdir, new = (p.removesuffix(b"\0") for p in parts)
-            return RenameEvent(
-                run_key=hdr.run_key,
-                tgid=hdr.tgid,
-                old=_resolve(olddir, old),
-                new=_resolve(newdir, new),
-                exchange=bool(ev.rename_flags & self._rename_exchange),
-                truncated=bool(hdr.flags & self._path_truncated) or not old or not new,
-            )
+            return self._name_change(ev, tail)
         if etype == self._ev["OPEN"]:
             return OpenEvent(
                 run_key=hdr.run_key,
@@ -269,6 +274,39 @@ class Decoder:
             )
         path = join_components(tail[: ev.path_len]) if ev.path_len else None
         return self.close_from(hdr.tgid, ev.fd, hdr.run_key, ev, ev.agg_flags, path, hdr.flags)
+
+    def _name_change(self, ev: Any, tail: bytes) -> RenameEvent | NameEvent:
+        """A roard_ev_rename record: a rename, or the one- or two-name op it says."""
+        cut = [ev.olddir_len, ev.old_len, ev.newdir_len, ev.new_len]
+        parts, pos = [], 0
+        for n in cut:
+            parts.append(tail[pos : pos + n])
+            pos += n
+        olddir, old, newdir, new = (p.removesuffix(b"\0") for p in parts)
+        hdr = ev.hdr
+        cut_short = bool(hdr.flags & self._path_truncated)
+        if ev.op == self._name_rename:
+            return RenameEvent(
+                run_key=hdr.run_key,
+                tgid=hdr.tgid,
+                old=_resolve(olddir, old),
+                new=_resolve(newdir, new),
+                exchange=bool(ev.rename_flags & self._rename_exchange),
+                truncated=cut_short or not old or not new,
+            )
+        op = self._name_ops.get(ev.op)
+        if op is None:
+            raise KernelError(f"undecodable name change: op {ev.op}")
+        # A link's old name may be "" (linkat with AT_EMPTY_PATH): only its new name counts.
+        named = new if op == "link" else old
+        return NameEvent(
+            run_key=hdr.run_key,
+            tgid=hdr.tgid,
+            op=op,
+            path=_resolve(olddir, old),
+            new=_resolve(newdir, new) if op == "link" else "",
+            truncated=cut_short or not named,
+        )
 
     def close_from(
         self,

@@ -34,7 +34,9 @@ KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("task_struct", "signal"),
     ("task_struct", "exit_code"),
     ("signal_struct", "live"),
+    ("signal_struct", "nr_threads"),
     ("files_struct", "fdt"),
+    ("files_struct", "count"),
     ("fdtable", "max_fds"),
     ("fdtable", "fd"),
     ("file", "f_path"),
@@ -81,12 +83,14 @@ _HOOK_MACROS = {
     "OPEN_HOOK": ("sys_exit_{}",),
     "FLUSH_LAZY_HOOK": ("sys_enter_{}",),
     "RESIZE_HOOK": ("sys_enter_{}",),
+    "NAME_EXIT_HOOK": ("sys_exit_{}",),
     "IO_HOOK": ("sys_enter_{}", "sys_exit_{}"),
     "SYSCALL_ENTER": ("{}",),
     "SYSCALL_EXIT": ("{}",),
 }
 _HOOK_USE = re.compile(
-    r"^(OPEN_HOOK|IO_HOOK|FLUSH_LAZY_HOOK|RESIZE_HOOK|SYSCALL_ENTER|SYSCALL_EXIT)\((\w+)",
+    r"^(OPEN_HOOK|IO_HOOK|FLUSH_LAZY_HOOK|RESIZE_HOOK|NAME_EXIT_HOOK|SYSCALL_ENTER|SYSCALL_EXIT)"
+    r"\((\w+)",
     re.MULTILINE,
 )
 _FORMAT_FIELD = re.compile(r"field:(.+?)\s+\**(\w+);\s+offset:(\d+);\s+size:(\d+);")

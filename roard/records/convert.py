@@ -165,17 +165,17 @@ def dataset(run: Run, found: Dataset, output: bool, now: float) -> pb.Record:
     )
 
 
-def path_renamed(
-    run_id: str, pid: int, old: str, new: str, exchange: bool, now: float
+def path_changed(
+    run_id: str, pid: int, op: pb.PathChanged.Op, path: str, new: str, now: float
 ) -> pb.Record:
-    """A tracked process renamed (or, with `exchange`, swapped) `old` and `new`: history
-    for the registry; the run's file accesses already carry the final names."""
-    op = pb.PathChanged.OP_EXCHANGE if exchange else pb.PathChanged.OP_RENAME
+    """A tracked process renamed, swapped, linked or unlinked `path` (`new`: the other name,
+    "" for unlink): history for the registry; the run's file accesses already carry the
+    final names."""
     return _record(
         run_id,
         f"path/{pid}/{time.time_ns()}",
         now,
-        path_changed=pb.PathChanged(op=op, path=old, new_path=new, pid=pid),
+        path_changed=pb.PathChanged(op=op, path=path, new_path=new, pid=pid),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import pwd
 import socket
 import threading
@@ -45,6 +46,7 @@ from roard.kernel.decode import (
     ExecEvent,
     ExitEvent,
     ForkEvent,
+    NameEvent,
     OpenEvent,
     RenameEvent,
 )
@@ -607,6 +609,8 @@ class Tracker:
                 self._on_exec(run, event)
             elif isinstance(event, RenameEvent):
                 self._on_rename(run, event)
+            elif isinstance(event, NameEvent):
+                self._on_name(run, event)
             elif isinstance(event, CgroupJoinEvent):
                 self._on_cgroup_join(run, event)
             else:
@@ -675,6 +679,10 @@ class Tracker:
         if proc is not None:
             proc.fds.discard(ev.fd)
         announced = self._fds.pop(ev.tgid, ev.fd)
+        if ev.open_flags & os.O_TMPFILE == os.O_TMPFILE:
+            # An anonymous file: its only names are those linkat gave it (outputs); a
+            # made-up name ("#<inode>") must not show as a deleted file.
+            return
         path = ev.path if not ev.truncated else None
         if path is None and announced is None:  # the process may still hold it (untag)
             path = _fd_path(ev.tgid, ev.fd, ev.ino)
@@ -712,8 +720,9 @@ class Tracker:
             run.lose(1, "a rename whose names could not be read")
             return
         self._fds.rename(ev.old, ev.new, ev.exchange)
+        op = pb.PathChanged.OP_EXCHANGE if ev.exchange else pb.PathChanged.OP_RENAME
         self._sink.emit(
-            [convert.path_renamed(run.run_id, ev.tgid, ev.old, ev.new, ev.exchange, self._clock())]
+            [convert.path_changed(run.run_id, ev.tgid, op, ev.old, ev.new, self._clock())]
         )
         moves = {
             path: target
@@ -730,6 +739,26 @@ class Tracker:
                 use.read = use.read or replaced.read
                 use.bytes_read += replaced.bytes_read
             run.files[use.path] = use
+
+    def _on_name(self, run: Run, ev: NameEvent) -> None:
+        """A new link names an output (write a temporary, link it into place: the final
+        name is the output); a file truncated by name changed: an output; an unlinked file
+        is gone: recorded as deleted at run end, unless the run made it again meanwhile or
+        had linked it to another name first. Each is hashed as left at run end."""
+        if ev.truncated:
+            run.lose(1, f"a {ev.op} whose names could not be read")
+            return
+        history = {"link": pb.PathChanged.OP_LINK, "unlink": pb.PathChanged.OP_UNLINK}
+        if ev.op in history:
+            change = convert.path_changed(
+                run.run_id, ev.tgid, history[ev.op], ev.path, ev.new, self._clock()
+            )
+            self._sink.emit([change])
+        if ev.op == "link":  # the old name's descriptor may not be closed yet
+            run.use(ev.path, 0, 0).linked = True
+        use = run.use(ev.new or ev.path, 0, 0)
+        use.written = True
+        use.prehash = None
 
     def _on_fork(self, run: Run, ev: ForkEvent) -> None:
         known = self._procs.get(ev.tgid)
@@ -978,8 +1007,9 @@ class Tracker:
                 records.append(
                     convert.file_access(run, use, outcome, kind, use.written, now, location)
                 )
-            elif use.written:
+            elif use.written and not use.linked:
                 records.append(convert.file_deleted(run, use, kind, now))
+                records += self._deleted_input(run, use, kind, now)
         # Tracker runs whose local files (wandb/run-*/, mlruns/EXP/RUN/...) the run wrote: by
         # path alone, so found even when those files are gone by now.
         records += self._link_records(
@@ -994,6 +1024,27 @@ class Tracker:
             records.append(convert.loss_notice(run.run_id, run.lost_events, reasons, now, "final"))
         records.append(convert.run_finished(run, now))
         return records
+
+    def _deleted_input(self, run: Run, use: FileUse, kind: str, now: float) -> list[pb.Record]:
+        """The input record of a file the run read and then deleted: its content as
+        consumed, if hashed before it went; if not, the run says what it lost."""
+        if not use.read:
+            return []
+        consumed = _outcome(use.consumed) if use.consumed is not None else None
+        if isinstance(consumed, Digest):
+            return [
+                convert.file_access(
+                    run,
+                    use,
+                    consumed,
+                    kind,
+                    False,
+                    now,
+                    self._locator.locate(use.path, consumed.stamp.dev),
+                )
+            ]
+        run.lose(1, f"{use.path}: deleted before it could be hashed")
+        return []
 
 
 def _exec_environment(ev: ExecEvent) -> tuple[dict[str, str], bool]:

@@ -18,6 +18,7 @@ from roard.kernel.decode import (
     ExecEvent,
     ExitEvent,
     ForkEvent,
+    NameEvent,
     OpenEvent,
     RenameEvent,
     join_components,
@@ -308,6 +309,39 @@ def test_rename_names_are_resolved_against_their_base_dirs(decoder: Decoder) -> 
     assert isinstance(event, RenameEvent)
     assert (event.old, event.new) == ("/home/tmp/x.part", "/out/x")
     assert event.exchange and not event.truncated
+
+
+def test_links_unlinks_and_truncates_by_name_share_the_rename_record(decoder: Decoder) -> None:
+    """A link keeps its new name (its old one may be "", linkat with AT_EMPTY_PATH); an
+    unlink or a truncate names one file."""
+    cwd, new = b"job\0", b"final.bin\0"
+    link = decoder.decode(
+        record(
+            "rename",
+            cwd + b"\0" + cwd + new,
+            op=ABI.const("NAME_LINK"),
+            olddir_len=len(cwd),
+            old_len=1,
+            newdir_len=len(cwd),
+            new_len=len(new),
+        )
+    )
+    assert isinstance(link, NameEvent)
+    assert (link.op, link.new, link.truncated) == ("link", "/job/final.bin", False)
+    name = b"stale.out\0"
+    unlink = decoder.decode(
+        record(
+            "rename",
+            cwd + name,
+            op=ABI.const("NAME_UNLINK"),
+            olddir_len=len(cwd),
+            old_len=len(name),
+        )
+    )
+    assert isinstance(unlink, NameEvent)
+    assert (unlink.op, unlink.path, unlink.new) == ("unlink", "/job/stale.out", "")
+    cut = decoder.decode(record("rename", cwd, op=ABI.const("NAME_TRUNCATE"), olddir_len=len(cwd)))
+    assert isinstance(cut, NameEvent) and cut.truncated
 
 
 def test_env_run_carries_the_value_after_the_variable_name(decoder: Decoder) -> None:
