@@ -58,6 +58,7 @@ class CollectorClient:
             until=where.until or 0,
             limit=where.limit,
             uid=uid or 0,
+            project=where.project or "",
         )
         result: list[dict[str, Any]] = self._call("ListRuns", query)
         return result

@@ -85,16 +85,26 @@ class ControlClient:
         labels: dict[str, str],
         spawned: bool,
         join: JoinSpec = JoinSpec(),
+        public: bool = False,
     ) -> Tagged:
-        """Tag `pid` and its descendants as a new run (or a part of `join`)."""
-        request = pb.TagRequest(pid=pid, spawned=spawned, name=name or "", labels=labels)
+        """Tag `pid` and its descendants as a new run (or a part of `join`); `public`:
+        visible to every project on the collector."""
+        request = pb.TagRequest(
+            pid=pid, spawned=spawned, name=name or "", labels=labels, public=public
+        )
         return self._tag(request, join)
 
     def tag_cgroup(
-        self, path: str, name: str | None, labels: dict[str, str], join: JoinSpec = JoinSpec()
+        self,
+        path: str,
+        name: str | None,
+        labels: dict[str, str],
+        join: JoinSpec = JoinSpec(),
+        public: bool = False,
     ) -> Tagged:
         """Tag every process in the cgroup directory `path`, now and later."""
-        return self._tag(pb.TagRequest(cgroup=path, name=name or "", labels=labels), join)
+        request = pb.TagRequest(cgroup=path, name=name or "", labels=labels, public=public)
+        return self._tag(request, join)
 
     def _tag(self, request: pb.TagRequest, join: JoinSpec) -> Tagged:
         request.join, request.join_hosts = join.run_id, join.hosts
@@ -134,6 +144,7 @@ class ControlClient:
             host=where.host or "",
             since=where.since or 0,
             until=where.until or 0,
+            project=where.project or "",
         )
         doc: list[dict[str, Any]] = self._json("Runs", request)
         return doc

@@ -101,9 +101,11 @@ class ControlService(control_pb2_grpc.ControlServicer):
             raise UsageError("--hosts is only for a joined run: give --join RUN_ID too")
         if request.cgroup:
             cgroup = cgroups.resolve(request.cgroup)
-            run = self._tracker.tag_cgroup(caller, cgroup, name, labels, join)
+            run = self._tracker.tag_cgroup(caller, cgroup, name, labels, join, request.public)
         else:
-            run = self._tracker.tag(caller, request.pid, name, labels, request.spawned, join)
+            run = self._tracker.tag(
+                caller, request.pid, name, labels, request.spawned, join, request.public
+            )
         # `roarctl show RUN` right after tagging should find it; a collector that is down
         # must not hold the command back, though.
         self._delivered(2.0)

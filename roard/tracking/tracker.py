@@ -164,9 +164,11 @@ class Tracker:
         labels: dict[str, str],
         spawned: bool,
         join: Join | None = None,
+        public: bool = False,
     ) -> Run:
         """Start a run rooted at `pid`: that process and all its current and future
-        descendants; with `join`, as this host's part of that shared run. Raises
+        descendants; with `join`, as this host's part of that shared run; `public`: visible
+        to every project on the collector. Raises
         NotFound / PermissionDenied for a bad pid."""
         try:
             root = psutil.Process(pid)
@@ -181,7 +183,7 @@ class Tracker:
         with self._lock:
             now = self._clock()
             how = "spawn" if spawned else "pid"
-            run = self._runs.create(name, labels, owner, how, pid, now, join=join)
+            run = self._runs.create(name, labels, owner, how, pid, now, join=join, public=public)
             records = [convert.run_tagged(run, self._host, now, placement)]
             # The root first: children it forks from here on are tracked by the kernel;
             # those that already exist are found by the scans.
@@ -209,6 +211,7 @@ class Tracker:
         name: str | None,
         labels: dict[str, str],
         join: Join | None = None,
+        public: bool = False,
     ) -> Run:
         """Start a run of every process in `cgroup` and below it: those there now, those
         moved in later, and all their descendants. It ends on untag or when the cgroup is
@@ -231,7 +234,9 @@ class Tracker:
                         f"`roarctl untag {other.run_id}` first"
                     )
             now = self._clock()
-            run = self._runs.create(name, labels, cgroup.owner, "cgroup", 0, now, cgroup, join=join)
+            run = self._runs.create(
+                name, labels, cgroup.owner, "cgroup", 0, now, cgroup, join=join, public=public
+            )
             placement = cgroup_context(cgroup.path)
             records = [convert.run_tagged(run, self._host, now, placement)]
             # The kernel map first: a process moved in from now on joins by itself, so the

@@ -90,7 +90,7 @@ class RunQuery(_message.Message):
     def __init__(self, run: _Optional[str] = ..., uid: _Optional[int] = ..., depth: _Optional[int] = ..., max_nodes: _Optional[int] = ...) -> None: ...
 
 class RunsQuery(_message.Message):
-    __slots__ = ("name", "labels", "host", "since", "until", "limit", "uid")
+    __slots__ = ("name", "labels", "host", "since", "until", "limit", "uid", "project")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class RunsQuery(_message.Message):
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     host: str
@@ -112,7 +113,8 @@ class RunsQuery(_message.Message):
     until: float
     limit: int
     uid: int
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., limit: _Optional[int] = ..., uid: _Optional[int] = ...) -> None: ...
+    project: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., limit: _Optional[int] = ..., uid: _Optional[int] = ..., project: _Optional[str] = ...) -> None: ...
 
 class ArtifactQuery(_message.Message):
     __slots__ = ("query", "host", "uid")

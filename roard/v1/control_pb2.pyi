@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TagRequest(_message.Message):
-    __slots__ = ("pid", "spawned", "name", "labels", "cgroup", "join", "join_hosts")
+    __slots__ = ("pid", "spawned", "name", "labels", "cgroup", "join", "join_hosts", "public")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class TagRequest(_message.Message):
     CGROUP_FIELD_NUMBER: _ClassVar[int]
     JOIN_FIELD_NUMBER: _ClassVar[int]
     JOIN_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FIELD_NUMBER: _ClassVar[int]
     pid: int
     spawned: bool
     name: str
@@ -29,7 +30,8 @@ class TagRequest(_message.Message):
     cgroup: str
     join: str
     join_hosts: int
-    def __init__(self, pid: _Optional[int] = ..., spawned: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cgroup: _Optional[str] = ..., join: _Optional[str] = ..., join_hosts: _Optional[int] = ...) -> None: ...
+    public: bool
+    def __init__(self, pid: _Optional[int] = ..., spawned: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cgroup: _Optional[str] = ..., join: _Optional[str] = ..., join_hosts: _Optional[int] = ..., public: _Optional[bool] = ...) -> None: ...
 
 class TagReply(_message.Message):
     __slots__ = ("run_id", "warning", "shared_run_id")
@@ -70,7 +72,7 @@ class JsonReply(_message.Message):
     def __init__(self, json: _Optional[str] = ...) -> None: ...
 
 class RunsRequest(_message.Message):
-    __slots__ = ("name", "limit", "labels", "host", "since", "until")
+    __slots__ = ("name", "limit", "labels", "host", "since", "until", "project")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,13 +86,15 @@ class RunsRequest(_message.Message):
     HOST_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
     name: str
     limit: int
     labels: _containers.ScalarMap[str, str]
     host: str
     since: float
     until: float
-    def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
+    project: str
+    def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., project: _Optional[str] = ...) -> None: ...
 
 class LineageRequest(_message.Message):
     __slots__ = ("query", "host", "up", "down", "depth", "max_nodes")

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from roard.collector.postgres import PostgresStore
+from roard.collector.scopes import Viewer
 from roard.collector.sqlite import SqliteStore
 from roard.collector.storage import SCHEMA_VERSION, LineageStore, RunFilter, SqlStore
 from roard.collector.stores import open_store
@@ -408,18 +409,18 @@ def test_uid_visibility(store: SqlStore, counter: Iterator[int]) -> None:
     store.ingest([bob.tagged(name="train", uid=1001, started_at=T0 + 10)])
     store.ingest([untagged.access("/x", pb.ROLE_INPUT)])
 
-    assert store.show("run-alice", uid=1000)["run_id"] == "run-alice"
+    assert store.show("run-alice", viewer=Viewer(uid=1000))["run_id"] == "run-alice"
     with pytest.raises(NotFound, match="no run 'run-bob'"):
-        store.show("run-bob", uid=1000)
+        store.show("run-bob", viewer=Viewer(uid=1000))
     with pytest.raises(NotFound):
-        store.show("run-untagged", uid=1000)
+        store.show("run-untagged", viewer=Viewer(uid=1000))
     # A name resolves to the caller's own latest run, not someone else's newer one.
-    assert store.show("train", uid=1000)["run_id"] == "run-alice"
+    assert store.show("train", viewer=Viewer(uid=1000))["run_id"] == "run-alice"
     assert store.show("train")["run_id"] == "run-bob"
     assert store.show("train", uid=0)["run_id"] == "run-bob"
 
-    assert [r["run_id"] for r in store.runs(uid=1000)] == ["run-alice"]
-    assert [r["run_id"] for r in store.runs(uid=1001)] == ["run-bob"]
+    assert [r["run_id"] for r in store.runs(viewer=Viewer(uid=1000))] == ["run-alice"]
+    assert [r["run_id"] for r in store.runs(viewer=Viewer(uid=1001))] == ["run-bob"]
     assert {r["run_id"] for r in store.runs(uid=0)} == {"run-alice", "run-bob", "run-untagged"}
     assert len(store.runs()) == 3
 
@@ -660,7 +661,7 @@ def test_lineage_shows_the_callers_runs_among_many_hidden(
     records += [mine.tagged(uid=1000, started_at=T0 + 100)]
     records.append(mine.access("/shared/data", pb.ROLE_INPUT, HASH_A))
     store.ingest(records)
-    doc = store.lineage(HASH_A, up=False, down=True, uid=1000, max_nodes=5)
+    doc = store.lineage(HASH_A, up=False, down=True, viewer=Viewer(uid=1000), max_nodes=5)
     assert [r["run_id"] for r in doc["runs"]] == ["mine"]
     assert doc["hidden_runs"] == 15
 
