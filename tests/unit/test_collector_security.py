@@ -552,7 +552,7 @@ def test_parse_tokens() -> None:
         (f"host-a {TOKEN_A}\nhost-b 0123456789abcde\n", "tokens:2:", "at least 16"),
         (f"# c\n\nhost-a {TOKEN_A}\nhost-b {TOKEN_A}\n", "tokens:4:", "token reused"),
         (f"host-a {TOKEN_A} proj extra\n", "tokens:1:", "expected 'HOST_ID TOKEN"),
-        (f"host-a {TOKEN_A}\n{TOKEN_B}\n", "tokens:2:", "expected 'HOST_ID TOKEN'"),
+        (f"host-a {TOKEN_A}\n{TOKEN_B}\n", "tokens:2:", "expected 'HOST_ID TOKEN"),
     ],
     ids=["short", "reused", "four-fields", "one-field"],
 )
