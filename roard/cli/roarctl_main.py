@@ -557,10 +557,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         with contextlib.closing(DirectQueries(direct)) as queries:
             return _answer(queries, args)
-    with contextlib.closing(
-        ControlClient(socket_path(str(args.socket) if args.socket else None))
-    ) as client:
-        return _control(client, args)
+    return _control(ControlClient(socket_path(str(args.socket) if args.socket else None)), args)
 
 
 def _answer(client: Queries, args: argparse.Namespace) -> int:

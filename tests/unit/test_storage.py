@@ -417,11 +417,11 @@ def test_uid_visibility(store: SqlStore, counter: Iterator[int]) -> None:
     # A name resolves to the caller's own latest run, not someone else's newer one.
     assert store.show("train", viewer=Viewer(uid=1000))["run_id"] == "run-alice"
     assert store.show("train")["run_id"] == "run-bob"
-    assert store.show("train", uid=0)["run_id"] == "run-bob"
+    assert store.show("train", viewer=Viewer(uid=0))["run_id"] == "run-bob"
 
     assert [r["run_id"] for r in store.runs(viewer=Viewer(uid=1000))] == ["run-alice"]
     assert [r["run_id"] for r in store.runs(viewer=Viewer(uid=1001))] == ["run-bob"]
-    assert {r["run_id"] for r in store.runs(uid=0)} == {"run-alice", "run-bob", "run-untagged"}
+    assert {r["run_id"] for r in store.runs(viewer=Viewer(uid=0))} == {"run-alice", "run-bob", "run-untagged"}
     assert len(store.runs()) == 3
 
 
@@ -1055,7 +1055,9 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
         conn.executescript(
             "DROP TABLE dataset_files; ALTER TABLE processes DROP COLUMN exit_signal;"
             " ALTER TABLE runs DROP COLUMN exit_signal;"
-            " ALTER TABLE environments DROP COLUMN truncated; PRAGMA user_version = 5;"
+            " ALTER TABLE environments DROP COLUMN truncated; DROP INDEX runs_project;"
+            " ALTER TABLE runs DROP COLUMN project; ALTER TABLE runs DROP COLUMN public;"
+            " PRAGMA user_version = 5;"
         )
         conn.close()
     else:
@@ -1064,6 +1066,8 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
         _pg_query(url, "ALTER TABLE processes DROP COLUMN exit_signal")
         _pg_query(url, "ALTER TABLE runs DROP COLUMN exit_signal")
         _pg_query(url, "ALTER TABLE environments DROP COLUMN truncated")
+        _pg_query(url, "ALTER TABLE runs DROP COLUMN project")  # (its index goes with it)
+        _pg_query(url, "ALTER TABLE runs DROP COLUMN public")
         _pg_query(url, "UPDATE roard_schema SET version = 5")
     with opener() as store:
         assert store.show("old") == before
