@@ -421,7 +421,11 @@ def test_uid_visibility(store: SqlStore, counter: Iterator[int]) -> None:
 
     assert [r["run_id"] for r in store.runs(viewer=Viewer(uid=1000))] == ["run-alice"]
     assert [r["run_id"] for r in store.runs(viewer=Viewer(uid=1001))] == ["run-bob"]
-    assert {r["run_id"] for r in store.runs(viewer=Viewer(uid=0))} == {"run-alice", "run-bob", "run-untagged"}
+    assert {r["run_id"] for r in store.runs(viewer=Viewer(uid=0))} == {
+        "run-alice",
+        "run-bob",
+        "run-untagged",
+    }
     assert len(store.runs()) == 3
 
 
