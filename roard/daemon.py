@@ -20,9 +20,15 @@ from roard.artifacts.filesystems import Locator
 from roard.artifacts.hashcache import HashCache
 from roard.artifacts.hasher import Hasher
 from roard.collector.client import CollectorClient
+from roard.collector.scopes import Principal
 from roard.collector.service import CollectorServer
 from roard.collector.sqlite import SqliteStore
-from roard.collector.transport import CollectorTarget, configured_target, default_host_id
+from roard.collector.transport import (
+    CollectorTarget,
+    Credentials,
+    configured_target,
+    default_host_id,
+)
 from roard.collector.web import WebServer
 from roard.config import Config
 from roard.context.probe import ContextProbe
@@ -286,7 +292,13 @@ class Daemon:
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(token + "\n")
-        web = WebServer(self.store, self.config.collector.web_listen, tokens={token: self.host_id})
+        # The embedded registry is this host's alone: its web token sees every project.
+        owner = Principal("web", projects=None, user=True)
+        web = WebServer(
+            self.store,
+            self.config.collector.web_listen,
+            credentials=Credentials(tokens={token: owner}),
+        )
         web.start()
         stack.callback(web.stop)
         log.info(

@@ -72,7 +72,13 @@ def tree(doc: Graph) -> Iterator[str]:
 
 
 def _notes(doc: Graph, before: str, after: str) -> Iterator[str]:
-    if doc["hidden_runs"]:
+    # Where the walk stopped at runs the caller may not see ("2 upstream runs in projects
+    # you cannot see"); a collector without projects only gives the total.
+    hidden = doc.get("hidden") or {}
+    for direction in ("upstream", "downstream"):
+        if direction in hidden:
+            yield f"{before}lineage stops here: {hidden[direction]['message']}{after}"
+    if doc["hidden_runs"] and not hidden:
         yield f"{before}{doc['hidden_runs']} more runs you may not see{after}"
     if doc["truncated"]:
         yield f"{before}graph cut at --max-nodes: raise it, or lower --depth{after}"

@@ -441,7 +441,12 @@ def build_plan(
         target["verify"] = [f for f in outputs if f["hash"] == root["hash"]]
     if graph.get("truncated"):
         warnings.append("the lineage walk was cut at --max-nodes: producers may be missing")
-    if graph.get("hidden_runs"):
+    hidden = graph.get("hidden") or {}
+    if "upstream" in hidden:
+        # The walk stopped there: those producers' steps cannot be in the script.
+        message = hidden["upstream"]["message"]
+        warnings.append(f"{message}: their steps are left out; their outputs must exist")
+    elif graph.get("hidden_runs"):
         warnings.append(f"{graph['hidden_runs']} runs you may not see are left out")
     return {
         "target": target,

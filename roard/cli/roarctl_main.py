@@ -16,6 +16,7 @@ from typing import Any
 from roard.artifacts.classify import CODE, DATASET, USER_KINDS
 from roard.cli import diff, render, reproduce
 from roard.cli.common import print_json, run_main
+from roard.cli.direct import DirectQueries, Queries, direct_target
 from roard.collector.storage import RunFilter
 from roard.config import socket_path
 from roard.context.trackers import parse_links
@@ -31,6 +32,20 @@ def _parser() -> argparse.ArgumentParser:
         "--socket",
         type=Path,
         help="daemon socket (default: $ROARD_SOCKET or /run/roard/roard.sock)",
+    )
+    parser.add_argument(
+        "--collector",
+        metavar="ADDR",
+        help="ask this collector directly with your own token instead of the daemon (query "
+        "commands only; default: $ROARD_COLLECTOR)",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help="with --collector: file holding your token (default: $ROARD_TOKEN_FILE)",
+    )
+    parser.add_argument(
+        "--tls-ca", type=Path, help="with --collector: CA file that verifies its TLS certificate"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -63,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     tag.add_argument(
         "--json", action="store_true", help="with --pid/--cgroup: print the run as JSON"
     )
+    tag.add_argument(
+        "--public",
+        action="store_true",
+        help="let every project on the collector see this run (default: its project only)",
+    )
     tag.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARG]...")
 
     untag = sub.add_parser("untag", help="stop tracking a run and finalize it")
@@ -73,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--name")
     runs.add_argument("--label", action="append", default=[], metavar="K=V", help="must match")
     runs.add_argument("--host", help="only runs of this host")
+    runs.add_argument("--project", help="only runs of this project")
     runs.add_argument("--since", type=_when, help="started at or after (ISO 8601 time)")
     runs.add_argument("--until", type=_when, help="started before (ISO 8601 time)")
     runs.add_argument("--limit", type=_count, default=50)
@@ -186,6 +207,7 @@ def _spawn_tagged(
     labels: dict[str, str],
     join: JoinSpec,
     links: list[str],
+    public: bool,
 ) -> int:
     """Fork, have the daemon tag the child while it waits, then let it exec CMD."""
     go_r, go_w = os.pipe()
@@ -202,7 +224,9 @@ def _spawn_tagged(
             os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
     os.close(go_r)
     try:
-        tagged = client.tag(pid, name, labels, spawned=True, join=join, links=links)
+        tagged = client.tag(
+            pid, name, labels, spawned=True, join=join, links=links, public=public
+        )
     except BaseException:
         os.close(go_w)
         os.waitpid(pid, 0)
@@ -446,7 +470,7 @@ def _print_graph(doc: dict[str, Any], fmt: str) -> None:
         print(line)
 
 
-def _lineage(client: ControlClient, args: argparse.Namespace) -> int:
+def _lineage(client: Queries, args: argparse.Namespace) -> int:
     up, down = (True, True) if args.both else (not args.down, args.down)
     doc = client.lineage(_target(args.target), up, down, args.depth, args.host, args.max_nodes)
     fmt = "json" if args.json else args.format
@@ -456,7 +480,7 @@ def _lineage(client: ControlClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _artifact(client: ControlClient, args: argparse.Namespace) -> int:
+def _artifact(client: Queries, args: argparse.Namespace) -> int:
     doc = client.artifact(_target(args.target), args.host)
     if args.json:
         print_json(doc)
@@ -471,13 +495,13 @@ def _artifact(client: ControlClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _graph(client: ControlClient, args: argparse.Namespace) -> int:
+def _graph(client: Queries, args: argparse.Namespace) -> int:
     doc = client.run_graph(args.run, args.depth, args.max_nodes)
     _print_graph(doc, "json" if args.json else args.format)
     return 0
 
 
-def _export(client: ControlClient, args: argparse.Namespace) -> int:
+def _export(client: Queries, args: argparse.Namespace) -> int:
     doc = client.export(args.run, args.format)
     if args.format == "openlineage":
         for event in doc:  # one RunEvent per line, as OpenLineage's file transport writes
@@ -487,7 +511,7 @@ def _export(client: ControlClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _diff(client: ControlClient, args: argparse.Namespace) -> int:
+def _diff(client: Queries, args: argparse.Namespace) -> int:
     doc = diff.diff_runs(client.show(args.run_a), client.show(args.run_b), all_kinds=args.all)
     if args.json:
         print_json(doc)
@@ -498,7 +522,7 @@ def _diff(client: ControlClient, args: argparse.Namespace) -> int:
     return 1 if args.exit_code and not doc["same"] else 0
 
 
-def _reproduce(client: ControlClient, args: argparse.Namespace) -> int:
+def _reproduce(client: Queries, args: argparse.Namespace) -> int:
     text, first = args.target, None
     walk = (args.depth, args.max_nodes)
     # A hash or a path names an artifact; anything else is first taken as a run (run ids
@@ -537,10 +561,59 @@ _QUERIES = {
     "diff": _diff,
     "reproduce": _reproduce,
 }
+# What roarctl may ask a collector directly (`--collector`): every query, nothing else.
+_DIRECT = frozenset({"show", "runs", *_QUERIES})
 
 
 def _run(args: argparse.Namespace) -> int:
-    client = ControlClient(socket_path(str(args.socket) if args.socket else None))
+    direct = direct_target(args.collector, args.token_file, args.tls_ca)
+    if direct is not None:
+        if args.command not in _DIRECT:
+            raise UsageError(
+                f"`roarctl {args.command}` needs the local daemon (its socket): drop "
+                "--collector (and unset ROARD_COLLECTOR); only show, runs, artifact, lineage,"
+                " graph, export, diff and reproduce ask a collector directly"
+            )
+        with contextlib.closing(DirectQueries(direct)) as queries:
+            return _answer(queries, args)
+    return _control(ControlClient(socket_path(str(args.socket) if args.socket else None)), args)
+
+
+def _answer(client: Queries, args: argparse.Namespace) -> int:
+    """The query commands, through the daemon or straight to a collector."""
+    if args.command == "show":
+        doc = client.show(args.run)
+        print_json(doc) if args.json else _print_show(doc)
+        return 0
+    if args.command in _QUERIES:
+        return _QUERIES[args.command](client, args)
+    where = RunFilter(
+        name=args.name,
+        labels=_labels(args.label),
+        host=args.host,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+        project=args.project,
+        link=args.link,
+    )
+    runs = client.runs(where)
+    if args.json:
+        print_json(runs)
+    else:
+        for r in runs:
+            state = "ok" if r["complete"] else "incomplete"
+            print(
+                f"{r['run_id']}  {r['started_at']}  {r['status']:<8}  exit "
+                f"{r['exit_code']!s:<4}  {state:<10}  {r.get('project', '')}  {r['name'] or ''}"
+            )
+    return 0
+
+
+def _control(client: ControlClient, args: argparse.Namespace) -> int:
+    """Commands that need the daemon, and the queries asked through it."""
+    if args.command in _DIRECT:
+        return _answer(client, args)
     if args.command == "tag":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         labels = _labels(args.label)
@@ -556,10 +629,16 @@ def _run(args: argparse.Namespace) -> int:
             if args.cgroup is not None:
                 # The daemon resolves it: an absolute path means the same there.
                 path = os.path.abspath(args.cgroup)
-                tagged = client.tag_cgroup(path, args.name, labels, join, args.link)
+                tagged = client.tag_cgroup(path, args.name, labels, join, args.link, args.public)
             else:
                 tagged = client.tag(
-                    args.pid, args.name, labels, spawned=False, join=join, links=args.link
+                    args.pid,
+                    args.name,
+                    labels,
+                    spawned=False,
+                    join=join,
+                    links=args.link,
+                    public=args.public,
                 )
             if tagged.warning:
                 print(f"roarctl: warning: {tagged.warning}", file=sys.stderr)
@@ -572,37 +651,10 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if not cmd:
             raise UsageError("nothing to run: roarctl tag [--name NAME] -- CMD [ARG]...")
-        return _spawn_tagged(client, cmd, args.name, labels, join, args.link)
+        return _spawn_tagged(client, cmd, args.name, labels, join, args.link, args.public)
     if args.command == "untag":
         doc = client.untag(args.run)
         print_json(doc) if args.json else print(_summary(doc))
-        return 0
-    if args.command == "show":
-        doc = client.show(args.run)
-        print_json(doc) if args.json else _print_show(doc)
-        return 0
-    if args.command in _QUERIES:
-        return _QUERIES[args.command](client, args)
-    if args.command == "runs":
-        where = RunFilter(
-            name=args.name,
-            labels=_labels(args.label),
-            host=args.host,
-            since=args.since,
-            until=args.until,
-            limit=args.limit,
-            link=args.link,
-        )
-        runs = client.runs(where)
-        if args.json:
-            print_json(runs)
-        else:
-            for r in runs:
-                state = "ok" if r["complete"] else "incomplete"
-                print(
-                    f"{r['run_id']}  {r['started_at']}  {r['status']:<8}  exit "
-                    f"{r['exit_code']!s:<4}  {state:<10}  {r['name'] or ''}"
-                )
         return 0
     doc = client.status()
     if args.json:

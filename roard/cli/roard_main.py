@@ -20,10 +20,8 @@ from roard.kernel.headers import find_headers
 from roard.kernel.loader import KERNEL_FIELDS
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from roard.collector.storage import LineageStore
-    from roard.collector.transport import TlsFiles
+    from roard.collector.transport import Credentials, TlsFiles
     from roard.collector.web import WebServer
 
 
@@ -56,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     collector.add_argument(
         "--mtls", action="store_true", help="require client certificates (CN = host id)"
     )
-    collector.add_argument("--tokens", type=Path, help="file of 'HOST_ID TOKEN' lines")
+    collector.add_argument(
+        "--tokens",
+        type=Path,
+        help="file of 'HOST_ID TOKEN [PROJECT]', 'HOST_ID - PROJECT' and "
+        "'user:NAME TOKEN PROJECT[,PROJECT...]' lines (see README: projects)",
+    )
     collector.add_argument(
         "--join-timeout",
         type=float,
@@ -126,10 +129,10 @@ def _collector(args: argparse.Namespace) -> int:
         tls = TlsFiles(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca)
     elif args.mtls:
         raise UsageError("--mtls needs --tls-cert, --tls-key and --tls-ca")
-    tokens = None
+    credentials = None
     if args.tokens:
         try:
-            tokens = parse_tokens(args.tokens.read_text(), str(args.tokens))
+            credentials = parse_tokens(args.tokens.read_text(), str(args.tokens))
         except OSError as exc:
             raise ConfigError(f"--tokens {args.tokens}: {exc.strerror}") from None
     if not args.join_timeout > 0:
@@ -141,11 +144,11 @@ def _collector(args: argparse.Namespace) -> int:
             args.listen,
             tls=tls,
             mtls=args.mtls,
-            tokens=tokens,
+            credentials=credentials,
             max_hosts=args.max_hosts,
             join_timeout=args.join_timeout,
         )
-        web = _web(store, args, tls, tokens)
+        web = _web(store, args, tls, credentials)
         # Before READY=1: systemd may send SIGTERM as soon as it is out.
         stopped = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -171,7 +174,7 @@ def _web(
     store: LineageStore,
     args: argparse.Namespace,
     tls: TlsFiles | None,
-    tokens: Mapping[str, str] | None,
+    credentials: Credentials | None,
 ) -> WebServer | None:
     """The registry browser `--web` asks for (None without it), with the gRPC listener's
     TLS files and tokens: client certificates are required with --mtls alone, and accepted
@@ -184,9 +187,9 @@ def _web(
     if tls is not None:
         certs: Literal["none", "optional", "required"] = "none"
         if args.mtls:
-            certs = "optional" if tokens else "required"
+            certs = "optional" if credentials and credentials.tokens else "required"
         context = ssl_context(tls, certs)
-    return WebServer(store, args.web, tls=context, tokens=tokens)
+    return WebServer(store, args.web, tls=context, credentials=credentials)
 
 
 def _collector_reachable(config: config_mod.Config) -> tuple[bool, str]:

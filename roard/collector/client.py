@@ -59,6 +59,7 @@ class CollectorClient:
             limit=where.limit,
             uid=uid or 0,
             link=where.link or "",
+            project=where.project or "",
         )
         result: list[dict[str, Any]] = self._call("ListRuns", query)
         return result

@@ -28,6 +28,7 @@ import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 
+from roard.collector.scopes import DEFAULT_PROJECT
 from roard.collector.storage import SCHEMA_VERSION, UPSERT_ACCESS, Cursor, SqlStore
 from roard.errors import ConfigError, PrerequisiteError
 from roard.v1 import records_pb2
@@ -321,10 +322,15 @@ class PostgresStore(SqlStore):
 
     # -------------------------------------------------------------------------- writes
 
-    def ingest(self, records: Iterable[records_pb2.Record], host: str | None = None) -> int:
+    def ingest(
+        self,
+        records: Iterable[records_pb2.Record],
+        host: str | None = None,
+        project: str = DEFAULT_PROJECT,
+    ) -> int:
         batch = list(records)  # a retry needs the records again
         ingest = super().ingest
-        return self._retrying(lambda: ingest(batch, host))
+        return self._retrying(lambda: ingest(batch, host, project))
 
     def hello(self, host: str, boot_id: str, version: str, tier: str, now: float) -> int:
         hello = super().hello

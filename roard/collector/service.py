@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,10 +24,12 @@ import structlog
 
 import roard
 from roard.collector import export
+from roard.collector.scopes import DEFAULT_PROJECT, Principal, Viewer, viewer_of
 from roard.collector.storage import LineageStore, RunFilter
 from roard.collector.transport import (
     MAX_MESSAGE_BYTES,
     TOKEN_HEADER,
+    Credentials,
     TlsFiles,
     check_address,
     check_exposure,
@@ -88,35 +90,38 @@ def _problem(record: records_pb2.Record) -> str | None:
 class Access:
     """How a collector decides who is calling.
 
-    `tokens` maps bearer tokens to host ids; `mtls` takes the host id from the client
-    certificate's common name. With neither, every caller is trusted (loopback only) and
-    names its own host id in its hello.
+    `credentials.tokens` maps bearer tokens to hosts and people; `mtls` takes the host id
+    from the client certificate's common name (its project from `credentials.certified`).
+    With neither, every caller is trusted (loopback only) and names its own host id in its
+    hello.
     """
 
-    tokens: Mapping[str, str] | None = None
+    credentials: Credentials | None = None
     mtls: bool = False
 
-    def host_of(self, context: grpc.ServicerContext) -> str | None:
-        """The host id the caller proved, or None when the collector does not check.
+    def principal_of(self, context: grpc.ServicerContext) -> Principal | None:
+        """Who the caller proved to be, or None when the collector does not check.
         Aborts the call with UNAUTHENTICATED when a required proof is missing or wrong."""
+        tokens = self.credentials.tokens if self.credentials else {}
         if self.mtls:
             names = context.auth_context().get("x509_common_name") or []
             if names:
-                return bytes(names[0]).decode()
-            if not self.tokens:
+                return (self.credentials or Credentials()).certified_host(bytes(names[0]).decode())
+            if not tokens:
                 _abort(context, grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
-        if self.tokens:
+        if tokens:
             metadata = dict(context.invocation_metadata())
             header = str(metadata.get(TOKEN_HEADER, ""))
             token = header.removeprefix("Bearer ").strip()
-            host = self.tokens.get(token)
-            if host is None:
+            principal = tokens.get(token)
+            if principal is None:
                 _abort(
                     context,
                     grpc.StatusCode.UNAUTHENTICATED,
-                    "missing or unknown bearer token: check the daemon's [collector] token",
+                    "missing or unknown bearer token: check the daemon's [collector] token"
+                    " (or roarctl's --token-file)",
                 )
-            return host
+            return principal
         return None
 
 
@@ -132,9 +137,9 @@ def _query(method: Callable[..., Any]) -> Callable[..., pb.JsonDoc]:
 
     @functools.wraps(method)
     def wrapper(self: CollectorService, request: Any, context: grpc.ServicerContext) -> pb.JsonDoc:
-        self._access.host_of(context)
+        viewer = viewer_of(self._access.principal_of(context), request.uid)
         try:
-            return pb.JsonDoc(json=json.dumps(method(self, request)))
+            return pb.JsonDoc(json=json.dumps(method(self, request, viewer)))
         except RoardError as exc:
             _abort(context, status_code(exc), str(exc))
         except Exception as exc:
@@ -143,10 +148,6 @@ def _query(method: Callable[..., Any]) -> Callable[..., pb.JsonDoc]:
         raise AssertionError("unreachable")
 
     return wrapper
-
-
-def _uid(value: int) -> int | None:
-    return value or None
 
 
 class CollectorService(collector_pb2_grpc.CollectorServicer):
@@ -190,7 +191,16 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
     def _stream(
         self, request_iterator: Iterator[pb.StreamRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.StreamReply]:
-        proven = self._access.host_of(context)
+        principal = self._access.principal_of(context)
+        if principal is not None and principal.user:
+            _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the token of user {principal.name!r} is for queries only: a daemon streams"
+                " records with a host token ('HOST_ID TOKEN [PROJECT]' in the tokens file)",
+            )
+        proven = principal.name if principal is not None else None
+        project = principal.project if principal is not None else DEFAULT_PROJECT
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("msg") != "hello":
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a stream must open with a hello")
@@ -237,7 +247,7 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
                 yield pb.StreamReply(heartbeat=pb.Heartbeat(time=time.time()))
             elif which == "batch":
                 last = self._check_batch(context, request.batch, last)
-                yield self._store_batch(context, host, request.batch)
+                yield self._store_batch(context, host, project, request.batch)
             else:
                 _abort(
                     context,
@@ -273,10 +283,12 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
         return last
 
     def _store_batch(
-        self, context: grpc.ServicerContext, host: str, batch: pb.Batch
+        self, context: grpc.ServicerContext, host: str, project: str, batch: pb.Batch
     ) -> pb.StreamReply:
         records = list(batch.records)
-        stored = self._storage(context, lambda: self._store.ingest(records, host=host))
+        stored = self._storage(
+            context, lambda: self._store.ingest(records, host=host, project=project)
+        )
         last = records[-1].seq
         self._storage(context, lambda: self._store.acked(host, last))
         self.records_stored += stored
@@ -299,23 +311,23 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
     # ---------------------------------------------------------------------------- queries
 
     @_query
-    def ShowRun(self, request: pb.RunQuery) -> Any:  # noqa: N802
-        return self._store.show(request.run, _uid(request.uid))
+    def ShowRun(self, request: pb.RunQuery, viewer: Viewer) -> Any:  # noqa: N802
+        return self._store.show(request.run, viewer)
 
     @_query
-    def RunSummary(self, request: pb.RunQuery) -> Any:  # noqa: N802
-        return self._store.summary(request.run, _uid(request.uid))
+    def RunSummary(self, request: pb.RunQuery, viewer: Viewer) -> Any:  # noqa: N802
+        return self._store.summary(request.run, viewer)
 
     @_query
-    def ListRuns(self, request: pb.RunsQuery) -> Any:  # noqa: N802
-        return self._store.runs(RunFilter.of(request), _uid(request.uid))
+    def ListRuns(self, request: pb.RunsQuery, viewer: Viewer) -> Any:  # noqa: N802
+        return self._store.runs(RunFilter.of(request), viewer)
 
     @_query
-    def FindArtifact(self, request: pb.ArtifactQuery) -> Any:  # noqa: N802
-        return self._store.artifact(request.query, request.host or None, _uid(request.uid))
+    def FindArtifact(self, request: pb.ArtifactQuery, viewer: Viewer) -> Any:  # noqa: N802
+        return self._store.artifact(request.query, request.host or None, viewer)
 
     @_query
-    def Lineage(self, request: pb.LineageQuery) -> Any:  # noqa: N802
+    def Lineage(self, request: pb.LineageQuery, viewer: Viewer) -> Any:  # noqa: N802
         up, down = request.up, request.down
         if not up and not down:
             up = True  # "what produced this?" is the question people ask first
@@ -325,19 +337,17 @@ class CollectorService(collector_pb2_grpc.CollectorServicer):
             down,
             request.depth,
             request.host or None,
-            _uid(request.uid),
+            viewer,
             request.max_nodes,
         )
 
     @_query
-    def RunGraph(self, request: pb.RunQuery) -> Any:  # noqa: N802
-        return self._store.run_graph(
-            request.run, request.depth, _uid(request.uid), request.max_nodes
-        )
+    def RunGraph(self, request: pb.RunQuery, viewer: Viewer) -> Any:  # noqa: N802
+        return self._store.run_graph(request.run, request.depth, viewer, request.max_nodes)
 
     @_query
-    def Export(self, request: pb.ExportQuery) -> Any:  # noqa: N802
-        doc = self._store.show(request.run, _uid(request.uid))
+    def Export(self, request: pb.ExportQuery, viewer: Viewer) -> Any:  # noqa: N802
+        doc = self._store.show(request.run, viewer)
         if request.format == "openlineage":
             return export.openlineage_events(doc, producer=PRODUCER)
         if request.format == "prov":
@@ -357,15 +367,18 @@ class CollectorServer:
         listen: str,
         tls: TlsFiles | None = None,
         mtls: bool = False,
-        tokens: Mapping[str, str] | None = None,
+        credentials: Credentials | None = None,
         max_hosts: int = 256,
         join_timeout: float = DEFAULT_JOIN_TIMEOUT,
     ) -> None:
         """`max_hosts`: daemons connected at once (each stream holds a thread);
         `join_timeout`: how long a joined run waits for a silent host's part."""
         check_address(listen, listen=True)
-        check_exposure(listen, tls is not None, mtls, bool(tokens), "listen")
-        self.service = CollectorService(store, Access(tokens=tokens, mtls=mtls), max_hosts)
+        tokens = bool(credentials and credentials.tokens)
+        check_exposure(listen, tls is not None, mtls, tokens, "listen")
+        self.service = CollectorService(
+            store, Access(credentials=credentials, mtls=mtls), max_hosts
+        )
         self._server = grpc.server(
             # Streams, plus threads that only queries use.
             futures.ThreadPoolExecutor(
@@ -391,7 +404,7 @@ class CollectorServer:
                 f"cannot listen on {listen}: {exc} (in use, or not this host's)"
             ) from None
         self.address = listen
-        self.authenticated = tls is not None or bool(tokens)
+        self.authenticated = tls is not None or tokens
         self._store = store
         self._join_timeout = join_timeout
         self._stopping = threading.Event()

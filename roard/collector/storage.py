@@ -28,6 +28,7 @@ from google.protobuf import json_format
 
 from roard.artifacts.classify import DATASET, LINEAGE_KINDS
 from roard.context.trackers import parse_query
+from roard.collector.scopes import DEFAULT_PROJECT, EVERYONE, Viewer
 from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.times import rfc3339
 from roard.v1 import records_pb2
@@ -40,6 +41,7 @@ __all__ = [
     "Row",
     "RunFilter",
     "SqlStore",
+    "Viewer",
     "rfc3339",
 ]
 
@@ -319,6 +321,12 @@ MIGRATIONS: tuple[tuple[str | Callable[[Cursor], None], ...], ...] = (
         )
         """,
         "CREATE INDEX run_links_tracker_run ON run_links (tracker_run_id)",
+        # Projects own runs (the project of the host whose records created the run; runs
+        # stored before projects existed are the default project's); public runs are
+        # visible to every authenticated caller (`roarctl tag --public`).
+        "ALTER TABLE runs ADD COLUMN project TEXT NOT NULL DEFAULT 'default'",
+        "ALTER TABLE runs ADD COLUMN public INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX runs_project ON runs (project, started_at)",
     ),
 )
 
@@ -365,6 +373,7 @@ class RunFilter:
     until: float | None = None  # started before
     limit: int = 100
     link: str | None = None  # linked to this tracker run: RUN_ID or TRACKER=RUN_ID
+    project: str | None = None
 
     @classmethod
     def of(cls, message: Any) -> RunFilter:
@@ -378,21 +387,28 @@ class RunFilter:
             until=message.until or None,
             limit=message.limit or 100,
             link=message.link or None,
+            project=message.project or None,
         )
 
 
 class LineageStore(Protocol):
     """What the collector needs from its storage (SQLite embedded, PostgreSQL at scale).
 
-    Implementations are thread-safe. `uid` arguments restrict results to runs tagged by
-    that user; None or 0 (root) sees everything. Hashes are the registry's shared
-    namespace: any caller may learn which hashes exist.
+    Implementations are thread-safe. `viewer` arguments restrict results to the runs that
+    viewer may see (`Viewer`: its projects, its uid, and public runs); the default sees
+    everything. Hashes are the registry's shared namespace: any caller may learn whether
+    a hash exists, not who used it outside its projects.
     """
 
-    def ingest(self, records: Iterable[records_pb2.Record], host: str | None = None) -> int:
+    def ingest(
+        self,
+        records: Iterable[records_pb2.Record],
+        host: str | None = None,
+        project: str = DEFAULT_PROJECT,
+    ) -> int:
         """Stores records in one transaction, ignoring ids already stored; returns how many
         were new. With `host`, the records come from that authenticated host and may only
-        concern its own runs."""
+        concern its own runs. Runs they create belong to `project`."""
         ...
 
     def hello(self, host: str, boot_id: str, version: str, tier: str, now: float) -> int:
@@ -403,12 +419,12 @@ class LineageStore(Protocol):
         """Remembers that `host`'s records up to `seq` are stored."""
         ...
 
-    def show(self, run: str, uid: int | None = None) -> dict[str, Any]:
+    def show(self, run: str, viewer: Viewer = EVERYONE) -> dict[str, Any]:
         """Describes one run (a run id, or a name meaning its latest run) as the
         `roarctl show --json` document; raises NotFound when absent or not visible."""
         ...
 
-    def summary(self, run_id: str, uid: int | None = None) -> dict[str, Any]:
+    def summary(self, run_id: str, viewer: Viewer = EVERYONE) -> dict[str, Any]:
         """A run's header fields and its file counts by role and kind."""
         ...
 
@@ -416,7 +432,7 @@ class LineageStore(Protocol):
         """Ids of the runs of `host` that were tagged but never finished."""
         ...
 
-    def runs(self, where: RunFilter, uid: int | None = None) -> list[dict[str, Any]]:
+    def runs(self, where: RunFilter, viewer: Viewer = EVERYONE) -> list[dict[str, Any]]:
         """Summaries of visible runs matching `where`, newest first."""
         ...
 
@@ -430,7 +446,7 @@ class LineageStore(Protocol):
         ...
 
     def artifact(
-        self, query: str, host: str | None = None, uid: int | None = None
+        self, query: str, host: str | None = None, viewer: Viewer = EVERYONE
     ) -> dict[str, Any]:
         """An artifact by full hash, hash prefix or absolute path (+host): its paths and
         the runs that produced and consumed it."""
@@ -443,7 +459,7 @@ class LineageStore(Protocol):
         down: bool,
         depth: int = DEFAULT_DEPTH,
         host: str | None = None,
-        uid: int | None = None,
+        viewer: Viewer = EVERYONE,
         max_nodes: int = DEFAULT_MAX_NODES,
     ) -> dict[str, Any]:
         """The lineage graph around an artifact, `depth` run levels up and/or down."""
@@ -453,7 +469,7 @@ class LineageStore(Protocol):
         self,
         run: str,
         depth: int = DEFAULT_DEPTH,
-        uid: int | None = None,
+        viewer: Viewer = EVERYONE,
         max_nodes: int = DEFAULT_MAX_NODES,
     ) -> dict[str, Any]:
         """A run's DAG: its inputs' producers upstream and its outputs' consumers downstream."""
@@ -462,14 +478,6 @@ class LineageStore(Protocol):
     def close(self) -> None:
         """Releases the storage; the store is unusable afterwards."""
         ...
-
-
-def _visibility(uid: int | None, alias: str = "r") -> tuple[str, tuple[int, ...]]:
-    """SQL condition (on the runs table alias) limiting runs to those a caller may see."""
-    if uid is None or uid == 0:
-        return "1 = 1", ()
-    # An untagged run (RunTagged not yet arrived) has no owner yet: root only.
-    return f"{alias}.tagged_seq IS NOT NULL AND {alias}.uid = ?", (uid,)
 
 
 class SqlStore:
@@ -522,8 +530,14 @@ class SqlStore:
 
     # ----------------------------------------------------------------------------- writes
 
-    def ingest(self, records: Iterable[records_pb2.Record], host: str | None = None) -> int:
-        """Stores `records` in one transaction and returns how many were new.
+    def ingest(
+        self,
+        records: Iterable[records_pb2.Record],
+        host: str | None = None,
+        project: str = DEFAULT_PROJECT,
+    ) -> int:
+        """Stores `records` in one transaction and returns how many were new; runs they
+        create belong to `project` (a run keeps the project it was created in).
 
         Records whose id is already stored (or repeated within the batch) are ignored, so
         redelivery is harmless. A record without an id or run id raises UsageError, and one
@@ -551,7 +565,7 @@ class SqlStore:
             new_ids = self._insert_new(cur, rows)
             new = [r for r in batch if r.id in new_ids]
             if new:
-                _apply(cur, new, host or "", self._upsert_accesses)
+                _apply(cur, new, host or "", project, self._upsert_accesses)
             return len(new)
 
     def hello(self, host: str, boot_id: str, version: str, tier: str, now: float) -> int:
@@ -577,8 +591,8 @@ class SqlStore:
 
     # ---------------------------------------------------------------------------- queries
 
-    def _find_run(self, cur: Cursor, run: str, uid: int | None) -> Row:
-        where, params = _visibility(uid)
+    def _find_run(self, cur: Cursor, run: str, viewer: Viewer) -> Row:
+        where, params = viewer.sql()
         cur.execute(f"SELECT * FROM runs r WHERE r.run_id = ? AND {where}", (run, *params))
         row = cur.fetchone()
         if row is None and run:
@@ -592,7 +606,7 @@ class SqlStore:
             raise _not_found(run)
         return dict(row)
 
-    def show(self, run: str, uid: int | None = None) -> dict[str, Any]:
+    def show(self, run: str, viewer: Viewer = EVERYONE) -> dict[str, Any]:
         """The `roarctl show RUN --json` document for `run`: a run id, or else a name
         meaning that name's latest visible run (by started_at).
 
@@ -600,7 +614,7 @@ class SqlStore:
         exiting) are None, "" or empty. Raises NotFound when no visible run matches.
         """
         with self._read() as cur:
-            row = self._find_run(cur, run, uid)
+            row = self._find_run(cur, run, viewer)
             run_id = row["run_id"]
             cur.execute(
                 "SELECT * FROM processes WHERE run_id = ?"
@@ -739,10 +753,10 @@ class SqlStore:
             _settle_joined(cur, changed)
         return changed
 
-    def summary(self, run_id: str, uid: int | None = None) -> dict[str, Any]:
+    def summary(self, run_id: str, viewer: Viewer = EVERYONE) -> dict[str, Any]:
         """A run's header fields plus file counts by role and kind ("inputs": {"artifact":
         2, "system": 40}), without listing the files: cheap for runs with many files."""
-        where, params = _visibility(uid)
+        where, params = viewer.sql()
         with self._read() as cur:
             cur.execute(f"SELECT * FROM runs r WHERE r.run_id = ? AND {where}", (run_id, *params))
             row = cur.fetchone()
@@ -764,10 +778,12 @@ class SqlStore:
         )
         return doc
 
-    def runs(self, where: RunFilter | None = None, uid: int | None = None) -> list[dict[str, Any]]:
+    def runs(
+        self, where: RunFilter | None = None, viewer: Viewer = EVERYONE
+    ) -> list[dict[str, Any]]:
         """Summaries of the visible runs matching `where`, newest (by started_at) first."""
         where = where or RunFilter()
-        cond, params = _visibility(uid)
+        cond, params = viewer.sql()
         sql = (
             "SELECT r.*,"
             " (SELECT COUNT(*) FROM file_access f WHERE f.run_id = r.run_id AND f.role = ?"
@@ -785,6 +801,7 @@ class SqlStore:
             args += [where.host, where.host]
         for column, op, value in (
             ("name", "=", where.name),
+            ("project", "=", where.project),
             ("started_at", ">=", where.since),
             ("started_at", "<", where.until),
         ):
@@ -824,16 +841,16 @@ class SqlStore:
         return result
 
     def artifact(
-        self, query: str, host: str | None = None, uid: int | None = None
+        self, query: str, host: str | None = None, viewer: Viewer = EVERYONE
     ) -> dict[str, Any]:
         """Resolves `query` (see `_resolve`) to artifacts, newest first, each with its known
         paths (host, path) and the visible runs that produced and consumed it."""
         with self._read() as cur:
-            hashes = _resolve(cur, query, host)
+            hashes = _resolve(cur, query, host, viewer)
             found = []
             for file_hash in hashes:
                 uses = _uses(cur, [file_hash], ROLE_OUTPUT) + _uses(cur, [file_hash], ROLE_INPUT)
-                found.append(_artifact_doc(cur, file_hash, uses, uid))
+                found.append(_artifact_doc(file_hash, uses, viewer))
         return {"query": query, "artifacts": found}
 
     def lineage(
@@ -843,7 +860,7 @@ class SqlStore:
         down: bool,
         depth: int = DEFAULT_DEPTH,
         host: str | None = None,
-        uid: int | None = None,
+        viewer: Viewer = EVERYONE,
         max_nodes: int = DEFAULT_MAX_NODES,
     ) -> dict[str, Any]:
         """The graph around the artifact `query` names (its newest match): runs that
@@ -856,8 +873,8 @@ class SqlStore:
         """
         depth = _checked_depth(depth)
         with self._read() as cur:
-            hashes = _resolve(cur, query, host)
-            graph = _Graph(cur, uid, _checked_max_nodes(max_nodes))
+            hashes = _resolve(cur, query, host, viewer)
+            graph = _Graph(cur, viewer, _checked_max_nodes(max_nodes))
             graph.add_artifact(hashes[0])
             if up:
                 graph.walk({hashes[0]}, ROLE_OUTPUT, depth)
@@ -877,15 +894,15 @@ class SqlStore:
         self,
         run: str,
         depth: int = DEFAULT_DEPTH,
-        uid: int | None = None,
+        viewer: Viewer = EVERYONE,
         max_nodes: int = DEFAULT_MAX_NODES,
     ) -> dict[str, Any]:
         """A run's DAG: the run, its inputs and outputs, then `depth` levels of producers
         upstream and consumers downstream (same node/edge shape as `lineage`)."""
         depth = _checked_depth(depth)
         with self._read() as cur:
-            row = self._find_run(cur, run, uid)
-            graph = _Graph(cur, uid, _checked_max_nodes(max_nodes))
+            row = self._find_run(cur, run, viewer)
+            graph = _Graph(cur, viewer, _checked_max_nodes(max_nodes))
             graph.add_runs({row["run_id"]})
             ins = graph.expand_runs({row["run_id"]}, ROLE_INPUT)
             outs = graph.expand_runs({row["run_id"]}, ROLE_OUTPUT)
@@ -958,23 +975,26 @@ def _apply(
     cur: Cursor,
     new: list[records_pb2.Record],
     host: str,
+    project: str,
     upsert_accesses: Callable[[Cursor, list[tuple[Any, ...]]], None],
 ) -> None:
     """Applies the effects of records stored for the first time, one statement per kind
     (file accesses, the bulk of the records, through the store's own bulk path)."""
     # Any record may be the first of its run to arrive: make sure the run row exists. Until
     # RunTagged arrives the run's start is the earliest record time seen, and its owner the
-    # host that sent it (so no other host can write into it meanwhile).
+    # host that sent it (so no other host can write into it meanwhile). Its project is that
+    # host's, for good: a joined run's is the first part's, and another project's host
+    # that joins it adds its records to it (they are kept, under the run's project).
     first: dict[str, float] = {}
     for r in new:
         first[r.run_id] = min(first.get(r.run_id, r.time), r.time)
     joined = {r.run_id for r in new if r.part}
     cur.executemany(
-        "INSERT INTO runs (run_id, started_at, host, joined) VALUES (?, ?, ?, ?)"
+        "INSERT INTO runs (run_id, started_at, host, joined, project) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (run_id) DO UPDATE SET started_at = CASE WHEN runs.tagged_seq IS NULL"
         " AND excluded.started_at < runs.started_at"
         " THEN excluded.started_at ELSE runs.started_at END",
-        [(run_id, t, host, int(run_id in joined)) for run_id, t in sorted(first.items())],
+        [(run_id, t, host, int(run_id in joined), project) for run_id, t in sorted(first.items())],
     )
     by_kind: dict[str, list[records_pb2.Record]] = {}
     for r in new:
@@ -1081,7 +1101,7 @@ def _tagged_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     tag, seq = record.run_tagged, _i64(record.seq)
     labels = json.dumps(dict(sorted(tag.labels.items())))
     return (seq, tag.name, labels, tag.host, tag.uid, tag.how, tag.root_pid,
-            tag.started_at or record.time, record.run_id, seq)  # fmt: skip
+            tag.started_at or record.time, int(tag.public), record.run_id, seq)  # fmt: skip
 
 
 def _part_tagged_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
@@ -1093,7 +1113,7 @@ def _joined_tagged_params(record: records_pb2.Record, host: str) -> tuple[Any, .
     tag = record.run_tagged
     labels = json.dumps(dict(sorted(tag.labels.items())))
     return (tag.join_hosts, tag.join_hosts, tag.name, labels, tag.uid, tag.how,
-            tag.root_pid, record.run_id)  # fmt: skip
+            tag.root_pid, int(tag.public), record.run_id)  # fmt: skip
 
 
 def _part_finished_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
@@ -1199,7 +1219,7 @@ _APPLY: dict[str, tuple[tuple[str, _Params], ...]] = {
     "run_tagged": (
         (
             "UPDATE runs SET tagged_seq = ?, name = ?, labels = ?, host = ?, uid = ?, how = ?,"
-            " root_pid = ?, started_at = ?"
+            " root_pid = ?, started_at = ?, public = ?"
             " WHERE run_id = ? AND (tagged_seq IS NULL OR tagged_seq <= ?)",
             _tagged_params,
         ),
@@ -1210,7 +1230,7 @@ _APPLY: dict[str, tuple[tuple[str, _Params], ...]] = {
             " WHERE run_id = ? AND part = ? AND (tagged_seq IS NULL OR tagged_seq <= ?)",
             _part_tagged_params,
         ),
-        # The run's name, labels and owner: those of the first part tagged (the parts'
+        # The run's name, labels, owner and publicity: those of the first part tagged (the parts'
         # seqs are not comparable); the largest expected host count any part gave.
         (
             "UPDATE runs SET join_hosts = CASE WHEN join_hosts < ? THEN ? ELSE join_hosts END,"
@@ -1218,7 +1238,8 @@ _APPLY: dict[str, tuple[tuple[str, _Params], ...]] = {
             " labels = CASE WHEN tagged_seq IS NULL THEN ? ELSE labels END,"
             " uid = CASE WHEN tagged_seq IS NULL THEN ? ELSE uid END,"
             " how = CASE WHEN tagged_seq IS NULL THEN ? ELSE how END,"
-            " root_pid = CASE WHEN tagged_seq IS NULL THEN ? ELSE root_pid END"
+            " root_pid = CASE WHEN tagged_seq IS NULL THEN ? ELSE root_pid END,"
+            " public = CASE WHEN tagged_seq IS NULL THEN ? ELSE public END"
             " WHERE run_id = ?",
             _joined_tagged_params,
         ),
@@ -1312,13 +1333,15 @@ def _checked_depth(depth: int) -> int:
     return depth
 
 
-def _resolve(cur: Cursor, query: str, host: str | None) -> list[str]:
+def _resolve(cur: Cursor, query: str, host: str | None, viewer: Viewer) -> list[str]:
     """The hashes `query` names, newest use first: a full "blake3:<hex>" hash, a hex prefix
     of at least 6 digits (with or without "blake3:"), or an absolute path (every content
-    that path had in a run, optionally only on `host`; for a file on a shared filesystem,
-    under whatever path other hosts mount it). Raises NotFound or UsageError."""
+    that path had in a run `viewer` may see, optionally only on `host`; for a file on a
+    shared filesystem, under whatever path other hosts mount it). Hashes are known to
+    every viewer. Raises NotFound or UsageError."""
     text = query.strip()
     if text.startswith("/"):
+        visible, scope = viewer.sql()
         where, args = "{f}path = ?", [text]
         if host:  # (a record stored without its sender: the run's host)
             where += (
@@ -1330,9 +1353,9 @@ def _resolve(cur: Cursor, query: str, host: str | None) -> list[str]:
             "SELECT f.hash, MAX(r.started_at) AS t FROM file_access f JOIN runs r"
             " ON r.run_id = f.run_id WHERE f.role IN (?, ?) AND f.hash <> ''"
             f" AND ({where.format(f='f.')} OR f.location IN (SELECT location FROM file_access"
-            f" WHERE {where.format(f='')} AND location <> ''))"
+            f" WHERE {where.format(f='')} AND location <> '')) AND {visible}"
         )
-        params: list[Any] = [ROLE_INPUT, ROLE_OUTPUT, *args, *args]
+        params: list[Any] = [ROLE_INPUT, ROLE_OUTPUT, *args, *args, *scope]
         cur.execute(sql + " GROUP BY f.hash ORDER BY t DESC", params)
         hashes = [row["hash"] for row in cur.fetchall()]
         if not hashes:
@@ -1360,11 +1383,15 @@ def _resolve(cur: Cursor, query: str, host: str | None) -> list[str]:
 
 
 def _uses(
-    cur: Cursor, hashes: Sequence[str], role: int, limit: int = -1, uid: int | None = None
+    cur: Cursor,
+    hashes: Sequence[str],
+    role: int,
+    limit: int = -1,
+    viewer: Viewer = EVERYONE,
 ) -> list[Row]:
     """Every (run, path) that used one of `hashes` in `role`, with run fields, oldest
-    run first; only runs `uid` may see when given; with `limit` >= 0, at most that many."""
-    where, scope = _visibility(uid)
+    run first; only runs `viewer` may see; with `limit` >= 0, at most that many."""
+    where, scope = viewer.sql()
     found: list[Row] = []
     for chunk in _chunks(list(hashes), 500):
         if 0 <= limit <= len(found):
@@ -1384,28 +1411,45 @@ def _uses(
     return found
 
 
-def _hidden_users(cur: Cursor, hashes: Sequence[str], role: int, uid: int | None) -> set[str]:
-    """Runs that used `hashes` in `role` which `uid` may not see (counted, never shown)."""
-    if uid is None or uid == 0:
-        return set()
-    hidden: set[str] = set()
+def _hidden_users(cur: Cursor, hashes: Sequence[str], role: int, viewer: Viewer) -> dict[str, str]:
+    """Runs that used `hashes` in `role` which `viewer` may not see, with their projects
+    (counted, never shown)."""
+    if viewer.everything:
+        return {}
+    where, scope = viewer.sql()
+    hidden: dict[str, str] = {}
     for chunk in _chunks(list(hashes), 500):
         cur.execute(
-            "SELECT DISTINCT r.run_id FROM file_access f JOIN runs r ON r.run_id = f.run_id"
-            f" WHERE f.hash IN ({_marks(len(chunk))}) AND f.role = ?"
-            " AND (r.tagged_seq IS NULL OR r.uid <> ?)",
-            (*chunk, role, uid),
+            "SELECT DISTINCT r.run_id, r.project FROM file_access f"
+            " JOIN runs r ON r.run_id = f.run_id"
+            f" WHERE f.hash IN ({_marks(len(chunk))}) AND f.role = ? AND NOT {where}",
+            (*chunk, role, *scope),
         )
-        hidden |= {row["run_id"] for row in cur.fetchall()}
+        hidden.update((row["run_id"], row["project"]) for row in cur.fetchall())
     return hidden
 
 
-def _visible(row: Row, uid: int | None) -> bool:
-    return uid is None or uid == 0 or (row["tagged_seq"] is not None and row["uid"] == uid)
+def _hidden_doc(projects: Mapping[str, str], viewer: Viewer, what: str) -> dict[str, Any]:
+    """What a viewer learns of the runs it may not see (run id -> project): how many, in
+    how many projects outside its own, and a sentence saying so. `what`: "upstream ",
+    "downstream " or ""."""
+    foreign = [p for p in projects.values() if viewer.outside(p)]
+    runs = len(projects)
+    noun = f"{runs} {what}run{'s' if runs != 1 else ''}"
+    if len(foreign) == runs:
+        message = f"{noun} in projects you cannot see"
+    elif not foreign:
+        message = f"{noun} of other users you cannot see"
+    else:
+        message = f"{noun} you cannot see, {len(foreign)} of them in projects you cannot see"
+    return {"runs": runs, "projects": len(set(foreign)), "message": message}
 
 
-def _artifact_doc(cur: Cursor, file_hash: str, uses: list[Row], uid: int | None) -> dict[str, Any]:
-    shown = [u for u in uses if _visible(u, uid)]
+def _artifact_doc(file_hash: str, uses: list[Row], viewer: Viewer) -> dict[str, Any]:
+    """An artifact as `viewer` may see it: that the hash is known, and only the paths,
+    runs and projects of the runs it may see (the others are counted)."""
+    shown = [u for u in uses if viewer.sees(u)]
+    hidden = {u["run_id"]: u["project"] for u in uses if not viewer.sees(u)}
     paths = sorted({(u["file_host"] or u["host"], u["path"], u["location"]) for u in shown})
 
     def runs(role: int) -> list[dict[str, Any]]:
@@ -1415,30 +1459,37 @@ def _artifact_doc(cur: Cursor, file_hash: str, uses: list[Row], uid: int | None)
                 seen[u["run_id"]] = _run_summary(u)
         return list(seen.values())
 
-    return {
+    doc = {
         "hash": file_hash,
-        "size": _u64(uses[0]["size"]) if uses else None,
-        "kind": uses[0]["kind"] if uses else None,
+        "known": True,
+        "size": _u64(shown[0]["size"]) if shown else None,
+        "kind": shown[0]["kind"] if shown else None,
+        "projects": sorted({u["project"] for u in shown}),
         "paths": [
             {"host": h, "path": p, **({"location": loc} if loc else {})} for h, p, loc in paths
         ],
         "produced_by": runs(ROLE_OUTPUT),
         "consumed_by": runs(ROLE_INPUT),
-        "hidden_runs": len({u["run_id"] for u in uses if not _visible(u, uid)}),
+        "hidden_runs": len(hidden),
     }
+    if hidden:
+        doc["hidden"] = _hidden_doc(hidden, viewer, "")
+    return doc
 
 
 class _Graph:
     """Breadth-first lineage walk state: nodes, edges and what was cut."""
 
-    def __init__(self, cur: Cursor, uid: int | None, max_nodes: int) -> None:
+    def __init__(self, cur: Cursor, viewer: Viewer, max_nodes: int) -> None:
         self._cur = cur
-        self._uid = uid
+        self._viewer = viewer
         self._max_nodes = max_nodes
         self.artifacts: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.edges: set[tuple[str, str, str]] = set()
-        self.hidden: set[str] = set()
+        # Runs the viewer may not see where a walk reached them, by direction (the walk
+        # stops there): run id -> project.
+        self.hidden: dict[str, dict[str, str]] = {"upstream": {}, "downstream": {}}
         self.truncated = False
 
     def _room(self) -> bool:
@@ -1502,9 +1553,12 @@ class _Graph:
             if not frontier or not self._room():
                 return
             limit = 2 * self._max_nodes
-            found = _uses(self._cur, sorted(frontier), role, limit, self._uid)
+            found = _uses(self._cur, sorted(frontier), role, limit, self._viewer)
             self.truncated = self.truncated or len(found) >= limit
-            self.hidden |= _hidden_users(self._cur, sorted(frontier), role, self._uid)
+            direction = "upstream" if role == ROLE_OUTPUT else "downstream"
+            self.hidden[direction].update(
+                _hidden_users(self._cur, sorted(frontier), role, self._viewer)
+            )
             run_ids: set[str] = set()
             for u in (u for u in found if u["run_id"] not in seen_runs):
                 if u["run_id"] not in self.runs and not self._room():
@@ -1524,13 +1578,24 @@ class _Graph:
             frontier = self.expand_runs(run_ids, other) - frontier
 
     def document(self) -> dict[str, Any]:
+        by_direction = {
+            direction: {r: p for r, p in runs.items() if r not in self.runs}
+            for direction, runs in self.hidden.items()
+        }
+        hidden = {r for runs in by_direction.values() for r in runs}
         for node in self.artifacts.values():
             node["paths"].sort()
         return {
             "artifacts": sorted(self.artifacts.values(), key=lambda a: a["hash"]),
             "runs": sorted(self.runs.values(), key=lambda r: (r["started_at"], r["run_id"])),
             "edges": [{"from": a, "to": b, "kind": k} for a, b, k in sorted(self.edges)],
-            "hidden_runs": len(self.hidden - set(self.runs)),
+            "hidden_runs": len(hidden),
+            # Where the walk stopped at runs the viewer may not see, per direction.
+            "hidden": {
+                direction: _hidden_doc(runs, self._viewer, f"{direction} ")
+                for direction, runs in by_direction.items()
+                if runs
+            },
             "truncated": self.truncated,
         }
 
@@ -1576,6 +1641,8 @@ def _run_summary(row: Row) -> dict[str, Any]:
         "complete": (bool(row["complete"]) if finished else True) and lost == 0,
         "lost_events": lost,
         "uid": row["uid"],
+        "project": row["project"],
+        "public": bool(row["public"]),
         "tagged": row["tagged_seq"] is not None,
         "joined": bool(row["joined"]),  # one run across hosts: `show` lists its parts
     }

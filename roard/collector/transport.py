@@ -8,13 +8,15 @@ common name is its host id) or per-host bearer tokens, or listen on loopback onl
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
+from roard.collector.scopes import DEFAULT_PROJECT, Principal
 from roard.config import CollectorConfig
 from roard.errors import ConfigError
 
@@ -22,6 +24,8 @@ from roard.errors import ConfigError
 # rejected by gRPC itself before it reaches the service.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 TOKEN_HEADER = "authorization"
+_MIN_TOKEN = 16
+_PROJECT = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -193,23 +197,72 @@ def server_credentials(tls: TlsFiles, require_client_cert: bool) -> grpc.ServerC
     )
 
 
-def parse_tokens(text: str, source: str) -> Mapping[str, str]:
-    """A tokens file: one `HOST_ID TOKEN` per line, `#` comments. Returns token -> host."""
-    tokens: dict[str, str] = {}
+@dataclass(frozen=True)
+class Credentials:
+    """A collector's tokens file: bearer tokens -> who they prove, and the projects of
+    hosts that prove themselves with a client certificate instead."""
+
+    tokens: Mapping[str, Principal] = field(default_factory=dict)
+    certified: Mapping[str, Principal] = field(default_factory=dict)
+
+    def certified_host(self, host: str) -> Principal:
+        """The principal of a host whose client certificate names `host`."""
+        return self.certified.get(host) or Principal(host, frozenset({DEFAULT_PROJECT}))
+
+
+_TOKENS_FORMS = (
+    "expected 'HOST_ID TOKEN [PROJECT]' (a daemon), 'HOST_ID - PROJECT' (a host with a "
+    "client certificate) or 'user:NAME TOKEN PROJECT[,PROJECT...]' (a person, queries only), "
+    "with tokens of at least 16 characters (e.g. `openssl rand -hex 32`)"
+)
+
+
+def _project_names(text: str, where: str) -> frozenset[str]:
+    names = text.split(",")
+    if not all(_PROJECT.fullmatch(n) for n in names):
+        raise ConfigError(
+            f"{where}: project names are letters, digits, '.', '_' and '-' ({text!r})"
+        )
+    return frozenset(names)
+
+
+def parse_tokens(text: str, source: str) -> Credentials:
+    """A tokens file, `#` comments, one credential a line:
+
+    `HOST_ID TOKEN` (a daemon in the default project), `HOST_ID TOKEN PROJECT` (a daemon in
+    PROJECT), `HOST_ID - PROJECT` (a host proven by its client certificate, in PROJECT),
+    `user:NAME TOKEN PROJECT[,PROJECT...]` (a person: queries within those projects)."""
+    tokens: dict[str, Principal] = {}
+    certified: dict[str, Principal] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
+        where = f"{source}:{number}"
         parts = raw.split("#", 1)[0].split()
         if not parts:
             continue
-        if len(parts) != 2 or len(parts[1]) < 16:
-            raise ConfigError(
-                f"{source}:{number}: expected 'HOST_ID TOKEN' with a token of at least 16 "
-                "characters (e.g. `openssl rand -hex 32`)"
-            )
-        host, token = parts
+        user = parts[0].startswith("user:")
+        if not (2 + user <= len(parts) <= 3) or (parts[1] != "-" and len(parts[1]) < _MIN_TOKEN):
+            raise ConfigError(f"{where}: {_TOKENS_FORMS}")
+        name, token = parts[0].removeprefix("user:") if user else parts[0], parts[1]
+        projects = _project_names(parts[2], where) if len(parts) == 3 else None
+        if user and not name:
+            raise ConfigError(f"{where}: 'user:' needs a name: user:NAME TOKEN PROJECT")
+        if not user and projects is not None and len(projects) != 1:
+            raise ConfigError(f"{where}: a host belongs to one project ({parts[2]!r})")
+        principal = Principal(name, projects or frozenset({DEFAULT_PROJECT}), user=user)
+        if token == "-":
+            if user or projects is None:
+                raise ConfigError(
+                    f"{where}: '-' (no token) is for hosts with a client certificate and "
+                    "names their project: 'HOST_ID - PROJECT'"
+                )
+            if name in certified:
+                raise ConfigError(f"{where}: host {name!r} listed twice with '-'")
+            certified[name] = principal
+            continue
         if token in tokens:
-            raise ConfigError(f"{source}:{number}: token reused (hosts must not share tokens)")
-        tokens[token] = host
-    return tokens
+            raise ConfigError(f"{where}: token reused (hosts must not share tokens)")
+        tokens[token] = principal
+    return Credentials(tokens, certified)
 
 
 def default_host_id() -> str:

@@ -15,9 +15,9 @@ authenticated) or 405 (anything but GET). Access follows the gRPC listener's rul
 non-loopback address the server needs TLS or tokens; with tokens, a request carries one as
 `Authorization: Bearer TOKEN`, or once as `?token=TOKEN` (which sets an HttpOnly,
 SameSite=Strict cookie for the rest of the session); with a TLS context that requires
-client certificates, a verified certificate is enough. Whoever is authenticated sees every
-run (queries run with uid None): the registry's per-user scoping applies to `roarctl`
-through the local daemon, not here.
+client certificates, a verified certificate is enough (its common name is a host id). A
+token or certificate scopes every answer to its projects (and public runs) as it does over
+gRPC; without tokens or client certificates (loopback only), every run is shown.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
 
+from roard.collector.scopes import EVERYONE, Principal, Viewer, viewer_of
 from roard.collector.storage import LineageStore, RunFilter
 from roard.collector.transport import (
+    Credentials,
     TlsFiles,
     check_exposure,
     is_loopback_host,
@@ -177,22 +179,23 @@ class _Api:
     def __init__(self, store: LineageStore) -> None:
         self._store = store
 
-    def answer(self, path: str, params: Mapping[str, list[str]]) -> Any:
+    def answer(self, path: str, params: Mapping[str, list[str]], viewer: Viewer) -> Any:
+        """The document of one API request, as `viewer` may see it."""
         parts = [unquote(p) for p in path.split("/")[2:]]  # after "/api/"
         match parts:
             case ["runs"]:
-                return self.runs(params)
+                return self.runs(params, viewer)
             case ["runs", run] if run:
-                return self._store.show(run, None)
+                return self._store.show(run, viewer)
             case ["artifacts"]:
-                return self._store.artifact(self._query(params), _one(params, "host"), None)
+                return self._store.artifact(self._query(params), _one(params, "host"), viewer)
             case ["lineage"]:
-                return self.lineage(params)
+                return self.lineage(params, viewer)
             case ["graph", run] if run:
                 return self._store.run_graph(
                     run,
                     _int_param(params, "depth", 0),
-                    None,
+                    viewer,
                     _int_param(params, "max_nodes", 0),
                 )
         raise NotFound(f"no API endpoint {path}")
@@ -204,7 +207,7 @@ class _Api:
             raise UsageError("give q=: a hash (blake3:<hex>), a hash prefix or an absolute path")
         return query
 
-    def runs(self, params: Mapping[str, list[str]]) -> Any:
+    def runs(self, params: Mapping[str, list[str]], viewer: Viewer) -> Any:
         labels: dict[str, str] = {}
         for pair in params.get("label", []):
             if not pair:
@@ -224,10 +227,11 @@ class _Api:
             since=_time_param("since", since) if since else None,
             until=_time_param("until", until) if until else None,
             limit=limit,
+            project=_one(params, "project"),
         )
-        return self._store.runs(where, None)
+        return self._store.runs(where, viewer)
 
-    def lineage(self, params: Mapping[str, list[str]]) -> Any:
+    def lineage(self, params: Mapping[str, list[str]], viewer: Viewer) -> Any:
         direction = _one(params, "dir") or "up"
         if direction not in ("up", "down", "both"):
             raise UsageError(f"dir={direction!r}: choose up, down or both")
@@ -237,7 +241,7 @@ class _Api:
             direction in ("down", "both"),
             _int_param(params, "depth", 0),
             _one(params, "host"),
-            None,
+            viewer,
             _int_param(params, "max_nodes", 0),
         )
 
@@ -274,13 +278,15 @@ class _Handler(BaseHTTPRequestHandler):
                 {"error": "unexpected Host header: open the registry browser by its address"},
             )
             return
-        set_cookie = self._authenticate(params)
-        if set_cookie is None:
+        found = self._authenticate(params)
+        if found is None:
             self._refuse(api)
             return
+        set_cookie, principal = found
         extra = [("Set-Cookie", set_cookie)] if set_cookie else []
         if api:
-            self._api(path, params, extra)
+            viewer = viewer_of(principal, 0) if principal is not None else EVERYONE
+            self._api(path, params, extra, viewer)
         elif path in ("/", "/index.html"):
             self._static("index.html", extra)
         elif path.startswith("/static/"):
@@ -305,37 +311,45 @@ class _Handler(BaseHTTPRequestHandler):
         """Without TLS or tokens (loopback only), a request must name a loopback host: a
         web page elsewhere cannot read the registry through a name it points at 127.0.0.1
         (DNS rebinding)."""
-        if self.server.tls is not None or self.server.tokens:
+        if self.server.tls is not None or self.server.credentials.tokens:
             return True
         return _loopback_host(self.headers.get("Host", ""))
 
-    def _authenticate(self, params: Mapping[str, list[str]]) -> str | None:
-        """ "" when the request may go on, a Set-Cookie value when it may and brought its
-        token in the URL, None when it must be refused."""
-        if self.server.client_certs and self._peer_certified():
-            return ""
-        if not self.server.tokens:
+    def _authenticate(self, params: Mapping[str, list[str]]) -> tuple[str, Principal | None] | None:
+        """None when the request must be refused; else ("" or a Set-Cookie value when it
+        brought its token in the URL, who it proved to be: None when nothing is checked)."""
+        credentials = self.server.credentials
+        certified = self._peer_host() if self.server.client_certs else None
+        if certified is not None:
+            return "", credentials.certified_host(certified)
+        if not credentials.tokens:
             # No tokens: open (loopback or TLS), unless client certificates are the proof.
-            return None if self.server.client_certs else ""
+            return None if self.server.client_certs else ("", None)
         header = self.headers.get("Authorization", "")
-        if header.startswith("Bearer ") and self._known(header.removeprefix("Bearer ").strip()):
-            return ""
+        if header.startswith("Bearer "):
+            principal = self._known(header.removeprefix("Bearer ").strip())
+            if principal is not None:
+                return "", principal
         cookie = self._cookie()
-        if cookie is not None and self._known(cookie, _cookie_value):
-            return ""
+        if cookie is not None:
+            principal = self._known(cookie, _cookie_value)
+            if principal is not None:
+                return "", principal
         given = _one(params, "token")
-        if given is not None and self._known(given):
+        principal = self._known(given) if given is not None else None
+        if given is not None and principal is not None:
             secure = "; Secure" if self.server.tls else ""
             value = _cookie_value(given)
-            return f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict{secure}"
+            return f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict{secure}", principal
         return None
 
-    def _known(self, given: str, form: Callable[[str], str] = lambda t: t) -> bool:
-        """Whether `given` is one of the tokens (in `form`), compared with each in constant
+    def _known(self, given: str, form: Callable[[str], str] = lambda t: t) -> Principal | None:
+        """Who the token `given` (in `form`) proves, comparing with every token in constant
         time: no early exit that would time the match."""
-        found = False
-        for token in self.server.tokens:
-            found |= hmac.compare_digest(form(token).encode(), given.encode())
+        found: Principal | None = None
+        for token, principal in self.server.credentials.tokens.items():
+            if hmac.compare_digest(form(token).encode(), given.encode()):
+                found = principal
         return found
 
     def _cookie(self) -> str | None:
@@ -350,9 +364,21 @@ class _Handler(BaseHTTPRequestHandler):
         morsel = jar.get(COOKIE)
         return morsel.value if morsel is not None else None
 
-    def _peer_certified(self) -> bool:
+    def _peer_host(self) -> str | None:
+        """The common name of a verified client certificate (a host id), if any."""
         conn = self.connection
-        return isinstance(conn, ssl.SSLSocket) and bool(conn.getpeercert())
+        if not isinstance(conn, ssl.SSLSocket):
+            return None
+        cert = conn.getpeercert()
+        if not cert:
+            return None
+        names = [
+            str(pair[1])
+            for rdn in cert.get("subject", ())
+            for pair in rdn
+            if pair[0] == "commonName"
+        ]
+        return names[0] if names else ""
 
     def _refuse(self, api: bool) -> None:
         message = (
@@ -369,10 +395,14 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------------- answers
 
     def _api(
-        self, path: str, params: Mapping[str, list[str]], extra: list[tuple[str, str]]
+        self,
+        path: str,
+        params: Mapping[str, list[str]],
+        extra: list[tuple[str, str]],
+        viewer: Viewer,
     ) -> None:
         try:
-            doc = self.server.api.answer(path, params)
+            doc = self.server.api.answer(path, params, viewer)
         except RoardError as exc:
             self._send_json(_status_of(exc), {"error": str(exc)}, extra)
             return
@@ -455,14 +485,14 @@ class _HttpServer(ThreadingHTTPServer):
         api: _Api,
         files: dict[str, tuple[str, bytes]],
         tls: ssl.SSLContext | None,
-        tokens: Mapping[str, str],
+        credentials: Credentials,
     ) -> None:
         self.address_family = family
         self.api = api
         self.files = files
         self.tls = tls
         self.client_certs = tls is not None and tls.verify_mode != ssl.CERT_NONE
-        self.tokens = tokens
+        self.credentials = credentials
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -494,7 +524,7 @@ class WebServer:
     serving in a background thread from `start()` to `stop()`.
 
     Refuses (ConfigError) a non-loopback address without TLS or tokens, like the gRPC
-    listener. `tokens` maps bearer tokens to host ids (`parse_tokens`); `tls` is a server
+    listener. `credentials` are the collector's tokens file (`parse_tokens`); `tls` is a server
     context (`ssl_context`); where it asks for client certificates, a verified one
     authenticates a request as a token does.
     """
@@ -504,7 +534,7 @@ class WebServer:
         store: LineageStore,
         listen: str,
         tls: ssl.SSLContext | None = None,
-        tokens: Mapping[str, str] | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         where = split_host_port(listen, listen=True)
         if where is None:
@@ -513,7 +543,9 @@ class WebServer:
             )
         host, port = where
         client_certs = tls is not None and tls.verify_mode == ssl.CERT_REQUIRED
-        check_exposure(listen, tls is not None, client_certs, bool(tokens), "serve the web UI")
+        credentials = credentials or Credentials()
+        tokens = bool(credentials.tokens)
+        check_exposure(listen, tls is not None, client_certs, tokens, "serve the web UI")
         try:
             info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             family, _, _, _, sockaddr = info[0]
@@ -523,7 +555,7 @@ class WebServer:
                 _Api(store),
                 _static_files(),
                 tls,
-                dict(tokens or {}),
+                credentials,
             )
         except OSError as exc:
             raise ConfigError(
@@ -547,7 +579,7 @@ class WebServer:
         serve: Callable[[], None] = self._server.serve_forever
         self._thread = threading.Thread(target=serve, name="roard-web", daemon=True)
         self._thread.start()
-        if not self.tls and not self._server.tokens:
+        if not self.tls and not self._server.credentials.tokens:
             log.info("web UI serves unauthenticated requests on loopback only", url=self.url)
 
     def stop(self) -> None:

@@ -87,11 +87,18 @@ class ControlClient:
         spawned: bool,
         join: JoinSpec = JoinSpec(),
         links: Sequence[str] = (),
+        public: bool = False,
     ) -> Tagged:
         """Tag `pid` and its descendants as a new run (or a part of `join`), linked to the
-        tracker runs `links` names (TRACKER=RUN_ID...)."""
+        tracker runs `links` names (TRACKER=RUN_ID...); `public`: visible to every project
+        on the collector."""
         request = pb.TagRequest(
-            pid=pid, spawned=spawned, name=name or "", labels=labels, links=links
+            pid=pid,
+            spawned=spawned,
+            name=name or "",
+            labels=labels,
+            links=links,
+            public=public,
         )
         return self._tag(request, join)
 
@@ -102,9 +109,12 @@ class ControlClient:
         labels: dict[str, str],
         join: JoinSpec = JoinSpec(),
         links: Sequence[str] = (),
+        public: bool = False,
     ) -> Tagged:
         """Tag every process in the cgroup directory `path`, now and later."""
-        request = pb.TagRequest(cgroup=path, name=name or "", labels=labels, links=links)
+        request = pb.TagRequest(
+            cgroup=path, name=name or "", labels=labels, links=links, public=public
+        )
         return self._tag(request, join)
 
     def _tag(self, request: pb.TagRequest, join: JoinSpec) -> Tagged:
@@ -146,6 +156,7 @@ class ControlClient:
             since=where.since or 0,
             until=where.until or 0,
             link=where.link or "",
+            project=where.project or "",
         )
         doc: list[dict[str, Any]] = self._json("Runs", request)
         return doc

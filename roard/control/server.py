@@ -103,9 +103,13 @@ class ControlService(control_pb2_grpc.ControlServicer):
         links = parse_links(request.links)
         if request.cgroup:
             cgroup = cgroups.resolve(request.cgroup)
-            run = self._tracker.tag_cgroup(caller, cgroup, name, labels, join, links)
+            run = self._tracker.tag_cgroup(
+                caller, cgroup, name, labels, join, links, request.public
+            )
         else:
-            run = self._tracker.tag(caller, request.pid, name, labels, request.spawned, join, links)
+            run = self._tracker.tag(
+                caller, request.pid, name, labels, request.spawned, join, links, request.public
+            )
         # `roarctl show RUN` right after tagging should find it; a collector that is down
         # must not hold the command back, though.
         self._delivered(2.0)

@@ -39,6 +39,7 @@ def run_tagged(run: Run, host: str, now: float, placement: ProcessContext) -> pb
             cgroup=run.cgroup.path if run.cgroup else "",
             joined=run.joined,
             join_hosts=run.join_hosts,
+            public=run.public,
             placement=pb.Placement(
                 cgroup=placement.cgroup,
                 container=placement.container,

@@ -95,6 +95,7 @@ class Run:
     progress: HashProgress = field(default_factory=HashProgress)
     changes: int = 0  # events applied so far: a checkpoint is due when this moved
     join_hosts: int = 0  # a joined run: how many hosts' parts the collector should expect
+    public: bool = False  # visible to every project on the collector (`tag --public`)
     environments: set[str] = field(default_factory=set)  # env hashes sent for this run
     scripts: set[str] = field(default_factory=set)  # files run by an interpreter: code
     cwds: set[str] = field(default_factory=set)  # its processes' working directories
@@ -150,6 +151,7 @@ class Runs:
         cgroup: Cgroup | None = None,
         key: int | None = None,
         join: Join | None = None,
+        public: bool = False,
     ) -> Run:
         """A new run with a fresh id, or with `join` a new part of that shared run; under
         `key` when the kernel picked one (ROARD_RUN runs, from a range this class never
@@ -167,6 +169,7 @@ class Runs:
             started_at=now,
             cgroup=cgroup,
             join_hosts=join.hosts if join else 0,
+            public=public,
         )
         self._hold(run)
         return run

@@ -168,11 +168,12 @@ class Tracker:
         spawned: bool,
         join: Join | None = None,
         links: Iterable[TrackerLink] = (),
+        public: bool = False,
     ) -> Run:
         """Start a run rooted at `pid`: that process and all its current and future
         descendants; with `join`, as this host's part of that shared run; `links`: the
-        tracker runs the user says it belongs to. Raises NotFound / PermissionDenied for a
-        bad pid."""
+        tracker runs the user says it belongs to; `public`: visible to every project on the
+        collector. Raises NotFound / PermissionDenied for a bad pid."""
         try:
             root = psutil.Process(pid)
             owner = root.uids().real
@@ -186,7 +187,7 @@ class Tracker:
         with self._lock:
             now = self._clock()
             how = "spawn" if spawned else "pid"
-            run = self._runs.create(name, labels, owner, how, pid, now, join=join)
+            run = self._runs.create(name, labels, owner, how, pid, now, join=join, public=public)
             records = [convert.run_tagged(run, self._host, now, placement)]
             records += self._link_records(run, links, now)
             # The root first: children it forks from here on are tracked by the kernel;
@@ -216,6 +217,7 @@ class Tracker:
         labels: dict[str, str],
         join: Join | None = None,
         links: Iterable[TrackerLink] = (),
+        public: bool = False,
     ) -> Run:
         """Start a run of every process in `cgroup` and below it: those there now, those
         moved in later, and all their descendants (`links`: as for tag()). It ends on
@@ -239,7 +241,9 @@ class Tracker:
                         f"`roarctl untag {other.run_id}` first"
                     )
             now = self._clock()
-            run = self._runs.create(name, labels, cgroup.owner, "cgroup", 0, now, cgroup, join=join)
+            run = self._runs.create(
+                name, labels, cgroup.owner, "cgroup", 0, now, cgroup, join=join, public=public
+            )
             placement = cgroup_context(cgroup.path)
             records = [convert.run_tagged(run, self._host, now, placement)]
             records += self._link_records(run, links, now)

@@ -90,7 +90,7 @@ class RunQuery(_message.Message):
     def __init__(self, run: _Optional[str] = ..., uid: _Optional[int] = ..., depth: _Optional[int] = ..., max_nodes: _Optional[int] = ...) -> None: ...
 
 class RunsQuery(_message.Message):
-    __slots__ = ("name", "labels", "host", "since", "until", "limit", "uid", "link")
+    __slots__ = ("name", "labels", "host", "since", "until", "limit", "uid", "link", "project")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class RunsQuery(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     host: str
@@ -114,7 +115,8 @@ class RunsQuery(_message.Message):
     limit: int
     uid: int
     link: str
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., limit: _Optional[int] = ..., uid: _Optional[int] = ..., link: _Optional[str] = ...) -> None: ...
+    project: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., limit: _Optional[int] = ..., uid: _Optional[int] = ..., link: _Optional[str] = ..., project: _Optional[str] = ...) -> None: ...
 
 class ArtifactQuery(_message.Message):
     __slots__ = ("query", "host", "uid")

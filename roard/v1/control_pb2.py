@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16roard/v1/control.proto\x12\x08roard.v1\"\xda\x01\n\nTagRequest\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x0f\n\x07spawned\x18\x02 \x01(\x08\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x30\n\x06labels\x18\x04 \x03(\x0b\x32 .roard.v1.TagRequest.LabelsEntry\x12\x0e\n\x06\x63group\x18\x05 \x01(\t\x12\x0c\n\x04join\x18\x06 \x01(\t\x12\x12\n\njoin_hosts\x18\x07 \x01(\r\x12\r\n\x05links\x18\x08 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x08TagReply\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07warning\x18\x02 \x01(\t\x12\x15\n\rshared_run_id\x18\x03 \x01(\t\"7\n\x06RunRef\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\x12\x11\n\tmax_nodes\x18\x03 \x01(\r\"Z\n\rFinishRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rhas_exit_code\x18\x02 \x01(\x08\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x0f\n\x07timeout\x18\x04 \x01(\x01\"\x19\n\tJsonReply\x12\x0c\n\x04json\x18\x01 \x01(\t\"\xc6\x01\n\x0bRunsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x31\n\x06labels\x18\x03 \x03(\x0b\x32!.roard.v1.RunsRequest.LabelsEntry\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\r\n\x05since\x18\x05 \x01(\x01\x12\r\n\x05until\x18\x06 \x01(\x01\x12\x0c\n\x04link\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"i\n\x0eLineageRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0c\n\x04\x64own\x18\x04 \x01(\x08\x12\r\n\x05\x64\x65pth\x18\x05 \x01(\r\x12\x11\n\tmax_nodes\x18\x06 \x01(\r\",\n\rExportRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\x07\n\x05\x45mpty2\xc8\x04\n\x07\x43ontrol\x12/\n\x03Tag\x12\x14.roard.v1.TagRequest\x1a\x12.roard.v1.TagReply\x12\x36\n\x06\x46inish\x12\x17.roard.v1.FinishRequest\x1a\x13.roard.v1.JsonReply\x12.\n\x05Untag\x12\x10.roard.v1.RunRef\x1a\x13.roard.v1.JsonReply\x12-\n\x04Show\x12\x10.roard.v1.RunRef\x1a\x13.roard.v1.JsonReply\x12\x32\n\x04Runs\x12\x15.roard.v1.RunsRequest\x1a\x13.roard.v1.JsonReply\x12.\n\x06Status\x12\x0f.roard.v1.Empty\x1a\x13.roard.v1.JsonReply\x12\x31\n\x08Progress\x12\x10.roard.v1.RunRef\x1a\x13.roard.v1.JsonReply\x12\x39\n\x08\x41rtifact\x12\x18.roard.v1.LineageRequest\x1a\x13.roard.v1.JsonReply\x12\x38\n\x07Lineage\x12\x18.roard.v1.LineageRequest\x1a\x13.roard.v1.JsonReply\x12\x31\n\x08RunGraph\x12\x10.roard.v1.RunRef\x1a\x13.roard.v1.JsonReply\x12\x36\n\x06\x45xport\x12\x17.roard.v1.ExportRequest\x1a\x13.roard.v1.JsonReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16roard/v1/control.proto\x12\x08roard.v1\"\xea\x01\n\nTagRequest\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x0f\n\x07spawned\x18\x02 \x01(\x08\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x30\n\x06labels\x18\x04 \x03(\x0b\x32 .roard.v1.TagRequest.LabelsEntry\x12\x0e\n\x06\x63group\x18\x05 \x01(\t\x12\x0c\n\x04join\x18\x06 \x01(\t\x12\x12\n\njoin_hosts\x18\x07 \x01(\r\x12\r\n\x05links\x18\x08 \x03(\t\x12\x0e\n\x06public\x18\t \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x08TagReply\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07warning\x18\x02 \x01(\t\x12\x15\n\rshared_run_id\x18\x03 \x01(\t\"7\n\x06RunRef\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\x12\x11\n\tmax_nodes\x18\x03 \x01(\r\"Z\n\rFinishRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rhas_exit_code\x18\x02 \x01(\x08\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x0f\n\x07timeout\x18\x04 \x01(\x01\"\x19\n\tJsonReply\x12\x0c\n\x04json\x18\x01 \x01(\t\"\xd7\x01\n\x0bRunsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x31\n\x06labels\x18\x03 \x03(\x0b\x32!.roard.v1.RunsRequest.LabelsEntry\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\r\n\x05since\x18\x05 \x01(\x01\x12\r\n\x05until\x18\x06 \x01(\x01\x12\x0c\n\x04link\x18\x07 \x01(\t\x12\x0f\n\x07project\x18\x08 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"i\n\x0eLineageRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x0c\n\x04\x64own\x18\x04 \x01(\x08\x12\r\n\x05\x64\x65pth\x18\x05 \x01(\r\x12\x11\n\tmax_nodes\x18\x06 \x01(\r\",\n\rExportRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\x07\n\x05\x45mpty2\xc8\x04\n\x07\x43ontrol\x12/\n\x03Tag\x12\x14.roard.v1.TagRequest\x1a\x12.roard.v1.TagReply\x12\x36\n\x06\x46inish\x12\x17.roard.v1.FinishRequest\x1a\x13.roard.v1.JsonReply\x12.\n\x05Untag\x12\x10.roard.v1.RunRef\x1a\x13.roard.v1.JsonReply\x12-\n\x04Show\x12\x10.roard.v1.RunRef\x1a\x13.roard.v1.JsonReply\x12\x32\n\x04Runs\x12\x15.roard.v1.RunsRequest\x1a\x13.roard.v1.JsonReply\x12.\n\x06Status\x12\x0f.roard.v1.Empty\x1a\x13.roard.v1.JsonReply\x12\x31\n\x08Progress\x12\x10.roard.v1.RunRef\x1a\x13.roard.v1.JsonReply\x12\x39\n\x08\x41rtifact\x12\x18.roard.v1.LineageRequest\x1a\x13.roard.v1.JsonReply\x12\x38\n\x07Lineage\x12\x18.roard.v1.LineageRequest\x1a\x13.roard.v1.JsonReply\x12\x31\n\x08RunGraph\x12\x10.roard.v1.RunRef\x1a\x13.roard.v1.JsonReply\x12\x36\n\x06\x45xport\x12\x17.roard.v1.ExportRequest\x1a\x13.roard.v1.JsonReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,27 +36,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_RUNSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_TAGREQUEST']._serialized_start=37
-  _globals['_TAGREQUEST']._serialized_end=255
-  _globals['_TAGREQUEST_LABELSENTRY']._serialized_start=210
-  _globals['_TAGREQUEST_LABELSENTRY']._serialized_end=255
-  _globals['_TAGREPLY']._serialized_start=257
-  _globals['_TAGREPLY']._serialized_end=323
-  _globals['_RUNREF']._serialized_start=325
-  _globals['_RUNREF']._serialized_end=380
-  _globals['_FINISHREQUEST']._serialized_start=382
-  _globals['_FINISHREQUEST']._serialized_end=472
-  _globals['_JSONREPLY']._serialized_start=474
-  _globals['_JSONREPLY']._serialized_end=499
-  _globals['_RUNSREQUEST']._serialized_start=502
-  _globals['_RUNSREQUEST']._serialized_end=700
-  _globals['_RUNSREQUEST_LABELSENTRY']._serialized_start=210
-  _globals['_RUNSREQUEST_LABELSENTRY']._serialized_end=255
-  _globals['_LINEAGEREQUEST']._serialized_start=702
-  _globals['_LINEAGEREQUEST']._serialized_end=807
-  _globals['_EXPORTREQUEST']._serialized_start=809
-  _globals['_EXPORTREQUEST']._serialized_end=853
-  _globals['_EMPTY']._serialized_start=855
-  _globals['_EMPTY']._serialized_end=862
-  _globals['_CONTROL']._serialized_start=865
-  _globals['_CONTROL']._serialized_end=1449
+  _globals['_TAGREQUEST']._serialized_end=271
+  _globals['_TAGREQUEST_LABELSENTRY']._serialized_start=226
+  _globals['_TAGREQUEST_LABELSENTRY']._serialized_end=271
+  _globals['_TAGREPLY']._serialized_start=273
+  _globals['_TAGREPLY']._serialized_end=339
+  _globals['_RUNREF']._serialized_start=341
+  _globals['_RUNREF']._serialized_end=396
+  _globals['_FINISHREQUEST']._serialized_start=398
+  _globals['_FINISHREQUEST']._serialized_end=488
+  _globals['_JSONREPLY']._serialized_start=490
+  _globals['_JSONREPLY']._serialized_end=515
+  _globals['_RUNSREQUEST']._serialized_start=518
+  _globals['_RUNSREQUEST']._serialized_end=733
+  _globals['_RUNSREQUEST_LABELSENTRY']._serialized_start=226
+  _globals['_RUNSREQUEST_LABELSENTRY']._serialized_end=271
+  _globals['_LINEAGEREQUEST']._serialized_start=735
+  _globals['_LINEAGEREQUEST']._serialized_end=840
+  _globals['_EXPORTREQUEST']._serialized_start=842
+  _globals['_EXPORTREQUEST']._serialized_end=886
+  _globals['_EMPTY']._serialized_start=888
+  _globals['_EMPTY']._serialized_end=895
+  _globals['_CONTROL']._serialized_start=898
+  _globals['_CONTROL']._serialized_end=1482
 # @@protoc_insertion_point(module_scope)

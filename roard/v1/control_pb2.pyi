@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TagRequest(_message.Message):
-    __slots__ = ("pid", "spawned", "name", "labels", "cgroup", "join", "join_hosts", "links")
+    __slots__ = ("pid", "spawned", "name", "labels", "cgroup", "join", "join_hosts", "links", "public")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class TagRequest(_message.Message):
     JOIN_FIELD_NUMBER: _ClassVar[int]
     JOIN_HOSTS_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FIELD_NUMBER: _ClassVar[int]
     pid: int
     spawned: bool
     name: str
@@ -31,7 +32,8 @@ class TagRequest(_message.Message):
     join: str
     join_hosts: int
     links: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, pid: _Optional[int] = ..., spawned: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cgroup: _Optional[str] = ..., join: _Optional[str] = ..., join_hosts: _Optional[int] = ..., links: _Optional[_Iterable[str]] = ...) -> None: ...
+    public: bool
+    def __init__(self, pid: _Optional[int] = ..., spawned: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cgroup: _Optional[str] = ..., join: _Optional[str] = ..., join_hosts: _Optional[int] = ..., links: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ...) -> None: ...
 
 class TagReply(_message.Message):
     __slots__ = ("run_id", "warning", "shared_run_id")
@@ -72,7 +74,7 @@ class JsonReply(_message.Message):
     def __init__(self, json: _Optional[str] = ...) -> None: ...
 
 class RunsRequest(_message.Message):
-    __slots__ = ("name", "limit", "labels", "host", "since", "until", "link")
+    __slots__ = ("name", "limit", "labels", "host", "since", "until", "link", "project")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +89,7 @@ class RunsRequest(_message.Message):
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
     name: str
     limit: int
     labels: _containers.ScalarMap[str, str]
@@ -94,7 +97,8 @@ class RunsRequest(_message.Message):
     since: float
     until: float
     link: str
-    def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., link: _Optional[str] = ...) -> None: ...
+    project: str
+    def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., link: _Optional[str] = ..., project: _Optional[str] = ...) -> None: ...
 
 class LineageRequest(_message.Message):
     __slots__ = ("query", "host", "up", "down", "depth", "max_nodes")

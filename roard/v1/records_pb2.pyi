@@ -55,7 +55,7 @@ class Record(_message.Message):
     def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[float] = ..., part: _Optional[str] = ..., run_tagged: _Optional[_Union[RunTagged, _Mapping]] = ..., process_started: _Optional[_Union[ProcessStarted, _Mapping]] = ..., process_exited: _Optional[_Union[ProcessExited, _Mapping]] = ..., file_access: _Optional[_Union[FileAccess, _Mapping]] = ..., loss_notice: _Optional[_Union[LossNotice, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., path_changed: _Optional[_Union[PathChanged, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., run_context: _Optional[_Union[RunContext, _Mapping]] = ..., dataset: _Optional[_Union[Dataset, _Mapping]] = ..., tracker_link: _Optional[_Union[TrackerLink, _Mapping]] = ...) -> None: ...
 
 class RunTagged(_message.Message):
-    __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at", "cgroup", "joined", "join_hosts", "placement")
+    __slots__ = ("name", "labels", "host", "uid", "how", "root_pid", "started_at", "cgroup", "joined", "join_hosts", "placement", "public")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class RunTagged(_message.Message):
     JOINED_FIELD_NUMBER: _ClassVar[int]
     JOIN_HOSTS_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     host: str
@@ -85,7 +86,8 @@ class RunTagged(_message.Message):
     joined: bool
     join_hosts: int
     placement: Placement
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., uid: _Optional[int] = ..., how: _Optional[str] = ..., root_pid: _Optional[int] = ..., started_at: _Optional[float] = ..., cgroup: _Optional[str] = ..., joined: _Optional[bool] = ..., join_hosts: _Optional[int] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
+    public: bool
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., host: _Optional[str] = ..., uid: _Optional[int] = ..., how: _Optional[str] = ..., root_pid: _Optional[int] = ..., started_at: _Optional[float] = ..., cgroup: _Optional[str] = ..., joined: _Optional[bool] = ..., join_hosts: _Optional[int] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., public: _Optional[bool] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("cgroup", "container", "kubernetes_pod", "kubernetes_pod_uid")

@@ -26,6 +26,10 @@ import pytest
 from google.protobuf.message import DecodeError, Message
 
 from roard.collector.client import CollectorClient
+from roard.collector.scopes import (
+    DEFAULT_PROJECT,
+    Principal,
+)
 from roard.collector.service import MAX_BATCH, PROTOCOL, CollectorServer
 from roard.collector.sqlite import SqliteStore
 from roard.collector.transport import (
@@ -412,7 +416,7 @@ def test_tokens_need_tls_except_to_loopback() -> None:
 
 @pytest.fixture
 def token_address(store: SqliteStore) -> Iterator[str]:
-    with serve(store, tokens=parse_tokens(TOKENS_FILE, "tokens")) as address:
+    with serve(store, credentials=parse_tokens(TOKENS_FILE, "tokens")) as address:
         yield address
 
 
@@ -480,7 +484,7 @@ def test_host_b_token_cannot_write_host_a_runs(store: SqliteStore, token_address
 def test_tls_and_tokens_together(store: SqliteStore, pki: Pki) -> None:
     tls = TlsFiles(cert=pki.server.cert, key=pki.server.key)  # server-only TLS
     trust = TlsFiles(ca=pki.ca)
-    with serve(store, tls=tls, tokens=parse_tokens(TOKENS_FILE, "tokens")) as address:
+    with serve(store, tls=tls, credentials=parse_tokens(TOKENS_FILE, "tokens")) as address:
         for token in ("ff" * 16, None):
             with client_channel(CollectorTarget(address, tls=trust, token=token)) as channel:
                 outcome = stream(channel, [hello("host-a"), batch([record("run-x", 1)])])
@@ -516,12 +520,12 @@ def test_public_listen_needs_client_authentication(store: SqliteStore, pki: Pki)
     """Off loopback: mutual TLS, or tokens over TLS. TLS alone (anyone may connect) and
     tokens in the clear are refused."""
     tokens = parse_tokens(TOKENS_FILE, "t")
-    CollectorServer(store, "0.0.0.0:0", tls=pki.server, tokens=tokens).stop(0)
+    CollectorServer(store, "0.0.0.0:0", tls=pki.server, credentials=tokens).stop(0)
     CollectorServer(store, "0.0.0.0:0", tls=pki.server, mtls=True).stop(0)
     with pytest.raises(ConfigError, match="without client authentication"):
         CollectorServer(store, "0.0.0.0:0", tls=pki.server)
     with pytest.raises(ConfigError, match="in the clear"):
-        CollectorServer(store, "0.0.0.0:0", tokens=tokens)
+        CollectorServer(store, "0.0.0.0:0", credentials=tokens)
     with pytest.raises(ConfigError, match="--tls-ca"):
         CollectorServer(
             store, "0.0.0.0:0", tls=TlsFiles(pki.server.cert, pki.server.key), mtls=True
@@ -532,9 +536,14 @@ def test_public_listen_needs_client_authentication(store: SqliteStore, pki: Pki)
 
 def test_parse_tokens() -> None:
     text = f"\n# comment\nhost-a   {TOKEN_A}\t# trailing comment\n  host-b {TOKEN_B}\n"
-    assert parse_tokens(text, "t") == {TOKEN_A: "host-a", TOKEN_B: "host-b"}
+    default = frozenset({DEFAULT_PROJECT})
+    assert parse_tokens(text, "t").tokens == {
+        TOKEN_A: Principal("host-a", default),
+        TOKEN_B: Principal("host-b", default),
+    }
     # One host may hold two tokens (rotation).
-    assert parse_tokens(f"h {TOKEN_A}\nh {TOKEN_B}\n", "t") == {TOKEN_A: "h", TOKEN_B: "h"}
+    rotated = parse_tokens(f"h {TOKEN_A}\nh {TOKEN_B}\n", "t").tokens
+    assert rotated == {TOKEN_A: Principal("h", default), TOKEN_B: Principal("h", default)}
 
 
 @pytest.mark.parametrize(
@@ -542,10 +551,10 @@ def test_parse_tokens() -> None:
     [
         (f"host-a {TOKEN_A}\nhost-b 0123456789abcde\n", "tokens:2:", "at least 16"),
         (f"# c\n\nhost-a {TOKEN_A}\nhost-b {TOKEN_A}\n", "tokens:4:", "token reused"),
-        (f"host-a {TOKEN_A} extra\n", "tokens:1:", "expected 'HOST_ID TOKEN'"),
-        (f"host-a {TOKEN_A}\n{TOKEN_B}\n", "tokens:2:", "expected 'HOST_ID TOKEN'"),
+        (f"host-a {TOKEN_A} proj extra\n", "tokens:1:", "expected 'HOST_ID TOKEN"),
+        (f"host-a {TOKEN_A}\n{TOKEN_B}\n", "tokens:2:", "expected 'HOST_ID TOKEN"),
     ],
-    ids=["short", "reused", "three-fields", "one-field"],
+    ids=["short", "reused", "four-fields", "one-field"],
 )
 def test_parse_tokens_errors_name_the_line(text: str, where: str, why: str) -> None:
     with pytest.raises(ConfigError) as error:

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from roard.collector.postgres import PostgresStore
+from roard.collector.scopes import Viewer
 from roard.collector.sqlite import SqliteStore
 from roard.collector.storage import SCHEMA_VERSION, LineageStore, RunFilter, SqlStore
 from roard.collector.stores import open_store
@@ -408,19 +409,23 @@ def test_uid_visibility(store: SqlStore, counter: Iterator[int]) -> None:
     store.ingest([bob.tagged(name="train", uid=1001, started_at=T0 + 10)])
     store.ingest([untagged.access("/x", pb.ROLE_INPUT)])
 
-    assert store.show("run-alice", uid=1000)["run_id"] == "run-alice"
+    assert store.show("run-alice", viewer=Viewer(uid=1000))["run_id"] == "run-alice"
     with pytest.raises(NotFound, match="no run 'run-bob'"):
-        store.show("run-bob", uid=1000)
+        store.show("run-bob", viewer=Viewer(uid=1000))
     with pytest.raises(NotFound):
-        store.show("run-untagged", uid=1000)
+        store.show("run-untagged", viewer=Viewer(uid=1000))
     # A name resolves to the caller's own latest run, not someone else's newer one.
-    assert store.show("train", uid=1000)["run_id"] == "run-alice"
+    assert store.show("train", viewer=Viewer(uid=1000))["run_id"] == "run-alice"
     assert store.show("train")["run_id"] == "run-bob"
-    assert store.show("train", uid=0)["run_id"] == "run-bob"
+    assert store.show("train", viewer=Viewer(uid=0))["run_id"] == "run-bob"
 
-    assert [r["run_id"] for r in store.runs(uid=1000)] == ["run-alice"]
-    assert [r["run_id"] for r in store.runs(uid=1001)] == ["run-bob"]
-    assert {r["run_id"] for r in store.runs(uid=0)} == {"run-alice", "run-bob", "run-untagged"}
+    assert [r["run_id"] for r in store.runs(viewer=Viewer(uid=1000))] == ["run-alice"]
+    assert [r["run_id"] for r in store.runs(viewer=Viewer(uid=1001))] == ["run-bob"]
+    assert {r["run_id"] for r in store.runs(viewer=Viewer(uid=0))} == {
+        "run-alice",
+        "run-bob",
+        "run-untagged",
+    }
     assert len(store.runs()) == 3
 
 
@@ -660,7 +665,7 @@ def test_lineage_shows_the_callers_runs_among_many_hidden(
     records += [mine.tagged(uid=1000, started_at=T0 + 100)]
     records.append(mine.access("/shared/data", pb.ROLE_INPUT, HASH_A))
     store.ingest(records)
-    doc = store.lineage(HASH_A, up=False, down=True, uid=1000, max_nodes=5)
+    doc = store.lineage(HASH_A, up=False, down=True, viewer=Viewer(uid=1000), max_nodes=5)
     assert [r["run_id"] for r in doc["runs"]] == ["mine"]
     assert doc["hidden_runs"] == 15
 
@@ -1055,6 +1060,8 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
             "DROP TABLE dataset_files; ALTER TABLE processes DROP COLUMN exit_signal;"
             " ALTER TABLE runs DROP COLUMN exit_signal;"
             " ALTER TABLE environments DROP COLUMN truncated; DROP TABLE run_links;"
+            " DROP INDEX runs_project;"
+            " ALTER TABLE runs DROP COLUMN project; ALTER TABLE runs DROP COLUMN public;"
             " PRAGMA user_version = 5;"
         )
         conn.close()
@@ -1065,6 +1072,8 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
         _pg_query(url, "ALTER TABLE runs DROP COLUMN exit_signal")
         _pg_query(url, "ALTER TABLE environments DROP COLUMN truncated")
         _pg_query(url, "DROP TABLE run_links")
+        _pg_query(url, "ALTER TABLE runs DROP COLUMN project")  # (its index goes with it)
+        _pg_query(url, "ALTER TABLE runs DROP COLUMN public")
         _pg_query(url, "UPDATE roard_schema SET version = 5")
     with opener() as store:
         assert store.show("old") == before

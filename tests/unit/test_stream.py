@@ -19,7 +19,7 @@ from roard.collector.service import CollectorServer
 from roard.collector.sqlite import SqliteStore
 from roard.collector.storage import RunFilter, SqlStore
 from roard.collector.stores import open_store
-from roard.collector.transport import CollectorTarget
+from roard.collector.transport import CollectorTarget, parse_tokens
 from roard.export.stream import Exporter, HelloInfo
 from roard.records.sink import SpoolSink
 from roard.records.spool import Spool
@@ -434,7 +434,9 @@ def test_a_hello_refused_for_the_wrong_host_keeps_every_record(
     """Credentials for one host id, a hello for another: a configuration mistake. The
     daemon keeps retrying and sets no record aside (none of them is at fault)."""
     token = "t" * 32
-    server = CollectorServer(registry, "127.0.0.1:0", tokens={token: "host-a"}, max_hosts=4)
+    server = CollectorServer(
+        registry, "127.0.0.1:0", credentials=parse_tokens(f"host-a {token}", "tokens"), max_hosts=4
+    )
     server.start()
     target = CollectorTarget(f"127.0.0.1:{server.port}", token=token)
     spool = Spool(tmp_path / "spool.db", 1 << 30)

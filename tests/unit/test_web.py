@@ -20,7 +20,7 @@ import pytest
 
 from roard import config
 from roard.collector.sqlite import SqliteStore
-from roard.collector.transport import TlsFiles
+from roard.collector.transport import TlsFiles, parse_tokens
 from roard.collector.web import COOKIE, WebServer, ssl_context
 from roard.errors import ConfigError
 from roard.v1 import records_pb2 as pb
@@ -382,7 +382,7 @@ def test_static_serves_only_the_packaged_files(web: WebServer, path: str) -> Non
 
 @pytest.fixture
 def guarded(store: SqliteStore) -> Iterator[WebServer]:
-    server = WebServer(store, "127.0.0.1:0", tokens={TOKEN: "host-1"})
+    server = WebServer(store, "127.0.0.1:0", credentials=parse_tokens(f"host-1 {TOKEN}", "tokens"))
     server.start()
     yield server
     server.stop()
@@ -426,13 +426,18 @@ def test_refuses_a_public_address_without_client_authentication(
     with pytest.raises(ConfigError, match="without client authentication"):
         WebServer(store, "0.0.0.0:0", tls=ssl_context(pki.server))  # TLS alone: anyone
     with pytest.raises(ConfigError, match="in the clear"):
-        WebServer(store, "0.0.0.0:0", tokens={TOKEN: "host-1"})
+        WebServer(store, "0.0.0.0:0", credentials=parse_tokens(f"host-1 {TOKEN}", "tokens"))
     for address in ("unix:/tmp/x.sock", "8080", "localhost:http", "127.0.0.1:70000"):
         with pytest.raises(ConfigError, match="web UI address"):
             WebServer(store, address)
     # With tokens over TLS, or with client certificates, a public address is allowed.
     for server in (
-        WebServer(store, "0.0.0.0:0", tls=ssl_context(pki.server), tokens={TOKEN: "host-1"}),
+        WebServer(
+            store,
+            "0.0.0.0:0",
+            tls=ssl_context(pki.server),
+            credentials=parse_tokens(f"host-1 {TOKEN}", "tokens"),
+        ),
         WebServer(store, "0.0.0.0:0", tls=ssl_context(pki.server, client_certs="required")),
     ):
         assert server.port > 0
@@ -446,7 +451,12 @@ def test_port_in_use_is_a_config_error(web: WebServer, store: SqliteStore) -> No
 
 def test_tls_and_mutual_tls(store: SqliteStore, pki: Pki) -> None:
     client = ssl.create_default_context(cafile=str(pki.ca))
-    server = WebServer(store, "127.0.0.1:0", tls=ssl_context(pki.server), tokens={TOKEN: "h"})
+    server = WebServer(
+        store,
+        "127.0.0.1:0",
+        tls=ssl_context(pki.server),
+        credentials=parse_tokens(f"h {TOKEN}", "tokens"),
+    )
     server.start()
     try:
         assert server.url == f"https://127.0.0.1:{server.port}/"
@@ -473,7 +483,7 @@ def test_tls_and_mutual_tls(store: SqliteStore, pki: Pki) -> None:
         store,
         "127.0.0.1:0",
         tls=ssl_context(pki.server, "optional"),
-        tokens={TOKEN: "h"},
+        credentials=parse_tokens(f"h {TOKEN}", "tokens"),
     )
     both.start()
     try:
