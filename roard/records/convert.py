@@ -173,7 +173,9 @@ def dataset(run: Run, found: Dataset, output: bool, now: float) -> pb.Record:
             role=role,
             hash=found.hash,
             size=found.size,
-            files=[pb.DatasetFile(path=text(m.path), hash=m.hash, size=m.size) for m in found.files],
+            files=[
+                pb.DatasetFile(path=text(m.path), hash=m.hash, size=m.size) for m in found.files
+            ],
             unhashed=text(found.unhashed),
         ),
     )

@@ -657,7 +657,9 @@ class Tracker:
 
     def _on_open(self, ev: OpenEvent) -> None:
         """A file on a high descriptor, announced at open; its I/O comes with its close."""
-        path = _walked(ev.tgid, ev.path) if not ev.truncated else _fd_path(ev.tgid, ev.fd, ev.ino)
+        path = (
+            self._walked(ev.tgid, ev.path) if not ev.truncated else _fd_path(ev.tgid, ev.fd, ev.ino)
+        )
         if path is None:
             path = _completed(ev.tgid, ev.path)
         if path is None:
@@ -669,6 +671,17 @@ class Tracker:
         proc = self._procs.get(ev.tgid)
         if proc is not None:
             proc.fds.add(ev.fd)
+
+    def _walked(self, pid: int, path: str) -> str:
+        """A path the kernel walked whole, as roard can open it (a chroot's or another
+        mount namespace's paths made host paths), judged by the process or, once it is
+        gone, by its nearest known ancestor."""
+        pids = [pid]
+        while (proc := self._procs.get(pids[-1])) is not None and len(pids) < 64:
+            if proc.ppid in pids:
+                break
+            pids.append(proc.ppid)
+        return views.host_path(pids, path)
 
     def _take_kernel_files(self, run: Run, pid: int, fds: set[int]) -> None:
         """Apply the I/O the kernel still holds for these descriptors of `pid` to `run`
@@ -685,7 +698,7 @@ class Tracker:
             # An anonymous file: its only names are those linkat gave it (outputs); a
             # made-up name ("#<inode>") must not show as a deleted file.
             return
-        path = _walked(ev.tgid, ev.path) if ev.path is not None and not ev.truncated else None
+        path = self._walked(ev.tgid, ev.path) if ev.path is not None and not ev.truncated else None
         if path is None and announced is None:  # the process may still hold it (untag)
             path = _fd_path(ev.tgid, ev.fd, ev.ino)
         if path is None and ev.truncated and ev.path is not None:
@@ -723,7 +736,9 @@ class Tracker:
         if ev.truncated:
             run.lose(1, "a rename whose names could not be read")
             return
-        ev = dataclasses.replace(ev, old=_walked(ev.tgid, ev.old), new=_walked(ev.tgid, ev.new))
+        ev = dataclasses.replace(
+            ev, old=self._walked(ev.tgid, ev.old), new=self._walked(ev.tgid, ev.new)
+        )
         self._fds.rename(ev.old, ev.new, ev.exchange)
         op = pb.PathChanged.OP_EXCHANGE if ev.exchange else pb.PathChanged.OP_RENAME
         self._sink.emit(
@@ -753,8 +768,8 @@ class Tracker:
         if ev.truncated:
             run.lose(1, f"a {ev.op} whose names could not be read")
             return
-        seen_new = _walked(ev.tgid, ev.new) if ev.new else ""
-        ev = dataclasses.replace(ev, path=_walked(ev.tgid, ev.path), new=seen_new)
+        seen_new = self._walked(ev.tgid, ev.new) if ev.new else ""
+        ev = dataclasses.replace(ev, path=self._walked(ev.tgid, ev.path), new=seen_new)
         history = {"link": pb.PathChanged.OP_LINK, "unlink": pb.PathChanged.OP_UNLINK}
         if ev.op in history:
             change = convert.path_changed(
@@ -1141,12 +1156,6 @@ def _fd_path(pid: int, fd: int, ino: int) -> str | None:
         return None
     path, info = described
     return path if info.get("ino") == str(ino) else None
-
-
-def _walked(pid: int, path: str) -> str:
-    """A path the kernel walked whole, as roard can open it (a chroot's or another mount
-    namespace's paths made host paths)."""
-    return views.host_path(pid, path)
 
 
 def _completed(pid: int, partial: str) -> str | None:

@@ -10,15 +10,23 @@ import os
 from roard import procfs
 
 
-def host_path(pid: int, seen: str) -> str:
-    """The path in roard's own mount namespace of the file `pid` named `seen`; `seen` itself
-    when the process shares roard's root and mounts, when it is gone, or when no mount of
-    roard's reaches the file (e.g. a tmpfs private to its namespace)."""
-    try:
-        root = os.readlink(f"/proc/{pid}/root")
-        other_ns = os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
-    except OSError:
-        return seen
+def host_path(pids: list[int], seen: str) -> str:
+    """The path in roard's own mount namespace of the file the first of `pids` still alive
+    named `seen` (a process, then its ancestors: a process that exited before its event was
+    handled is taken to have shared its parent's root and mounts); `seen` itself when it
+    shares roard's, when all are gone, or when no mount of roard's reaches the file (e.g. a
+    tmpfs private to its namespace)."""
+    for pid in pids:
+        try:
+            root = os.readlink(f"/proc/{pid}/root")
+            other_ns = os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        except OSError:
+            continue
+        return _translated(pid, root, other_ns, seen)
+    return seen
+
+
+def _translated(pid: int, root: str, other_ns: bool, seen: str) -> str:
     if other_ns:
         return _through_mounts(pid, seen)
     if root == "/" or not root.startswith("/"):
@@ -47,4 +55,4 @@ def _through_mounts(pid: int, seen: str) -> str:
 
 
 def _within(path: str, directory: str) -> bool:
-    return directory == "/" or path == directory or path.startswith(directory.rstrip("/") + "/")
+    return directory in ("/", path) or path.startswith(directory.rstrip("/") + "/")

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from fuse import FUSE, FuseOSError, fuse_get_context
-
 from hungfs import HungFs, _tgid
 
 
@@ -34,7 +33,9 @@ class DenyFs(HungFs):
 
 def main() -> None:
     mountpoint, denied_pid = sys.argv[1], int(sys.argv[2])
-    FUSE(DenyFs(denied_pid), mountpoint, foreground=True, nothreads=False, ro=True, allow_other=True)
+    FUSE(
+        DenyFs(denied_pid), mountpoint, foreground=True, nothreads=False, ro=True, allow_other=True
+    )
 
 
 if __name__ == "__main__":
