@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from roard.collector.storage import RunFilter
+from roard.collector.transport import MAX_MESSAGE_BYTES
 from roard.control.errors import from_status
 from roard.errors import DaemonUnavailable
 from roard.v1 import control_pb2 as pb
@@ -51,6 +52,8 @@ class ControlClient:
             options=[
                 ("grpc.initial_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 1000),
+                # `show` of a run of 10,000 processes is megabytes (gRPC's default: 4 MiB).
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ],
         )
         self._stub = control_pb2_grpc.ControlStub(self._channel)  # type: ignore[no-untyped-call]

@@ -15,11 +15,23 @@ from roard.tracking.runs import FileUse, Run
 from roard.v1 import records_pb2 as pb
 
 
+def text(value: str) -> str:
+    """`value` as a protobuf string, which must be UTF-8. Names are bytes to the kernel:
+    roard holds one that is not UTF-8 with its undecodable bytes as surrogate escapes, and
+    sends each such byte as the four characters `\\xHH` (valid names are sent unchanged;
+    README: "Names that are not UTF-8")."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return value
+
+
 def _record(local: str, suffix: str, now: float, **body: Any) -> pb.Record:
     """A record of the run (or part of a joined run) the daemon holds as `local`; its id
     (that id + `suffix`) is stable across retries."""
     run_id, part = ids.split(local)
-    return pb.Record(id=f"{local}/{suffix}", run_id=run_id, part=part, time=now, **body)
+    return pb.Record(id=text(f"{local}/{suffix}"), run_id=run_id, part=part, time=now, **body)
 
 
 def run_tagged(run: Run, host: str, now: float, placement: ProcessContext) -> pb.Record:
@@ -60,9 +72,9 @@ def process_started(proc: Process, now: float, generation: int) -> pb.Record:
             pid=proc.pid,
             ppid=proc.ppid,
             start_ticks=proc.start_ticks,
-            exe=proc.exe,
-            argv=proc.argv,
-            cwd=proc.cwd,
+            exe=text(proc.exe),
+            argv=[text(a) for a in proc.argv],
+            cwd=text(proc.cwd),
             uid=proc.uid,
             started_at=proc.started_at,
             env_hash=proc.env_hash,
@@ -79,7 +91,9 @@ def environment(
         local,
         f"env/{env_hash}",
         now,
-        environment=pb.Environment(hash=env_hash, vars=env, truncated=truncated),
+        environment=pb.Environment(
+            hash=env_hash, vars={text(k): text(v) for k, v in env.items()}, truncated=truncated
+        ),
     )
 
 
@@ -112,7 +126,7 @@ def file_access(
     `location` names a file on a shared filesystem the same on every host."""
     role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
     access = pb.FileAccess(
-        path=use.path,
+        path=text(use.path),
         location=location,
         role=role,
         kind=kind,
@@ -126,7 +140,7 @@ def file_access(
         access.dev, access.ino = stamp.dev, stamp.ino
     else:
         access.size, access.dev, access.ino = outcome.size, use.dev, use.ino
-        access.unhashed = str(outcome)
+        access.unhashed = text(str(outcome))
     return _record(run.run_id, f"file/{pb.Role.Name(role)}/{use.path}", now, file_access=access)
 
 
@@ -137,7 +151,7 @@ def file_deleted(run: Run, use: FileUse, kind: str, now: float) -> pb.Record:
         f"file/{pb.Role.Name(pb.ROLE_DELETED)}/{use.path}",
         now,
         file_access=pb.FileAccess(
-            path=use.path,
+            path=text(use.path),
             role=pb.ROLE_DELETED,
             kind=kind,
             dev=use.dev,
@@ -156,12 +170,14 @@ def dataset(run: Run, found: Dataset, output: bool, now: float) -> pb.Record:
         f"dataset/{pb.Role.Name(role)}/{found.path}",
         now,
         dataset=pb.Dataset(
-            path=found.path,
+            path=text(found.path),
             role=role,
             hash=found.hash,
             size=found.size,
-            files=[pb.DatasetFile(path=m.path, hash=m.hash, size=m.size) for m in found.files],
-            unhashed=found.unhashed,
+            files=[
+                pb.DatasetFile(path=text(m.path), hash=m.hash, size=m.size) for m in found.files
+            ],
+            unhashed=text(found.unhashed),
         ),
     )
 
@@ -176,7 +192,7 @@ def path_changed(
         run_id,
         f"path/{pid}/{time.time_ns()}",
         now,
-        path_changed=pb.PathChanged(op=op, path=path, new_path=new, pid=pid),
+        path_changed=pb.PathChanged(op=op, path=text(path), new_path=text(new), pid=pid),
     )
 
 
@@ -227,7 +243,7 @@ def loss_notice(run_id: str, count: int, reason: str, now: float, serial: str) -
         run_id,
         f"loss/{serial}",
         now,
-        loss_notice=pb.LossNotice(lost_events=count, reason=reason),
+        loss_notice=pb.LossNotice(lost_events=count, reason=text(reason)),
     )
 
 

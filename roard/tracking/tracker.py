@@ -51,7 +51,7 @@ from roard.kernel.decode import (
     RenameEvent,
 )
 from roard.records import convert
-from roard.tracking import cgroups
+from roard.tracking import cgroups, longpaths, views
 from roard.tracking.cgroups import Cgroup
 from roard.tracking.checkpoint import FileState, RunState
 from roard.tracking.fds import FdTable, OpenFile, renamed
@@ -661,7 +661,11 @@ class Tracker:
 
     def _on_open(self, ev: OpenEvent) -> None:
         """A file on a high descriptor, announced at open; its I/O comes with its close."""
-        path = ev.path if not ev.truncated else _fd_path(ev.tgid, ev.fd, ev.ino)
+        path = (
+            self._walked(ev.tgid, ev.path) if not ev.truncated else _fd_path(ev.tgid, ev.fd, ev.ino)
+        )
+        if path is None:
+            path = _completed(ev.tgid, ev.path)
         if path is None:
             run = self._runs.by_key(ev.run_key)
             if run is not None:
@@ -671,6 +675,17 @@ class Tracker:
         proc = self._procs.get(ev.tgid)
         if proc is not None:
             proc.fds.add(ev.fd)
+
+    def _walked(self, pid: int, path: str) -> str:
+        """A path the kernel walked whole, as roard can open it (a chroot's or another
+        mount namespace's paths made host paths), judged by the process or, once it is
+        gone, by its nearest known ancestor."""
+        pids = [pid]
+        while (proc := self._procs.get(pids[-1])) is not None and len(pids) < 64:
+            if proc.ppid in pids:
+                break
+            pids.append(proc.ppid)
+        return views.host_path(pids, path)
 
     def _take_kernel_files(self, run: Run, pid: int, fds: set[int]) -> None:
         """Apply the I/O the kernel still holds for these descriptors of `pid` to `run`
@@ -687,9 +702,11 @@ class Tracker:
             # An anonymous file: its only names are those linkat gave it (outputs); a
             # made-up name ("#<inode>") must not show as a deleted file.
             return
-        path = ev.path if not ev.truncated else None
+        path = self._walked(ev.tgid, ev.path) if ev.path is not None and not ev.truncated else None
         if path is None and announced is None:  # the process may still hold it (untag)
             path = _fd_path(ev.tgid, ev.fd, ev.ino)
+        if path is None and ev.truncated and ev.path is not None:
+            path = _completed(ev.tgid, ev.path)
         if path is not None:
             file = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created)
         elif announced is not None and (announced.dev, announced.ino) == (ev.dev, ev.ino):
@@ -723,6 +740,9 @@ class Tracker:
         if ev.truncated:
             run.lose(1, "a rename whose names could not be read")
             return
+        ev = dataclasses.replace(
+            ev, old=self._walked(ev.tgid, ev.old), new=self._walked(ev.tgid, ev.new)
+        )
         self._fds.rename(ev.old, ev.new, ev.exchange)
         op = pb.PathChanged.OP_EXCHANGE if ev.exchange else pb.PathChanged.OP_RENAME
         self._sink.emit(
@@ -752,6 +772,8 @@ class Tracker:
         if ev.truncated:
             run.lose(1, f"a {ev.op} whose names could not be read")
             return
+        seen_new = self._walked(ev.tgid, ev.new) if ev.new else ""
+        ev = dataclasses.replace(ev, path=self._walked(ev.tgid, ev.path), new=seen_new)
         history = {"link": pb.PathChanged.OP_LINK, "unlink": pb.PathChanged.OP_UNLINK}
         if ev.op in history:
             change = convert.path_changed(
@@ -1138,6 +1160,12 @@ def _fd_path(pid: int, fd: int, ino: int) -> str | None:
         return None
     path, info = described
     return path if info.get("ino") == str(ino) else None
+
+
+def _completed(pid: int, partial: str) -> str | None:
+    """A path the kernel walk cut short, completed through a directory the process holds
+    (read from /proc by roard: already a path roard can open)."""
+    return longpaths.complete(pid, partial)
 
 
 def _member(path: str, outcome: Digest | Unhashed) -> datasets.Member:
