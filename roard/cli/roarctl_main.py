@@ -224,9 +224,7 @@ def _spawn_tagged(
             os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
     os.close(go_r)
     try:
-        tagged = client.tag(
-            pid, name, labels, spawned=True, join=join, links=links, public=public
-        )
+        tagged = client.tag(pid, name, labels, spawned=True, join=join, links=links, public=public)
     except BaseException:
         os.close(go_w)
         os.waitpid(pid, 0)

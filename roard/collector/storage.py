@@ -27,8 +27,8 @@ from typing import Any, Protocol, Self
 from google.protobuf import json_format
 
 from roard.artifacts.classify import DATASET, LINEAGE_KINDS
-from roard.context.trackers import parse_query
 from roard.collector.scopes import DEFAULT_PROJECT, EVERYONE, Viewer
+from roard.context.trackers import parse_query
 from roard.errors import NotFound, PermissionDenied, UsageError
 from roard.times import rfc3339
 from roard.v1 import records_pb2

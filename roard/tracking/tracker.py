@@ -145,6 +145,8 @@ class Tracker:
         self._context = context
         self._datasets = datasets or DatasetsConfig()
         self._lock = threading.RLock()
+        # Paths of processes in another mount namespace are mapped into this one (views).
+        self._own_ns = views.own_namespace()
         self._procs = ProcessTable()
         self._fds = FdTable()
         self._runs = Runs()
@@ -685,7 +687,7 @@ class Tracker:
             if proc.ppid in pids:
                 break
             pids.append(proc.ppid)
-        return views.host_path(pids, path)
+        return views.host_path(pids, path, self._own_ns)
 
     def _take_kernel_files(self, run: Run, pid: int, fds: set[int]) -> None:
         """Apply the I/O the kernel still holds for these descriptors of `pid` to `run`

@@ -10,16 +10,21 @@ import os
 from roard import procfs
 
 
-def host_path(pids: list[int], seen: str) -> str:
+def own_namespace() -> str:
+    """roard's own mount namespace (read once: it never changes)."""
+    return os.readlink("/proc/self/ns/mnt")
+
+
+def host_path(pids: list[int], seen: str, own_ns: str) -> str:
     """The path in roard's own mount namespace of the file the first of `pids` still alive
     named `seen` (a process, then its ancestors: a process that exited before its event was
     handled is taken to have shared its parent's root and mounts); `seen` itself when it
     shares roard's, when all are gone, or when no mount of roard's reaches the file (e.g. a
-    tmpfs private to its namespace)."""
+    tmpfs private to its namespace). `own_ns`: own_namespace()."""
     for pid in pids:
         try:
             root = os.readlink(f"/proc/{pid}/root")
-            other_ns = os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+            other_ns = os.readlink(f"/proc/{pid}/ns/mnt") != own_ns
         except OSError:
             continue
         return _translated(pid, root, other_ns, seen)
