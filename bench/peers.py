@@ -449,23 +449,22 @@ def roar_run(tracer: str) -> Callable[[Workload, Path, Bench], Sample]:
         with contextlib.closing(
             sqlite3.connect(f"file:{work}/.roar/roar.db?mode=ro", uri=True)
         ) as db:
-            jobs = db.execute("SELECT id, exit_code FROM jobs ORDER BY id").fetchall()
+            jobs = db.execute("SELECT id, exit_code, script FROM jobs ORDER BY id").fetchall()
             if len(jobs) != 1:
                 return Sample(seconds, f"{len(jobs)} jobs recorded, expected 1")
-            job, exit_code = jobs[0]
-            sets = [
-                normalized(
-                    [
-                        p
-                        for (p,) in db.execute(f"SELECT path FROM {table} WHERE job_id = ?", (job,))
-                    ],
-                    bench,
-                    work,
-                )
+            job, exit_code, script = jobs[0]
+            inputs, outputs = (
+                [p for (p,) in db.execute(f"SELECT path FROM {table} WHERE job_id = ?", (job,))]
                 for table in ("job_inputs", "job_outputs")
-            ]
+            )
+        # roar keeps the command's script (`sh x.sh`) in jobs.script, not among the inputs,
+        # and by its base name: count it as an input, at the path the command gave.
+        if script:
+            given = (a for a in wl.argv if a == script or a.endswith(f"/{script}"))
+            inputs.append(next(given, str(work / script)))
+        recorded = Recorded(normalized(inputs, bench, work), normalized(outputs, bench, work))
         error = None if exit_code == 0 else f"recorded exit code {exit_code}"
-        return Sample(seconds, error, Recorded(*sets))
+        return Sample(seconds, error, recorded)
 
     return run
 
@@ -579,6 +578,19 @@ def describe(paths: frozenset[str], root: Path) -> str:
     return ", ".join(p.replace(f"{root}/", "") for p in shown) + more
 
 
+def verdict(what: str, paths: frozenset[str], roard: Recorded | None) -> str:
+    """Whether roard got right what a tool got wrong (the workload is the judge)."""
+    if roard is None:
+        return ""
+    if what.startswith("missed"):
+        held = roard.inputs if "inputs" in what else roard.outputs
+        right = paths <= held
+    else:
+        held = roard.inputs - roard.outputs if "inputs" in what else roard.outputs
+        right = not (paths & held)
+    return "; roard right" if right else "; roard wrong too"
+
+
 def record_report(
     bench: Bench, workloads: dict[str, Workload], modes: list[str], results: Results
 ) -> list[str]:
@@ -591,6 +603,7 @@ def record_report(
     ]
     disagreements: list[str] = []
     for wl in workloads.values():
+        roard = first_record(results.get((wl.name, "roard-tag"), []))
         for mode in tools:
             rec = first_record(results[wl.name, mode])
             if rec is None:
@@ -616,7 +629,7 @@ def record_report(
                 if paths:
                     disagreements.append(
                         f"- {wl.name}, {label}: {what} ({len(paths)}): "
-                        f"{describe(frozenset(paths), bench.root)}"
+                        f"{describe(frozenset(paths), bench.root)}{verdict(what, paths, roard)}"
                     )
     return [
         *lines,
