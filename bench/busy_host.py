@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from small_files import start_daemon
+from common import start_daemon
 
 FILE_STORM = """
 import os, sys, time

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import json
 import os
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from small_files import BIN, start_daemon
+from common import BIN, roarctl_json, start_daemon
 
 TRUE = "/bin/true"
 _SYS_BPF = 321  # x86_64
@@ -93,8 +92,7 @@ def tagged_storm(execs: int, env: dict[str, str], roarctl_env: dict[str, str], n
     wall = float(
         subprocess.run(tag, env=run_env, capture_output=True, text=True, check=True).stdout
     )
-    show = [roarctl, "show", name, "--json"]
-    doc = json.loads(subprocess.run(show, env=roarctl_env, capture_output=True, check=True).stdout)
+    doc = roarctl_json(["show", name], roarctl_env)
     if not doc["complete"] or len(doc["processes"]) != execs + 1:
         raise SystemExit(
             f"tagged storm {name}: complete={doc['complete']}, lost {doc['lost_events']}, "

@@ -12,10 +12,8 @@ the daemon's idle CPU and RSS. Needs root (it starts a private roard in a temp d
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +21,9 @@ from pathlib import Path
 
 import psutil
 
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import BIN, roarctl_json, start_daemon, timed
+
 WORKLOAD = """
 import os, sys
 n, size = int(sys.argv[1]), int(sys.argv[2])
@@ -37,48 +37,6 @@ for i in range(n):
         total += len(f.read())
 assert total == n * size
 """
-
-
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
-    """Wall seconds of one run of `cmd` (which must succeed)."""
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def start_daemon(
-    root: Path, config: str | None = None
-) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """A private roard (with a config file's text, if given); returns it and the
-    environment that points roarctl at it."""
-    sock = root / "roard.sock"
-    env = {**os.environ, "ROARD_SOCKET": str(sock)}
-    config_args = []
-    if config is not None:
-        (root / "roard.toml").write_text(config)
-        config_args = ["--config", str(root / "roard.toml")]
-    proc = subprocess.Popen(
-        [
-            str(BIN / "roard"),
-            "run",
-            "--embedded",
-            "--state-dir",
-            str(root / "state"),
-            "--socket",
-            str(sock),
-            *config_args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(root / "roard.log").open("wb"),
-    )
-    for _ in range(600):
-        ok = subprocess.run(
-            [str(BIN / "roarctl"), "status"], env=env, capture_output=True, check=False
-        )
-        if ok.returncode == 0:
-            return proc, env
-        time.sleep(0.1)
-    raise SystemExit(f"roard did not start: {(root / 'roard.log').read_text()}")
 
 
 def main() -> None:
@@ -127,14 +85,7 @@ def main() -> None:
                 tagged.append(
                     timed([str(BIN / "roarctl"), "tag", "--name", name, "--", *job], work, env)
                 )
-                shown = subprocess.run(
-                    [str(BIN / "roarctl"), "show", name, "--json"],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                doc = json.loads(shown.stdout)
+                doc = roarctl_json(["show", name], env)
                 outputs = [o for o in doc["outputs"] if o["path"].startswith(str(work))]
                 assert len(outputs) == args.files and all(o["hash"] for o in outputs), (
                     f"run {name}: {len(outputs)} outputs, expected {args.files}"
