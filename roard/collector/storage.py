@@ -342,6 +342,7 @@ DEFAULT_MAX_NODES = 500
 MAX_NODES_LIMIT = 20_000
 _HEX = frozenset("0123456789abcdef")
 _MIN_PREFIX = 6
+_HASH_DIGITS = 64  # a whole BLAKE3 digest in hex
 
 
 def _i64(value: int) -> int:
@@ -1338,7 +1339,8 @@ def _resolve(cur: Cursor, query: str, host: str | None, viewer: Viewer) -> list[
     of at least 6 digits (with or without "blake3:"), or an absolute path (every content
     that path had in a run `viewer` may see, optionally only on `host`; for a file on a
     shared filesystem, under whatever path other hosts mount it). Hashes are known to
-    every viewer. Raises NotFound or UsageError."""
+    every viewer; a prefix only names hashes of runs in the viewer's projects (or public).
+    Raises NotFound or UsageError."""
     text = query.strip()
     if text.startswith("/"):
         visible, scope = viewer.sql()
@@ -1369,12 +1371,17 @@ def _resolve(cur: Cursor, query: str, host: str | None, viewer: Viewer) -> list[
             f"{_MIN_PREFIX} hex digits of one, or an absolute path"
         )
     low = "blake3:" + digits
+    # A full hash may be asked about by anyone; a prefix must not list another project's
+    # hashes (it would let a caller enumerate them), so it only matches visible runs'.
+    scope, scope_args = (
+        Viewer(projects=viewer.projects).sql() if len(digits) < _HASH_DIGITS else ("1 = 1", ())
+    )
     # A range scan on the hash index, the same in both databases (LIKE is not, for indexes).
     cur.execute(
         "SELECT f.hash, MAX(r.started_at) AS t FROM file_access f JOIN runs r"
-        " ON r.run_id = f.run_id WHERE f.hash >= ? AND f.hash < ? GROUP BY f.hash"
-        " ORDER BY t DESC LIMIT 20",
-        (low, low + "g"),
+        f" ON r.run_id = f.run_id WHERE f.hash >= ? AND f.hash < ? AND {scope}"
+        " GROUP BY f.hash ORDER BY t DESC LIMIT 20",
+        (low, low + "g", *scope_args),
     )
     hashes = [row["hash"] for row in cur.fetchall()]
     if not hashes:

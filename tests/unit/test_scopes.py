@@ -153,6 +153,10 @@ def test_a_foreign_hash_is_known_and_nothing_more(store: SqlStore) -> None:
         store.artifact("/raw", viewer=B)
     with pytest.raises(NotFound):
         store.artifact("blake3:" + "9" * 64, viewer=B)
+    # A prefix does not list another project's hashes (no enumeration); its owner's does.
+    with pytest.raises(NotFound):
+        store.artifact(RAW[:20], viewer=B)
+    assert [a["hash"] for a in store.artifact(RAW[:20], viewer=A)["artifacts"]] == [RAW]
 
 
 def test_a_public_run_is_visible_to_every_project(store: SqlStore) -> None:
