@@ -1373,9 +1373,8 @@ def _resolve(cur: Cursor, query: str, host: str | None, viewer: Viewer) -> list[
     low = "blake3:" + digits
     # A full hash may be asked about by anyone; a prefix must not list another project's
     # hashes (it would let a caller enumerate them), so it only matches visible runs'.
-    scope, scope_args = (
-        Viewer(projects=viewer.projects).sql() if len(digits) < _HASH_DIGITS else ("1 = 1", ())
-    )
+    whole = len(digits) == _HASH_DIGITS
+    scope, scope_args = ("1 = 1", ()) if whole else Viewer(projects=viewer.projects).sql()
     # A range scan on the hash index, the same in both databases (LIKE is not, for indexes).
     cur.execute(
         "SELECT f.hash, MAX(r.started_at) AS t FROM file_access f JOIN runs r"
