@@ -1374,13 +1374,13 @@ def _resolve(cur: Cursor, query: str, host: str | None, viewer: Viewer) -> list[
     # A full hash may be asked about by anyone; a prefix must not list another project's
     # hashes (it would let a caller enumerate them), so it only matches visible runs'.
     whole = len(digits) == _HASH_DIGITS
-    scope, scope_args = ("1 = 1", ()) if whole else Viewer(projects=viewer.projects).sql()
+    matched, matched_args = ("1 = 1", ()) if whole else Viewer(projects=viewer.projects).sql()
     # A range scan on the hash index, the same in both databases (LIKE is not, for indexes).
     cur.execute(
         "SELECT f.hash, MAX(r.started_at) AS t FROM file_access f JOIN runs r"
-        f" ON r.run_id = f.run_id WHERE f.hash >= ? AND f.hash < ? AND {scope}"
+        f" ON r.run_id = f.run_id WHERE f.hash >= ? AND f.hash < ? AND {matched}"
         " GROUP BY f.hash ORDER BY t DESC LIMIT 20",
-        (low, low + "g", *scope_args),
+        (low, low + "g", *matched_args),
     )
     hashes = [row["hash"] for row in cur.fetchall()]
     if not hashes:
