@@ -19,12 +19,19 @@ static __always_inline void rename_enter(u32 op, s64 olddfd, u64 oldname, s64 ne
 		count_loss(ROARD_LOSS_INFLIGHT_FULL, tracked_run(current_tgid()));
 }
 
-/* The directory a name passed with `dfd` is relative to: the cwd or the dir fd's file. */
-static __always_inline void walk_base(struct roard_scratch *s, u8 *data, s64 dfd)
+/* The directory `name` (passed with `dfd`) starts from: the process's root for an absolute
+ * name (a chroot's, so that the name becomes a host path), else the cwd or the dir fd's
+ * file. */
+static __always_inline void walk_base(struct roard_scratch *s, u8 *data, s64 dfd, u64 name)
 {
+	u64 fs = rd_u64(bpf_get_current_task(), OFF_TASK_STRUCT_FS);
+	char first = 0;
+	bpf_probe_read_user(&first, 1, (const void *)name);
 	u64 base;
-	if (dfd == AT_FDCWD_VALUE)
-		base = rd_u64(bpf_get_current_task(), OFF_TASK_STRUCT_FS) + OFF_FS_STRUCT_PWD;
+	if (first == '/')
+		base = fs + OFF_FS_STRUCT_ROOT;
+	else if (dfd == AT_FDCWD_VALUE)
+		base = fs + OFF_FS_STRUCT_PWD;
 	else
 		base = fd_to_file((s32)dfd) + OFF_FILE_F_PATH;
 	walk_path(s, data, base);
@@ -62,7 +69,7 @@ static __always_inline void rename_exit(long ret)
 	ev->rename_flags = args.flags;
 	ev->op = args.op;
 	s->pos = 0;
-	walk_base(s, data, args.olddfd);
+	walk_base(s, data, args.olddfd, args.oldname);
 	u32 truncated = s->walk_truncated;
 	u32 mark = s->pos;
 	ev->olddir_len = mark;
@@ -71,7 +78,7 @@ static __always_inline void rename_exit(long ret)
 	ev->new_len = 0;
 	if (args.newname) {
 		mark = s->pos;
-		walk_base(s, data, args.newdfd);
+		walk_base(s, data, args.newdfd, args.newname);
 		truncated |= s->walk_truncated;
 		ev->newdir_len = s->pos - mark;
 		ev->new_len = read_name(s, data, args.newname);

@@ -170,8 +170,8 @@ struct roard_ev_close {
  * renameat2), linked a file (link, linkat), unlinked one (unlink, unlinkat), or truncated
  * one by name (truncate). Sent only when the call succeeded.
  * data = old base dir (components), old name (as passed, NUL-terminated), new base dir,
- * new name. A base dir is the cwd or the dir fd's directory; it is unused for absolute
- * names. */
+ * new name. A base dir is the process's root for an absolute name (a chroot's: the name
+ * then resolves to a host path), else the cwd or the dir fd's directory. */
 struct roard_ev_rename {
 	struct roard_hdr hdr;
 	__u32 rename_flags;

@@ -4,25 +4,19 @@
 
 #include "lib/common.h"
 
-/* Append the components of `path_addr` (a struct path), leaf first and NUL-terminated,
- * to data[s->pos...], advancing s->pos. Sets s->walk_truncated when the walk stopped before
+/* Append the components of `path_addr` (a struct path) up to its mount namespace's root,
+ * leaf first and NUL-terminated, to data[s->pos...], advancing s->pos. Sets s->walk_truncated when the walk stopped before
  * reaching the root. */
 static __always_inline void walk_path(struct roard_scratch *s, u8 *data, u64 path_addr)
 {
 	u64 vfsmnt = rd_u64(path_addr, OFF_PATH_MNT);
 	u64 dentry = rd_u64(path_addr, OFF_PATH_DENTRY);
 	u64 mnt = vfsmnt - OFF_MOUNT_MNT;
-	/* The path as the process sees it: stop at its root (a chroot's root, not the host's). */
-	u64 fs_root = rd_u64(bpf_get_current_task(), OFF_TASK_STRUCT_FS) + OFF_FS_STRUCT_ROOT;
-	u64 root_mnt = rd_u64(fs_root, OFF_PATH_MNT);
-	u64 root_dentry = rd_u64(fs_root, OFF_PATH_DENTRY);
 
+	/* Past a chrooted process's root, up to its mount namespace's root: the path roard
+	 * itself can open (a chroot's "/data/x" is <jail>/data/x), not the one it saw. */
 	s->walk_truncated = 1;
 	for (int i = 0; i < ROARD_PATH_DEPTH; i++) {
-		if (dentry == root_dentry && vfsmnt == root_mnt) {
-			s->walk_truncated = 0;
-			break;
-		}
 		u64 mnt_root = rd_u64(vfsmnt, OFF_VFSMOUNT_MNT_ROOT);
 		u64 parent = rd_u64(dentry, OFF_DENTRY_D_PARENT);
 		if (dentry == mnt_root || dentry == parent) {

@@ -156,11 +156,11 @@ Event = (
 
 
 def _resolve(base: bytes, name: bytes) -> str:
-    """A name passed to a syscall, made absolute against its base dir, normalized."""
+    """A name passed to a syscall, made absolute against its base dir (for an absolute
+    name, the process's root: "/" unless it is chrooted), normalized."""
     text = name.decode("utf-8", "surrogateescape")
-    if not text.startswith("/"):
-        text = join_components(base) + "/" + text
-    return os.path.normpath(text)
+    # "//x" would survive normpath (POSIX keeps two leading slashes): join on one.
+    return os.path.normpath(join_components(base).rstrip("/") + "/" + text.lstrip("/"))
 
 
 def userspace_dev(kernel_dev: int) -> int:

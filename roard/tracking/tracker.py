@@ -679,9 +679,9 @@ class Tracker:
             proc.fds.add(ev.fd)
 
     def _walked(self, pid: int, path: str) -> str:
-        """A path the kernel walked whole, as roard can open it (a chroot's or another
-        mount namespace's paths made host paths), judged by the process or, once it is
-        gone, by its nearest known ancestor."""
+        """A path the kernel walked whole, as roard can open it (another mount
+        namespace's paths made host paths; a chroot's already are), judged by the process
+        or, once it is gone, by its nearest known ancestor."""
         pids = [pid]
         while (proc := self._procs.get(pids[-1])) is not None and len(pids) < 64:
             if proc.ppid in pids:

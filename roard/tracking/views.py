@@ -1,7 +1,7 @@
-"""Paths as a process saw them, made paths roard can open: the in-kernel walk stops at the
-process's root, so a chrooted process's "/data/x" is <its root>/data/x on the host, and a
-process in another mount namespace names files through that namespace's mounts. Only
-/proc is read (never the files: a stat could block on a hung mount)."""
+"""Paths as a process in another mount namespace saw them, made paths roard can open: the
+in-kernel walk stops at the namespace's root, and the process names files through that
+namespace's mounts. (A chroot needs nothing here: the walk goes past the process's root.)
+Only /proc is read (never the files: a stat could block on a hung mount)."""
 
 from __future__ import annotations
 
@@ -18,25 +18,16 @@ def own_namespace() -> str:
 def host_path(pids: list[int], seen: str, own_ns: str) -> str:
     """The path in roard's own mount namespace of the file the first of `pids` still alive
     named `seen` (a process, then its ancestors: a process that exited before its event was
-    handled is taken to have shared its parent's root and mounts); `seen` itself when it
-    shares roard's, when all are gone, or when no mount of roard's reaches the file (e.g. a
-    tmpfs private to its namespace). `own_ns`: own_namespace()."""
+    handled is taken to have shared its parent's mounts); `seen` itself when it shares
+    roard's namespace, when all are gone, or when no mount of roard's reaches the file (e.g.
+    a tmpfs private to its namespace). `own_ns`: own_namespace()."""
     for pid in pids:
         try:
-            root = os.readlink(f"/proc/{pid}/root")
             other_ns = os.readlink(f"/proc/{pid}/ns/mnt") != own_ns
         except OSError:
             continue
-        return _translated(pid, root, other_ns, seen)
+        return _through_mounts(pid, seen) if other_ns else seen
     return seen
-
-
-def _translated(pid: int, root: str, other_ns: bool, seen: str) -> str:
-    if other_ns:
-        return _through_mounts(pid, seen)
-    if root == "/" or not root.startswith("/"):
-        return seen
-    return os.path.normpath(root + seen)
 
 
 def _through_mounts(pid: int, seen: str) -> str:

@@ -292,8 +292,9 @@ def test_join_components_root() -> None:
 
 
 def test_rename_names_are_resolved_against_their_base_dirs(decoder: Decoder) -> None:
-    """Relative names join their base dir (cwd or dir fd); absolute ones stand alone."""
-    olddir, old, newdir, new = b"work\0home\0", b"../tmp/x.part\0", b"ignored\0", b"/out/x\0"
+    """Relative names join their base dir (cwd or dir fd); absolute ones the process's
+    root, here a chroot's (/srv/jail): the names become host paths."""
+    olddir, old, newdir, new = b"work\0home\0", b"../tmp/x.part\0", b"jail\0srv\0", b"/out/x\0"
     raw = record(
         "rename",
         olddir + old + newdir + new,
@@ -307,7 +308,7 @@ def test_rename_names_are_resolved_against_their_base_dirs(decoder: Decoder) -> 
     )
     event = decoder.decode(raw)
     assert isinstance(event, RenameEvent)
-    assert (event.old, event.new) == ("/home/tmp/x.part", "/out/x")
+    assert (event.old, event.new) == ("/home/tmp/x.part", "/srv/jail/out/x")
     assert event.exchange and not event.truncated
 
 
