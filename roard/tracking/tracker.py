@@ -667,7 +667,7 @@ class Tracker:
             self._walked(ev.tgid, ev.path) if not ev.truncated else _fd_path(ev.tgid, ev.fd, ev.ino)
         )
         if path is None:
-            path = _completed(ev.tgid, ev.path)
+            path = longpaths.complete(ev.tgid, ev.path)
         if path is None:
             run = self._runs.by_key(ev.run_key)
             if run is not None:
@@ -708,7 +708,7 @@ class Tracker:
         if path is None and announced is None:  # the process may still hold it (untag)
             path = _fd_path(ev.tgid, ev.fd, ev.ino)
         if path is None and ev.truncated and ev.path is not None:
-            path = _completed(ev.tgid, ev.path)
+            path = longpaths.complete(ev.tgid, ev.path)
         if path is not None:
             file = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created)
         elif announced is not None and (announced.dev, announced.ino) == (ev.dev, ev.ino):
@@ -1162,12 +1162,6 @@ def _fd_path(pid: int, fd: int, ino: int) -> str | None:
         return None
     path, info = described
     return path if info.get("ino") == str(ino) else None
-
-
-def _completed(pid: int, partial: str) -> str | None:
-    """A path the kernel walk cut short, completed through a directory the process holds
-    (read from /proc by roard: already a path roard can open)."""
-    return longpaths.complete(pid, partial)
 
 
 def _member(path: str, outcome: Digest | Unhashed) -> datasets.Member:
