@@ -13,7 +13,7 @@ import pwd
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -682,12 +682,19 @@ class Tracker:
         """A path the kernel walked whole, as roard can open it (another mount
         namespace's paths made host paths; a chroot's already are), judged by the process
         or, once it is gone, by its nearest known ancestor."""
-        pids = [pid]
-        while (proc := self._procs.get(pids[-1])) is not None and len(pids) < 64:
-            if proc.ppid in pids:
-                break
-            pids.append(proc.ppid)
-        return views.host_path(pids, path, self._own_ns)
+        return views.host_path(self._self_and_ancestors(pid), path, self._own_ns)
+
+    def _self_and_ancestors(self, pid: int) -> Iterator[int]:
+        """`pid`, then its known ancestors nearest first (at most 64), produced only as
+        far as the caller reads: usually the process itself is still alive."""
+        seen: set[int] = set()
+        while pid not in seen and len(seen) < 64:
+            yield pid
+            seen.add(pid)
+            proc = self._procs.get(pid)
+            if proc is None:
+                return
+            pid = proc.ppid
 
     def _take_kernel_files(self, run: Run, pid: int, fds: set[int]) -> None:
         """Apply the I/O the kernel still holds for these descriptors of `pid` to `run`

@@ -6,6 +6,7 @@ Only /proc is read (never the files: a stat could block on a hung mount)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from roard import procfs
 
@@ -15,7 +16,7 @@ def own_namespace() -> str:
     return os.readlink("/proc/self/ns/mnt")
 
 
-def host_path(pids: list[int], seen: str, own_ns: str) -> str:
+def host_path(pids: Iterable[int], seen: str, own_ns: str) -> str:
     """The path in roard's own mount namespace of the file the first of `pids` still alive
     named `seen` (a process, then its ancestors: a process that exited before its event was
     handled is taken to have shared its parent's mounts); `seen` itself when it shares
