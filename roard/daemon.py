@@ -6,7 +6,6 @@ import fcntl
 import os
 import resource
 import secrets
-import signal
 import threading
 import time
 from contextlib import ExitStack, closing
@@ -46,6 +45,7 @@ from roard.records import convert
 from roard.records.sink import SpoolSink
 from roard.records.spool import Spool
 from roard.statedir import StateDirProblem, require_writable
+from roard.stopsignal import StopSignal
 from roard.tracking.checkpoint import CheckpointStore
 from roard.tracking.tracker import Tracker
 
@@ -79,6 +79,7 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._stopped = threading.Event()
+        self._stop_signal = StopSignal()
         self._started_at = time.time()
         self._saved: dict[str, int] = {}  # run id -> change count at its last checkpoint
         self.checkpointed_at = 0.0
@@ -88,8 +89,7 @@ class Daemon:
         whatever had started is stopped again before the error propagates."""
         # From the start: systemd may send SIGTERM as soon as READY=1 is out, and a
         # SIGTERM during the start must still end in a clean stop.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stopped.set())
+        self._stop_signal.catch()
         with ExitStack() as stack:
             self._start(stack)
             self._running = stack.pop_all()
@@ -463,8 +463,10 @@ class Daemon:
         }
 
     def wait(self) -> None:
-        """Block until SIGTERM or SIGINT (caught from start() on)."""
-        self._stopped.wait()
+        """Block until SIGTERM or SIGINT (caught from start() on), then tell the daemon's
+        threads."""
+        self._stop_signal.wait()
+        self._stopped.set()
 
     def stop(self) -> None:
         """Stop serving, save open runs for the next start, detach the programs."""

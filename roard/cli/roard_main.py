@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,6 +16,7 @@ from roard.kernel import features
 from roard.kernel.btf import Btf
 from roard.kernel.headers import find_headers
 from roard.kernel.loader import KERNEL_FIELDS
+from roard.stopsignal import StopSignal
 
 if TYPE_CHECKING:
     from roard.collector.storage import LineageStore
@@ -150,9 +149,8 @@ def _collector(args: argparse.Namespace) -> int:
         )
         web = _web(store, args, tls, credentials)
         # Before READY=1: systemd may send SIGTERM as soon as it is out.
-        stopped = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stopped.set())
+        stopped = StopSignal()
+        stopped.catch()
         server.start()
         print(f"roard collector: listening on {args.listen} (port {server.port})", flush=True)
         if web is not None:
