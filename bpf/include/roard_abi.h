@@ -43,6 +43,9 @@
 #define ROARD_HDR_PATH_UNKNOWN 4
 #define ROARD_HDR_VALUE_TRUNCATED 8
 #define ROARD_HDR_ENV_TRUNCATED 16 /* the exec's environment was cut, or could not be read */
+/* The process is in another mount namespace than roard: its paths name that namespace's
+ * mounts, and userspace maps them (roard/tracking/views.py). */
+#define ROARD_HDR_OTHER_MNTNS 32
 
 /* Loss counters (index into the per-CPU `losses` array). */
 #define ROARD_LOSS_RINGBUF_PROC 0
@@ -145,7 +148,7 @@ struct roard_ev_open {
 	__u32 fmode;
 	__u32 origin;
 	__u16 path_len;
-	__u16 pad;
+	__u16 fs_path_len; /* with ROARD_HDR_OTHER_MNTNS: the path within its filesystem follows */
 };
 
 /* (tgid, fd) was closed, reused, or its process exec'd or exited: the I/O aggregated on
@@ -163,7 +166,7 @@ struct roard_ev_close {
 	__u32 open_flags;
 	__u32 fmode;
 	__u16 path_len;
-	__u16 pad;
+	__u16 fs_path_len; /* as in roard_ev_open */
 };
 
 /* A tracked process changed a name (`op`): renamed a file or directory (rename, renameat,

@@ -45,18 +45,17 @@ static __always_inline void flush_entry(struct roard_fdkey *key, struct roard_fd
 		ev->open_flags = agg->open_flags;
 		ev->fmode = agg->fmode;
 		s->pos = 0;
+		u32 len = 0;
 		if (!(agg->flags & ROARD_AGG_ANNOUNCED)) {
-			if (file_alive) {
-				walk_path(s, s->buf + sizeof(*ev), agg->file + OFF_FILE_F_PATH);
-				if (s->walk_truncated)
-					ev->hdr.flags |= ROARD_HDR_PATH_TRUNCATED;
-			} else {
+			if (file_alive)
+				len = walk_paths(s, &ev->hdr, s->buf + sizeof(*ev),
+						 agg->file + OFF_FILE_F_PATH);
+			else
 				ev->hdr.flags |= ROARD_HDR_PATH_UNKNOWN;
-			}
 		}
-		u32 len = s->pos;
 		ev->path_len = len;
-		submit(s, sizeof(*ev), len, ROARD_LOSS_RINGBUF_FILE, agg->run_key, false);
+		ev->fs_path_len = s->pos - len;
+		submit(s, sizeof(*ev), s->pos, ROARD_LOSS_RINGBUF_FILE, agg->run_key, false);
 	}
 	fdagg.delete(key);
 }
@@ -135,13 +134,11 @@ static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u
 			ev->open_flags = init.open_flags;
 			ev->fmode = init.fmode;
 			ev->origin = origin;
-			s->pos = 0;
-			walk_path(s, s->buf + sizeof(*ev), file + OFF_FILE_F_PATH);
-			if (s->walk_truncated)
-				ev->hdr.flags |= ROARD_HDR_PATH_TRUNCATED;
-			u32 len = s->pos;
+			u32 len = walk_paths(s, &ev->hdr, s->buf + sizeof(*ev),
+					     file + OFF_FILE_F_PATH);
 			ev->path_len = len;
-			submit(s, sizeof(*ev), len, ROARD_LOSS_RINGBUF_FILE, run_key, false);
+			ev->fs_path_len = s->pos - len;
+			submit(s, sizeof(*ev), s->pos, ROARD_LOSS_RINGBUF_FILE, run_key, false);
 		}
 	}
 	return fdagg.lookup(key);

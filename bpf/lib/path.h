@@ -4,6 +4,22 @@
 
 #include "lib/common.h"
 
+/* Append the name of `dentry` at data[s->pos], NUL-terminated, advancing s->pos; false
+ * when there is no room or it cannot be read. */
+static __always_inline bool append_name(struct roard_scratch *s, u8 *data, u64 dentry)
+{
+	u32 off = s->pos;
+	if (off > ROARD_DATA_MAX - ROARD_NAME_MAX)
+		return false;
+	u64 name = rd_u64(dentry, OFF_DENTRY_D_NAME + OFF_QSTR_NAME);
+	int n = bpf_probe_read_kernel_str(data + (off & (ROARD_DATA_MAX - 1)), ROARD_NAME_MAX,
+					  (const void *)name);
+	if (n <= 0)
+		return false;
+	s->pos = off + n;
+	return true;
+}
+
 /* Append the components of `path_addr` (a struct path) up to its mount namespace's root,
  * leaf first and NUL-terminated, to data[s->pos...], advancing s->pos. Sets s->walk_truncated when the walk stopped before
  * reaching the root. */
@@ -31,17 +47,49 @@ static __always_inline void walk_path(struct roard_scratch *s, u8 *data, u64 pat
 			vfsmnt = mnt + OFF_MOUNT_MNT;
 			continue;
 		}
-		u32 off = s->pos;
-		if (off > ROARD_DATA_MAX - ROARD_NAME_MAX)
+		if (!append_name(s, data, dentry))
 			break;
-		u64 name = rd_u64(dentry, OFF_DENTRY_D_NAME + OFF_QSTR_NAME);
-		int n = bpf_probe_read_kernel_str(data + (off & (ROARD_DATA_MAX - 1)),
-						  ROARD_NAME_MAX, (const void *)name);
-		if (n <= 0)
-			break;
-		s->pos = off + n;
 		dentry = parent;
 	}
+}
+
+/* Like walk_path, but up to the root of the file's filesystem, not crossing mounts: with
+ * the device, a name that does not depend on any namespace's mounts (userspace finds where
+ * roard's own namespace mounts that directory of that filesystem). */
+static __always_inline void walk_fs_path(struct roard_scratch *s, u8 *data, u64 path_addr)
+{
+	u64 dentry = rd_u64(path_addr, OFF_PATH_DENTRY);
+	s->walk_truncated = 1;
+	for (int i = 0; i < ROARD_PATH_DEPTH; i++) {
+		u64 parent = rd_u64(dentry, OFF_DENTRY_D_PARENT);
+		if (dentry == parent) {
+			s->walk_truncated = 0;
+			break;
+		}
+		if (!append_name(s, data, dentry))
+			break;
+		dentry = parent;
+	}
+}
+
+/* walk_path, then (for a process in another mount namespace: `hdr` says so) walk_fs_path
+ * right after it. Returns the first path's length; s->pos ends after both. */
+static __always_inline u32 walk_paths(struct roard_scratch *s, struct roard_hdr *hdr, u8 *data,
+				      u64 path_addr)
+{
+	s->pos = 0;
+	walk_path(s, data, path_addr);
+	if (s->walk_truncated)
+		hdr->flags |= ROARD_HDR_PATH_TRUNCATED;
+	u32 first = s->pos;
+	if (!(hdr->flags & ROARD_HDR_OTHER_MNTNS))
+		return first;
+	s->pos = 0;
+	walk_fs_path(s, data + (first & (ROARD_DATA_MAX - 1)), path_addr);
+	if (s->walk_truncated)
+		s->pos = 0; /* no fs path: userspace falls back to /proc */
+	s->pos += first;
+	return first;
 }
 
 #endif

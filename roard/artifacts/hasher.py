@@ -271,6 +271,7 @@ class Hasher:
                     self._cond.notify_all()  # the watchdog exits after the last one
                     return
                 job = self._queue.popleft()
+                job.future.set_running_or_notify_cancel()  # no longer takes later reads
                 refused = self.refusing
                 if not refused:
                     me.job, me.deadline = job, time.monotonic() + self.limits.timeout_seconds

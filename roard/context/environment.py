@@ -121,3 +121,37 @@ def digest(env: Mapping[str, str], truncated: bool = False) -> str:
     if truncated:
         h.update(b"\0")  # an empty entry: no whole environment's content ends so
     return "blake3:" + h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One environment as roard keeps it."""
+
+    variables: dict[str, str]  # as the program got them: read only for tracker ids
+    redacted: dict[str, str]
+    digest: str  # digest(redacted, truncated)
+    truncated: bool  # only its start is known
+
+
+class Environments:
+    """Parses, redacts and digests environment blocks, remembering the last `size` blocks:
+    the processes of a job mostly start with the same few, and redaction runs every secret
+    pattern over every value. Callers must not change what it returns."""
+
+    def __init__(self, redactor: Redactor, size: int = 64) -> None:
+        self._redactor = redactor
+        self._size = size
+        self._seen: dict[tuple[bytes, bool], Recorded] = {}
+
+    def of(self, block: bytes, truncated: bool = False) -> Recorded:
+        """The environment in `block` (NUL-terminated NAME=value entries)."""
+        key = (block, truncated)
+        found = self._seen.get(key)
+        if found is None:
+            variables = parse_environ(block)
+            redacted = self._redactor.environment(variables)
+            found = Recorded(variables, redacted, digest(redacted, truncated), truncated)
+            if len(self._seen) >= self._size:
+                self._seen.clear()
+            self._seen[key] = found
+        return found

@@ -66,6 +66,8 @@ class OpenEvent:
     created: bool  # this open created the file
     inherited: bool
     truncated: bool
+    other_ns: bool = False  # named in another mount namespace than roard's
+    fs_path: str | None = None  # with other_ns: the path from its filesystem's root
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class CloseEvent:
     path: str | None = None
     truncated: bool = False
     path_lost: bool = False
+    other_ns: bool = False  # `path` is named in another mount namespace than roard's
+    fs_path: str | None = None  # with other_ns: the path from its filesystem's root
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class RenameEvent:
     new: str
     exchange: bool  # RENAME_EXCHANGE: the two names swapped files
     truncated: bool  # a name or base dir could not be read whole
+    other_ns: bool = False  # named in another mount namespace than roard's
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ class NameEvent:
     path: str
     new: str  # "" unless op is "link"
     truncated: bool  # a name or base dir could not be read whole
+    other_ns: bool = False  # named in another mount namespace than roard's
 
 
 @dataclass(frozen=True)
@@ -186,6 +192,7 @@ class Decoder:
         }
         self._path_truncated = abi.const("HDR_PATH_TRUNCATED")
         self._path_unknown = abi.const("HDR_PATH_UNKNOWN")
+        self._other_ns = abi.const("HDR_OTHER_MNTNS")
         self._value_truncated = abi.const("HDR_VALUE_TRUNCATED")
         self._mmap_read = abi.const("AGG_MMAP_READ")
         self._mmap_shared_write = abi.const("AGG_MMAP_SHARED_WRITE")
@@ -271,9 +278,13 @@ class Decoder:
                 created=bool(ev.fmode & self._fmode_created),
                 inherited=ev.origin == self._inherited,
                 truncated=bool(hdr.flags & self._path_truncated),
+                other_ns=bool(hdr.flags & self._other_ns),
+                fs_path=_fs_path(ev, tail),
             )
         path = join_components(tail[: ev.path_len]) if ev.path_len else None
-        return self.close_from(hdr.tgid, ev.fd, hdr.run_key, ev, ev.agg_flags, path, hdr.flags)
+        return self.close_from(
+            hdr.tgid, ev.fd, hdr.run_key, ev, ev.agg_flags, path, hdr.flags, _fs_path(ev, tail)
+        )
 
     def _name_change(self, ev: Any, tail: bytes) -> RenameEvent | NameEvent:
         """A roard_ev_rename record: a rename, or the one- or two-name op it says."""
@@ -293,6 +304,7 @@ class Decoder:
                 new=_resolve(newdir, new),
                 exchange=bool(ev.rename_flags & self._rename_exchange),
                 truncated=cut_short or not old or not new,
+                other_ns=bool(hdr.flags & self._other_ns),
             )
         op = self._name_ops.get(ev.op)
         if op is None:
@@ -306,6 +318,7 @@ class Decoder:
             path=_resolve(olddir, old),
             new=_resolve(newdir, new) if op == "link" else "",
             truncated=cut_short or not named,
+            other_ns=bool(hdr.flags & self._other_ns),
         )
 
     def close_from(
@@ -317,6 +330,7 @@ class Decoder:
         agg_flags: int,
         path: str | None = None,
         hdr_flags: int = 0,
+        fs_path: str | None = None,
     ) -> CloseEvent:
         """A CloseEvent from anything with the aggregate's fields: a roard_ev_close record,
         or a roard_fdagg map value that userspace reads when a process exits."""
@@ -338,4 +352,13 @@ class Decoder:
             path=path,
             truncated=bool(hdr_flags & self._path_truncated),
             path_lost=bool(hdr_flags & self._path_unknown),
+            other_ns=bool(hdr_flags & self._other_ns),
+            fs_path=fs_path,
         )
+
+
+def _fs_path(ev: Any, tail: bytes) -> str | None:
+    """The path from its filesystem's root that follows an open or close record's path."""
+    if not ev.fs_path_len:
+        return None
+    return join_components(tail[ev.path_len : ev.path_len + ev.fs_path_len])

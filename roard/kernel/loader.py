@@ -74,6 +74,10 @@ KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("css_set", "dfl_cgrp"),
     ("mm_struct", "env_start"),
     ("mm_struct", "env_end"),
+    ("task_struct", "nsproxy"),
+    ("nsproxy", "mnt_ns"),
+    ("mnt_namespace", "ns"),
+    ("ns_common", "inum"),
 )
 
 HOOK_FILES = ("process.c", "file.c", "rename.c", "cgroup.c")
@@ -365,6 +369,7 @@ def load(
         f"-DROARD_FDAGG_MAX={sizing.fdagg_max}",
         f"-DROARD_RUNS_MAX={sizing.runs_max}",
         f"-DROARD_WAKEUP_EVERY={sizing.wakeup_every}",
+        f"-DROARD_OWN_MNTNS={os.stat('/proc/self/ns/mnt').st_ino}",
         "-Wno-macro-redefined",
         *(["-DROARD_ENV_RUNS"] if env_runs else []),
     ]

@@ -28,10 +28,8 @@ from roard.artifacts.filesystems import Locator, SharedRules
 from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
 from roard.config import ClassifyRules, DatasetsConfig
 from roard.context.environment import (
+    Environments,
     Redactor,
-    digest,
-    parse_environ,
-    read_environ,
     read_environ_block,
 )
 from roard.context.host import cgroup_context, process_context
@@ -142,11 +140,13 @@ class Tracker:
         self._host = host or socket.gethostname()
         self._locator = locator or Locator(SharedRules())
         self._redactor = redactor or Redactor()
+        self._environments = Environments(self._redactor)
         self._context = context
         self._datasets = datasets or DatasetsConfig()
         self._lock = threading.RLock()
         # Paths of processes in another mount namespace are mapped into this one (views).
         self._own_ns = views.own_namespace()
+        self._own_mounts = views.OwnMounts()
         self._procs = ProcessTable()
         self._fds = FdTable()
         self._runs = Runs()
@@ -664,7 +664,9 @@ class Tracker:
     def _on_open(self, ev: OpenEvent) -> None:
         """A file on a high descriptor, announced at open; its I/O comes with its close."""
         path = (
-            self._walked(ev.tgid, ev.path) if not ev.truncated else _fd_path(ev.tgid, ev.fd, ev.ino)
+            self._walked(ev.tgid, ev.path, ev.other_ns, ev.dev, ev.fs_path)
+            if not ev.truncated
+            else _fd_path(ev.tgid, ev.fd, ev.ino)
         )
         if path is None:
             path = longpaths.complete(ev.tgid, ev.path)
@@ -678,10 +680,18 @@ class Tracker:
         if proc is not None:
             proc.fds.add(ev.fd)
 
-    def _walked(self, pid: int, path: str) -> str:
-        """A path the kernel walked whole, as roard can open it (another mount
-        namespace's paths made host paths; a chroot's already are), judged by the process
-        or, once it is gone, by its nearest known ancestor."""
+    def _walked(
+        self, pid: int, path: str, other_ns: bool, dev: int = 0, fs_path: str | None = None
+    ) -> str:
+        """A path the kernel walked whole, as roard can open it (a chroot's already is one).
+        One named in another mount namespace (the kernel says which) is made a host path:
+        where roard's mounts show the same directory of the same filesystem (`fs_path`,
+        from the kernel), else as judged from /proc by the process or, once it is gone, by
+        its nearest known ancestor."""
+        if not other_ns:
+            return path
+        if fs_path is not None and (found := self._own_mounts.reach(dev, fs_path)) is not None:
+            return found
         return views.host_path(self._self_and_ancestors(pid), path, self._own_ns)
 
     def _self_and_ancestors(self, pid: int) -> Iterator[int]:
@@ -711,7 +721,11 @@ class Tracker:
             # An anonymous file: its only names are those linkat gave it (outputs); a
             # made-up name ("#<inode>") must not show as a deleted file.
             return
-        path = self._walked(ev.tgid, ev.path) if ev.path is not None and not ev.truncated else None
+        path = (
+            self._walked(ev.tgid, ev.path, ev.other_ns, ev.dev, ev.fs_path)
+            if ev.path is not None and not ev.truncated
+            else None
+        )
         if path is None and announced is None:  # the process may still hold it (untag)
             path = _fd_path(ev.tgid, ev.fd, ev.ino)
         if path is None and ev.truncated and ev.path is not None:
@@ -739,8 +753,14 @@ class Tracker:
         if ev.rbytes or ev.mmap_read:
             use.read = True
             if not use.written:
-                # Inputs are hashed as consumed: now, before anything else changes them.
-                use.consumed = self._hasher.submit(file.path)
+                self._consume(use, file.path)
+
+    def _consume(self, use: FileUse, path: str) -> None:
+        """Hash an input as consumed: now, before anything else changes it. A hash still
+        waiting in the pool's queue will read the file as it is now anyway (a job's thousand
+        processes reading one file ask about once, not a thousand times)."""
+        if use.consumed is None or use.consumed.done() or use.consumed.running():
+            use.consumed = self._hasher.submit(path)
 
     def _on_rename(self, run: Run, ev: RenameEvent) -> None:
         """What the run wrote or read under the old name (or under the old directory) is
@@ -750,7 +770,9 @@ class Tracker:
             run.lose(1, "a rename whose names could not be read")
             return
         ev = dataclasses.replace(
-            ev, old=self._walked(ev.tgid, ev.old), new=self._walked(ev.tgid, ev.new)
+            ev,
+            old=self._walked(ev.tgid, ev.old, ev.other_ns),
+            new=self._walked(ev.tgid, ev.new, ev.other_ns),
         )
         self._fds.rename(ev.old, ev.new, ev.exchange)
         op = pb.PathChanged.OP_EXCHANGE if ev.exchange else pb.PathChanged.OP_RENAME
@@ -781,8 +803,8 @@ class Tracker:
         if ev.truncated:
             run.lose(1, f"a {ev.op} whose names could not be read")
             return
-        seen_new = self._walked(ev.tgid, ev.new) if ev.new else ""
-        ev = dataclasses.replace(ev, path=self._walked(ev.tgid, ev.path), new=seen_new)
+        seen_new = self._walked(ev.tgid, ev.new, ev.other_ns) if ev.new else ""
+        ev = dataclasses.replace(ev, path=self._walked(ev.tgid, ev.path, ev.other_ns), new=seen_new)
         history = {"link": pb.PathChanged.OP_LINK, "unlink": pb.PathChanged.OP_UNLINK}
         if ev.op in history:
             change = convert.path_changed(
@@ -848,7 +870,7 @@ class Tracker:
             run.lose(1, "exe or cwd path deeper than the in-kernel walk")
         use = run.use(ev.exe, 0, 0)
         use.read = True
-        use.consumed = self._hasher.submit(ev.exe)
+        self._consume(use, ev.exe)
         self._sink.emit(self._started(run, proc, exec_=True, event=ev))
 
     def _on_exit(self, run: Run, ev: ExitEvent) -> None:
@@ -930,18 +952,20 @@ class Tracker:
         now = self._clock()
         records = []
         if exec_:
-            env, truncated = _exec_environment(event) if event else (read_environ(proc.pid), False)
+            block, truncated = (
+                _exec_environment(event) if event else (read_environ_block(proc.pid), False)
+            )
             proc.env_hash = ""
-            if env is not None:
+            if block is not None:
+                env = self._environments.of(block, truncated)
                 # Before redaction, which may hide an id that merely looks like a secret;
                 # only ids, projects and URLs are taken from it, never a credential.
-                records += self._link_records(run, from_environment(env), now)
-                env = self._redactor.environment(env)
-                proc.env_hash = digest(env, truncated)
+                records += self._link_records(run, from_environment(env.variables), now)
+                proc.env_hash = env.digest
                 if proc.env_hash not in run.environments:
                     run.environments.add(proc.env_hash)
                     records.append(
-                        convert.environment(run.run_id, proc.env_hash, env, truncated, now)
+                        convert.environment(run.run_id, proc.env_hash, env.redacted, truncated, now)
                     )
         if proc.cwd:
             run.cwds.add(proc.cwd)
@@ -1082,17 +1106,17 @@ class Tracker:
         return []
 
 
-def _exec_environment(ev: ExecEvent) -> tuple[dict[str, str], bool]:
-    """The environment `ev`'s program got, and whether only its start is known. The
+def _exec_environment(ev: ExecEvent) -> tuple[bytes, bool]:
+    """The environment block `ev`'s program got, and whether only its start is known. The
     kernel's copy when whole; else /proc's, which is whole, while the process lives and if
     it starts with the kernel's copy (so it is this exec's block, not a later exec's nor a
     reused pid's); else the kernel's start of it."""
     if not ev.env_truncated:
-        return parse_environ(ev.env), False
+        return ev.env, False
     block = read_environ_block(ev.tgid)
     if block and block.startswith(ev.env):
-        return parse_environ(block), False
-    return parse_environ(ev.env), True
+        return block, False
+    return ev.env, True
 
 
 def _alive(proc: Process) -> bool:

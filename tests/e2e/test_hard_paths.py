@@ -18,7 +18,7 @@ import blake3
 import pytest
 
 from tests.e2e.conftest import Roard, python3
-from tests.e2e.test_io_paths import artifacts, run_job
+from tests.e2e.test_io_paths import artifacts, checked, run_job
 from tests.e2e.test_observe import b3, by_path
 
 DENYFS = Path(__file__).with_name("denyfs.py")
@@ -277,6 +277,30 @@ def test_chroot(roard: Roard, workdir: Path) -> None:
     assert outputs[str(root / "data" / "out.txt")]["hash"] == b3(root / "data" / "out.txt")
     assert "/data/in.txt" not in inputs
     assert artifacts(doc["outputs"]) == {str(root / "data" / "out.txt")}
+
+
+def test_private_mount_namespace(roard: Roard, workdir: Path) -> None:
+    """A job in its own mount namespace (as in a container) that bind-mounts a directory
+    only it sees, reads and writes through it, and is gone before roard could read its
+    /proc: its files are recorded under the host paths roard hashes (the bind mount's
+    source), found from the filesystem the kernel names, not under the paths it saw."""
+    data, view = workdir / "data", workdir / "view"
+    data.mkdir()
+    view.mkdir()
+    (data / "in.txt").write_text("namespaced input\n")
+    roard.roarctl(
+        "tag", "--name", "hard-mntns", "--", "unshare", "--mount", "--propagation", "private",
+        "sh", "-c", f"mount --bind {data} {view} && cat {view}/in.txt > {view}/out.txt",
+        cwd=workdir,
+    )  # fmt: skip
+    doc = checked(roard.show("hard-mntns"))
+    assert doc["complete"], doc["loss_reasons"]
+    inputs, outputs = by_path(doc["inputs"]), by_path(doc["outputs"])
+    assert str(data / "in.txt") in inputs, (list(inputs), list(outputs))
+    assert inputs[str(data / "in.txt")]["hash"] == b3(data / "in.txt")
+    assert outputs[str(data / "out.txt")]["hash"] == b3(data / "out.txt")
+    assert (data / "out.txt").read_text() == "namespaced input\n"
+    assert not [p for p in [*inputs, *outputs] if p.startswith(str(view))]
 
 
 # -- 4. process storms ----------------------------------------------------------------------
