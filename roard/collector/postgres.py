@@ -80,7 +80,7 @@ def _placeholders(sql: str) -> str:
 _RECORD_COLUMNS = "id, run_id, seq, time, kind, payload, host"
 _ACCESS_COLUMNS = (
     "run_id, host, role, path, seq, hash, size, kind, dev, ino, mtime_ns, bytes_read,"
-    " bytes_written, read_too, unhashed, location"
+    " bytes_written, read_too, unhashed, location, seen_path"
 )
 
 

@@ -328,6 +328,11 @@ MIGRATIONS: tuple[tuple[str | Callable[[Cursor], None], ...], ...] = (
         "ALTER TABLE runs ADD COLUMN public INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX runs_project ON runs (project, started_at)",
     ),
+    (
+        # The path a process in another mount namespace used for a file ('' when it is
+        # the path itself): FileAccess.seen_path.
+        "ALTER TABLE file_access ADD COLUMN seen_path TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1147,7 +1152,7 @@ def _access_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
     return (record.run_id, host, int(fa.role), fa.path, _i64(record.seq), fa.hash,
             _i64(fa.size), fa.kind, _i64(fa.dev), _i64(fa.ino), fa.mtime_ns,
             _i64(fa.bytes_read), _i64(fa.bytes_written), int(fa.read_too), fa.unhashed,
-            fa.location)  # fmt: skip
+            fa.location, fa.seen_path)  # fmt: skip
 
 
 def _store_datasets(
@@ -1162,7 +1167,7 @@ def _store_datasets(
         cur,
         [
             (r.run_id, host, int(r.dataset.role), r.dataset.path, _i64(r.seq), r.dataset.hash,
-             _i64(r.dataset.size), DATASET, 0, 0, 0, 0, 0, 0, r.dataset.unhashed, "")
+             _i64(r.dataset.size), DATASET, 0, 0, 0, 0, 0, 0, r.dataset.unhashed, "", "")
             for r in records
         ],
     )  # fmt: skip
@@ -1200,14 +1205,14 @@ def _finished_params(record: records_pb2.Record, host: str) -> tuple[Any, ...]:
 # Highest seq wins per (run, host, role, path), whatever order the records came in.
 UPSERT_ACCESS = (
     "INSERT INTO file_access (run_id, host, role, path, seq, hash, size, kind, dev, ino,"
-    " mtime_ns, bytes_read, bytes_written, read_too, unhashed, location)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " mtime_ns, bytes_read, bytes_written, read_too, unhashed, location, seen_path)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (run_id, host, role, path) DO UPDATE SET seq = excluded.seq,"
     " hash = excluded.hash, size = excluded.size, kind = excluded.kind,"
     " dev = excluded.dev, ino = excluded.ino, mtime_ns = excluded.mtime_ns,"
     " bytes_read = excluded.bytes_read, bytes_written = excluded.bytes_written,"
     " read_too = excluded.read_too, unhashed = excluded.unhashed,"
-    " location = excluded.location"
+    " location = excluded.location, seen_path = excluded.seen_path"
     " WHERE excluded.seq >= file_access.seq"
 )
 
@@ -1796,6 +1801,8 @@ def _file_doc(row: Row, run_host: str) -> dict[str, Any]:
     }
     if row["location"]:
         doc["location"] = row["location"]
+    if row["seen_path"]:
+        doc["seen_path"] = row["seen_path"]
     return doc
 
 

@@ -127,6 +127,7 @@ def file_access(
     role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
     access = pb.FileAccess(
         path=text(use.path),
+        seen_path=text(use.seen),
         location=location,
         role=role,
         kind=kind,

@@ -40,6 +40,7 @@ class FileState:
     bytes_written: int
     read: bool
     written: bool
+    seen: str = ""  # FileUse.seen
 
 
 @dataclass

@@ -16,6 +16,7 @@ class OpenFile:
     ino: int
     open_flags: int
     created: bool  # the open created it
+    seen: str = ""  # the path the process used, when not `path` (another mount namespace)
 
     @property
     def changed_by_open(self) -> bool:

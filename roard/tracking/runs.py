@@ -31,6 +31,9 @@ class FileUse:
     # The run linked this name to another: its content may live on under that name, so
     # the name gone at run end is no deleted file.
     linked: bool = False
+    # The path the run's processes used for it, when not `path`: a process in another
+    # mount namespace names files through its own mounts.
+    seen: str = ""
 
 
 @dataclass

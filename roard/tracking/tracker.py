@@ -480,7 +480,9 @@ class Tracker:
                 if (file := self._fds.get(p.pid, fd)) is not None
             ],
             files=[
-                FileState(u.path, u.dev, u.ino, u.bytes_read, u.bytes_written, u.read, u.written)
+                FileState(
+                    u.path, u.dev, u.ino, u.bytes_read, u.bytes_written, u.read, u.written, u.seen
+                )
                 for u in run.files.values()
             ],
             scripts=sorted(run.scripts),
@@ -535,7 +537,9 @@ class Tracker:
             scripts=set(state.scripts),
         )
         run.files = {
-            f.path: FileUse(f.path, f.dev, f.ino, f.bytes_read, f.bytes_written, f.read, f.written)
+            f.path: FileUse(
+                f.path, f.dev, f.ino, f.bytes_read, f.bytes_written, f.read, f.written, seen=f.seen
+            )
             for f in state.files
         }
         gap = max(0.0, now - state.saved_at)
@@ -675,7 +679,9 @@ class Tracker:
             if run is not None:
                 run.lose(1, "path deeper than the in-kernel walk, gone before it was read")
             return
-        self._fds.set(ev.tgid, ev.fd, OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created))
+        seen = ev.path if not ev.truncated and ev.path != path else ""
+        opened = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created, seen)
+        self._fds.set(ev.tgid, ev.fd, opened)
         proc = self._procs.get(ev.tgid)
         if proc is not None:
             proc.fds.add(ev.fd)
@@ -726,12 +732,13 @@ class Tracker:
             if ev.path is not None and not ev.truncated
             else None
         )
+        seen = ev.path if path is not None and ev.path is not None and ev.path != path else ""
         if path is None and announced is None:  # the process may still hold it (untag)
             path = _fd_path(ev.tgid, ev.fd, ev.ino)
         if path is None and ev.truncated and ev.path is not None:
             path = longpaths.complete(ev.tgid, ev.path)
         if path is not None:
-            file = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created)
+            file = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created, seen)
         elif announced is not None and (announced.dev, announced.ino) == (ev.dev, ev.ino):
             file = announced
         elif (known := run.file_by_inode(ev.dev, ev.ino)) is not None:
@@ -743,6 +750,7 @@ class Tracker:
             run.lose(1, why)
             return
         use = run.use(file.path, file.dev, file.ino)
+        use.seen = file.seen or use.seen
         use.bytes_read += ev.rbytes
         use.bytes_written += ev.wbytes
         if file.changed_by_open or ev.wbytes or ev.mmap_shared_write or ev.resized:
@@ -769,6 +777,7 @@ class Tracker:
         if ev.truncated:
             run.lose(1, "a rename whose names could not be read")
             return
+        as_seen = ev
         ev = dataclasses.replace(
             ev,
             old=self._walked(ev.tgid, ev.old, ev.other_ns),
@@ -788,6 +797,8 @@ class Tracker:
         for path, use in taken.items():
             use.path = moves[path]
             use.prehash = None  # hashed under the old name: hash again at run end
+            if use.seen:  # its new name in the namespace that renamed it, if it saw it
+                use.seen = renamed(use.seen, as_seen.old, as_seen.new, ev.exchange) or ""
             replaced = run.files.get(use.path)
             if replaced is not None and not ev.exchange:
                 # The run had read what the new name held before: an in-place update.

@@ -155,7 +155,7 @@ class ProcessExited(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., start_ticks: _Optional[int] = ..., exit_code: _Optional[int] = ..., ended_at: _Optional[float] = ..., signal: _Optional[int] = ...) -> None: ...
 
 class FileAccess(_message.Message):
-    __slots__ = ("path", "role", "hash", "size", "kind", "dev", "ino", "mtime_ns", "bytes_read", "bytes_written", "read_too", "unhashed", "location")
+    __slots__ = ("path", "role", "hash", "size", "kind", "dev", "ino", "mtime_ns", "bytes_read", "bytes_written", "read_too", "unhashed", "location", "seen_path")
     PATH_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +169,7 @@ class FileAccess(_message.Message):
     READ_TOO_FIELD_NUMBER: _ClassVar[int]
     UNHASHED_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
+    SEEN_PATH_FIELD_NUMBER: _ClassVar[int]
     path: str
     role: Role
     hash: str
@@ -182,7 +183,8 @@ class FileAccess(_message.Message):
     read_too: bool
     unhashed: str
     location: str
-    def __init__(self, path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., read_too: _Optional[bool] = ..., unhashed: _Optional[str] = ..., location: _Optional[str] = ...) -> None: ...
+    seen_path: str
+    def __init__(self, path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., dev: _Optional[int] = ..., ino: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., read_too: _Optional[bool] = ..., unhashed: _Optional[str] = ..., location: _Optional[str] = ..., seen_path: _Optional[str] = ...) -> None: ...
 
 class Dataset(_message.Message):
     __slots__ = ("path", "role", "hash", "size", "files", "unhashed")

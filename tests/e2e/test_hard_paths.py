@@ -283,7 +283,7 @@ def test_private_mount_namespace(roard: Roard, workdir: Path) -> None:
     """A job in its own mount namespace (as in a container) that bind-mounts a directory
     only it sees, reads and writes through it, and is gone before roard could read its
     /proc: its files are recorded under the host paths roard hashes (the bind mount's
-    source), found from the filesystem the kernel names, not under the paths it saw."""
+    source), found from the filesystem the kernel names, with the paths it saw beside them."""
     data, view = workdir / "data", workdir / "view"
     data.mkdir()
     view.mkdir()
@@ -296,9 +296,11 @@ def test_private_mount_namespace(roard: Roard, workdir: Path) -> None:
     doc = checked(roard.show("hard-mntns"))
     assert doc["complete"], doc["loss_reasons"]
     inputs, outputs = by_path(doc["inputs"]), by_path(doc["outputs"])
-    assert str(data / "in.txt") in inputs, (list(inputs), list(outputs))
     assert inputs[str(data / "in.txt")]["hash"] == b3(data / "in.txt")
     assert outputs[str(data / "out.txt")]["hash"] == b3(data / "out.txt")
+    # ... and the paths it used beside them
+    assert inputs[str(data / "in.txt")]["seen_path"] == str(view / "in.txt")
+    assert outputs[str(data / "out.txt")]["seen_path"] == str(view / "out.txt")
     assert (data / "out.txt").read_text() == "namespaced input\n"
     assert not [p for p in [*inputs, *outputs] if p.startswith(str(view))]
 

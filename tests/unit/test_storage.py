@@ -1049,8 +1049,8 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    """A schema-5 registry (no dataset_files, no run_links) with runs in it upgrades and
-    then stores datasets; its runs read back as before."""
+    """A schema-5 registry (no dataset_files, no run_links, no seen paths) with runs in it
+    upgrades and then stores datasets; its runs read back as before."""
     with opener() as store:
         store.ingest(full_run("old", counter))
         before = store.show("old")
@@ -1062,6 +1062,7 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
             " ALTER TABLE environments DROP COLUMN truncated; DROP TABLE run_links;"
             " DROP INDEX runs_project;"
             " ALTER TABLE runs DROP COLUMN project; ALTER TABLE runs DROP COLUMN public;"
+            " ALTER TABLE file_access DROP COLUMN seen_path;"
             " PRAGMA user_version = 5;"
         )
         conn.close()
@@ -1074,6 +1075,7 @@ def test_a_registry_from_before_datasets_upgrades_with_its_runs(
         _pg_query(url, "DROP TABLE run_links")
         _pg_query(url, "ALTER TABLE runs DROP COLUMN project")  # (its index goes with it)
         _pg_query(url, "ALTER TABLE runs DROP COLUMN public")
+        _pg_query(url, "ALTER TABLE file_access DROP COLUMN seen_path")
         _pg_query(url, "UPDATE roard_schema SET version = 5")
     with opener() as store:
         assert store.show("old") == before
