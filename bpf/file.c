@@ -63,7 +63,21 @@ SYSCALL_ENTER(sys_enter_openat2)
 	return 0;
 }
 
-/* Byte movers: which argument is read from and which written to (-1: none). */
+/* Byte movers: which argument is read from and which written to (-1: none). With
+ * ROARD_EXIT_ARGS one exit handler reads them from the saved registers; else the entry
+ * handler keeps them for the exit in `inflight`. */
+#ifdef ROARD_EXIT_ARGS
+#define IO_HOOK(name, in_arg, out_arg)                                                     \
+	SYSCALL_EXIT(sys_exit_##name)                                                      \
+	{                                                                                  \
+		u64 run_key = ctx->ret > 0 ? tracked_run(current_tgid()) : 0;              \
+		if (run_key)                                                               \
+			io_done(run_key, ctx->ret,                                         \
+				in_arg < 0 ? -1 : (s32)syscall_arg_at_exit(in_arg & 3),     \
+				out_arg < 0 ? -1 : (s32)syscall_arg_at_exit(out_arg & 3));  \
+		return 0;                                                                  \
+	}
+#else
 #define IO_HOOK(name, in_arg, out_arg)                                                     \
 	SYSCALL_ENTER(sys_enter_##name)                                                    \
 	{                                                                                  \
@@ -76,6 +90,7 @@ SYSCALL_ENTER(sys_enter_openat2)
 		io_exit(ctx->ret);                                                         \
 		return 0;                                                                  \
 	}
+#endif
 
 OPEN_HOOK(open)
 OPEN_HOOK(openat)

@@ -134,9 +134,11 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	u64 run_key = tracked_run(tgid);
 	if (!run_key)
 		return 0;
-	/* A thread killed inside a read or write never reaches the syscall's exit. */
+	/* A thread killed inside a syscall never reaches its exit. */
 	u64 id = bpf_get_current_pid_tgid();
+#ifndef ROARD_EXIT_ARGS
 	inflight.delete(&id);
+#endif
 	truncating.delete(&id);
 	u64 task = bpf_get_current_task();
 	if (rd_u32(rd_u64(task, OFF_TASK_STRUCT_SIGNAL), OFF_SIGNAL_STRUCT_LIVE) != 0)

@@ -19,15 +19,21 @@ DEFAULT_STATE_DIR = Path("/var/lib/roard")
 DEFAULT_SOCKET = Path("/run/roard/roard.sock")
 
 
+IO_HOOKS = ("auto", "entry+exit")
+
+
 @dataclass(frozen=True)
 class KernelSizing:
-    """Map and ring sizes (config section [kernel])."""
+    """Map and ring sizes, and how reads and writes are hooked (config section [kernel])."""
 
     ring_pages: int = 4096  # 16 MiB: about 60k open/close events of headroom
     tracked_max: int = 65536
     fdagg_max: int = 131072
     runs_max: int = 4096
     wakeup_every: int = 64
+    # "auto": one exit handler per read/write where the kernel allows (x86_64, 5.15+), else
+    # entry and exit handlers; "entry+exit" forces the latter.
+    io_hooks: str = "auto"
 
 
 SYSTEM_PREFIXES = (
@@ -338,6 +344,7 @@ def _checked(config: Config) -> Config:
         (k.fdagg_max > 0, "[kernel] fdagg_max must be positive"),
         (k.runs_max > 0, "[kernel] runs_max must be positive"),
         (k.wakeup_every > 0, "[kernel] wakeup_every must be positive"),
+        (k.io_hooks in IO_HOOKS, f"[kernel] io_hooks must be one of {', '.join(IO_HOOKS)}"),
     ]
     for ok, message in problems:
         if not ok:

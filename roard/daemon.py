@@ -144,6 +144,11 @@ class Daemon:
             rss_after_mib=round(released.rss_after / 2**20, 1),
             code_unmapped_mib=round(released.code_bytes / 2**20, 1),
         )
+        if self.probes.exit_args_fallback is not None:
+            log.warning(
+                "read/write hooks need entry and exit handlers on this kernel (slower)",
+                why=self.probes.exit_args_fallback[:500],
+            )
         for event in self.probes.skipped:
             log.warning(
                 "tracepoint missing on this kernel; its syscall is not observed", tracepoint=event
@@ -389,6 +394,8 @@ class Daemon:
             "headers": {"path": str(self.probes.headers.path), "how": self.probes.headers.how},
             "probes": self.probes.attached,
             "probes_missing": self.probes.skipped,
+            # "exit": byte movers hooked once per call (arguments from saved registers)
+            "io_hooks": "exit" if self.probes.exit_args else "entry+exit",
             "env_runs": self.config.env_runs,
             "events": dict(self.observer.counts),
             "lost": losses,

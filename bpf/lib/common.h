@@ -96,8 +96,10 @@ struct roard_rename_args {
 ROARD_KEPT_TABLE("hash", tracked, u32, u64, ROARD_TRACKED_MAX);
 /* (tgid, fd) -> I/O so far on that open file; flushed at close, reuse and exit. */
 ROARD_KEPT_TABLE("hash", fdagg, struct roard_fdkey, struct roard_fdagg, ROARD_FDAGG_MAX);
+#ifndef ROARD_EXIT_ARGS
 /* thread id -> descriptors of the read/write syscall it is inside; one per running thread. */
 BPF_HASH(inflight, u64, struct roard_inflight, ROARD_TRACKED_MAX);
+#endif
 /* thread id -> 1 while it is inside an open that truncates (the file's f_flags lose
  * O_TRUNC once open); one per running thread. */
 BPF_HASH(truncating, u64, u8, ROARD_TRACKED_MAX);
@@ -159,6 +161,17 @@ static __always_inline u64 start_boottime(u64 task)
 {
 	return rd_u64(rd_u64(task, OFF_TASK_STRUCT_GROUP_LEADER), OFF_TASK_STRUCT_START_BOOTTIME);
 }
+
+#ifdef ROARD_EXIT_ARGS
+/* Argument `i` (0-2) of the syscall the current task is leaving: the kernel keeps the
+ * user registers it entered with (x86_64: di, si, dx; offsets from BTF), so an exit
+ * handler needs no entry handler nor a map to carry them across. */
+static __always_inline u64 syscall_arg_at_exit(u32 i)
+{
+	u64 regs = (u64)bpf_task_pt_regs(bpf_get_current_task_btf());
+	return rd_u64(regs, i == 0 ? OFF_PT_REGS_DI : i == 1 ? OFF_PT_REGS_SI : OFF_PT_REGS_DX);
+}
+#endif
 
 static __always_inline struct roard_scratch *scratch_buf(void)
 {

@@ -200,7 +200,18 @@ static __always_inline void on_close(s32 fd)
 		flush_entry(&key, agg, agg->file == fd_to_file(fd));
 }
 
-/* Syscalls that move bytes remember their descriptors at entry; the exit adds the count. */
+/* `moved` bytes went from descriptor fd_in and/or to fd_out (-1: none). */
+static __always_inline void io_done(u64 run_key, long moved, s32 fd_in, s32 fd_out)
+{
+	if (fd_in >= 0)
+		account(run_key, fd_in, moved, 0, 0);
+	if (fd_out >= 0)
+		account(run_key, fd_out, 0, moved, 0);
+}
+
+#ifndef ROARD_EXIT_ARGS
+/* Without ROARD_EXIT_ARGS, syscalls that move bytes remember their descriptors at entry;
+ * the exit adds the count. */
 static __always_inline void io_enter(s32 fd_in, s32 fd_out)
 {
 	if (!tracked_run(current_tgid()))
@@ -220,12 +231,9 @@ static __always_inline void io_exit(long ret)
 	struct roard_inflight fds = *io;
 	inflight.delete(&id);
 	u64 run_key = tracked_run(id >> 32);
-	if (ret <= 0 || !run_key)
-		return;
-	if (fds.fd_in >= 0)
-		account(run_key, fds.fd_in, ret, 0, 0);
-	if (fds.fd_out >= 0)
-		account(run_key, fds.fd_out, 0, ret, 0);
+	if (ret > 0 && run_key)
+		io_done(run_key, ret, fds.fd_in, fds.fd_out);
 }
+#endif
 
 #endif

@@ -80,6 +80,14 @@ KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("ns_common", "inum"),
 )
 
+# The saved user registers that hold syscall arguments 0-2 at exit (x86_64 only): with
+# them, byte movers need one handler per call instead of two (-DROARD_EXIT_ARGS).
+EXIT_ARG_FIELDS: tuple[tuple[str, str], ...] = (
+    ("pt_regs", "di"),
+    ("pt_regs", "si"),
+    ("pt_regs", "dx"),
+)
+
 HOOK_FILES = ("process.c", "file.c", "rename.c", "cgroup.c")
 
 # Hook macros in the BPF sources and the syscall tracepoints each one defines a handler for.
@@ -108,13 +116,20 @@ def offset_cflags(btf: Btf, fields: Iterable[tuple[str, str]] = KERNEL_FIELDS) -
     ]
 
 
-def syscall_hooks(src: Path) -> list[str]:
-    """Syscall tracepoints the hook files handle, e.g. "sys_enter_read" (handler tp__<name>)."""
+def syscall_hooks(src: Path, exit_args: bool = False) -> list[str]:
+    """Syscall tracepoints the hook files handle, e.g. "sys_enter_read" (handler tp__<name>);
+    `exit_args`: as compiled with ROARD_EXIT_ARGS (byte movers hook only their exit)."""
     events: list[str] = []
     for name in HOOK_FILES:
         for macro, arg in _HOOK_USE.findall((src / name).read_text()):
-            events.extend(pattern.format(arg) for pattern in _HOOK_MACROS[macro])
+            patterns = ("sys_exit_{}",) if exit_args and macro == "IO_HOOK" else _HOOK_MACROS[macro]
+            events.extend(pattern.format(arg) for pattern in patterns)
     return events
+
+
+def exit_args_available(btf: Btf) -> bool:
+    """Whether this kernel's saved registers are the ones EXIT_ARG_FIELDS names (x86_64)."""
+    return all(btf.has_member(struct, member) for struct, member in EXIT_ARG_FIELDS)
 
 
 def check_syscall_formats(events: Iterable[str], tracefs: Path = TRACEFS) -> list[str]:
@@ -173,8 +188,13 @@ class Probes:
         load_seconds: float,
         skipped: list[str],
         pinned: Path | None = None,
+        exit_args: bool = False,
+        exit_args_fallback: str | None = None,
     ) -> None:
         self._bpf = bpf
+        # Byte movers hooked at exit only (ROARD_EXIT_ARGS), or why that failed to load.
+        self.exit_args = exit_args
+        self.exit_args_fallback = exit_args_fallback
         self.pinned = pinned  # where `tracked` and `fdagg` outlive this daemon, if anywhere
         self._decoder = Decoder(abi)
         self.lazy_fds = abi.const("LAZY_FDS")  # descriptors the kernel flushes itself at exit
@@ -361,7 +381,7 @@ def load(
     btf = btf or Btf.load()
     src = bpf_source_dir()
     pinned = pins.prepare(state_dir, sizing, src / "include" / "roard_abi.h")
-    cflags = [
+    common = [
         *offset_cflags(btf),
         *([f'-DROARD_PIN_DIR="{pinned}"'] if pinned else []),
         f"-DROARD_RING_PAGES={sizing.ring_pages}",
@@ -373,17 +393,36 @@ def load(
         "-Wno-macro-redefined",
         *(["-DROARD_ENV_RUNS"] if env_runs else []),
     ]
-    events = syscall_hooks(src)
-    missing = check_syscall_formats(events)
+    text = program_text(src)
     start = time.monotonic()
+    exit_args = sizing.io_hooks == "auto" and exit_args_available(btf)
+    fallback = None
+    while True:
+        events = syscall_hooks(src, exit_args)
+        missing = check_syscall_formats(events)
+        exit_flags = [*offset_cflags(btf, EXIT_ARG_FIELDS), "-DROARD_EXIT_ARGS"]
+        try:
+            bpf = BPF(text=text, cflags=common + (exit_flags if exit_args else []))
+            _attach_syscalls(bpf, [e for e in events if e not in missing])
+            break
+        except Exception as exc:  # bcc raises bare Exception, the compiler output on stderr
+            if exit_args:  # e.g. a kernel before 5.15 (no bpf_task_pt_regs): two handlers
+                exit_args, fallback = False, str(exc)
+                continue
+            raise KernelError(
+                f"compiling/attaching the BPF programs failed ({exc}); the compiler's "
+                f"messages are above; headers used: {headers.path} ({headers.how})"
+            ) from exc
+    return Probes(
+        bpf, Abi.load(), headers, time.monotonic() - start, missing, pinned, exit_args, fallback
+    )
+
+
+def _attach_syscalls(bpf: Any, events: list[str]) -> None:
+    """Attach tp__<event> to each syscall tracepoint; on failure detach what was attached."""
     try:
-        bpf = BPF(text=program_text(src), cflags=cflags)
         for event in events:
-            if event not in missing:
-                bpf.attach_tracepoint(tp=f"syscalls:{event}", fn_name=f"tp__{event}")
-    except Exception as exc:  # bcc raises bare Exception with the compiler output on stderr
-        raise KernelError(
-            f"compiling/attaching the BPF programs failed ({exc}); the compiler's messages "
-            f"are above; headers used: {headers.path} ({headers.how})"
-        ) from exc
-    return Probes(bpf, Abi.load(), headers, time.monotonic() - start, missing, pinned)
+            bpf.attach_tracepoint(tp=f"syscalls:{event}", fn_name=f"tp__{event}")
+    except Exception:
+        bpf.cleanup()
+        raise

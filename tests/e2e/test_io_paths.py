@@ -5,14 +5,18 @@ with CLONE_FILES, vfork) run as tiny C programs compiled in the test's directory
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import Roard, python3
+import pytest
+
+from tests.e2e.conftest import Roard, python3, start_roard, stop_roard
 from tests.e2e.test_observe import b3, by_path
 
 
@@ -377,15 +381,36 @@ def test_descriptors_held_before_tag_pid(roard: Roard, workdir: Path) -> None:
 # -- 3. data movement --------------------------------------------------------------------
 
 
-def test_positional_vectored_and_zero_copy_io(roard: Roard, workdir: Path) -> None:
-    """pread/pwrite, readv/writev, preadv2/pwritev2, sendfile (shutil.copyfile) and
-    splice through a pipe: each source an input, each destination an output."""
-    for name in ("p.in", "v.in", "v2.in", "sendfile.in", "splice.in"):
+@pytest.fixture(scope="module")
+def entry_exit_roard(
+    _bpf_available: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Roard]:
+    """A private daemon that hooks byte movers at entry and exit ([kernel] io_hooks), as on
+    kernels where the exit alone cannot see the arguments."""
+    daemon = start_roard(
+        tmp_path_factory.mktemp("roard-entry-exit"), '[kernel]\nio_hooks = "entry+exit"\n'
+    )
+    yield daemon
+    stop_roard(daemon)
+
+
+@pytest.mark.parametrize("io_hooks", ["exit", "entry+exit"])
+def test_positional_vectored_and_zero_copy_io(
+    request: pytest.FixtureRequest, workdir: Path, io_hooks: str
+) -> None:
+    """pread/pwrite, readv/writev, preadv2/pwritev2, sendfile (shutil.copyfile),
+    copy_file_range and splice through a pipe: each source an input (with the bytes read),
+    each destination an output; the same whether the kernel hooks each call once (at exit,
+    the default on x86_64) or at entry and exit."""
+    roard: Roard = request.getfixturevalue("roard" if io_hooks == "exit" else "entry_exit_roard")
+    status = json.loads(roard.roarctl("status", "--json").stdout)
+    assert status["io_hooks"] == io_hooks
+    for name in ("p.in", "v.in", "v2.in", "sendfile.in", "splice.in", "cfr.in"):
         (workdir / name).write_bytes(name.encode() * 1000)
     doc = run_job(
         roard,
         workdir,
-        "io-movers",
+        f"io-movers-{io_hooks}",
         """
         import os, shutil
         def rd(name):
@@ -406,12 +431,18 @@ def test_positional_vectored_and_zero_copy_io(roard: Roard, workdir: Path) -> No
         r, w = os.pipe()
         moved = os.splice(fd, w, 4096)
         os.splice(r, out, moved)
+        fd, out = rd("cfr.in"), wr("cfr.out")
+        os.copy_file_range(fd, out, 3000)
         """,
     )
     assert doc["complete"], doc["loss_reasons"]
-    names = ("p", "v", "v2", "sendfile", "splice")
+    names = ("p", "v", "v2", "sendfile", "splice", "cfr")
     assert artifacts(doc["inputs"]) == {str(workdir / f"{n}.in") for n in names}
     assert artifacts(doc["outputs"]) == {str(workdir / f"{n}.out") for n in names}
+    read = {f["path"]: f["bytes_read"] for f in doc["inputs"]}
+    assert read[str(workdir / "p.in")] == 100
+    assert read[str(workdir / "v.in")] == 30
+    assert read[str(workdir / "cfr.in")] == 3000
 
 
 def test_mmap_and_fallocate(roard: Roard, workdir: Path) -> None:

@@ -13,6 +13,7 @@ from roard.errors import KernelError
 from roard.kernel.abi import bpf_source_dir
 from roard.kernel.features import TRACEFS
 from roard.kernel.loader import (
+    EXIT_ARG_FIELDS,
     KERNEL_FIELDS,
     check_syscall_formats,
     offset_cflags,
@@ -62,16 +63,22 @@ def test_syscall_hooks_lists_the_hooked_tracepoints() -> None:
     assert all(re.fullmatch(r"sys_(enter|exit)_\w+", h) for h in hooks)
 
 
-def test_every_hook_has_exactly_one_handler(tmp_path: Path) -> None:
-    """After the C preprocessor, the handlers tp__<event> are exactly the listed hooks."""
+@pytest.mark.parametrize("exit_args", [False, True])
+def test_every_hook_has_exactly_one_handler(tmp_path: Path, exit_args: bool) -> None:
+    """After the C preprocessor, the handlers tp__<event> are exactly the listed hooks,
+    with byte movers hooked at entry and exit, or (ROARD_EXIT_ARGS) at exit only."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler")
     source = tmp_path / "prog.c"
     source.write_text(program_text(SRC).replace("#include <uapi/linux/ptrace.h>", ""))
-    out = subprocess.run([cc, "-E", "-P", source], check=True, capture_output=True, text=True)
+    defines = ["-DROARD_EXIT_ARGS"] if exit_args else []
+    out = subprocess.run(
+        [cc, "-E", "-P", *defines, source], check=True, capture_output=True, text=True
+    )
     handlers = re.findall(r"\bint tp__(\w+)\(", out.stdout)
-    assert sorted(handlers) == sorted(syscall_hooks(SRC))
+    assert sorted(handlers) == sorted(syscall_hooks(SRC, exit_args))
+    assert ("sys_enter_read" in handlers) is not exit_args
 
 
 def test_good_formats_pass(tmp_path: Path) -> None:
@@ -135,8 +142,9 @@ def test_offset_cflags_formats_each_field() -> None:
 
 def test_offset_cflags_cover_every_offset_the_bpf_code_uses() -> None:
     """Every OFF_* macro the BPF sources use is passed by the loader (else compile fails)."""
-    passed = {f.split("=")[0][2:] for f in offset_cflags(StubBtf())}  # type: ignore[arg-type]
-    assert len(passed) == len(KERNEL_FIELDS)
+    fields = KERNEL_FIELDS + EXIT_ARG_FIELDS
+    passed = {f.split("=")[0][2:] for f in offset_cflags(StubBtf(), fields)}  # type: ignore[arg-type]
+    assert len(passed) == len(fields)
     used = set(re.findall(r"\bOFF_[A-Z0-9_]*[A-Z0-9]\b", program_text(SRC)))
     assert used <= passed, sorted(used - passed)
 
