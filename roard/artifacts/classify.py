@@ -6,19 +6,28 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Sequence
 
+from roard.artifacts.kinds import (
+    ARTIFACT,
+    CODE,
+    DATASET,
+    LINEAGE_KINDS,
+    PACKAGE,
+    SYSTEM,
+    USER_KINDS,
+)
 from roard.config import ClassifyRules
 
-SYSTEM = "system"
-PACKAGE = "package"
-CODE = "code"
-ARTIFACT = "artifact"
-# The kinds a user's own files have: compared by `diff`, kept longest in the spool.
-USER_KINDS = frozenset({ARTIFACT, CODE})
-# The kind of a dataset's own row in the registry: a directory of artifacts as one
-# (roard.artifacts.datasets); never a path's classification.
-DATASET = "dataset"
-# What lineage walks follow: a run's own files and its datasets.
-LINEAGE_KINDS = USER_KINDS | {DATASET}
+__all__ = [
+    "ARTIFACT",
+    "CODE",
+    "DATASET",
+    "LINEAGE_KINDS",
+    "PACKAGE",
+    "SYSTEM",
+    "USER_KINDS",
+    "classify",
+    "interpreted_script",
+]
 # Interpreter options followed by a value, not the script (python -X dev, -W error; sh -o).
 _VALUE_OPTIONS = frozenset({"-X", "-W", "-o"})
 

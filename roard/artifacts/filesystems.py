@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-import structlog
-
 from roard import procfs
 from roard.errors import ConfigError, PrerequisiteError, RoardError
 from roard.procfs import Mount
@@ -33,8 +31,6 @@ __all__ = [
     "SharedRules",
     "location",
 ]
-
-log = structlog.get_logger("roard.filesystems")
 
 FUSE_ANY = "fuse.*"  # in SharedRules.fstypes: every "fuse.<subtype>" mount counts as shared
 
@@ -256,6 +252,12 @@ class Locator:
                 try:
                     self._table = self._loader()
                 except RoardError as e:
+                    # Imported here: roarctl loads this module (through roard.config) and
+                    # would otherwise pay for structlog, ~30 ms of every command's start.
+                    import structlog
+
                     # Keep the last table: names may go stale, but lineage keeps flowing.
-                    log.warning("mount table not reloaded", error=str(e))
+                    structlog.get_logger("roard.filesystems").warning(
+                        "mount table not reloaded", error=str(e)
+                    )
             return self._table

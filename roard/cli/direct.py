@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from roard.collector.client import CollectorClient
-from roard.collector.storage import RunFilter
+from roard.collector.filters import RunFilter
 from roard.collector.transport import CollectorTarget, TlsFiles, check_address
 from roard.errors import ConfigError
 

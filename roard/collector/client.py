@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from roard.collector.storage import RunFilter
+from roard.collector.filters import RunFilter
 from roard.collector.transport import CollectorTarget, client_channel
 from roard.control.errors import from_status
 from roard.errors import CollectorUnavailable

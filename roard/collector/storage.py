@@ -20,13 +20,13 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from google.protobuf import json_format
 
 from roard.artifacts.classify import DATASET, LINEAGE_KINDS
+from roard.collector.filters import RunFilter
 from roard.collector.scopes import DEFAULT_PROJECT, EVERYONE, Viewer
 from roard.context.trackers import parse_query
 from roard.errors import NotFound, PermissionDenied, UsageError
@@ -366,35 +366,6 @@ def _not_found(run: str) -> NotFound:
 
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
-
-
-@dataclass(frozen=True)
-class RunFilter:
-    """Which runs `runs()` lists; every given criterion must hold."""
-
-    name: str | None = None
-    labels: Mapping[str, str] | None = None
-    host: str | None = None
-    since: float | None = None  # started at or after
-    until: float | None = None  # started before
-    limit: int = 100
-    link: str | None = None  # linked to this tracker run: RUN_ID or TRACKER=RUN_ID
-    project: str | None = None
-
-    @classmethod
-    def of(cls, message: Any) -> RunFilter:
-        """From a wire request with the same fields (RunsQuery, RunsRequest), where empty
-        means "any"."""
-        return cls(
-            name=message.name or None,
-            labels=dict(message.labels) or None,
-            host=message.host or None,
-            since=message.since or None,
-            until=message.until or None,
-            limit=message.limit or 100,
-            link=message.link or None,
-            project=message.project or None,
-        )
 
 
 class LineageStore(Protocol):

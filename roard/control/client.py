@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from roard.collector.storage import RunFilter
+from roard.collector.filters import RunFilter
 from roard.collector.transport import MAX_MESSAGE_BYTES
 from roard.control.errors import from_status
 from roard.errors import DaemonUnavailable
