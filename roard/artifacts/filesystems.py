@@ -29,7 +29,9 @@ __all__ = [
     "Mount",
     "MountTable",
     "SharedRules",
+    "clean_path",
     "location",
+    "relative_path",
 ]
 
 FUSE_ANY = "fuse.*"  # in SharedRules.fstypes: every "fuse.<subtype>" mount counts as shared
@@ -58,7 +60,7 @@ _FSTYPE_ALIASES: Mapping[str, str] = MappingProxyType({"nfs4": "nfs", "smb3": "c
 _ANONYMOUS_SOURCES = frozenset({"", "none", "fuse"})
 
 
-def _clean(path: str) -> str:
+def clean_path(path: str) -> str:
     """`path` normalised by string work; "" unless it is absolute."""
     if not path.startswith("/"):
         return ""
@@ -75,7 +77,7 @@ def _ancestors(path: str) -> Iterator[str]:
         path = posixpath.dirname(path)
 
 
-def _relative(path: str, directory: str) -> str | None:
+def relative_path(path: str, directory: str) -> str | None:
     """`path` below `directory` (both clean): "" for the directory itself, None when it
     is not inside it. Component-wise: /mnt/ab is not inside /mnt/a."""
     if path == directory:
@@ -103,7 +105,7 @@ class SharedRules:
     def __post_init__(self) -> None:
         cleaned = {}
         for directory, name in self.paths.items():
-            key = _clean(directory)
+            key = clean_path(directory)
             if not key or not name:
                 raise ConfigError(
                     f"shared path {directory!r} = {name!r}: give an absolute directory "
@@ -127,7 +129,7 @@ class MountTable:
         self.mounts: tuple[Mount, ...] = tuple(mounts)
         by_point: dict[str, list[Mount]] = {}
         for mount in self.mounts:
-            point = _clean(mount.point)
+            point = clean_path(mount.point)
             if point:
                 by_point.setdefault(point, []).append(mount)
         # Last first: a later mount on the same point hides the earlier ones.
@@ -157,7 +159,7 @@ class MountTable:
         (later mounts on one point hiding earlier ones). With `dev`, a mount with that dev
         wins over a deeper one without (bind mounts share a dev; a path read in another
         mount namespace may name another mount); without any, the path alone decides."""
-        path = _clean(path)
+        path = clean_path(path)
         if not path:
             return None
         if dev is not None and dev in self.devs:
@@ -183,13 +185,13 @@ def location(path: str, dev: int | None, table: MountTable, rules: SharedRules) 
       "nfs://server:/export/run1/ckpt.pt" (nfs4 is named nfs and smb3 cifs, so hosts
       mounting either agree).
     """
-    path = _clean(path)
+    path = clean_path(path)
     if not path:
         return ""
     for directory in _ancestors(path):
         name = rules.paths.get(directory)
         if name is not None:
-            relative = _relative(path, directory)
+            relative = relative_path(path, directory)
             return f"shared:{name}/{relative}" if relative else f"shared:{name}"
     mount = table.find(path, dev)
     if mount is None or not rules.shares(mount.fstype):
@@ -200,7 +202,7 @@ def location(path: str, dev: int | None, table: MountTable, rules: SharedRules) 
         # s3fs shows "s3fs" whatever bucket it mounts: one name for many buckets would
         # join unrelated files. Declare such a mount in SharedRules.paths instead.
         return ""
-    relative = _relative(path, _clean(mount.point))
+    relative = relative_path(path, clean_path(mount.point))
     if relative is None:  # cannot be: find() returns a mount on one of path's ancestors
         return ""
     # The mount's root is its directory within the filesystem the source names (a bind

@@ -145,8 +145,7 @@ class Tracker:
         self._datasets = datasets or DatasetsConfig()
         self._lock = threading.RLock()
         # Paths of processes in another mount namespace are mapped into this one (views).
-        self._own_ns = views.own_namespace()
-        self._own_mounts = views.OwnMounts()
+        self._own = views.OwnNamespace()
         self._procs = ProcessTable()
         self._fds = FdTable()
         self._runs = Runs()
@@ -696,9 +695,9 @@ class Tracker:
         its nearest known ancestor."""
         if not other_ns:
             return path
-        if fs_path is not None and (found := self._own_mounts.reach(dev, fs_path)) is not None:
+        if fs_path is not None and (found := self._own.reach(dev, fs_path)) is not None:
             return found
-        return views.host_path(self._self_and_ancestors(pid), path, self._own_ns)
+        return self._own.host_path(self._self_and_ancestors(pid), path)
 
     def _self_and_ancestors(self, pid: int) -> Iterator[int]:
         """`pid`, then its known ancestors nearest first (at most 64), produced only as
