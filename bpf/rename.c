@@ -66,6 +66,7 @@ static __always_inline void rename_exit(long ret)
 	struct roard_ev_rename *ev = (struct roard_ev_rename *)s->buf;
 	u8 *data = s->buf + sizeof(*ev);
 	fill_hdr(&ev->hdr, ROARD_EV_RENAME, run_key);
+	mark_other_mntns(&ev->hdr);
 	ev->rename_flags = args.flags;
 	ev->op = args.op;
 	s->pos = 0;

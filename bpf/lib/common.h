@@ -179,13 +179,17 @@ static __always_inline struct roard_scratch *scratch_buf(void)
 	return scratch.lookup(&zero);
 }
 
-/* Whether the current task is in another mount namespace than roard (ROARD_OWN_MNTNS, its
- * inode number; the loader passes it). Unreadable counts as other: userspace then checks. */
-static __always_inline bool in_other_mntns(void)
+/* Set ROARD_HDR_OTHER_MNTNS, and say so, when the current task is in another mount
+ * namespace than roard (ROARD_OWN_MNTNS, its inode number; the loader passes it).
+ * Unreadable counts as other: userspace then checks. Only events with paths need this. */
+static __always_inline bool mark_other_mntns(struct roard_hdr *h)
 {
 	u64 nsproxy = rd_u64(bpf_get_current_task(), OFF_TASK_STRUCT_NSPROXY);
 	u64 mnt_ns = rd_u64(nsproxy, OFF_NSPROXY_MNT_NS);
-	return rd_u32(mnt_ns, OFF_MNT_NAMESPACE_NS + OFF_NS_COMMON_INUM) != ROARD_OWN_MNTNS;
+	if (rd_u32(mnt_ns, OFF_MNT_NAMESPACE_NS + OFF_NS_COMMON_INUM) == ROARD_OWN_MNTNS)
+		return false;
+	h->flags |= ROARD_HDR_OTHER_MNTNS;
+	return true;
 }
 
 static __always_inline void fill_hdr(struct roard_hdr *h, u32 type, u64 run_key)
@@ -194,7 +198,7 @@ static __always_inline void fill_hdr(struct roard_hdr *h, u32 type, u64 run_key)
 	h->type = type;
 	h->tgid = id >> 32;
 	h->pid = (u32)id;
-	h->flags = in_other_mntns() ? ROARD_HDR_OTHER_MNTNS : 0;
+	h->flags = 0;
 	h->ktime_ns = bpf_ktime_get_ns();
 	h->run_key = run_key;
 }

@@ -72,8 +72,8 @@ static __always_inline void walk_fs_path(struct roard_scratch *s, u8 *data, u64 
 	}
 }
 
-/* walk_path, then (for a process in another mount namespace: `hdr` says so) walk_fs_path
- * right after it. Returns the first path's length; s->pos ends after both. */
+/* walk_path, then (for a process in another mount namespace, which `hdr` is marked with)
+ * walk_fs_path right after it. Returns the first path's length; s->pos ends after both. */
 static __always_inline u32 walk_paths(struct roard_scratch *s, struct roard_hdr *hdr, u8 *data,
 				      u64 path_addr)
 {
@@ -82,7 +82,7 @@ static __always_inline u32 walk_paths(struct roard_scratch *s, struct roard_hdr 
 	if (s->walk_truncated)
 		hdr->flags |= ROARD_HDR_PATH_TRUNCATED;
 	u32 first = s->pos;
-	if (!(hdr->flags & ROARD_HDR_OTHER_MNTNS))
+	if (!mark_other_mntns(hdr))
 		return first;
 	s->pos = 0;
 	walk_fs_path(s, data + (first & (ROARD_DATA_MAX - 1)), path_addr);
