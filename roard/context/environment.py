@@ -129,8 +129,7 @@ class Recorded:
 
     variables: dict[str, str]  # as the program got them: read only for tracker ids
     redacted: dict[str, str]
-    digest: str  # digest(redacted, truncated)
-    truncated: bool  # only its start is known
+    digest: str  # digest(redacted, truncated): only the start of a truncated one is known
 
 
 class Environments:
@@ -150,7 +149,7 @@ class Environments:
         if found is None:
             variables = parse_environ(block)
             redacted = self._redactor.environment(variables)
-            found = Recorded(variables, redacted, digest(redacted, truncated), truncated)
+            found = Recorded(variables, redacted, digest(redacted, truncated))
             if len(self._seen) >= self._size:
                 self._seen.clear()
             self._seen[key] = found

@@ -397,10 +397,10 @@ def load(
     start = time.monotonic()
     exit_args = sizing.io_hooks == "auto" and exit_args_available(btf)
     fallback = None
+    exit_flags = [*offset_cflags(btf, EXIT_ARG_FIELDS), "-DROARD_EXIT_ARGS"] if exit_args else []
     while True:
         events = syscall_hooks(src, exit_args)
         missing = check_syscall_formats(events)
-        exit_flags = [*offset_cflags(btf, EXIT_ARG_FIELDS), "-DROARD_EXIT_ARGS"]
         try:
             bpf = BPF(text=text, cflags=common + (exit_flags if exit_args else []))
             _attach_syscalls(bpf, [e for e in events if e not in missing])
