@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from roard.collector.client import CollectorClient
 from roard.collector.filters import RunFilter
 from roard.collector.transport import CollectorTarget, TlsFiles, check_address
 from roard.errors import ConfigError
@@ -58,6 +57,10 @@ class DirectQueries:
     every answer (the collector ignores uids for a person's token)."""
 
     def __init__(self, target: CollectorTarget) -> None:
+        # Imported here: roarctl loads this module for every command, and the collector
+        # client (its protobuf modules) only matters to the queries that use it.
+        from roard.collector.client import CollectorClient
+
         self._client = CollectorClient(target)
 
     def show(self, run: str) -> dict[str, Any]:

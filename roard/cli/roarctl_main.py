@@ -11,11 +11,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from roard.artifacts.kinds import CODE, DATASET, USER_KINDS
 from roard.cli import render
 from roard.cli.common import print_json, run_main
+from roard.cli.direct import DirectQueries, Queries, direct_target
 from roard.collector.filters import RunFilter
 from roard.config import socket_path
 from roard.context.trackers import parse_links
@@ -23,9 +24,6 @@ from roard.control.client import ControlClient, JoinSpec
 from roard.errors import DaemonUnavailable, NotFound, RoardError, UsageError
 from roard.times import parse_time
 from roard.tracking.names import check_run_id
-
-if TYPE_CHECKING:
-    from roard.cli.direct import Queries
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -570,16 +568,6 @@ _DIRECT = frozenset({"show", "runs", *_QUERIES})
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.collector or os.environ.get("ROARD_COLLECTOR"):
-        return _run_direct(args)
-    return _control(ControlClient(socket_path(str(args.socket) if args.socket else None)), args)
-
-
-def _run_direct(args: argparse.Namespace) -> int:
-    """A query sent straight to a collector (the collector client is loaded only here:
-    every other command starts faster without it)."""
-    from roard.cli.direct import DirectQueries, direct_target
-
     direct = direct_target(args.collector, args.token_file, args.tls_ca)
     if direct is not None:
         if args.command not in _DIRECT:
