@@ -180,6 +180,15 @@ class Btf:
             return False
         return True
 
+    def function_id(self, name: str) -> int | None:
+        """The type id of kernel function ``name`` (what fentry programs attach to), or None."""
+        unpack = self._u32x3.unpack_from
+        for type_id, pos in enumerate(self._type_offsets):
+            name_off, info, _ = unpack(self._data, pos)
+            if name_off and (info >> 24) & 0x1F == _FUNC and self._string(name_off) == name:
+                return type_id
+        return None
+
     # -- internals ------------------------------------------------------------------------------
 
     def _index_aggregates(self) -> dict[str, int]:
