@@ -124,12 +124,26 @@ IO_HOOK(splice, 0, 2)
 RESIZE_HOOK(ftruncate)
 RESIZE_HOOK(fallocate)
 
-/* io_uring moves bytes without these syscalls: say so instead of being silently partial. */
-SYSCALL_ENTER(sys_enter_io_uring_setup)
+/* io_uring and Linux AIO move bytes without these syscalls: without the VFS hook
+ * (bpf/vfs.c), say so instead of being silently partial. */
+static __always_inline void async_io_setup(u32 category)
 {
+#ifndef ROARD_VFS_IO
 	u64 run_key = tracked_run(current_tgid());
 	if (run_key)
-		count_loss(ROARD_LOSS_IO_URING, run_key);
+		count_loss(category, run_key);
+#endif
+}
+
+SYSCALL_ENTER(sys_enter_io_uring_setup)
+{
+	async_io_setup(ROARD_LOSS_IO_URING);
+	return 0;
+}
+
+SYSCALL_ENTER(sys_enter_io_setup)
+{
+	async_io_setup(ROARD_LOSS_AIO);
 	return 0;
 }
 

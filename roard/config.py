@@ -20,6 +20,7 @@ DEFAULT_SOCKET = Path("/run/roard/roard.sock")
 
 
 IO_HOOKS = ("auto", "entry+exit")
+TIERS = ("auto", "fentry", "kprobe", "tracepoint")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class KernelSizing:
     # "auto": one exit handler per read/write where the kernel allows (x86_64, 5.15+), else
     # entry and exit handlers; "entry+exit" forces the latter.
     io_hooks: str = "auto"
+    # Tier of the VFS hook that sees io_uring and aio file I/O: "auto" the best this host
+    # attaches (fentry, else kprobe, else none: such runs are marked incomplete); "fentry"
+    # or "kprobe" insist on one (roard fails to start without it); "tracepoint" goes without.
+    tier: str = "auto"
 
 
 SYSTEM_PREFIXES = (
@@ -345,6 +350,7 @@ def _checked(config: Config) -> Config:
         (k.runs_max > 0, "[kernel] runs_max must be positive"),
         (k.wakeup_every > 0, "[kernel] wakeup_every must be positive"),
         (k.io_hooks in IO_HOOKS, f"[kernel] io_hooks must be one of {', '.join(IO_HOOKS)}"),
+        (k.tier in TIERS, f"[kernel] tier must be one of {', '.join(TIERS)}"),
     ]
     for ok, message in problems:
         if not ok:

@@ -120,15 +120,6 @@ class Daemon:
             on_spooled=self._spooled,
             backlog_max_bytes=self.config.collector.backlog_max_bytes,
         )
-        self.exporter = Exporter(
-            self.spool,
-            self.sink,
-            target,
-            HelloInfo(self.host_id, _boot_id(), roard.__version__, host.tier),
-            backoff_max=self.config.collector.reconnect_max_seconds,
-        )
-        self.exporter.start()
-        stack.callback(self._drain)
         self.queries = stack.enter_context(closing(CollectorClient(target)))
         self.cache = stack.enter_context(closing(HashCache(state / "hashcache.db")))
         self.hasher = stack.enter_context(
@@ -137,6 +128,15 @@ class Daemon:
         self.probes = stack.enter_context(
             closing(loader.load(state, self.config.kernel, env_runs=self.config.env_runs))
         )
+        self.exporter = Exporter(
+            self.spool,
+            self.sink,
+            target,
+            HelloInfo(self.host_id, _boot_id(), roard.__version__, self.probes.variant.tier),
+            backoff_max=self.config.collector.reconnect_max_seconds,
+        )
+        self.exporter.start()
+        stack.callback(self._drain)
         released = release_compiler_memory()
         log.info(
             "compiler memory released",
@@ -144,10 +144,17 @@ class Daemon:
             rss_after_mib=round(released.rss_after / 2**20, 1),
             code_unmapped_mib=round(released.code_bytes / 2**20, 1),
         )
-        if self.probes.exit_args_fallback is not None:
+        variant = self.probes.variant
+        if variant.exit_args_fallback is not None:
             log.warning(
                 "read/write hooks need entry and exit handlers on this kernel (slower)",
-                why=self.probes.exit_args_fallback[:500],
+                why=variant.exit_args_fallback[:500],
+            )
+        if variant.vfs_tier is None:
+            log.warning(
+                "no VFS hook: io_uring and aio file I/O are not observed (runs that set "
+                "them up are marked incomplete)",
+                why="; ".join(variant.notes)[:500],
             )
         for event in self.probes.skipped:
             log.warning(
@@ -195,11 +202,11 @@ class Daemon:
                 "metrics", url=f"http://{self.config.metrics.listen}/metrics", port=metrics.port
             )
         self.notifier = Notifier()
-        self.notifier.ready(f"tier {host.tier}; socket {self.config.socket}")
+        self.notifier.ready(f"tier {variant.tier}; socket {self.config.socket}")
         self.notifier.start_watchdog(self.healthy)
         log.info(
             "roard ready",
-            tier=host.tier,
+            tier=variant.tier,
             socket=str(self.config.socket),
             state_dir=str(state),
             load_seconds=round(self.probes.load_seconds, 2),
@@ -389,13 +396,14 @@ class Daemon:
             "pid": os.getpid(),
             "uptime_seconds": round(time.time() - self._started_at, 1),
             "kernel": self.features.kernel,
-            "tier": self.features.tier,
-            "tier_reason": self.features.tier_reason(),
+            "tier": self.probes.variant.tier,
+            "tier_reason": "; ".join(self.probes.variant.notes) or "best tier attached",
+            "hooks": self.probes.variant.hooks(),
             "headers": {"path": str(self.probes.headers.path), "how": self.probes.headers.how},
             "probes": self.probes.attached,
             "probes_missing": self.probes.skipped,
             # "exit": byte movers hooked once per call (arguments from saved registers)
-            "io_hooks": "exit" if self.probes.exit_args else "entry+exit",
+            "io_hooks": "exit" if self.probes.variant.exit_args else "entry+exit",
             "env_runs": self.config.env_runs,
             "events": dict(self.observer.counts),
             "lost": losses,

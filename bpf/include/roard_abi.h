@@ -28,6 +28,12 @@
 #define ROARD_AGG_MMAP_SHARED_WRITE 4
 #define ROARD_AGG_ANNOUNCED 8
 #define ROARD_AGG_RESIZED 16
+/* Read or written through a path no syscall hook sees (io_uring, aio), seen by the VFS
+ * hook of the kprobe/fentry tiers (bpf/vfs.c): one event per file and direction, no
+ * descriptor (fd ROARD_FD_NONE), byte counts unknown. */
+#define ROARD_AGG_VFS_READ 32
+#define ROARD_AGG_VFS_WRITE 64
+#define ROARD_FD_NONE -1
 
 /* Descriptors below this are announced lazily: one event per file, at close (or exec,
  * exit), path included. Higher ones get an open event too, because the loops that flush a
@@ -54,7 +60,8 @@
 #define ROARD_LOSS_AGG_FULL 3
 #define ROARD_LOSS_INFLIGHT_FULL 4
 #define ROARD_LOSS_IO_URING 5 /* the run set up io_uring, whose file I/O this tier cannot see */
-#define ROARD_LOSS_NR 6
+#define ROARD_LOSS_AIO 6      /* the run set up Linux AIO, likewise */
+#define ROARD_LOSS_NR 7
 
 /* Sizes. A path is sent as its components, leaf first, each NUL-terminated. */
 #define ROARD_NAME_MAX 256
@@ -90,6 +97,9 @@
 #define ROARD_AT_REMOVEDIR 512
 #define ROARD_O_ACCMODE 3
 #define ROARD_O_TRUNC 512
+#define ROARD_MAY_WRITE 2
+#define ROARD_MAY_READ 4
+#define ROARD_PF_IO_WORKER 16 /* task_struct.flags of io_uring's worker and SQPOLL threads */
 
 /* roard_ev_rename.op: which name change. Links, unlinks and truncates by name share the
  * rename event; unlink and truncate name one file (new_len 0). */

@@ -15,7 +15,7 @@ from roard.errors import ConfigError, RoardError, UsageError
 from roard.kernel import features
 from roard.kernel.btf import Btf
 from roard.kernel.headers import find_headers
-from roard.kernel.loader import KERNEL_FIELDS
+from roard.kernel.loader import KERNEL_FIELDS, Variant
 from roard.stopsignal import StopSignal
 
 if TYPE_CHECKING:
@@ -224,14 +224,19 @@ def doctor_report(config: config_mod.Config) -> dict[str, Any]:
         "root or CAP_BPF+CAP_PERFMON" if host.privileged else "not privileged: run as root",
     )
     check("btf", host.btf, str(features.BTF_PATH))
+    plan = features.VfsPlan((), ("no BTF",))
     if host.btf:
         try:
             btf = Btf.load()
             for struct, member in KERNEL_FIELDS:
                 btf.offset(struct, member)
             check("btf_fields", True, f"{len(KERNEL_FIELDS)} kernel fields found")
+            plan = features.vfs_plan(btf, host.kprobes, config.kernel.tier)
         except Exception as exc:
             check("btf_fields", False, str(exc))
+    if config.kernel.tier in ("fentry", "kprobe"):
+        check("tier", bool(plan.tiers), f"[kernel] tier = {config.kernel.tier}: {plan.describe()}")
+    variant = Variant(exit_args=False, vfs_tier=plan.tiers[0] if plan.tiers else None)
     check(
         "bcc",
         host.bcc,
@@ -252,8 +257,9 @@ def doctor_report(config: config_mod.Config) -> dict[str, Any]:
     check("collector", *_collector_reachable(config))
     return {
         "kernel": host.kernel,
-        "tier": host.tier,
-        "tier_reason": host.tier_reason(),
+        "tier": variant.tier,
+        "tier_reason": plan.describe(),
+        "hooks": variant.hooks(),
         "kprobes": host.kprobes,
         "ok": all(c["ok"] for c in checks),
         "checks": checks,
@@ -266,6 +272,8 @@ def _doctor(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         print(f"kernel {report['kernel']}; tier {report['tier']}: {report['tier_reason']}")
+        for hook, how in report["hooks"].items():
+            print(f"  hook {hook}: {how}")
         for c in report["checks"]:
             print(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['check']}: {c['detail']}")
     return 0 if report["ok"] else 1

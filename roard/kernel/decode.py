@@ -95,6 +95,9 @@ class CloseEvent:
     path_lost: bool = False
     other_ns: bool = False  # `path` is named in another mount namespace than roard's
     fs_path: str | None = None  # with other_ns: the path from its filesystem's root
+    # Read / written by io_uring or aio, seen by the VFS hook (fd ROARD_FD_NONE, no bytes).
+    vfs_read: bool = False
+    vfs_write: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,8 @@ class Decoder:
         self._other_ns = abi.const("HDR_OTHER_MNTNS")
         self._value_truncated = abi.const("HDR_VALUE_TRUNCATED")
         self._mmap_read = abi.const("AGG_MMAP_READ")
+        self._vfs_read = abi.const("AGG_VFS_READ")
+        self._vfs_write = abi.const("AGG_VFS_WRITE")
         self._mmap_shared_write = abi.const("AGG_MMAP_SHARED_WRITE")
         self._resized = abi.const("AGG_RESIZED")
         self._fmode_created = abi.const("FMODE_CREATED")
@@ -347,6 +352,8 @@ class Decoder:
             mmap_read=bool(agg_flags & self._mmap_read),
             mmap_shared_write=bool(agg_flags & self._mmap_shared_write),
             resized=bool(agg_flags & self._resized),
+            vfs_read=bool(agg_flags & self._vfs_read),
+            vfs_write=bool(agg_flags & self._vfs_write),
             open_flags=agg.open_flags,
             created=bool(agg.fmode & self._fmode_created),
             path=path,

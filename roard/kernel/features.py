@@ -8,12 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roard.errors import PrerequisiteError
+from roard.kernel import bpfsys
+from roard.kernel.btf import Btf
 
 TRACEFS = Path("/sys/kernel/tracing")
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 
 # Capabilities roard needs: CAP_SYS_ADMIN(21) or CAP_BPF(39) + CAP_PERFMON(38).
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
+
+# The kernel function every file read and write passes (io_uring's and aio's too), and the
+# fields the VFS hook (bpf/vfs.c) reads beyond the loader's KERNEL_FIELDS: the task's
+# flags (io_uring threads) and the syscall number its saved registers hold (x86_64).
+VFS_FUNCTION = "security_file_permission"
+VFS_FIELDS: tuple[tuple[str, str], ...] = (("task_struct", "flags"), ("pt_regs", "orig_ax"))
 
 
 @dataclass
@@ -27,15 +35,54 @@ class Features:
     bcc: bool
     privileged: bool
 
-    @property
-    def tier(self) -> str:
-        """The tier roard runs. Only the tracepoint tier is implemented so far."""
-        return "tracepoint"
 
-    def tier_reason(self) -> str:
-        """Why that tier was chosen, for doctor and status."""
-        kp = "available" if self.kprobes else "unavailable (no kprobe_events in tracefs)"
-        return f"syscall and sched tracepoints; kprobes {kp}; kprobe/fentry tiers not built yet"
+@dataclass(frozen=True)
+class VfsPlan:
+    """Tiers the VFS hook may attach with here, best first (none: io_uring and aio file
+    I/O stay invisible), and why the others cannot."""
+
+    tiers: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    def describe(self) -> str:
+        """One line for doctor: what the VFS hook will use, and why not better."""
+        use = f"VFS hook by {self.tiers[0]}" if self.tiers else "no VFS hook"
+        return "; ".join((use, *self.notes))
+
+
+def vfs_plan(btf: Btf, kprobes: bool, wanted: str = "auto") -> VfsPlan:
+    """Probe which tiers can attach the VFS hook to VFS_FUNCTION (`wanted`: the config's
+    [kernel] tier). fentry is tried with a no-op program, in microseconds."""
+    if wanted == "tracepoint":
+        return VfsPlan((), ("[kernel] tier = tracepoint",))
+    missing = [f"{s}.{m}" for s, m in VFS_FIELDS if not btf.has_member(s, m)]
+    if missing:
+        return VfsPlan((), (f"BTF lacks {', '.join(missing)} (the VFS hook is x86_64 only)",))
+    tiers, notes = [], []
+    func = btf.function_id(VFS_FUNCTION)
+    refusal = "not in BTF" if func is None else bpfsys.fentry_refusal(func)
+    if refusal is None:
+        tiers.append("fentry")
+    else:
+        notes.append(f"fentry unavailable ({VFS_FUNCTION}: {refusal})")
+    if not kprobes:
+        notes.append("kprobes unavailable (no kprobe_events in tracefs)")
+    elif not _kernel_symbol(VFS_FUNCTION):
+        notes.append(f"kprobes unavailable ({VFS_FUNCTION} not in /proc/kallsyms)")
+    else:
+        tiers.append("kprobe")
+    if wanted != "auto":
+        tiers = [t for t in tiers if t == wanted]
+    return VfsPlan(tuple(tiers), tuple(notes))
+
+
+def _kernel_symbol(name: str) -> bool:
+    """Whether the kernel has a function `name` a kprobe can find."""
+    try:
+        with open("/proc/kallsyms") as symbols:
+            return any(line.rstrip("\n").split(" ")[2:3] == [name] for line in symbols)
+    except OSError:
+        return False
 
 
 def effective_caps() -> int:
@@ -82,6 +129,11 @@ def _present(path: Path) -> bool:
         return False
 
 
+def kprobes_available() -> bool:
+    """Whether the kernel offers kprobes (CONFIG_KPROBE_EVENTS)."""
+    return _present(TRACEFS / "kprobe_events")
+
+
 def probe() -> Features:
     """Gather host facts without changing anything."""
     try:
@@ -94,7 +146,7 @@ def probe() -> Features:
         kernel=os.uname().release,
         btf=_present(BTF_PATH),
         tracefs=_present(TRACEFS / "events"),
-        kprobes=_present(TRACEFS / "kprobe_events"),
+        kprobes=kprobes_available(),
         bcc=has_bcc,
         privileged=privileged(),
     )

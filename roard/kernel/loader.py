@@ -8,6 +8,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,15 @@ from roard.kernel import pins
 from roard.kernel.abi import Abi, bpf_source_dir
 from roard.kernel.btf import Btf
 from roard.kernel.decode import CloseEvent, Decoder, userspace_dev
-from roard.kernel.features import TRACEFS, ensure_tracefs
+from roard.kernel.features import (
+    TRACEFS,
+    VFS_FIELDS,
+    VFS_FUNCTION,
+    VfsPlan,
+    ensure_tracefs,
+    kprobes_available,
+    vfs_plan,
+)
 from roard.kernel.headers import HeaderTree, find_headers
 from roard.kernel.ringfill import RingFill, RingGauge
 
@@ -88,7 +97,10 @@ EXIT_ARG_FIELDS: tuple[tuple[str, str], ...] = (
     ("pt_regs", "dx"),
 )
 
-HOOK_FILES = ("process.c", "file.c", "rename.c", "cgroup.c")
+HOOK_FILES = ("process.c", "file.c", "rename.c", "cgroup.c", "vfs.c")
+# The VFS hook's handler in bpf/vfs.c per tier, and the -DROARD_VFS_IO value selecting it.
+_VFS_HANDLER = f"kp__{VFS_FUNCTION}"
+_VFS_VARIANT = {"kprobe": 1, "fentry": 2}
 
 # Hook macros in the BPF sources and the syscall tracepoints each one defines a handler for.
 _HOOK_MACROS = {
@@ -177,6 +189,30 @@ def program_text(src: Path) -> str:
     return "\n".join(_LOCAL_INCLUDE.sub(inline, f'#include "{name}"') for name in HOOK_FILES)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """Which variant of the programs runs, and why not a better one."""
+
+    exit_args: bool  # byte movers hooked at exit only (ROARD_EXIT_ARGS)
+    vfs_tier: str | None  # "fentry" or "kprobe": the VFS hook (bpf/vfs.c) attached by it
+    # Why better variants are not running: the VFS plan's notes and load/attach failures.
+    notes: tuple[str, ...] = ()
+    exit_args_fallback: str | None = None  # why the exit-only byte movers failed to load
+
+    @property
+    def tier(self) -> str:
+        """The tier, named by the best kind of program attached."""
+        return self.vfs_tier or "tracepoint"
+
+    def hooks(self) -> dict[str, str]:
+        """Per hook, how it is attached (doctor and status)."""
+        return {
+            "processes": "tracepoint (sched, raw)",
+            "files": "tracepoint (syscalls)",
+            "io_uring_aio": self.vfs_tier or "none (runs using io_uring or aio are incomplete)",
+        }
+
+
 class Probes:
     """The loaded programs and the maps userspace shares with them."""
 
@@ -188,13 +224,10 @@ class Probes:
         load_seconds: float,
         skipped: list[str],
         pinned: Path | None = None,
-        exit_args: bool = False,
-        exit_args_fallback: str | None = None,
+        variant: Variant = Variant(exit_args=False, vfs_tier=None),
     ) -> None:
         self._bpf = bpf
-        # Byte movers hooked at exit only (ROARD_EXIT_ARGS), or why that failed to load.
-        self.exit_args = exit_args
-        self.exit_args_fallback = exit_args_fallback
+        self.variant = variant
         self.pinned = pinned  # where `tracked` and `fdagg` outlive this daemon, if anywhere
         self._decoder = Decoder(abi)
         self.lazy_fds = abi.const("LAZY_FDS")  # descriptors the kernel flushes itself at exit
@@ -223,7 +256,8 @@ class Probes:
         """Names of the attached tracepoints."""
         tps = [name.decode() for name in self._bpf.tracepoint_fds]
         raws = [f"raw:{name.decode()}" for name in self._bpf.raw_tracepoint_fds]
-        return sorted(tps + raws)
+        vfs = [f"{self.variant.vfs_tier}:{VFS_FUNCTION}"] if self.variant.vfs_tier else []
+        return sorted(tps + raws + vfs)
 
     def on_event(self, callback: Callable[[bytes], None]) -> None:
         """Deliver every ring-buffer record, as bytes, to `callback` during poll()."""
@@ -370,7 +404,9 @@ def _still_open(tgid: int, fd: int, dev: int, ino: int, mounts: dict[int, dict[s
 def load(
     state_dir: Path, sizing: KernelSizing, btf: Btf | None = None, env_runs: bool = True
 ) -> Probes:
-    """Compile and attach the tracepoint tier; raise KernelError with the compiler's words.
+    """Compile and attach the programs, with the best variant this host loads (VFS hook by
+    fentry, else kprobe, else none; byte movers at exit only, else at entry and exit);
+    raise KernelError with the compiler's words.
     `env_runs`: compile in the exec hook's ROARD_RUN scan (bpf/lib/envrun.h)."""
     from bcc import BPF
 
@@ -381,7 +417,49 @@ def load(
     btf = btf or Btf.load()
     src = bpf_source_dir()
     pinned = pins.prepare(state_dir, sizing, src / "include" / "roard_abi.h")
-    common = [
+    text = program_text(src)
+    start = time.monotonic()
+    plan = _vfs_plan(btf, sizing.tier)
+    vfs_tiers = list(plan.tiers)
+    notes = list(plan.notes)
+    exit_args = sizing.io_hooks == "auto" and exit_args_available(btf)
+    fallback = None
+    while True:
+        tier = vfs_tiers[0] if vfs_tiers else None
+        events = syscall_hooks(src, exit_args)
+        missing = check_syscall_formats(events)
+        try:
+            bpf = BPF(
+                text=text, cflags=program_cflags(btf, sizing, env_runs, exit_args, tier, pinned)
+            )
+            _attach(bpf, [e for e in events if e not in missing], tier)
+            break
+        except Exception as exc:  # bcc raises bare Exception, the compiler output on stderr
+            if tier is not None and sizing.tier == "auto":  # the next tier, or none
+                notes.append(f"{tier} failed to load or attach ({exc})")
+                vfs_tiers.pop(0)
+                continue
+            if exit_args:  # e.g. a kernel before 5.15 (no bpf_task_pt_regs): two handlers
+                exit_args, fallback = False, str(exc)
+                continue
+            raise KernelError(
+                f"compiling/attaching the BPF programs failed ({exc}); the compiler's "
+                f"messages are above; headers used: {headers.path} ({headers.how})"
+            ) from exc
+    variant = Variant(exit_args, tier, tuple(notes), fallback)
+    return Probes(bpf, Abi.load(), headers, time.monotonic() - start, missing, pinned, variant)
+
+
+def program_cflags(
+    btf: Btf,
+    sizing: KernelSizing,
+    env_runs: bool,
+    exit_args: bool,
+    vfs_tier: str | None,
+    pinned: Path | None = None,
+) -> list[str]:
+    """The compiler flags of one variant of the programs: offsets, sizes, and which hooks."""
+    flags = [
         *offset_cflags(btf),
         *([f'-DROARD_PIN_DIR="{pinned}"'] if pinned else []),
         f"-DROARD_RING_PAGES={sizing.ring_pages}",
@@ -393,36 +471,37 @@ def load(
         "-Wno-macro-redefined",
         *(["-DROARD_ENV_RUNS"] if env_runs else []),
     ]
-    text = program_text(src)
-    start = time.monotonic()
-    exit_args = sizing.io_hooks == "auto" and exit_args_available(btf)
-    fallback = None
-    exit_flags = [*offset_cflags(btf, EXIT_ARG_FIELDS), "-DROARD_EXIT_ARGS"] if exit_args else []
-    while True:
-        events = syscall_hooks(src, exit_args)
-        missing = check_syscall_formats(events)
-        try:
-            bpf = BPF(text=text, cflags=common + (exit_flags if exit_args else []))
-            _attach_syscalls(bpf, [e for e in events if e not in missing])
-            break
-        except Exception as exc:  # bcc raises bare Exception, the compiler output on stderr
-            if exit_args:  # e.g. a kernel before 5.15 (no bpf_task_pt_regs): two handlers
-                exit_args, fallback = False, str(exc)
-                continue
-            raise KernelError(
-                f"compiling/attaching the BPF programs failed ({exc}); the compiler's "
-                f"messages are above; headers used: {headers.path} ({headers.how})"
-            ) from exc
-    return Probes(
-        bpf, Abi.load(), headers, time.monotonic() - start, missing, pinned, exit_args, fallback
-    )
+    if exit_args:
+        flags += [*offset_cflags(btf, EXIT_ARG_FIELDS), "-DROARD_EXIT_ARGS"]
+    if vfs_tier is not None:
+        flags += [*offset_cflags(btf, VFS_FIELDS), f"-DROARD_VFS_IO={_VFS_VARIANT[vfs_tier]}"]
+    return flags
 
 
-def _attach_syscalls(bpf: Any, events: list[str]) -> None:
-    """Attach tp__<event> to each syscall tracepoint; on failure detach what was attached."""
+def _vfs_plan(btf: Btf, wanted: str) -> VfsPlan:
+    """The VFS hook's tiers to try; raise when the config insists on one this host lacks."""
+    plan = vfs_plan(btf, kprobes_available(), wanted)
+    if wanted in _VFS_VARIANT and not plan.tiers:
+        raise KernelError(
+            f"[kernel] tier = {wanted!r}, but this host cannot attach it ({plan.describe()}): "
+            'set tier = "auto" to use the best tier available'
+        )
+    return plan
+
+
+def _attach(bpf: Any, events: list[str], vfs_tier: str | None) -> None:
+    """Attach the syscall hooks, and the VFS hook's kprobe (bcc attached an fentry one when
+    it loaded the program); on failure detach what was attached."""
     try:
-        for event in events:
-            bpf.attach_tracepoint(tp=f"syscalls:{event}", fn_name=f"tp__{event}")
+        _attach_syscalls(bpf, events)
+        if vfs_tier == "kprobe":
+            bpf.attach_kprobe(event=VFS_FUNCTION, fn_name=_VFS_HANDLER)
     except Exception:
         bpf.cleanup()
         raise
+
+
+def _attach_syscalls(bpf: Any, events: list[str]) -> None:
+    """Attach tp__<event> to each syscall tracepoint."""
+    for event in events:
+        bpf.attach_tracepoint(tp=f"syscalls:{event}", fn_name=f"tp__{event}")

@@ -752,12 +752,12 @@ class Tracker:
         use.seen = file.seen or use.seen
         use.bytes_read += ev.rbytes
         use.bytes_written += ev.wbytes
-        if file.changed_by_open or ev.wbytes or ev.mmap_shared_write or ev.resized:
+        if file.changed_by_open or ev.wbytes or ev.mmap_shared_write or ev.resized or ev.vfs_write:
             use.written = True
             # Hash ahead, while the job runs: at run end the cache answers if unchanged.
             if use.prehash is None or use.prehash.done():
                 use.prehash = self._hasher.submit(file.path)
-        if ev.rbytes or ev.mmap_read:
+        if ev.rbytes or ev.mmap_read or ev.vfs_read:
             use.read = True
             if not use.written:
                 self._consume(use, file.path)

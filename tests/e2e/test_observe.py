@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+import pytest
 
 from tests.e2e.conftest import VENV_BIN, Roard, as_nobody, python3
 
@@ -451,26 +452,50 @@ def test_write_then_rename_records_final_names(roard: Roard, workdir: Path) -> N
     assert [d["path"] for d in doc["deleted"]] == [str(workdir / "tmp.log")]
 
 
-def test_io_uring_marks_the_run_incomplete_and_ftruncate_is_an_output(
-    roard: Roard, workdir: Path
+@pytest.mark.parametrize("mode", ["uring", "aio"])
+def test_async_io_is_seen_or_marks_the_run_incomplete(
+    roard: Roard, workdir: Path, mode: str
 ) -> None:
-    """io_uring I/O is invisible to this tier: a run that sets it up says so instead of
-    being silently partial. A file only resized through its descriptor is an output."""
+    """A file read only through io_uring (opened through it too) or Linux AIO, and one
+    written through it: with a VFS hook (kprobe/fentry tier) both are recorded with their
+    hashes; on the tracepoint tier the run says it is incomplete, and why, instead of being
+    silently partial."""
+    tier = json.loads(roard.roarctl("status", "--json").stdout)["tier"]
+    src, dst = workdir / "src.bin", workdir / "dst.bin"
+    src.write_bytes(os.urandom(200_000))
+    helper = str(Path(__file__).with_name("async_io.py"))
+    name = f"{mode}-e2e"
+    result = roard.roarctl(
+        "tag", "--name", name, "--", python3(), helper, mode, "src.bin", "dst.bin", cwd=workdir
+    )
+    doc = roard.show(name)
+    assert dst.read_bytes() == src.read_bytes()
+    outputs = by_path(doc["outputs"])
+    assert outputs[str(dst)]["hash"] == b3(dst)  # created with O_TRUNC: seen on every tier
+    if tier == "tracepoint":
+        assert "INCOMPLETE" in result.stderr
+        assert doc["complete"] is False
+        why = "io_uring" if mode == "uring" else "aio"
+        assert any(why in reason for reason in doc["loss_reasons"]), doc["loss_reasons"]
+        assert str(src) not in by_path(doc["inputs"])  # what the tier cannot see
+    else:
+        assert doc["complete"], doc["loss_reasons"]
+        assert by_path(doc["inputs"])[str(src)]["hash"] == b3(src)
+
+
+def test_ftruncate_is_an_output(roard: Roard, workdir: Path) -> None:
+    """A file only resized through its descriptor is an output."""
     (workdir / "sized.bin").write_bytes(b"0123456789" * 10)
     (workdir / "job.py").write_text(
         textwrap.dedent("""
-        import ctypes, os
+        import os
         fd = os.open("sized.bin", os.O_WRONLY)
         os.ftruncate(fd, 10)
         os.close(fd)
-        params = ctypes.create_string_buffer(120)
-        ctypes.CDLL(None, use_errno=True).syscall(425, 4, params)  # io_uring_setup
     """)
     )
-    result = roard.roarctl("tag", "--name", "uring-e2e", "--", python3(), "job.py", cwd=workdir)
-    assert "INCOMPLETE" in result.stderr
-    doc = roard.show("uring-e2e")
-    assert doc["complete"] is False
-    assert any("io_uring" in reason for reason in doc["loss_reasons"])
+    roard.roarctl("tag", "--name", "truncate-e2e", "--", python3(), "job.py", cwd=workdir)
+    doc = roard.show("truncate-e2e")
+    assert doc["complete"], doc["loss_reasons"]
     sized = by_path(doc["outputs"])[str(workdir / "sized.bin")]
     assert sized["size"] == 10 and sized["hash"] == b3(workdir / "sized.bin")

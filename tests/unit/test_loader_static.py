@@ -11,7 +11,7 @@ import pytest
 
 from roard.errors import KernelError
 from roard.kernel.abi import bpf_source_dir
-from roard.kernel.features import TRACEFS
+from roard.kernel.features import TRACEFS, VFS_FIELDS
 from roard.kernel.loader import (
     EXIT_ARG_FIELDS,
     KERNEL_FIELDS,
@@ -81,6 +81,26 @@ def test_every_hook_has_exactly_one_handler(tmp_path: Path, exit_args: bool) -> 
     assert ("sys_enter_read" in handlers) is not exit_args
 
 
+@pytest.mark.parametrize(("variant", "handler"), [(1, "int kp__"), (2, "KFUNC_PROBE(")])
+def test_vfs_hook_is_compiled_only_for_its_tier(tmp_path: Path, variant: int, handler: str) -> None:
+    """bpf/vfs.c adds one handler for security_file_permission, of the chosen tier's kind,
+    and nothing at all without ROARD_VFS_IO (the tracepoint tier)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    source = tmp_path / "prog.c"
+    source.write_text(program_text(SRC).replace("#include <uapi/linux/ptrace.h>", ""))
+
+    def preprocessed(*defines: str) -> str:
+        cmd = [cc, "-E", "-P", *defines, str(source)]
+        return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+    assert "security_file_permission" not in preprocessed()
+    vfs = preprocessed(f"-DROARD_VFS_IO={variant}")
+    assert vfs.count("security_file_permission") == 1
+    assert f"{handler}security_file_permission" in vfs
+
+
 def test_good_formats_pass(tmp_path: Path) -> None:
     """The standard layout (args at 16 + 8i, ret at 16) passes and nothing is missing."""
     write_format(tmp_path, "sys_enter_read", READ_ARGS)
@@ -142,7 +162,7 @@ def test_offset_cflags_formats_each_field() -> None:
 
 def test_offset_cflags_cover_every_offset_the_bpf_code_uses() -> None:
     """Every OFF_* macro the BPF sources use is passed by the loader (else compile fails)."""
-    fields = KERNEL_FIELDS + EXIT_ARG_FIELDS
+    fields = KERNEL_FIELDS + EXIT_ARG_FIELDS + VFS_FIELDS
     passed = {f.split("=")[0][2:] for f in offset_cflags(StubBtf(), fields)}  # type: ignore[arg-type]
     assert len(passed) == len(fields)
     used = set(re.findall(r"\bOFF_[A-Z0-9_]*[A-Z0-9]\b", program_text(SRC)))

@@ -253,6 +253,21 @@ def test_mmap_read_is_an_input(env: Env) -> None:
     assert files[str(path)].role == pb.ROLE_INPUT
 
 
+def test_files_used_through_io_uring_are_inputs_and_outputs(env: Env) -> None:
+    """The VFS hook reports io_uring/aio use without a descriptor or byte counts, with the
+    path: read means an input with its hash, written an output."""
+    run, pid = env.tag()
+    src = env.file("shard.bin", b"s" * 100)
+    dst = env.file("out.bin", b"o" * 10)
+    for path, how in ((src, "vfs_read"), (dst, "vfs_write")):
+        ev = replace(env.close_event(run, pid, -1, path), path=str(path), **{how: True})
+        env.tracker.handle(ev)
+    env.exit(run, pid)
+    files, _ = env.finish(run)
+    assert (files[str(src)].role, files[str(src)].hash) == (pb.ROLE_INPUT, b3(b"s" * 100))
+    assert (files[str(dst)].role, files[str(dst)].hash) == (pb.ROLE_OUTPUT, b3(b"o" * 10))
+
+
 def test_written_file_is_an_output_hashed_at_run_end(env: Env) -> None:
     """A written file is an output hashed as the run left it."""
     run, pid = env.tag()
