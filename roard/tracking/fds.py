@@ -43,13 +43,17 @@ class FdTable:
         """Forget (pid, fd) and return what it referred to."""
         return self._files.pop((pid, fd), None)
 
-    def rename(self, old: str, new: str, exchange: bool = False) -> None:
+    def rename(
+        self, old: str, new: str, exchange: bool = False, seen: tuple[str, str] = ("", "")
+    ) -> None:
         """Descriptors open on `old`, or on files under the directory `old`, now reach
-        them under `new` (and the other way round too when the names were exchanged)."""
+        them under `new` (and the other way round too when the names were exchanged).
+        `seen`: the two names as the renaming process saw them, for files known by such."""
         for key, file in self._files.items():
             moved = renamed(file.path, old, new, exchange)
             if moved is not None:
-                self._files[key] = dataclasses.replace(file, path=moved)
+                now_seen = renamed(file.seen, *seen, exchange) if file.seen else None
+                self._files[key] = dataclasses.replace(file, path=moved, seen=now_seen or "")
 
     def __len__(self) -> int:
         return len(self._files)

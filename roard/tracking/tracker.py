@@ -782,7 +782,7 @@ class Tracker:
             old=self._walked(ev.tgid, ev.old, ev.other_ns),
             new=self._walked(ev.tgid, ev.new, ev.other_ns),
         )
-        self._fds.rename(ev.old, ev.new, ev.exchange)
+        self._fds.rename(ev.old, ev.new, ev.exchange, (as_seen.old, as_seen.new))
         op = pb.PathChanged.OP_EXCHANGE if ev.exchange else pb.PathChanged.OP_RENAME
         self._sink.emit(
             [convert.path_changed(run.run_id, ev.tgid, op, ev.old, ev.new, self._clock())]
