@@ -8,6 +8,7 @@ import glob
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ def _index_site(site: str) -> _SiteIndex:
     """Read every *.dist-info (RECORD, top_level.txt) and *.egg-info (installed-files.txt,
     top_level.txt) in `site`."""
     index = _SiteIndex()
+    inside = site.rstrip("/") + "/"
     try:
         entries = sorted(os.listdir(site))
     except OSError:
@@ -114,10 +116,36 @@ def _index_site(site: str) -> _SiteIndex:
                 path = os.path.normpath(os.path.join(base, row[0]))
                 index.files.setdefault(path, dist)
                 # Not every installer writes top_level.txt: the dirs RECORD lists stand in.
-                top = os.path.relpath(path, site).split("/", 1)[0]
-                if not top.startswith("..") and not top.endswith(_META_SUFFIXES):
-                    index.top_level.setdefault(top, dist)
+                if path.startswith(inside):
+                    top = path[len(inside) :].split("/", 1)[0]
+                    if not top.endswith(_META_SUFFIXES):
+                        index.top_level.setdefault(top, dist)
     return index
+
+
+class SiteIndexes:
+    """Site dirs indexed once and reused while their listing is unchanged: installing,
+    upgrading or removing a distribution adds or removes its *.dist-info entry, which
+    changes the directory's mtime. Safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._indexes: dict[str, tuple[int, _SiteIndex]] = {}  # site -> (mtime_ns, index)
+
+    def get(self, site: str) -> _SiteIndex:
+        """The index of `site`, read again only if the directory changed."""
+        try:
+            stamp = os.stat(site).st_mtime_ns
+        except OSError:
+            return _SiteIndex()
+        with self._lock:
+            cached = self._indexes.get(site)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        index = _index_site(site)
+        with self._lock:
+            self._indexes[site] = (stamp, index)
+        return index
 
 
 def _site_dir(path: str) -> str | None:
@@ -141,16 +169,20 @@ def _prefix_sites(path: str) -> list[str]:
     )
 
 
-def python_distributions(paths: Iterable[str]) -> list[Distribution]:
+def python_distributions(
+    paths: Iterable[str], sites: SiteIndexes | None = None
+) -> list[Distribution]:
     """The Python distributions that own any of `paths` (absolute), sorted and without
     duplicates. A file is matched by its distribution's RECORD (or installed-files.txt);
     one not listed there (a .pyc written later) by its top-level package's top_level.txt
-    or RECORD; a console script in an environment's bin/ by that environment's RECORDs."""
-    indexes: dict[str, _SiteIndex] = {}  # read each site dir once per call
+    or RECORD; a console script in an environment's bin/ by that environment's RECORDs.
+    `sites`: indexes kept across calls (a daemon's runs mostly share a few environments)."""
+    sites = sites or SiteIndexes()
+    indexes: dict[str, _SiteIndex] = {}  # each site dir looked up once per call
 
     def index_of(site: str) -> _SiteIndex:
         if site not in indexes:
-            indexes[site] = _index_site(site)
+            indexes[site] = sites.get(site)
         return indexes[site]
 
     found: set[Distribution] = set()

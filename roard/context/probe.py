@@ -13,7 +13,12 @@ from google.protobuf import json_format
 from roard.context import as_json
 from roard.context.git import work_trees
 from roard.context.host import HostFacts, host_facts
-from roard.context.packages import SystemPackageIndex, python_distributions, system_packages
+from roard.context.packages import (
+    SiteIndexes,
+    SystemPackageIndex,
+    python_distributions,
+    system_packages,
+)
 from roard.v1 import records_pb2 as pb
 
 log = structlog.get_logger("roard.context")
@@ -31,6 +36,7 @@ class ContextProbe:
         self._lock = threading.Lock()
         self._host: HostFacts | None = None
         self._packages = SystemPackageIndex()
+        self._sites = SiteIndexes()
         self._timeout = timeout
         self._stuck: Future[pb.RunContext] | None = None  # a probe past its deadline
 
@@ -74,7 +80,7 @@ class ContextProbe:
             system = system_packages(paths, index=self._packages)
         doc = {
             "git": as_json(work_trees(paths)),
-            "python": as_json(python_distributions(paths)),
+            "python": as_json(python_distributions(paths, self._sites)),
             "system": as_json(system),
             "host": as_json(self.host()),
         }

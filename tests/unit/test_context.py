@@ -26,6 +26,7 @@ from roard.context.host import (
     process_context,
 )
 from roard.context.packages import (
+    SiteIndexes,
     SystemPackage,
     SystemPackageIndex,
     python_distributions,
@@ -250,6 +251,26 @@ def test_python_distributions_of_a_fake_site_dir(tmp_path: Path) -> None:
         ]
     )
     assert [d.name for d in both] == ["Demo-Pkg", "old"]
+
+
+def test_site_indexes_are_kept_until_a_distribution_comes_or_goes(tmp_path: Path) -> None:
+    """Runs share environments: a site dir is read once, and again only when its listing
+    changes (an install adds a *.dist-info)."""
+    site = tmp_path / "lib/python3.11/site-packages"
+    for name in ("alpha", "beta"):
+        info = site / f"{name}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Name: {name}\nVersion: 1.0\n")
+        (info / "RECORD").write_text(f"{name}/__init__.py,,\n")
+    sites = SiteIndexes()
+    paths = [str(site / "alpha/__init__.py"), str(site / "beta/__init__.py")]
+    assert [d.name for d in python_distributions(paths, sites)] == ["alpha", "beta"]
+    first = sites.get(str(site))
+    assert sites.get(str(site)) is first  # not read again
+    stamp = site.stat().st_mtime_ns
+    shutil.rmtree(site / "beta-1.0.dist-info")
+    os.utime(site, ns=(stamp + 1, stamp + 1))  # a coarse clock could hide the change
+    assert [d.name for d in python_distributions(paths, sites)] == ["alpha"]
 
 
 def dpkg_version(package: str) -> str:
