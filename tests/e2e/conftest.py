@@ -139,6 +139,14 @@ def start_roard(
     pytest.fail(f"roard did not become ready:\n{log.read_text()}")
 
 
+def failed_start(state_dir: Path, socket: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`roard run` in the foreground, for a start that must fail: its exit code and words."""
+    args = ["run", "--state-dir", str(state_dir), "--socket", str(socket), *extra]
+    return subprocess.run(
+        [str(VENV_BIN / "roard"), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def stop_roard(daemon: Roard) -> None:
     """SIGTERM, as systemd stops it; it must exit cleanly."""
     daemon.proc.send_signal(signal.SIGTERM)

@@ -13,7 +13,7 @@ from typing import Any
 import blake3
 import pytest
 
-from tests.e2e.conftest import VENV_BIN, Roard, as_nobody, python3
+from tests.e2e.conftest import VENV_BIN, Roard, as_nobody, failed_start, python3
 
 
 def b3(path: Path) -> str:
@@ -390,35 +390,9 @@ def test_a_second_daemon_refuses_to_take_over(roard: Roard, tmp_path: Path) -> N
     """Starting roard again on the same state dir or socket fails in one line and leaves the
     running daemon serving."""
     state = roard.root / "state"
-    same_state = subprocess.run(
-        [
-            str(VENV_BIN / "roard"),
-            "run",
-            "--state-dir",
-            str(state),
-            "--socket",
-            str(tmp_path / "other.sock"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    same_state = failed_start(state, tmp_path / "other.sock")
     assert same_state.returncode == 1 and "another roard" in same_state.stderr
-    same_socket = subprocess.run(
-        [
-            str(VENV_BIN / "roard"),
-            "run",
-            "--state-dir",
-            str(tmp_path / "s2"),
-            "--socket",
-            str(roard.socket),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    same_socket = failed_start(tmp_path / "s2", roard.socket)
     assert same_socket.returncode == 1 and "another roard is serving" in same_socket.stderr
     assert "Traceback" not in same_state.stderr + same_socket.stderr
     assert roard.roarctl("status").returncode == 0

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import VENV_BIN, Roard, python3, start_roard, stop_roard
+from tests.e2e.conftest import Roard, failed_start, python3, start_roard, stop_roard
 from tests.e2e.test_observe import b3, by_path
 
 JOB = textwrap.dedent("""
@@ -151,21 +151,7 @@ def test_a_read_only_state_dir_is_refused_at_start_and_nothing_spooled_is_lost(
         stop_roard(roard)
     subprocess.run(["mount", "-o", "remount,ro", str(state_fs)], check=True)
     try:
-        refused = subprocess.run(
-            [
-                str(VENV_BIN / "roard"),
-                "run",
-                "--embedded",
-                "--state-dir",
-                str(state_fs),
-                "--socket",
-                str(tmp_path / "ro.sock"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        refused = failed_start(state_fs, tmp_path / "ro.sock", "--embedded")
         assert refused.returncode != 0
         assert f"state dir {state_fs}" in refused.stderr and "read-write" in refused.stderr
         assert "Traceback" not in refused.stderr

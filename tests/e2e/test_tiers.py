@@ -17,7 +17,7 @@ from roard.config import KernelSizing
 from roard.kernel import bpfsys, features, loader
 from roard.kernel.btf import Btf
 from roard.kernel.headers import find_headers
-from tests.e2e.conftest import VENV_BIN, start_roard, stop_roard
+from tests.e2e.conftest import VENV_BIN, failed_start, start_roard, stop_roard
 
 
 @pytest.fixture(scope="module")
@@ -104,22 +104,9 @@ def test_a_required_tier_runs_or_roard_says_why_not(tier: str, btf: Btf, tmp_pat
             stop_roard(daemon)
         return
     (tmp_path / "roard.toml").write_text(config)
-    result = subprocess.run(
-        [
-            str(VENV_BIN / "roard"),
-            "run",
-            "--embedded",
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--socket",
-            str(tmp_path / "roard.sock"),
-            "--config",
-            str(tmp_path / "roard.toml"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    config_path = str(tmp_path / "roard.toml")
+    result = failed_start(
+        tmp_path / "state", tmp_path / "roard.sock", "--embedded", "--config", config_path
     )
     assert result.returncode != 0
     assert f"tier = '{tier}'" in result.stderr and 'tier = "auto"' in result.stderr
