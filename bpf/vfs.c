@@ -4,7 +4,8 @@
  * already count the rest, so only those contexts are taken here.
  *
  * The loader compiles this with ROARD_VFS_IO set to ROARD_VFS_FENTRY or ROARD_VFS_KPROBE
- * (roard/kernel/features.py: vfs_plan), only where BTF has what it reads (pt_regs.orig_ax: x86_64). */
+ * (roard/kernel/features.py: vfs_plan), only where BTF has what it reads
+ * (pt_regs.orig_ax: x86_64). */
 #include "lib/files.h"
 
 #ifdef ROARD_VFS_IO
@@ -59,14 +60,9 @@ static __always_inline void vfs_io(u64 file, u32 mask)
 		return;
 	struct roard_fdkey key = {.tgid = tgid, .fd = ROARD_FD_NONE};
 	struct roard_fdagg agg = {};
-	agg.file = file;
-	agg.run_key = run_key;
-	agg.ino = seen.ino;
-	agg.dev = rd_u32(rd_u64(inode, OFF_INODE_I_SB), OFF_SUPER_BLOCK_S_DEV);
+	describe_file(&agg, file, inode, run_key);
 	agg.flags = dir;
-	agg.open_flags = rd_u32(file, OFF_FILE_F_FLAGS);
-	agg.fmode = rd_u32(file, OFF_FILE_F_MODE);
-	flush_entry(&key, &agg, true);
+	send_close(&key, &agg, true);
 }
 
 #if ROARD_VFS_IO == ROARD_VFS_FENTRY

@@ -24,10 +24,22 @@ static __always_inline bool is_regular(u64 inode)
 	return (mode & ROARD_S_IFMT) == ROARD_S_IFREG;
 }
 
-/* Send the I/O aggregated on an entry and forget it. A file not yet announced is sent
- * with its path, walked now: callers flush while the descriptor still holds the file. */
-static __always_inline void flush_entry(struct roard_fdkey *key, struct roard_fdagg *agg,
-					bool file_alive)
+/* The aggregate's description of `file` (its `inode`), for run `run_key`, counts zero. */
+static __always_inline void describe_file(struct roard_fdagg *agg, u64 file, u64 inode,
+					  u64 run_key)
+{
+	agg->file = file;
+	agg->run_key = run_key;
+	agg->ino = rd_u64(inode, OFF_INODE_I_INO);
+	agg->dev = rd_u32(rd_u64(inode, OFF_INODE_I_SB), OFF_SUPER_BLOCK_S_DEV);
+	agg->open_flags = rd_u32(file, OFF_FILE_F_FLAGS);
+	agg->fmode = rd_u32(file, OFF_FILE_F_MODE);
+}
+
+/* Send the I/O aggregated for (tgid, fd) as a close event. A file not yet announced is
+ * sent with its path, walked now: callers send while something still holds the file. */
+static __always_inline void send_close(struct roard_fdkey *key, struct roard_fdagg *agg,
+				       bool file_alive)
 {
 	struct roard_scratch *s = (agg->flags & ROARD_AGG_IGNORE) ? 0 : scratch_buf();
 	if (s) {
@@ -57,6 +69,13 @@ static __always_inline void flush_entry(struct roard_fdkey *key, struct roard_fd
 		ev->fs_path_len = s->pos - len;
 		submit(s, sizeof(*ev), s->pos, ROARD_LOSS_RINGBUF_FILE, agg->run_key, false);
 	}
+}
+
+/* Send the I/O aggregated on an entry and forget it (see send_close). */
+static __always_inline void flush_entry(struct roard_fdkey *key, struct roard_fdagg *agg,
+					bool file_alive)
+{
+	send_close(key, agg, file_alive);
 	fdagg.delete(key);
 }
 
@@ -107,12 +126,7 @@ static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u
 {
 	u64 inode = rd_u64(file, OFF_FILE_F_INODE);
 	struct roard_fdagg init = {};
-	init.file = file;
-	init.run_key = run_key;
-	init.ino = rd_u64(inode, OFF_INODE_I_INO);
-	init.dev = rd_u32(rd_u64(inode, OFF_INODE_I_SB), OFF_SUPER_BLOCK_S_DEV);
-	init.open_flags = rd_u32(file, OFF_FILE_F_FLAGS);
-	init.fmode = rd_u32(file, OFF_FILE_F_MODE);
+	describe_file(&init, file, inode, run_key);
 	bool regular = is_regular(inode);
 	bool announce = regular && (key->fd >= ROARD_LAZY_FDS || table_shared());
 	if (!regular)

@@ -21,8 +21,8 @@ static __always_inline bool append_name(struct roard_scratch *s, u8 *data, u64 d
 }
 
 /* Append the components of `path_addr` (a struct path) up to its mount namespace's root,
- * leaf first and NUL-terminated, to data[s->pos...], advancing s->pos. Sets s->walk_truncated when the walk stopped before
- * reaching the root. */
+ * leaf first and NUL-terminated, to data[s->pos...], advancing s->pos. Sets
+ * s->walk_truncated when the walk stopped before reaching the root. */
 static __always_inline void walk_path(struct roard_scratch *s, u8 *data, u64 path_addr)
 {
 	u64 vfsmnt = rd_u64(path_addr, OFF_PATH_MNT);
