@@ -59,20 +59,20 @@ def vfs_plan(btf: Btf, kprobes: bool, wanted: str = "auto") -> VfsPlan:
     if missing:
         return VfsPlan((), (f"BTF lacks {', '.join(missing)} (the VFS hook is x86_64 only)",))
     tiers, notes = [], []
-    func = btf.function_id(VFS_FUNCTION)
-    refusal = "not in BTF" if func is None else bpfsys.fentry_refusal(func)
-    if refusal is None:
-        tiers.append("fentry")
-    else:
-        notes.append(f"fentry unavailable ({VFS_FUNCTION}: {refusal})")
-    if not kprobes:
-        notes.append("kprobes unavailable (no kprobe_events in tracefs)")
-    elif not _kernel_symbol(VFS_FUNCTION):
-        notes.append(f"kprobes unavailable ({VFS_FUNCTION} not in /proc/kallsyms)")
-    else:
-        tiers.append("kprobe")
-    if wanted != "auto":
-        tiers = [t for t in tiers if t == wanted]
+    if wanted in ("auto", "fentry"):  # only the tiers the config allows are probed
+        func = btf.function_id(VFS_FUNCTION)
+        refusal = "not in BTF" if func is None else bpfsys.fentry_refusal(func)
+        if refusal is None:
+            tiers.append("fentry")
+        else:
+            notes.append(f"fentry unavailable ({VFS_FUNCTION}: {refusal})")
+    if wanted in ("auto", "kprobe"):
+        if not kprobes:
+            notes.append("kprobes unavailable (no kprobe_events in tracefs)")
+        elif not _kernel_symbol(VFS_FUNCTION):
+            notes.append(f"kprobes unavailable ({VFS_FUNCTION} not in /proc/kallsyms)")
+        else:
+            tiers.append("kprobe")
     return VfsPlan(tuple(tiers), tuple(notes))
 
 

@@ -490,18 +490,13 @@ def _vfs_plan(btf: Btf, wanted: str) -> VfsPlan:
 
 
 def _attach(bpf: Any, events: list[str], vfs_tier: str | None) -> None:
-    """Attach the syscall hooks, and the VFS hook's kprobe (bcc attached an fentry one when
-    it loaded the program); on failure detach what was attached."""
+    """Attach tp__<event> to each syscall tracepoint, and the VFS hook's kprobe (bcc
+    attached an fentry one when it loaded the program); on failure detach what was attached."""
     try:
-        _attach_syscalls(bpf, events)
+        for event in events:
+            bpf.attach_tracepoint(tp=f"syscalls:{event}", fn_name=f"tp__{event}")
         if vfs_tier == "kprobe":
             bpf.attach_kprobe(event=VFS_FUNCTION, fn_name=_VFS_HANDLER)
     except Exception:
         bpf.cleanup()
         raise
-
-
-def _attach_syscalls(bpf: Any, events: list[str]) -> None:
-    """Attach tp__<event> to each syscall tracepoint."""
-    for event in events:
-        bpf.attach_tracepoint(tp=f"syscalls:{event}", fn_name=f"tp__{event}")

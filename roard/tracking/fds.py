@@ -52,8 +52,8 @@ class FdTable:
         for key, file in self._files.items():
             moved = renamed(file.path, old, new, exchange)
             if moved is not None:
-                now_seen = renamed(file.seen, *seen, exchange) if file.seen else None
-                self._files[key] = dataclasses.replace(file, path=moved, seen=now_seen or "")
+                now_seen = renamed(file.seen, *seen, exchange) or ""  # "" stays ""
+                self._files[key] = dataclasses.replace(file, path=moved, seen=now_seen)
 
     def __len__(self) -> int:
         return len(self._files)
