@@ -194,7 +194,13 @@ class Hasher:
     def __init__(self, cache: HashCache, workers: int, limits: HashLimits | None = None) -> None:
         self._cache = cache
         self.limits = limits or HashLimits()
-        self._cond = threading.Condition()
+        # One lock, two wait queues: a queued file wakes one worker, not every worker and
+        # the watchdog (a herd per file starved the pool when thousands of small files
+        # were queued).
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # workers wait here for files
+        self._watch_cond = threading.Condition(lock)  # the watchdog waits here
+        self._watch_idle = False  # the watchdog waits with no deadline to watch
         self._queue: deque[_Job] = deque()
         self._workers: list[_Worker] = []
         self._closing = False
@@ -224,7 +230,7 @@ class Hasher:
             self.pending += 1
             if not self._closing:
                 self._queue.append(job)
-                self._cond.notify_all()
+                self._cond.notify()
                 return job.future
         self._settle(job, HashersStuck("not hashed: the daemon is stopping"))
         return job.future
@@ -268,14 +274,16 @@ class Hasher:
                     self._cond.wait()
                 if not self._queue:
                     self._workers.remove(me)
-                    self._cond.notify_all()  # the watchdog exits after the last one
+                    self._watch_cond.notify()  # the watchdog exits after the last one
                     return
                 job = self._queue.popleft()
                 job.future.set_running_or_notify_cancel()  # no longer takes later reads
                 refused = self.refusing
                 if not refused:
                     me.job, me.deadline = job, time.monotonic() + self.limits.timeout_seconds
-                    self._cond.notify_all()  # the watchdog learns the new deadline
+                    if self._watch_idle:  # later deadlines wait for the earliest one's wakeup
+                        self._watch_idle = False
+                        self._watch_cond.notify()
             if refused:
                 self._settle(job, self._stuck_error())
                 continue
@@ -330,7 +338,8 @@ class Hasher:
                             self._spawn()
                 if not expired:
                     deadlines = [w.deadline for w in self._workers if w.job is not None]
-                    self._cond.wait(min(deadlines) - now if deadlines else None)
+                    self._watch_idle = not deadlines
+                    self._watch_cond.wait(min(deadlines) - now if deadlines else None)
             for job in expired:
                 log.warning(
                     "hash abandoned at its deadline; its thread is written off",
@@ -359,6 +368,7 @@ class Hasher:
             dropped = list(self._queue)
             self._queue.clear()
             self._cond.notify_all()
+            self._watch_cond.notify_all()
         for job in dropped:
             self._settle(job, HashersStuck("not hashed: the daemon is stopping"))
         self._watchdog.join()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -292,6 +293,33 @@ def test_hung_file_is_abandoned_at_the_deadline_and_its_worker_replaced(
         assert (hasher.stuck, hasher.timeouts, progress.files_done) == (1, 1, 1)
         assert hasher.submit(str(fine)).result(60).hash == b3(b"local")
         assert hasher.pending == 0
+    finally:
+        hasher.close()
+
+
+def test_a_file_that_hangs_after_the_pool_was_idle_still_meets_its_deadline(
+    cache: HashCache, tmp_path: Path, hang: Callable[[Path], None]
+) -> None:
+    """A queued file wakes one worker, not the watchdog: the watchdog, asleep with nothing
+    to watch, must still learn the deadline of the next file that hangs; and files queued
+    behind busy workers are all hashed (no lost wakeup)."""
+    hasher = Hasher(cache, workers=2, limits=HashLimits(timeout_seconds=0.5))
+    try:
+        files = []
+        for i in range(200):
+            files.append(tmp_path / f"f{i}")
+            files[-1].write_bytes(b"%d" % i)
+        digests = [hasher.submit(str(f)) for f in files]
+        assert [d.result(60).hash for d in digests] == [b3(b"%d" % i) for i in range(200)]
+        assert wait_for(lambda: hasher.pending == 0)
+        stuck = tmp_path / "stuck"
+        stuck.write_bytes(b"on a dead mount")
+        hang(stuck)
+        started = time.monotonic()
+        with pytest.raises(HashTimedOut):
+            hasher.submit(str(stuck)).result(60)
+        assert time.monotonic() - started < 30
+        assert hasher.submit(str(files[0])).result(60).hash == b3(b"0")
     finally:
         hasher.close()
 
