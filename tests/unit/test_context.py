@@ -484,6 +484,12 @@ def test_pod_name_of_a_process_in_kubernetes_and_a_tagged_cgroups_context() -> N
     env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "HOSTNAME": "train-7f9c-0", "PATH": "/bin"}
     with subprocess.Popen(["sleep", "30"], env=env) as child:
         try:
+            # Until it has exec'd, the child still has the test's environment.
+            cmdline = Path(f"/proc/{child.pid}/cmdline")
+            for _ in range(500):
+                if cmdline.read_bytes().startswith(b"sleep"):
+                    break
+                time.sleep(0.01)
             assert process_context(child.pid).kubernetes_pod == "train-7f9c-0"
         finally:
             child.kill()
