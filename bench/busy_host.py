@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import start_daemon
+from common import start_daemon, stop_daemon
 
 FILE_STORM = """
 import os, sys, time
@@ -76,8 +76,7 @@ def main() -> None:
             processes = int(spawns.communicate()[0])
             memory = proc.memory_full_info()
         finally:
-            daemon.terminate()
-            daemon.wait(60)
+            stop_daemon(daemon, root)
     print(f"busy-host: {args.seconds:g} s each, nothing tagged")
     print(f"  daemon CPU, quiet:  {quiet * 100:.2f}% of one core")
     print(

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from roard.kernel import pins
+
 BIN = Path(sys.executable).parent
 
 
@@ -57,6 +59,14 @@ def start_daemon(
     raise SystemExit(f"roard did not start: {(root / 'roard.log').read_text()}")
 
 
+def stop_daemon(proc: subprocess.Popen[bytes], root: Path) -> None:
+    """Stop a daemon of start_daemon and drop its map pins (kept for a restart that will
+    not come: its state dir is the bench's)."""
+    proc.terminate()
+    proc.wait(60)
+    pins.remove(root / "state")
+
+
 @contextlib.contextmanager
 def daemon(
     root: Path, config: str | None = None
@@ -67,8 +77,7 @@ def daemon(
     try:
         yield proc, env
     finally:
-        proc.terminate()
-        proc.wait(60)
+        stop_daemon(proc, root)
 
 
 def roarctl_json(args: list[str], env: dict[str, str]) -> Any:

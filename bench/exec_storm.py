@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, roarctl_json, start_daemon
+from common import BIN, roarctl_json, start_daemon, stop_daemon
 
 TRUE = "/bin/true"
 _SYS_BPF = 321  # x86_64
@@ -115,8 +115,7 @@ def with_daemon(
         total_after, exec_hook_after = bpf_ns(daemon.pid)
         return walls, (total_after - total, exec_hook_after - exec_hook)
     finally:
-        daemon.terminate()
-        daemon.wait(60)
+        stop_daemon(daemon, root)
 
 
 def main() -> None:

@@ -49,6 +49,18 @@ def _bpf_available() -> None:
     pytest.skip(f"eBPF unavailable: {reason}")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_pins_left() -> Iterator[None]:
+    """Remove the map pins of the session's daemons once they are all gone: those killed,
+    or refused at start after pinning, leave them (by design, for a restart) under state
+    dirs that are temporary here."""
+    root = pins.BPFFS / "roard"
+    before = set(root.iterdir()) if root.is_dir() else set()
+    yield
+    for left in set(root.iterdir()) - before if root.is_dir() else ():
+        shutil.rmtree(left, ignore_errors=True)
+
+
 @dataclass
 class Roard:
     """A running private daemon and helpers to drive roarctl against it."""
