@@ -74,14 +74,17 @@ static __always_inline void rename_exit(long ret)
 	u32 truncated = s->walk_truncated;
 	u32 mark = s->pos;
 	ev->olddir_len = mark;
+	ev->olddir_seen_len = s->seen_len;
 	ev->old_len = read_name(s, data, args.oldname);
 	ev->newdir_len = 0;
 	ev->new_len = 0;
+	ev->newdir_seen_len = ROARD_SEEN_NONE;
 	if (args.newname) {
 		mark = s->pos;
 		walk_base(s, data, args.newdfd, args.newname);
 		truncated |= s->walk_truncated;
 		ev->newdir_len = s->pos - mark;
+		ev->newdir_seen_len = s->seen_len;
 		ev->new_len = read_name(s, data, args.newname);
 		truncated |= !ev->new_len;
 	}

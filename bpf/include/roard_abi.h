@@ -53,6 +53,10 @@
  * mounts, and userspace maps them (roard/tracking/views.py). */
 #define ROARD_HDR_OTHER_MNTNS 32
 
+/* A walked path's *_seen_len when the walk did not pass the process's root below its
+ * mount namespace's root (the process is not chrooted): the path is the one it saw. */
+#define ROARD_SEEN_NONE 0xffff
+
 /* Loss counters (index into the per-CPU `losses` array). */
 #define ROARD_LOSS_RINGBUF_PROC 0
 #define ROARD_LOSS_RINGBUF_FILE 1
@@ -159,6 +163,8 @@ struct roard_ev_open {
 	__u32 origin;
 	__u16 path_len;
 	__u16 fs_path_len; /* with ROARD_HDR_OTHER_MNTNS: the path within its filesystem follows */
+	__u16 seen_len; /* chrooted: the path's first seen_len bytes are below its root */
+	__u16 pad;
 };
 
 /* (tgid, fd) was closed, reused, or its process exec'd or exited: the I/O aggregated on
@@ -177,6 +183,8 @@ struct roard_ev_close {
 	__u32 fmode;
 	__u16 path_len;
 	__u16 fs_path_len; /* as in roard_ev_open */
+	__u16 seen_len; /* as in roard_ev_open */
+	__u16 pad;
 };
 
 /* A tracked process changed a name (`op`): renamed a file or directory (rename, renameat,
@@ -193,6 +201,8 @@ struct roard_ev_rename {
 	__u16 newdir_len;
 	__u16 new_len;
 	__u32 op;
+	__u16 olddir_seen_len; /* chrooted: as roard_ev_open's seen_len, for each base dir */
+	__u16 newdir_seen_len;
 };
 
 /* A process moved into a tagged cgroup (or one below it) and joined its run. */

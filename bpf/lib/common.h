@@ -46,6 +46,7 @@ struct roard_scratch {
 	 * every iteration in the same state and prunes, instead of exploring 64 levels deep. */
 	u32 pos;
 	u32 walk_truncated;
+	u32 seen_len; /* of the last walk: see ROARD_SEEN_NONE */
 };
 
 /* Syscall tracepoint records: the loader checks these layouts against the live formats

@@ -67,6 +67,7 @@ static __always_inline void send_close(struct roard_fdkey *key, struct roard_fda
 		}
 		ev->path_len = len;
 		ev->fs_path_len = s->pos - len;
+		ev->seen_len = len ? s->seen_len : ROARD_SEEN_NONE;
 		submit(s, sizeof(*ev), s->pos, ROARD_LOSS_RINGBUF_FILE, agg->run_key, false);
 	}
 }
@@ -152,6 +153,7 @@ static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u
 					     file + OFF_FILE_F_PATH);
 			ev->path_len = len;
 			ev->fs_path_len = s->pos - len;
+			ev->seen_len = s->seen_len;
 			submit(s, sizeof(*ev), s->pos, ROARD_LOSS_RINGBUF_FILE, run_key, false);
 		}
 	}

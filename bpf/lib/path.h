@@ -22,17 +22,27 @@ static __always_inline bool append_name(struct roard_scratch *s, u8 *data, u64 d
 
 /* Append the components of `path_addr` (a struct path) up to its mount namespace's root,
  * leaf first and NUL-terminated, to data[s->pos...], advancing s->pos. Sets
- * s->walk_truncated when the walk stopped before reaching the root. */
+ * s->walk_truncated when the walk stopped before reaching the root, and s->seen_len to
+ * the length of the components below the current process's root when the walk passed it
+ * (else ROARD_SEEN_NONE). */
 static __always_inline void walk_path(struct roard_scratch *s, u8 *data, u64 path_addr)
 {
 	u64 vfsmnt = rd_u64(path_addr, OFF_PATH_MNT);
 	u64 dentry = rd_u64(path_addr, OFF_PATH_DENTRY);
 	u64 mnt = vfsmnt - OFF_MOUNT_MNT;
+	u64 root = rd_u64(bpf_get_current_task(), OFF_TASK_STRUCT_FS) + OFF_FS_STRUCT_ROOT;
+	u64 root_mnt = rd_u64(root, OFF_PATH_MNT);
+	u64 root_dentry = rd_u64(root, OFF_PATH_DENTRY);
+	u32 start = s->pos;
 
 	/* Past a chrooted process's root, up to its mount namespace's root: the path roard
-	 * itself can open (a chroot's "/data/x" is <jail>/data/x), not the one it saw. */
+	 * itself can open (a chroot's "/data/x" is <jail>/data/x); where the process's root
+	 * was passed says which part is the path it saw. */
 	s->walk_truncated = 1;
+	s->seen_len = ROARD_SEEN_NONE;
 	for (int i = 0; i < ROARD_PATH_DEPTH; i++) {
+		if (dentry == root_dentry && vfsmnt == root_mnt)
+			s->seen_len = s->pos - start;
 		u64 mnt_root = rd_u64(vfsmnt, OFF_VFSMOUNT_MNT_ROOT);
 		u64 parent = rd_u64(dentry, OFF_DENTRY_D_PARENT);
 		if (dentry == mnt_root || dentry == parent) {

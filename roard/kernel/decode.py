@@ -68,6 +68,7 @@ class OpenEvent:
     truncated: bool
     other_ns: bool = False  # named in another mount namespace than roard's
     fs_path: str | None = None  # with other_ns: the path from its filesystem's root
+    seen: str = ""  # a chrooted process's name for `path` (which is past its root)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class CloseEvent:
     path_lost: bool = False
     other_ns: bool = False  # `path` is named in another mount namespace than roard's
     fs_path: str | None = None  # with other_ns: the path from its filesystem's root
+    seen: str = ""  # as in OpenEvent
     # Read / written by io_uring or aio, seen by the VFS hook (fd ROARD_FD_NONE, no bytes).
     vfs_read: bool = False
     vfs_write: bool = False
@@ -111,6 +113,9 @@ class RenameEvent:
     exchange: bool  # RENAME_EXCHANGE: the two names swapped files
     truncated: bool  # a name or base dir could not be read whole
     other_ns: bool = False  # named in another mount namespace than roard's
+    # A chrooted process's names for `old` and `new` (which resolve past its root).
+    seen_old: str = ""
+    seen_new: str = ""
 
 
 @dataclass(frozen=True)
@@ -285,11 +290,28 @@ class Decoder:
                 truncated=bool(hdr.flags & self._path_truncated),
                 other_ns=bool(hdr.flags & self._other_ns),
                 fs_path=_fs_path(ev, tail),
+                seen=self._seen(tail, ev.seen_len, ev.path_len, hdr.flags),
             )
         path = join_components(tail[: ev.path_len]) if ev.path_len else None
         return self.close_from(
-            hdr.tgid, ev.fd, hdr.run_key, ev, ev.agg_flags, path, hdr.flags, _fs_path(ev, tail)
+            hdr.tgid,
+            ev.fd,
+            hdr.run_key,
+            ev,
+            ev.agg_flags,
+            path,
+            hdr.flags,
+            _fs_path(ev, tail),
+            self._seen(tail, ev.seen_len, ev.path_len, hdr.flags),
         )
+
+    def _seen(self, tail: bytes, seen_len: int, path_len: int, hdr_flags: int) -> str:
+        """The path a chrooted process saw: the components of a walked path (at the start
+        of `tail`, `path_len` bytes) below its root. "" when not chrooted (SEEN_NONE, or its
+        root is its namespace's: the whole path) or when the walk was cut short."""
+        if seen_len >= path_len or hdr_flags & self._path_truncated:
+            return ""
+        return join_components(tail[:seen_len])
 
     def _name_change(self, ev: Any, tail: bytes) -> RenameEvent | NameEvent:
         """A roard_ev_rename record: a rename, or the one- or two-name op it says."""
@@ -310,6 +332,8 @@ class Decoder:
                 exchange=bool(ev.rename_flags & self._rename_exchange),
                 truncated=cut_short or not old or not new,
                 other_ns=bool(hdr.flags & self._other_ns),
+                seen_old=_seen_name(olddir, ev.olddir_seen_len, old),
+                seen_new=_seen_name(newdir, ev.newdir_seen_len, new),
             )
         op = self._name_ops.get(ev.op)
         if op is None:
@@ -336,6 +360,7 @@ class Decoder:
         path: str | None = None,
         hdr_flags: int = 0,
         fs_path: str | None = None,
+        seen: str = "",
     ) -> CloseEvent:
         """A CloseEvent from anything with the aggregate's fields: a roard_ev_close record,
         or a roard_fdagg map value that userspace reads when a process exits."""
@@ -361,7 +386,16 @@ class Decoder:
             path_lost=bool(hdr_flags & self._path_unknown),
             other_ns=bool(hdr_flags & self._other_ns),
             fs_path=fs_path,
+            seen=seen,
         )
+
+
+def _seen_name(base: bytes, seen_len: int, name: bytes) -> str:
+    """A syscall's name as a chrooted process saw it: resolved against the part of its
+    walked base dir below its root; "" when that walk did not pass its root."""
+    if seen_len >= len(base):
+        return ""
+    return _resolve(base[:seen_len], name)
 
 
 def _fs_path(ev: Any, tail: bytes) -> str | None:

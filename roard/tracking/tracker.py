@@ -678,7 +678,7 @@ class Tracker:
             if run is not None:
                 run.lose(1, "path deeper than the in-kernel walk, gone before it was read")
             return
-        seen = ev.path if not ev.truncated and ev.path != path else ""
+        seen = ev.seen or (ev.path if not ev.truncated and ev.path != path else "")
         opened = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created, seen)
         self._fds.set(ev.tgid, ev.fd, opened)
         proc = self._procs.get(ev.tgid)
@@ -731,7 +731,9 @@ class Tracker:
             if ev.path is not None and not ev.truncated
             else None
         )
-        seen = ev.path if path is not None and ev.path is not None and ev.path != path else ""
+        seen = ev.seen or (
+            ev.path if path is not None and ev.path is not None and ev.path != path else ""
+        )
         if path is None and announced is None:  # the process may still hold it (untag)
             path = _fd_path(ev.tgid, ev.fd, ev.ino)
         if path is None and ev.truncated and ev.path is not None:
@@ -776,7 +778,7 @@ class Tracker:
         if ev.truncated:
             run.lose(1, "a rename whose names could not be read")
             return
-        as_seen = ev
+        as_seen = dataclasses.replace(ev, old=ev.seen_old or ev.old, new=ev.seen_new or ev.new)
         ev = dataclasses.replace(
             ev,
             old=self._walked(ev.tgid, ev.old, ev.other_ns),

@@ -251,8 +251,8 @@ def test_unreadable_input_is_recorded_with_its_error(
 
 def test_chroot(roard: Roard, workdir: Path) -> None:
     """A process that chroots into a tree: its files are recorded under their host paths
-    (what roard hashes), not the paths it saw inside the chroot; also the file it renamed
-    by absolute names, and though it is gone before roard could look at /proc."""
+    (what roard hashes), with the paths it saw inside the chroot beside them; also the file
+    it renamed by absolute names, and though it is gone before roard could look at /proc."""
     root = workdir / "jail"
     (root / "data").mkdir(parents=True)
     (root / "data" / "in.txt").write_text("jailed input\n")
@@ -277,6 +277,8 @@ def test_chroot(roard: Roard, workdir: Path) -> None:
     assert outputs[str(root / "data" / "out.txt")]["hash"] == b3(root / "data" / "out.txt")
     assert "/data/in.txt" not in inputs
     assert artifacts(doc["outputs"]) == {str(root / "data" / "out.txt")}
+    assert inputs[str(root / "data" / "in.txt")]["seen_path"] == "/data/in.txt"
+    assert outputs[str(root / "data" / "out.txt")]["seen_path"] == "/data/out.txt"
 
 
 def test_private_mount_namespace(roard: Roard, workdir: Path) -> None:

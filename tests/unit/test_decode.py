@@ -35,6 +35,10 @@ def record(kind: str, tail: bytes = b"", **fields: Any) -> bytes:
     """A raw record: struct roard_ev_<kind> (header fields given flat, type filled in)
     followed by its data tail."""
     struct = ABI.structs[f"roard_ev_{kind}"]
+    # As the kernel sends them: no chroot unless a test says so.
+    for name, *_ in struct._fields_:
+        if name.endswith("seen_len"):
+            fields.setdefault(name, ABI.const("SEEN_NONE"))
     hdr = ABI.structs["roard_hdr"](
         type=ABI.const(f"EV_{kind.upper()}"),
         **{k: v for k, v in fields.items() if k in HDR_FIELDS},
@@ -310,6 +314,49 @@ def test_rename_names_are_resolved_against_their_base_dirs(decoder: Decoder) -> 
     assert isinstance(event, RenameEvent)
     assert (event.old, event.new) == ("/home/tmp/x.part", "/srv/jail/out/x")
     assert event.exchange and not event.truncated
+
+
+def test_a_chrooted_process_s_names_come_with_the_paths_it_saw(decoder: Decoder) -> None:
+    """Walks past a chrooted process's root (/srv/jail) say where they passed it: the
+    components below it are the path the process saw; the whole walk is the host path.
+    A rename's absolute name resolves from its root, a relative one from its cwd."""
+    path = b"in.txt\0data\0jail\0srv\0"
+    below_root = len(b"in.txt\0data\0")
+    opened = decoder.decode(
+        record("open", path, run_key=1, tgid=2, fd=3, path_len=len(path), seen_len=below_root)
+    )
+    assert isinstance(opened, OpenEvent)
+    assert (opened.path, opened.seen) == ("/srv/jail/data/in.txt", "/data/in.txt")
+    closed = decoder.decode(
+        record("close", path, run_key=1, tgid=2, fd=3, path_len=len(path), seen_len=below_root)
+    )
+    assert isinstance(closed, CloseEvent)
+    assert (closed.path, closed.seen) == ("/srv/jail/data/in.txt", "/data/in.txt")
+    # Not chrooted: the kernel says SEEN_NONE, or passed the root at the walk's very end.
+    for seen_len in (ABI.const("SEEN_NONE"), len(path)):
+        plain = decoder.decode(
+            record("open", path, run_key=1, tgid=2, fd=3, path_len=len(path), seen_len=seen_len)
+        )
+        assert isinstance(plain, OpenEvent) and plain.seen == ""
+    root, cwd = b"jail\0srv\0", b"data\0jail\0srv\0"
+    old, new = b"/data/x.part\0", b"x\0"
+    renamed = decoder.decode(
+        record(
+            "rename",
+            root + old + cwd + new,
+            run_key=1,
+            tgid=2,
+            olddir_len=len(root),
+            old_len=len(old),
+            newdir_len=len(cwd),
+            new_len=len(new),
+            olddir_seen_len=0,
+            newdir_seen_len=len(b"data\0"),
+        )
+    )
+    assert isinstance(renamed, RenameEvent)
+    assert (renamed.old, renamed.new) == ("/srv/jail/data/x.part", "/srv/jail/data/x")
+    assert (renamed.seen_old, renamed.seen_new) == ("/data/x.part", "/data/x")
 
 
 def test_links_unlinks_and_truncates_by_name_share_the_rename_record(decoder: Decoder) -> None:
