@@ -415,11 +415,11 @@ def load(
     if headers.how == "merged":
         os.environ["BCC_KERNEL_SOURCE"] = str(headers.path)
     btf = btf or Btf.load()
+    plan = _vfs_plan(btf, sizing.tier)  # before pinning: a refused tier leaves nothing
     src = bpf_source_dir()
     pinned = pins.prepare(state_dir, sizing, src / "include" / "roard_abi.h")
     text = program_text(src)
     start = time.monotonic()
-    plan = _vfs_plan(btf, sizing.tier)
     vfs_tiers = list(plan.tiers)
     notes = list(plan.notes)
     exit_args = sizing.io_hooks == "auto" and exit_args_available(btf)
@@ -442,6 +442,12 @@ def load(
             if exit_args:  # e.g. a kernel before 5.15 (no bpf_task_pt_regs): two handlers
                 exit_args, fallback = False, str(exc)
                 continue
+            if tier is not None:  # the tier [kernel] tier requires
+                raise KernelError(
+                    f"[kernel] tier = {tier!r}: the BPF programs with its VFS hook failed to "
+                    f"load or attach ({exc}); the compiler's or verifier's messages are "
+                    'above; set tier = "auto" to fall back to the best tier that loads'
+                ) from exc
             raise KernelError(
                 f"compiling/attaching the BPF programs failed ({exc}); the compiler's "
                 f"messages are above; headers used: {headers.path} ({headers.how})"

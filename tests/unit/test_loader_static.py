@@ -1,17 +1,22 @@
-"""Tests for the parts of roard.kernel.loader that need neither root nor bcc."""
+"""Tests for the parts of roard.kernel.loader that need neither root nor bcc (a refusing bcc
+is faked where loading itself is the subject)."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from roard.config import KernelSizing
 from roard.errors import KernelError
+from roard.kernel import loader
 from roard.kernel.abi import bpf_source_dir
-from roard.kernel.features import TRACEFS, VFS_FIELDS
+from roard.kernel.features import TRACEFS, VFS_FIELDS, VfsPlan
+from roard.kernel.headers import HeaderTree
 from roard.kernel.loader import (
     EXIT_ARG_FIELDS,
     KERNEL_FIELDS,
@@ -187,3 +192,71 @@ def test_program_text_keeps_hook_files_in_order() -> None:
     process_at = text.index("RAW_TRACEPOINT_PROBE(sched_process_fork)")
     file_at = text.index("IO_HOOK(read,")
     assert process_at < file_at
+
+
+class _OffsetsBtf:
+    """BTF that knows every field (at offset 8) and every function: the compile is faked."""
+
+    def offset(self, struct: str, field: str) -> int:
+        return 8
+
+
+@pytest.fixture
+def refusing_bcc(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[list[list[str]], list[Path]]:
+    """loader.load against a bcc whose every program is refused (a verifier or attach
+    failure), with the host probes stubbed: the cflags of each attempt, and each state dir
+    pinned."""
+    attempts: list[list[str]] = []
+    pinned: list[Path] = []
+
+    class RefusingBPF:
+        def __init__(self, text: str, cflags: list[str]) -> None:
+            attempts.append(cflags)
+            raise Exception("Failed to attach BPF program kp__security_file_permission")
+
+    bcc = type(sys)("bcc")
+    bcc.BPF = RefusingBPF  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bcc", bcc)
+    monkeypatch.setattr(loader, "ensure_tracefs", lambda: None)
+    monkeypatch.setattr(loader, "find_headers", lambda _d: HeaderTree(tmp_path, "system"))
+    monkeypatch.setattr(loader, "check_syscall_formats", lambda _events: [])
+    monkeypatch.setattr(loader, "exit_args_available", lambda _btf: True)
+    monkeypatch.setattr(loader, "kprobes_available", lambda: "")
+    monkeypatch.setattr(loader.pins, "prepare", lambda d, *_a: pinned.append(d))
+    return attempts, pinned
+
+
+def test_a_required_tier_that_fails_to_load_says_so(
+    refusing_bcc: tuple[list[list[str]], list[Path]], tmp_path: Path
+) -> None:
+    """`[kernel] tier = "kprobe"` on a host that has kprobes but refuses the program: after
+    the retry without exit-only byte movers, roard stops naming the tier and the way out,
+    not a bare compile failure."""
+    attempts, _pinned = refusing_bcc
+    plan = VfsPlan(("kprobe",), ())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loader, "vfs_plan", lambda *_a: plan)
+        with pytest.raises(KernelError) as caught:
+            loader.load(tmp_path, KernelSizing(tier="kprobe"), _OffsetsBtf())  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "[kernel] tier = 'kprobe'" in message
+    assert 'set tier = "auto"' in message
+    assert "Failed to attach" in message
+    assert len(attempts) == 2  # with and without exit-only byte movers, the hook in both
+    assert all("-DROARD_VFS_IO=1" in flags for flags in attempts)
+    assert "-DROARD_EXIT_ARGS" in attempts[0] and "-DROARD_EXIT_ARGS" not in attempts[1]
+
+
+def test_a_required_tier_the_host_lacks_is_refused_before_anything_is_pinned(
+    refusing_bcc: tuple[list[list[str]], list[Path]], tmp_path: Path
+) -> None:
+    """A tier the host cannot attach is refused before maps are pinned or anything
+    compiled: a refused start leaves nothing on bpffs."""
+    attempts, pinned = refusing_bcc
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loader, "vfs_plan", lambda *_a: VfsPlan((), ("kprobes unavailable",)))
+        with pytest.raises(KernelError, match="cannot attach it"):
+            loader.load(tmp_path, KernelSizing(tier="kprobe"), _OffsetsBtf())  # type: ignore[arg-type]
+    assert (attempts, pinned) == ([], [])
