@@ -53,8 +53,10 @@
  * mounts, and userspace maps them (roard/tracking/views.py). */
 #define ROARD_HDR_OTHER_MNTNS 32
 
-/* A walked path's *_seen_len when the walk did not pass the process's root below its
- * mount namespace's root (the process is not chrooted): the path is the one it saw. */
+/* A walked path's *_seen_len when the walk did not pass the process's root (a file
+ * outside a chroot, through a descriptor opened before). A process that is not chrooted
+ * has its namespace's root as its own: the walk passes it at its end, and seen_len is then
+ * the whole path's length. Either way the path is the one the process saw. */
 #define ROARD_SEEN_NONE 0xffff
 
 /* Loss counters (index into the per-CPU `losses` array). */

@@ -678,8 +678,7 @@ class Tracker:
             if run is not None:
                 run.lose(1, "path deeper than the in-kernel walk, gone before it was read")
             return
-        seen = ev.seen or (ev.path if not ev.truncated and ev.path != path else "")
-        opened = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created, seen)
+        opened = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created, _seen(ev, path))
         self._fds.set(ev.tgid, ev.fd, opened)
         proc = self._procs.get(ev.tgid)
         if proc is not None:
@@ -731,9 +730,7 @@ class Tracker:
             if ev.path is not None and not ev.truncated
             else None
         )
-        seen = ev.seen or (
-            ev.path if path is not None and ev.path is not None and ev.path != path else ""
-        )
+        seen = _seen(ev, path)
         if path is None and announced is None:  # the process may still hold it (untag)
             path = _fd_path(ev.tgid, ev.fd, ev.ino)
         if path is None and ev.truncated and ev.path is not None:
@@ -778,13 +775,13 @@ class Tracker:
         if ev.truncated:
             run.lose(1, "a rename whose names could not be read")
             return
-        as_seen = dataclasses.replace(ev, old=ev.seen_old or ev.old, new=ev.seen_new or ev.new)
+        seen = (ev.seen_old or ev.old, ev.seen_new or ev.new)  # as the process named them
         ev = dataclasses.replace(
             ev,
             old=self._walked(ev.tgid, ev.old, ev.other_ns),
             new=self._walked(ev.tgid, ev.new, ev.other_ns),
         )
-        self._fds.rename(ev.old, ev.new, ev.exchange, (as_seen.old, as_seen.new))
+        self._fds.rename(ev.old, ev.new, ev.exchange, seen)
         op = pb.PathChanged.OP_EXCHANGE if ev.exchange else pb.PathChanged.OP_RENAME
         self._sink.emit(
             [convert.path_changed(run.run_id, ev.tgid, op, ev.old, ev.new, self._clock())]
@@ -799,7 +796,7 @@ class Tracker:
             use.path = moves[path]
             use.prehash = None  # hashed under the old name: hash again at run end
             if use.seen:  # its new name in the namespace that renamed it, if it saw it
-                use.seen = renamed(use.seen, as_seen.old, as_seen.new, ev.exchange) or ""
+                use.seen = renamed(use.seen, *seen, ev.exchange) or ""
             replaced = run.files.get(use.path)
             if replaced is not None and not ev.exchange:
                 # The run had read what the new name held before: an in-place update.
@@ -1194,6 +1191,17 @@ def _real_uid(proc: psutil.Process) -> int | None:
         return int(proc.uids().real)
     except psutil.NoSuchProcess:
         return None
+
+
+def _seen(ev: OpenEvent | CloseEvent, walked: str | None) -> str:
+    """The path the process used for a file roard records as `walked` (the host path made
+    from the kernel's walk), when it differs: a chrooted process's (the kernel says which
+    part of the walk was below its root) or one named in another mount namespace."""
+    if ev.seen:
+        return ev.seen
+    if walked is None or ev.path is None or ev.truncated or ev.path == walked:
+        return ""
+    return ev.path
 
 
 def _fd_path(pid: int, fd: int, ino: int) -> str | None:
