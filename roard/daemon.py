@@ -415,7 +415,7 @@ class Daemon:
                 "max_fill_ratio": ring.max_ratio,
             },
             "hash": {
-                "queue": self.hasher.pending,
+                "queue": self.hasher.backlog,
                 "files_hashed": self.hasher.files_hashed,
                 "bytes_hashed": self.hasher.bytes_hashed,
                 "seconds_hashing": round(self.hasher.seconds_hashing, 3),

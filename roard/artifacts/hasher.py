@@ -8,14 +8,16 @@ a replacement, so the pool keeps its capacity and nobody waiting on the hash wai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import blake3
 import structlog
@@ -165,11 +167,25 @@ def hash_file(
     raise FileKeptChanging("kept changing while it was hashed (three tries)")
 
 
+def _regular_stamps(paths: Sequence[str]) -> dict[str, FileStamp]:
+    """lstat each path; those that are regular files now, by path."""
+    found = {}
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found[path] = FileStamp.of(st)
+    return found
+
+
 @dataclass
 class _Job:
-    path: str
-    progress: Progress | None
-    future: Future[Digest] = field(default_factory=Future)
+    what: str  # the file (or files) it is about, for the log
+    work: Callable[[_Worker], object]  # run by a pool thread under the deadline
+    progress: Progress | None = None
+    future: Future[Any] = field(default_factory=Future)
 
 
 @dataclass
@@ -202,6 +218,10 @@ class Hasher:
         self._watch_cond = threading.Condition(lock)  # the watchdog waits here
         self._watch_idle = False  # the watchdog waits with no deadline to watch
         self._queue: deque[_Job] = deque()
+        # Outputs to hash ahead, in order (a dict as an ordered set), and the one job that
+        # takes them (None: none queued or running).
+        self._ahead: dict[str, None] = {}
+        self._ahead_job: _Job | None = None
         self._workers: list[_Worker] = []
         self._closing = False
         self.pending = 0  # queued or running: the hash queue's depth
@@ -224,7 +244,56 @@ class Hasher:
         """Hash `path` in the background; the future raises Unhashed (with the reason) or
         the OSError of a file that cannot be opened, never later than the deadline after
         a worker takes it up. Bytes that must be read are reported to `progress`."""
-        job = _Job(path, progress)
+        return self._enqueue(_Job(path, lambda _me: self.digest(path, progress), progress))
+
+    @property
+    def backlog(self) -> int:
+        """Files and jobs waiting or being hashed (the status's hash queue)."""
+        return self.pending + len(self._ahead)
+
+    def ahead(self, path: str) -> None:
+        """Hash `path` when a worker is free, for the cache only: an output a running job
+        closed, which the cache then answers for at run end if it is unchanged. One job
+        takes all such files in turn, without a future or a wakeup each (a job's thousands
+        of small outputs, queued one job each, kept the pool busy waking up)."""
+        with self._cond:
+            if self._closing:
+                return
+            self._ahead[path] = None
+            if self._ahead_job is not None and not self._ahead_job.future.done():
+                return
+            self._ahead_job = job = _Job("outputs hashed ahead", self._hash_ahead)
+        self._enqueue(job)
+
+    def _hash_ahead(self, me: _Worker) -> None:
+        """The ahead job: hash the queued outputs one by one, each under its own deadline.
+        A file that cannot be hashed now is hashed (or found unhashable) again at run end."""
+        while True:
+            with self._cond:
+                if me.written_off or me.job is None:
+                    return  # abandoned at a deadline: a later ahead() queues a new job
+                if not self._ahead or self._closing:
+                    self._ahead_job = None
+                    return
+                path = next(iter(self._ahead))
+                del self._ahead[path]
+                me.job.what = path
+                me.deadline = time.monotonic() + self.limits.timeout_seconds
+            with contextlib.suppress(OSError):
+                self.digest(path)
+
+    def cached(self, stamp: FileStamp) -> str | None:
+        """The hash the cache holds for exactly this stamp, if any."""
+        return self._cache.get(stamp)
+
+    def stamps(self, paths: Sequence[str]) -> Future[dict[str, FileStamp]]:
+        """The stamps of those of `paths` that are regular files now: one lstat each, all in
+        one pool job under one deadline (a finalization checks thousands of outputs hashed
+        ahead this way, instead of queueing a job per file)."""
+        what = f"{len(paths)} files from {paths[0]}" if paths else "no files"
+        return self._enqueue(_Job(what, lambda _me: _regular_stamps(paths)))
+
+    def _enqueue(self, job: _Job) -> Future[Any]:
         job.future.add_done_callback(self._done)
         with self._cond:
             self.pending += 1
@@ -287,9 +356,9 @@ class Hasher:
             if refused:
                 self._settle(job, self._stuck_error())
                 continue
-            outcome: Digest | Exception
+            outcome: object
             try:
-                outcome = self.digest(job.path, job.progress)
+                outcome = job.work(me)
             except Exception as exc:
                 outcome = exc
             with self._cond:
@@ -298,7 +367,7 @@ class Hasher:
                 if abandoned:
                     self.stuck -= 1
             if abandoned:  # its file was settled at the deadline; a replacement runs
-                log.info("a written-off hash thread returned", path=job.path)
+                log.info("a written-off hash thread returned", path=job.what)
                 return
             self._settle(job, outcome)
 
@@ -310,7 +379,7 @@ class Hasher:
         )
 
     @staticmethod
-    def _settle(job: _Job, outcome: Digest | Exception) -> None:
+    def _settle(job: _Job, outcome: object) -> None:
         """Resolve a job's future (outside the lock: its callbacks take it)."""
         if job.progress is not None:
             job.progress.file_done()
@@ -343,7 +412,7 @@ class Hasher:
             for job in expired:
                 log.warning(
                     "hash abandoned at its deadline; its thread is written off",
-                    path=job.path,
+                    path=job.what,
                     timeout_seconds=self.limits.timeout_seconds,
                     stuck_threads=self.stuck,
                 )
@@ -367,6 +436,7 @@ class Hasher:
             self._closing = True
             dropped = list(self._queue)
             self._queue.clear()
+            self._ahead.clear()
             self._cond.notify_all()
             self._watch_cond.notify_all()
         for job in dropped:

@@ -25,9 +25,6 @@ class FileUse:
     read: bool = False
     written: bool = False
     consumed: Future[Digest] | None = None  # hash taken when the run finished reading it
-    # An output hashed after its last close, ahead of run end; the hash cache makes it count
-    # at finalization only if the file is still unchanged then.
-    prehash: Future[Digest] | None = None
     # The run linked this name to another: its content may live on under that name, so
     # the name gone at run end is no deleted file.
     linked: bool = False

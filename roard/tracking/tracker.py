@@ -25,6 +25,7 @@ from roard import procfs
 from roard.artifacts import datasets
 from roard.artifacts.classify import ARTIFACT, classify, interpreted_script
 from roard.artifacts.filesystems import Locator, SharedRules
+from roard.artifacts.hashcache import FileStamp
 from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
 from roard.config import ClassifyRules, DatasetsConfig
 from roard.context.environment import (
@@ -754,8 +755,7 @@ class Tracker:
         if file.changed_by_open or ev.wbytes or ev.mmap_shared_write or ev.resized or ev.vfs_write:
             use.written = True
             # Hash ahead, while the job runs: at run end the cache answers if unchanged.
-            if use.prehash is None or use.prehash.done():
-                use.prehash = self._hasher.submit(file.path)
+            self._hasher.ahead(file.path)
         if ev.rbytes or ev.mmap_read or ev.vfs_read:
             use.read = True
             if not use.written:
@@ -794,7 +794,6 @@ class Tracker:
         taken = {path: run.files.pop(path) for path in moves}
         for path, use in taken.items():
             use.path = moves[path]
-            use.prehash = None  # hashed under the old name: hash again at run end
             if use.seen:  # its new name in the namespace that renamed it, if it saw it
                 use.seen = renamed(use.seen, *seen, ev.exchange) or ""
             replaced = run.files.get(use.path)
@@ -824,7 +823,6 @@ class Tracker:
             run.use(ev.path, 0, 0).linked = True
         use = run.use(ev.new or ev.path, 0, 0)
         use.written = True
-        use.prehash = None
 
     def _on_fork(self, run: Run, ev: ForkEvent) -> None:
         known = self._procs.get(ev.tgid)
@@ -1045,15 +1043,10 @@ class Tracker:
             for use in sorted(run.files.values(), key=lambda u: u.path)
             if use.written or use.read
         ]
-        # Inputs as consumed; outputs as left now: the pool answers from the cache when
-        # hashed ahead and unchanged since. Even the stat runs in the pool, under the
+        # Inputs as consumed; outputs as left now. Even the stat runs in the pool, under the
         # hash deadline: on a hung mount it would block this thread for ever.
-        digests = {
-            use.path: use.consumed
-            if not use.written and use.consumed is not None
-            else self._hasher.submit(use.path, run.progress)
-            for use in chosen
-        }
+        left = self._stamps([use.path for use in chosen if use.written])
+        digests = {use.path: self._final_hash(use, left, run) for use in chosen}
         records: list[pb.Record] = []
         probed = []  # read and hashed: on a mount that answers (the probes stat around it)
         members: dict[bool, list[datasets.Member]] = {False: [], True: []}  # by written
@@ -1092,6 +1085,29 @@ class Tracker:
             records.append(convert.loss_notice(run.run_id, run.lost_events, reasons, now, "final"))
         records.append(convert.run_finished(run, now))
         return records
+
+    def _stamps(self, paths: list[str]) -> dict[str, FileStamp]:
+        """The stamps of those of `paths` that are regular files now, from one pool job;
+        none when it failed (each file is then asked about on its own)."""
+        if not paths:
+            return {}
+        try:
+            return self._hasher.stamps(paths).result()
+        except OSError:
+            return {}
+
+    def _final_hash(
+        self, use: FileUse, left: dict[str, FileStamp], run: Run
+    ) -> Future[Digest] | Digest:
+        """A file's hash for the run's record: an input's as consumed; an output's from the
+        cache if hashed ahead as it is now (`left`: its stamp now), else from the pool."""
+        if not use.written and use.consumed is not None:
+            return use.consumed
+        stamp = left.get(use.path)
+        found = self._hasher.cached(stamp) if stamp is not None else None
+        if stamp is not None and found is not None:
+            return Digest(use.path, found, stamp)
+        return self._hasher.submit(use.path, run.progress)
 
     def _deleted_input(self, run: Run, use: FileUse, kind: str, now: float) -> list[pb.Record]:
         """The input record of a file the run read and then deleted: its content as
@@ -1222,10 +1238,12 @@ def _member(path: str, outcome: Digest | Unhashed) -> datasets.Member:
     return datasets.Member(path, "", outcome.size, str(outcome))
 
 
-def _outcome(future: Future[Digest]) -> Digest | Unhashed | None:
+def _outcome(found: Future[Digest] | Digest) -> Digest | Unhashed | None:
     """A hash, or why there is none; None for a file that is simply gone (deleted)."""
+    if isinstance(found, Digest):
+        return found
     try:
-        return future.result()
+        return found.result()
     except FileNotFoundError:
         return None
     except Unhashed as exc:

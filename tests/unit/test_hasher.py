@@ -324,6 +324,70 @@ def test_a_file_that_hangs_after_the_pool_was_idle_still_meets_its_deadline(
         hasher.close()
 
 
+def test_outputs_hashed_ahead_are_answered_by_the_cache(
+    cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files queued with ahead() are hashed in turn by one job (not a job each), into the
+    cache: cached() answers for each as it is; a file changed since is not answered for."""
+    hasher = Hasher(cache, workers=2)
+    jobs = []
+    real_enqueue = hasher._enqueue
+
+    def counting(job: object) -> object:
+        jobs.append(job)
+        return real_enqueue(job)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hasher, "_enqueue", counting)
+    try:
+        files = [tmp_path / f"out{i}" for i in range(300)]
+        for i, f in enumerate(files):
+            f.write_bytes(b"output %d" % i)
+        with hasher._cond:  # no worker takes the job before all are queued
+            for f in files:
+                hasher.ahead(str(f))
+        assert wait_for(lambda: hasher.backlog == 0)
+        assert len(jobs) == 1
+        stamps = hasher.stamps([str(f) for f in files]).result(60)
+        assert [hasher.cached(stamps[str(f)]) for f in files] == [
+            b3(b"output %d" % i) for i in range(300)
+        ]
+        files[0].write_bytes(b"changed after")
+        assert hasher.cached(FileStamp.of(os.lstat(files[0]))) is None
+    finally:
+        hasher.close()
+
+
+def test_stamps_are_those_of_regular_files_now(hasher: Hasher, tmp_path: Path) -> None:
+    """stamps() lstats in the pool: gone paths, directories and symlinks have none."""
+    (tmp_path / "file").write_bytes(b"x")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    names = ["file", "dir", "link", "gone"]
+    stamps = hasher.stamps([str(tmp_path / n) for n in names]).result(60)
+    assert stamps == {str(tmp_path / "file"): FileStamp.of(os.lstat(tmp_path / "file"))}
+
+
+def test_a_hung_output_hashed_ahead_leaves_the_others_hashed(
+    cache: HashCache, tmp_path: Path, hang: Callable[[Path], None]
+) -> None:
+    """The ahead job gives each file its own deadline: one that hangs is abandoned (its
+    thread written off), and outputs queued after it are still hashed by a new job."""
+    hasher = Hasher(cache, workers=1, limits=HashLimits(timeout_seconds=0.5))
+    try:
+        stuck, after = tmp_path / "stuck", tmp_path / "after"
+        stuck.write_bytes(b"on a dead mount")
+        after.write_bytes(b"local")
+        hang(stuck)
+        hasher.ahead(str(stuck))
+        assert wait_for(lambda: hasher.timeouts == 1)
+        hasher.ahead(str(after))
+        assert wait_for(lambda: hasher.cached(FileStamp.of(os.lstat(after))) is not None)
+        assert hasher.cached(FileStamp.of(os.lstat(after))) == b3(b"local")
+        assert hasher.cached(FileStamp.of(os.lstat(stuck))) is None
+    finally:
+        hasher.close()
+
+
 def test_abandoned_thread_that_returns_leaves_the_pool_whole(
     cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
