@@ -9,6 +9,7 @@ a replacement, so the pool keeps its capacity and nobody waiting on the hash wai
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import stat
 import threading
@@ -30,6 +31,13 @@ log = structlog.get_logger("roard.hasher")
 # Below this size one thread is fastest; above it blake3 spreads each chunk over all cores.
 _MULTITHREAD_BYTES = 16 << 20
 _CHUNK = 16 << 20
+# A worker hashing a file this large steps aside: queued files wake another worker
+# rather than wait for it (an input must be hashed soon after it was read).
+_LONG_HASH_BYTES = 1 << 20
+# A queue longer than this per busy worker wakes one more.
+_QUEUE_PER_WORKER = 32
+# A worker this long on one file (a slow or hung mount) leaves the queue to another.
+_NUDGE_SECONDS = 0.05
 # Files smaller than that are read in pieces of their own size, at least this: /proc and
 # /sys files report size 0, and a sysctl read larger than the kernel can kmalloc fails
 # with ENOMEM.
@@ -196,6 +204,8 @@ class _Worker:
     job: _Job | None = None
     deadline: float = 0.0
     written_off: bool = False
+    idle: bool = False  # waiting for a job
+    aside: bool = False  # on a long hash: the queue should not wait for it
 
 
 class Hasher:
@@ -217,7 +227,9 @@ class Hasher:
         self._cond = threading.Condition(lock)  # workers wait here for files
         self._watch_cond = threading.Condition(lock)  # the watchdog waits here
         self._watch_idle = False  # the watchdog waits with no deadline to watch
+        self._watch_until = math.inf  # when it wakes next
         self._queue: deque[_Job] = deque()
+        self._woken = 0  # workers notified that have not taken up the queue yet
         # Outputs to hash ahead, in order (a dict as an ordered set), and the one job that
         # takes them (None: none queued or running).
         self._ahead: dict[str, None] = {}
@@ -244,7 +256,7 @@ class Hasher:
         """Hash `path` in the background; the future raises Unhashed (with the reason) or
         the OSError of a file that cannot be opened, never later than the deadline after
         a worker takes it up. Bytes that must be read are reported to `progress`."""
-        return self._enqueue(_Job(path, lambda _me: self.digest(path, progress), progress))
+        return self._enqueue(_Job(path, lambda me: self.digest(path, progress, me), progress))
 
     @property
     def backlog(self) -> int:
@@ -280,7 +292,7 @@ class Hasher:
                 me.job.what = path
                 me.deadline = time.monotonic() + self.limits.timeout_seconds
             with contextlib.suppress(OSError):
-                self.digest(path)
+                self.digest(path, worker=me)
 
     def cached(self, stamp: FileStamp) -> str | None:
         """The hash the cache holds for exactly this stamp, if any."""
@@ -299,7 +311,11 @@ class Hasher:
             self.pending += 1
             if not self._closing:
                 self._queue.append(job)
-                self._cond.notify()
+                if not self._wake() and self._watch_until > time.monotonic() + _NUDGE_SECONDS:
+                    # Nobody was woken for it: the watchdog wakes someone if the workers on
+                    # the queue stay on their files (a hung mount) past _NUDGE_SECONDS.
+                    self._watch_until = 0.0
+                    self._watch_cond.notify()
                 return job.future
         self._settle(job, HashersStuck("not hashed: the daemon is stopping"))
         return job.future
@@ -308,9 +324,12 @@ class Hasher:
         with self._cond:
             self.pending -= 1
 
-    def digest(self, path: str, progress: Progress | None = None) -> Digest:
+    def digest(
+        self, path: str, progress: Progress | None = None, worker: _Worker | None = None
+    ) -> Digest:
         """Hash `path` now, in the caller's thread and without a deadline (the pool's
-        workers call this under theirs). The cache answers for an unchanged file."""
+        workers call this under theirs, naming themselves). The cache answers for an
+        unchanged file."""
         stamp = _checked(os.lstat(path), self.limits.max_bytes)
         found = self._cache.get(stamp)
         if found is not None:
@@ -318,7 +337,14 @@ class Hasher:
         if progress is not None:
             progress.expect(stamp.size)
         started = time.monotonic()
-        digest, stamp = hash_file(path, progress, self.limits.max_bytes)
+        aside = worker is not None and stamp.size >= _LONG_HASH_BYTES
+        if aside:
+            self._step_aside(worker, True)
+        try:
+            digest, stamp = hash_file(path, progress, self.limits.max_bytes)
+        finally:
+            if aside:
+                self._step_aside(worker, False)
         spent = time.monotonic() - started
         self._cache.put(stamp, digest)
         with self._cond:  # workers finish concurrently
@@ -326,6 +352,34 @@ class Hasher:
             self.files_hashed += 1
             self.seconds_hashing += spent
         return Digest(path, digest, stamp)
+
+    def _step_aside(self, worker: _Worker | None, aside: bool) -> None:
+        """A worker starts (or ends) a long hash: queued files should not wait for it."""
+        with self._cond:
+            if worker is not None:
+                worker.aside = aside
+            self._wake()
+
+    def _wake(self) -> bool:
+        """Wake an idle worker if the queue needs one (called with the lock held): when no
+        worker is taking it, or it is longer than the ones taking it clear in a moment. A
+        worker on a long hash, or on one file for _NUDGE_SECONDS, is not taking it. One
+        worker takes a stream of small files best: more would only contend for the GIL.
+        True when one was woken."""
+        if not self._queue:
+            return False
+        recent = time.monotonic() - _NUDGE_SECONDS + self.limits.timeout_seconds
+        idle = sum(1 for w in self._workers if w.idle)
+        active = self._woken + sum(
+            1
+            for w in self._workers
+            if not w.idle and not w.aside and (w.job is None or w.deadline > recent)
+        )
+        if idle > self._woken and (active == 0 or len(self._queue) > active * _QUEUE_PER_WORKER):
+            self._woken += 1
+            self._cond.notify()
+            return True
+        return False
 
     def _spawn(self) -> None:
         """Start one pool thread (called with the lock held, or before any thread runs)."""
@@ -340,7 +394,10 @@ class Hasher:
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
+                    me.idle = True
                     self._cond.wait()
+                    me.idle = False
+                    self._woken = max(0, self._woken - 1)
                 if not self._queue:
                     self._workers.remove(me)
                     self._watch_cond.notify()  # the watchdog exits after the last one
@@ -406,9 +463,14 @@ class Hasher:
                         if not self._closing:
                             self._spawn()
                 if not expired:
+                    self._wake()  # workers long on one file no longer count as taking the queue
                     deadlines = [w.deadline for w in self._workers if w.job is not None]
+                    wait = min(deadlines) - now if deadlines else None
+                    if self._queue and any(w.idle for w in self._workers):
+                        wait = _NUDGE_SECONDS if wait is None else min(wait, _NUDGE_SECONDS)
                     self._watch_idle = not deadlines
-                    self._watch_cond.wait(min(deadlines) - now if deadlines else None)
+                    self._watch_until = math.inf if wait is None else now + wait
+                    self._watch_cond.wait(wait)
             for job in expired:
                 log.warning(
                     "hash abandoned at its deadline; its thread is written off",

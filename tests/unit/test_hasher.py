@@ -388,6 +388,25 @@ def test_a_hung_output_hashed_ahead_leaves_the_others_hashed(
         hasher.close()
 
 
+def test_a_file_queued_behind_a_hung_one_is_hashed_long_before_the_deadline(
+    cache: HashCache, tmp_path: Path, hang: Callable[[Path], None]
+) -> None:
+    """A queued file wakes a second worker only when needed; a worker that stays on one file
+    (a hung mount) does not count, so the next file is not held until the deadline."""
+    hasher = Hasher(cache, workers=2, limits=HashLimits(timeout_seconds=5))
+    try:
+        stuck, fine = tmp_path / "stuck", tmp_path / "fine"
+        stuck.write_bytes(b"on a dead mount")
+        fine.write_bytes(b"local")
+        hang(stuck)
+        blocked = hasher.submit(str(stuck))
+        assert wait_for(blocked.running)
+        assert hasher.submit(str(fine)).result(4).hash == b3(b"local")
+        assert not blocked.done()
+    finally:
+        hasher.close()
+
+
 def test_abandoned_thread_that_returns_leaves_the_pool_whole(
     cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
