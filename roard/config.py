@@ -12,11 +12,11 @@ from typing import Any
 from roard.artifacts.datasets import DEFAULT_MIN_FILES
 from roard.artifacts.filesystems import DEFAULT_SHARED_FSTYPES, SharedRules
 from roard.context.environment import DEFAULT_SECRET_NAMES, DEFAULT_SECRET_VALUES, Redactor
+from roard.control.address import DEFAULT_SOCKET
 from roard.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/roard/roard.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/roard")
-DEFAULT_SOCKET = Path("/run/roard/roard.sock")
 
 
 IO_HOOKS = ("auto", "entry+exit")
@@ -379,9 +379,3 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Con
     if env.get("ROARD_SOCKET"):
         config = replace(config, socket=Path(env["ROARD_SOCKET"]))
     return config
-
-
-def socket_path(flag: str | None = None, environ: dict[str, str] | None = None) -> Path:
-    """The control socket roarctl talks to: flag, then ROARD_SOCKET, then the default."""
-    env = os.environ if environ is None else environ
-    return Path(flag or env.get("ROARD_SOCKET") or DEFAULT_SOCKET)

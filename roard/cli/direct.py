@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from roard.collector.filters import RunFilter
-from roard.collector.transport import CollectorTarget, TlsFiles, check_address
 from roard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from roard.collector.transport import CollectorTarget
 
 
 class Queries(Protocol):
@@ -39,6 +41,9 @@ def direct_target(
     address = address or os.environ.get("ROARD_COLLECTOR") or None
     if address is None:
         return None
+    # Imported here: roarctl loads this module for every command, and most ask the daemon.
+    from roard.collector.transport import CollectorTarget, TlsFiles, check_address
+
     token_path = token_file or (
         Path(os.environ["ROARD_TOKEN_FILE"]) if os.environ.get("ROARD_TOKEN_FILE") else None
     )

@@ -18,8 +18,8 @@ from roard.cli import render
 from roard.cli.common import print_json, run_main
 from roard.cli.direct import DirectQueries, Queries, direct_target
 from roard.collector.filters import RunFilter
-from roard.config import socket_path
 from roard.context.trackers import parse_links
+from roard.control.address import socket_path
 from roard.control.client import ControlClient, JoinSpec
 from roard.errors import DaemonUnavailable, NotFound, RoardError, UsageError
 from roard.times import parse_time

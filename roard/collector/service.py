@@ -27,7 +27,6 @@ from roard.collector import export
 from roard.collector.scopes import DEFAULT_PROJECT, Principal, Viewer, viewer_of
 from roard.collector.storage import LineageStore, RunFilter
 from roard.collector.transport import (
-    MAX_MESSAGE_BYTES,
     TOKEN_HEADER,
     Credentials,
     TlsFiles,
@@ -37,8 +36,8 @@ from roard.collector.transport import (
 )
 from roard.control.errors import status_code
 from roard.errors import ConfigError, RoardError, UsageError
+from roard.v1 import MAX_MESSAGE_BYTES, collector_pb2_grpc, records_pb2
 from roard.v1 import collector_pb2 as pb
-from roard.v1 import collector_pb2_grpc, records_pb2
 
 log = structlog.get_logger("roard.collector")
 

@@ -19,10 +19,8 @@ import grpc
 from roard.collector.scopes import DEFAULT_PROJECT, Principal
 from roard.config import CollectorConfig
 from roard.errors import ConfigError
+from roard.v1 import MAX_MESSAGE_BYTES
 
-# Large enough for a full batch of records with long paths and argv; anything bigger is
-# rejected by gRPC itself before it reaches the service.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 TOKEN_HEADER = "authorization"
 _MIN_TOKEN = 16
 _PROJECT = re.compile(r"[A-Za-z0-9._-]+")

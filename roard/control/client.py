@@ -11,11 +11,10 @@ from typing import Any
 import grpc
 
 from roard.collector.filters import RunFilter
-from roard.collector.transport import MAX_MESSAGE_BYTES
 from roard.control.errors import from_status
 from roard.errors import DaemonUnavailable
+from roard.v1 import MAX_MESSAGE_BYTES, control_pb2_grpc
 from roard.v1 import control_pb2 as pb
-from roard.v1 import control_pb2_grpc
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from roard.artifacts.classify import (
     classify,
     interpreted_script,
 )
-from roard.config import ClassifyRules, Config, HashLimits, load, parse, socket_path
+from roard.config import ClassifyRules, Config, HashLimits, load, parse
+from roard.control.address import socket_path
 from roard.errors import ConfigError
 
 VALID = """
