@@ -266,6 +266,15 @@ def hang(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
     release.set()
 
 
+def hung_and_fine(tmp_path: Path, hang: Callable[[Path], None]) -> tuple[Path, Path]:
+    """A file whose reads hang ("on a dead mount") and one that reads fine ("local")."""
+    stuck, fine = tmp_path / "stuck", tmp_path / "fine"
+    stuck.write_bytes(b"on a dead mount")
+    fine.write_bytes(b"local")
+    hang(stuck)
+    return stuck, fine
+
+
 def wait_for(condition: Callable[[], bool]) -> bool:
     """Poll generously (a loaded CI machine) until `condition` holds."""
     done = threading.Event()
@@ -283,10 +292,7 @@ def test_hung_file_is_abandoned_at_the_deadline_and_its_worker_replaced(
     the blocked thread is written off and a new one hashes the next file (one worker)."""
     hasher = Hasher(cache, workers=1, limits=HashLimits(timeout_seconds=0.5))
     try:
-        stuck, fine = tmp_path / "stuck", tmp_path / "fine"
-        stuck.write_bytes(b"on a dead mount")
-        fine.write_bytes(b"local")
-        hang(stuck)
+        stuck, fine = hung_and_fine(tmp_path, hang)
         progress = HashProgress()
         with pytest.raises(HashTimedOut, match=r"hash_timeout_seconds \(0.5 s\)"):
             hasher.submit(str(stuck), progress).result(60)
@@ -374,10 +380,7 @@ def test_a_hung_output_hashed_ahead_leaves_the_others_hashed(
     thread written off), and outputs queued after it are still hashed by a new job."""
     hasher = Hasher(cache, workers=1, limits=HashLimits(timeout_seconds=0.5))
     try:
-        stuck, after = tmp_path / "stuck", tmp_path / "after"
-        stuck.write_bytes(b"on a dead mount")
-        after.write_bytes(b"local")
-        hang(stuck)
+        stuck, after = hung_and_fine(tmp_path, hang)
         hasher.ahead(str(stuck))
         assert wait_for(lambda: hasher.timeouts == 1)
         hasher.ahead(str(after))
@@ -395,10 +398,7 @@ def test_a_file_queued_behind_a_hung_one_is_hashed_long_before_the_deadline(
     (a hung mount) does not count, so the next file is not held until the deadline."""
     hasher = Hasher(cache, workers=2, limits=HashLimits(timeout_seconds=5))
     try:
-        stuck, fine = tmp_path / "stuck", tmp_path / "fine"
-        stuck.write_bytes(b"on a dead mount")
-        fine.write_bytes(b"local")
-        hang(stuck)
+        stuck, fine = hung_and_fine(tmp_path, hang)
         blocked = hasher.submit(str(stuck))
         assert wait_for(blocked.running)
         assert hasher.submit(str(fine)).result(4).hash == b3(b"local")
