@@ -15,7 +15,7 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -226,8 +226,7 @@ class Hasher:
         lock = threading.RLock()
         self._cond = threading.Condition(lock)  # workers wait here for files
         self._watch_cond = threading.Condition(lock)  # the watchdog waits here
-        self._watch_idle = False  # the watchdog waits with no deadline to watch
-        self._watch_until = math.inf  # when it wakes next
+        self._watch_until = math.inf  # when the watchdog wakes next (inf: when notified)
         self._queue: deque[_Job] = deque()
         self._woken = 0  # workers notified that have not taken up the queue yet
         # Outputs to hash ahead, in order (a dict as an ordered set), and the one job that
@@ -311,11 +310,10 @@ class Hasher:
             self.pending += 1
             if not self._closing:
                 self._queue.append(job)
-                if not self._wake() and self._watch_until > time.monotonic() + _NUDGE_SECONDS:
+                if not self._wake():
                     # Nobody was woken for it: the watchdog wakes someone if the workers on
                     # the queue stay on their files (a hung mount) past _NUDGE_SECONDS.
-                    self._watch_until = 0.0
-                    self._watch_cond.notify()
+                    self._watch_by(time.monotonic() + _NUDGE_SECONDS)
                 return job.future
         self._settle(job, HashersStuck("not hashed: the daemon is stopping"))
         return job.future
@@ -337,14 +335,13 @@ class Hasher:
         if progress is not None:
             progress.expect(stamp.size)
         started = time.monotonic()
-        aside = worker is not None and stamp.size >= _LONG_HASH_BYTES
-        if aside:
-            self._step_aside(worker, True)
-        try:
+        long_hash = (
+            self._aside(worker)
+            if worker is not None and stamp.size >= _LONG_HASH_BYTES
+            else contextlib.nullcontext()
+        )
+        with long_hash:
             digest, stamp = hash_file(path, progress, self.limits.max_bytes)
-        finally:
-            if aside:
-                self._step_aside(worker, False)
         spent = time.monotonic() - started
         self._cache.put(stamp, digest)
         with self._cond:  # workers finish concurrently
@@ -353,12 +350,17 @@ class Hasher:
             self.seconds_hashing += spent
         return Digest(path, digest, stamp)
 
-    def _step_aside(self, worker: _Worker | None, aside: bool) -> None:
-        """A worker starts (or ends) a long hash: queued files should not wait for it."""
+    @contextlib.contextmanager
+    def _aside(self, worker: _Worker) -> Iterator[None]:
+        """While `worker` is on a long hash, queued files do not wait for it."""
         with self._cond:
-            if worker is not None:
-                worker.aside = aside
+            worker.aside = True
             self._wake()
+        try:
+            yield
+        finally:
+            with self._cond:
+                worker.aside = False
 
     def _wake(self) -> bool:
         """Wake an idle worker if the queue needs one (called with the lock held): when no
@@ -380,6 +382,13 @@ class Hasher:
             self._cond.notify()
             return True
         return False
+
+    def _watch_by(self, when: float) -> None:
+        """Have the watchdog wake by `when` (called with the lock held): notified only if it
+        would sleep past it (a new deadline is never earlier than those it watches)."""
+        if self._watch_until > when:
+            self._watch_until = when
+            self._watch_cond.notify()
 
     def _spawn(self) -> None:
         """Start one pool thread (called with the lock held, or before any thread runs)."""
@@ -407,9 +416,7 @@ class Hasher:
                 refused = self.refusing
                 if not refused:
                     me.job, me.deadline = job, time.monotonic() + self.limits.timeout_seconds
-                    if self._watch_idle:  # later deadlines wait for the earliest one's wakeup
-                        self._watch_idle = False
-                        self._watch_cond.notify()
+                    self._watch_by(me.deadline)
             if refused:
                 self._settle(job, self._stuck_error())
                 continue
@@ -468,7 +475,6 @@ class Hasher:
                     wait = min(deadlines) - now if deadlines else None
                     if self._queue and any(w.idle for w in self._workers):
                         wait = _NUDGE_SECONDS if wait is None else min(wait, _NUDGE_SECONDS)
-                    self._watch_idle = not deadlines
                     self._watch_until = math.inf if wait is None else now + wait
                     self._watch_cond.wait(wait)
             for job in expired:

@@ -1104,8 +1104,7 @@ class Tracker:
         if not use.written and use.consumed is not None:
             return use.consumed
         stamp = left.get(use.path)
-        found = self._hasher.cached(stamp) if stamp is not None else None
-        if stamp is not None and found is not None:
+        if stamp is not None and (found := self._hasher.cached(stamp)) is not None:
             return Digest(use.path, found, stamp)
         return self._hasher.submit(use.path, run.progress)
 
