@@ -92,7 +92,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	u8 *data = s->buf + sizeof(*ev);
 	fill_hdr(&ev->hdr, ROARD_EV_EXEC, run_key);
 	ev->start_boottime_ns = start_boottime(task);
-	ev->ppid = rd_u32(rd_u64(task, OFF_TASK_STRUCT_REAL_PARENT), OFF_TASK_STRUCT_TGID);
+	ev->ppid = parent_tgid(task);
 	ev->uid = (u32)bpf_get_current_uid_gid();
 
 	s->pos = 0;

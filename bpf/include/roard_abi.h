@@ -211,6 +211,8 @@ struct roard_ev_rename {
 struct roard_ev_cgroup_join {
 	struct roard_hdr hdr;
 	__u64 start_boottime_ns;
+	__u32 ppid; /* these two describe it if it is gone before userspace reads /proc */
+	__u32 uid;  /* real uid */
 };
 
 /* Key and value of the tagged-cgroups map: a cgroup by (hierarchy id, kernfs node id; the

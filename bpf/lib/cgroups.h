@@ -40,7 +40,7 @@ static __always_inline bool may_join(struct roard_cgroup_tag *tag, u64 task)
 {
 	if (tag->flags & ROARD_CGTAG_ANY_UID)
 		return true;
-	return rd_u32(rd_u64(task, OFF_TASK_STRUCT_REAL_CRED), OFF_CRED_UID) == tag->uid;
+	return real_uid(task) == tag->uid;
 }
 
 /* `task` entered cgroup `cgrp`: if that or an ancestor is tagged, its process joins the
@@ -66,6 +66,8 @@ static __always_inline void join_tagged_cgroup(u64 cgrp, u64 task)
 	ev->hdr.tgid = tgid; /* the process that entered, not the one that moved it */
 	ev->hdr.pid = tgid;
 	ev->start_boottime_ns = start_boottime(task);
+	ev->ppid = parent_tgid(task);
+	ev->uid = real_uid(task);
 	submit(s, sizeof(*ev), 0, ROARD_LOSS_RINGBUF_PROC, run_key, true);
 }
 

@@ -163,6 +163,18 @@ static __always_inline u64 start_boottime(u64 task)
 	return rd_u64(rd_u64(task, OFF_TASK_STRUCT_GROUP_LEADER), OFF_TASK_STRUCT_START_BOOTTIME);
 }
 
+/* A task's parent process (its real parent: not a ptrace tracer). */
+static __always_inline u32 parent_tgid(u64 task)
+{
+	return rd_u32(rd_u64(task, OFF_TASK_STRUCT_REAL_PARENT), OFF_TASK_STRUCT_TGID);
+}
+
+/* A task's real uid (not the effective one a setuid program has): whose process it is. */
+static __always_inline u32 real_uid(u64 task)
+{
+	return rd_u32(rd_u64(task, OFF_TASK_STRUCT_REAL_CRED), OFF_CRED_UID);
+}
+
 #ifdef ROARD_EXIT_ARGS
 /* Argument `i` (0-2) of the syscall the current task is leaving: the kernel keeps the
  * user registers it entered with (x86_64: di, si, dx; offsets from BTF), so an exit

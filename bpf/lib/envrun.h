@@ -96,7 +96,7 @@ static __always_inline u64 start_env_run(u32 tgid)
 	if (n == ROARD_ENV_ENTRY_MAX)
 		ev->hdr.flags |= ROARD_HDR_VALUE_TRUNCATED;
 	ev->start_boottime_ns = start_boottime(task);
-	ev->ppid = rd_u32(rd_u64(task, OFF_TASK_STRUCT_REAL_PARENT), OFF_TASK_STRUCT_TGID);
+	ev->ppid = parent_tgid(task);
 	ev->uid = (u32)bpf_get_current_uid_gid(); /* the real uid, even for a setuid program */
 	ev->entry_len = n - 1;
 	/* Unannounced, the run would be unknown to userspace: leave the process untracked

@@ -140,6 +140,8 @@ class CgroupJoinEvent:
     run_key: int
     tgid: int
     start_ns: int
+    ppid: int
+    uid: int  # real uid
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ class Decoder:
                 env_truncated=env_truncated,
             )
         if etype == self._ev["CGROUP_JOIN"]:
-            return CgroupJoinEvent(hdr.run_key, hdr.tgid, ev.start_boottime_ns)
+            return CgroupJoinEvent(hdr.run_key, hdr.tgid, ev.start_boottime_ns, ev.ppid, ev.uid)
         if etype == self._ev["EXIT"]:
             return ExitEvent(hdr.run_key, hdr.tgid, ev.start_boottime_ns, ev.exit_code)
         if etype == self._ev["ENV_RUN"]:

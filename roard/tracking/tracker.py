@@ -847,7 +847,9 @@ class Tracker:
 
     def _on_cgroup_join(self, run: Run, ev: CgroupJoinEvent) -> None:
         """A process moved into the run's cgroup: the kernel tracks it already; adopt it
-        as `tag` does (exe, argv, cwd from /proc)."""
+        as `tag` does (exe, argv, cwd from /proc). One that exited before this was handled
+        (a short job step) is recorded with what the event says: its file events and its
+        exit follow this event in the ring."""
         ticks = ticks_from_ns(ev.start_ns)
         known = self._procs.get(ev.tgid)
         if known is not None and known.start_ticks == ticks and known.run_id == run.run_id:
@@ -857,12 +859,21 @@ class Tracker:
             same = start_ticks(proc) == ticks
         except psutil.NoSuchProcess:
             same = False
-        if not same:  # it exited (and its pid may be reused) before this was handled
-            self._kernel.untrack(ev.tgid, run.key)
-            return
-        adopted = self._adopt(run, proc, self._clock())
+        adopted = self._adopt(run, proc, self._clock()) if same else None
         if adopted is not None:
             self._sink.emit(self._started(run, adopted, exec_=True))
+            return
+        moved = known if known is not None and known.start_ticks == ticks else None
+        self._move_out(moved)  # from another run's tree, as _adopt does
+        now = self._clock()
+        gone = (
+            dataclasses.replace(moved, run_id=run.run_id, started_at=now, fds=set())
+            if moved is not None
+            else Process(ev.tgid, ticks, ev.ppid, run.run_id, now, uid=ev.uid)
+        )
+        self._replace(self._procs.add(gone))
+        run.live.add(gone.pid)
+        self._sink.emit(self._started(run, gone))
 
     def _on_exec(self, run: Run, ev: ExecEvent) -> None:
         proc = self._procs.get(ev.tgid)

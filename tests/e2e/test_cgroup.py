@@ -150,6 +150,38 @@ def test_cgroup_run_takes_present_moved_and_child_cgroup_processes(
     assert outside not in pids
 
 
+# Moves itself into the cgroup named by argv[1], reads argv[2] and exits at once: /proc
+# describes it only for the millisecond it takes.
+STEP = textwrap.dedent("""
+    import os, sys
+    with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as procs:
+        procs.write(str(os.getpid()))
+    open(sys.argv[2]).read()
+""")
+
+
+def test_steps_that_exit_right_after_moving_in_are_recorded(
+    roard: Roard, cgroup: Path, workdir: Path
+) -> None:
+    """Job steps that move themselves into the cgroup and exit before roard can read their
+    /proc are each one of the run's processes, with their parent, and what they read is
+    an input with its hash."""
+    name = f"steps-{cgroup.name}"
+    roard.roarctl("tag", "--cgroup", str(cgroup), "--name", name)
+    for i in range(12):
+        data = workdir / f"step{i}.txt"
+        data.write_text(f"step {i}\n")
+        subprocess.run([python3(), "-c", STEP, str(cgroup), str(data)], check=True)
+    _remove(cgroup, cgroup.parent)
+    doc = wait_finished(roard, name)
+    assert doc["status"] == "finished" and doc["complete"], doc
+    inputs = by_path(doc["inputs"])
+    for i in range(12):
+        assert inputs[str(workdir / f"step{i}.txt")]["hash"] == b3(workdir / f"step{i}.txt")
+    assert len(doc["processes"]) == 12, doc["processes"]
+    assert {p["ppid"] for p in doc["processes"]} == {os.getpid()}
+
+
 def test_untag_ends_a_cgroup_run_as_a_slurm_epilog_would(
     roard: Roard, cgroup: Path, readers: Readers, workdir: Path
 ) -> None:

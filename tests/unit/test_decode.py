@@ -68,9 +68,14 @@ def test_fork(decoder: Decoder) -> None:
 
 
 def test_cgroup_join(decoder: Decoder) -> None:
-    """A cgroup-join record names the process that moved in, with its start time."""
-    raw = record("cgroup_join", run_key=4, tgid=321, pid=321, start_boottime_ns=77)
-    assert decoder.decode(raw) == CgroupJoinEvent(run_key=4, tgid=321, start_ns=77)
+    """A cgroup-join record names the process that moved in, with its start time, parent
+    and real uid."""
+    raw = record(
+        "cgroup_join", run_key=4, tgid=321, pid=321, start_boottime_ns=77, ppid=9, uid=1000
+    )
+    assert decoder.decode(raw) == CgroupJoinEvent(
+        run_key=4, tgid=321, start_ns=77, ppid=9, uid=1000
+    )
 
 
 def test_exit_keeps_negative_and_raw_status(decoder: Decoder) -> None:

@@ -745,13 +745,14 @@ def test_cgroup_run_adopts_the_tree_and_outlives_its_processes(env: Env) -> None
 
 
 def test_process_moved_into_the_cgroup_joins_its_run(env: Env) -> None:
-    """A join event adopts the process with its argv from /proc; one for a process already
-    gone is untracked again."""
+    """A join event adopts the process with its argv from /proc; one already gone when the
+    event is handled (a short job step) is still a process of the run, described by the
+    event, until its exit event (which follows in the ring) ends it."""
     cgroup = fake_cgroup(env.tmp, [], [])
     run = env.tracker.tag_cgroup(ROOT, cgroup, None, {})
     assert not run.live  # an empty cgroup is a valid run: the job arrives later
     pid = env.sleeper()
-    env.tracker.handle(CgroupJoinEvent(run.key, pid, start_ns(pid)))
+    env.tracker.handle(CgroupJoinEvent(run.key, pid, start_ns(pid), os.getpid(), 0))
     (started,) = env.sink.of(run, "process_started")
     assert (started.process_started.pid, list(started.process_started.argv)) == (
         pid,
@@ -759,8 +760,14 @@ def test_process_moved_into_the_cgroup_joins_its_run(env: Env) -> None:
     )
     assert pid in run.live
     env.kernel.tracked[FAKE_PID] = run.key  # what the kernel did at the move
-    env.tracker.handle(CgroupJoinEvent(run.key, FAKE_PID, 5_000_000_000))
-    assert FAKE_PID not in env.kernel.tracked and FAKE_PID not in run.live
+    env.tracker.handle(CgroupJoinEvent(run.key, FAKE_PID, 5_000_000_000, pid, 4242))
+    gone = [r.process_started for r in env.sink.of(run, "process_started")][-1]
+    assert (gone.pid, gone.ppid, gone.uid) == (FAKE_PID, pid, 4242)
+    assert env.kernel.tracked[FAKE_PID] == run.key and FAKE_PID in run.live
+    env.exit(run, FAKE_PID, start_ns=5_000_000_000)
+    assert FAKE_PID not in run.live
+    (exited,) = env.sink.of(run, "process_exited")
+    assert exited.process_exited.pid == FAKE_PID
 
 
 def test_cgroup_tagging_permissions_and_one_run_per_cgroup(env: Env) -> None:
