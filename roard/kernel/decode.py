@@ -130,6 +130,9 @@ class NameEvent:
     new: str  # "" unless op is "link"
     truncated: bool  # a name or base dir could not be read whole
     other_ns: bool = False  # named in another mount namespace than roard's
+    # A chrooted process's names for `path` and `new` (which resolve past its root).
+    seen_path: str = ""
+    seen_new: str = ""
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,8 @@ class Decoder:
             new=_resolve(newdir, new) if op == "link" else "",
             truncated=cut_short or not named,
             other_ns=bool(hdr.flags & self._other_ns),
+            seen_path=_seen_name(olddir, ev.olddir_seen_len, old),
+            seen_new=_seen_name(newdir, ev.newdir_seen_len, new) if op == "link" else "",
         )
 
     def close_from(

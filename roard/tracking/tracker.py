@@ -811,18 +811,22 @@ class Tracker:
         if ev.truncated:
             run.lose(1, f"a {ev.op} whose names could not be read")
             return
-        seen_new = self._walked(ev.tgid, ev.new, ev.other_ns) if ev.new else ""
-        ev = dataclasses.replace(ev, path=self._walked(ev.tgid, ev.path, ev.other_ns), new=seen_new)
+        path = self._walked(ev.tgid, ev.path, ev.other_ns)
+        new = self._walked(ev.tgid, ev.new, ev.other_ns) if ev.new else ""
         history = {"link": pb.PathChanged.OP_LINK, "unlink": pb.PathChanged.OP_UNLINK}
         if ev.op in history:
             change = convert.path_changed(
-                run.run_id, ev.tgid, history[ev.op], ev.path, ev.new, self._clock()
+                run.run_id, ev.tgid, history[ev.op], path, new, self._clock()
             )
             self._sink.emit([change])
         if ev.op == "link":  # the old name's descriptor may not be closed yet
-            run.use(ev.path, 0, 0).linked = True
-        use = run.use(ev.new or ev.path, 0, 0)
+            run.use(path, 0, 0).linked = True
+        use = run.use(new or path, 0, 0)
         use.written = True
+        # The name as the process used it (a chroot's, or another mount namespace's).
+        named = (ev.seen_new or ev.new) if ev.new else (ev.seen_path or ev.path)
+        if named != (new or path):
+            use.seen = named
 
     def _on_fork(self, run: Run, ev: ForkEvent) -> None:
         known = self._procs.get(ev.tgid)

@@ -252,10 +252,12 @@ def test_unreadable_input_is_recorded_with_its_error(
 def test_chroot(roard: Roard, workdir: Path) -> None:
     """A process that chroots into a tree: its files are recorded under their host paths
     (what roard hashes), with the paths it saw inside the chroot beside them; also the file
-    it renamed by absolute names, and though it is gone before roard could look at /proc."""
+    it renamed, linked and truncated by absolute names, and though it is gone before roard
+    could look at /proc."""
     root = workdir / "jail"
     (root / "data").mkdir(parents=True)
     (root / "data" / "in.txt").write_text("jailed input\n")
+    (root / "data" / "log.txt").write_text("an old log, cut short by name\n")
     doc = run_job(
         roard,
         workdir,
@@ -269,6 +271,8 @@ def test_chroot(roard: Roard, workdir: Path) -> None:
         with open("/data/out.txt.part", "wb") as f:
             f.write(data[::-1])
         os.rename("/data/out.txt.part", "/data/out.txt")
+        os.link("/data/out.txt", "/data/latest.txt")
+        os.truncate("/data/log.txt", 6)
         """,
     )
     assert doc["complete"], doc["loss_reasons"]
@@ -276,9 +280,12 @@ def test_chroot(roard: Roard, workdir: Path) -> None:
     assert inputs[str(root / "data" / "in.txt")]["hash"] == b3(root / "data" / "in.txt")
     assert outputs[str(root / "data" / "out.txt")]["hash"] == b3(root / "data" / "out.txt")
     assert "/data/in.txt" not in inputs
-    assert artifacts(doc["outputs"]) == {str(root / "data" / "out.txt")}
+    written = {str(root / "data" / n) for n in ("out.txt", "latest.txt", "log.txt")}
+    assert artifacts(doc["outputs"]) == written
     assert inputs[str(root / "data" / "in.txt")]["seen_path"] == "/data/in.txt"
-    assert outputs[str(root / "data" / "out.txt")]["seen_path"] == "/data/out.txt"
+    for name in ("out.txt", "latest.txt", "log.txt"):
+        output = outputs[str(root / "data" / name)]
+        assert (output["hash"], output["seen_path"]) == (b3(root / "data" / name), f"/data/{name}")
 
 
 def test_private_mount_namespace(roard: Roard, workdir: Path) -> None:

@@ -324,7 +324,8 @@ def test_rename_names_are_resolved_against_their_base_dirs(decoder: Decoder) -> 
 def test_a_chrooted_process_s_names_come_with_the_paths_it_saw(decoder: Decoder) -> None:
     """Walks past a chrooted process's root (/srv/jail) say where they passed it: the
     components below it are the path the process saw; the whole walk is the host path.
-    A rename's absolute name resolves from its root, a relative one from its cwd."""
+    A rename's (or a link's) absolute name resolves from its root, a relative one from its
+    cwd."""
     path = b"in.txt\0data\0jail\0srv\0"
     below_root = len(b"in.txt\0data\0")
     opened = decoder.decode(
@@ -362,6 +363,22 @@ def test_a_chrooted_process_s_names_come_with_the_paths_it_saw(decoder: Decoder)
     assert isinstance(renamed, RenameEvent)
     assert (renamed.old, renamed.new) == ("/srv/jail/data/x.part", "/srv/jail/data/x")
     assert (renamed.seen_old, renamed.seen_new) == ("/data/x.part", "/data/x")
+    linked = decoder.decode(
+        record(
+            "rename",
+            root + old + cwd + new,
+            op=ABI.const("NAME_LINK"),
+            olddir_len=len(root),
+            old_len=len(old),
+            newdir_len=len(cwd),
+            new_len=len(new),
+            olddir_seen_len=0,
+            newdir_seen_len=len(b"data\0"),
+        )
+    )
+    assert isinstance(linked, NameEvent)
+    assert (linked.path, linked.new) == ("/srv/jail/data/x.part", "/srv/jail/data/x")
+    assert (linked.seen_path, linked.seen_new) == ("/data/x.part", "/data/x")
 
 
 def test_links_unlinks_and_truncates_by_name_share_the_rename_record(decoder: Decoder) -> None:
