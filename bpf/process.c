@@ -95,23 +95,32 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	ev->ppid = parent_tgid(task);
 	ev->uid = (u32)bpf_get_current_uid_gid();
 
+	u64 exe = rd_u64(mm, OFF_MM_STRUCT_EXE_FILE) + OFF_FILE_F_PATH;
+	u64 cwd = rd_u64(task, OFF_TASK_STRUCT_FS) + OFF_FS_STRUCT_PWD;
 	s->pos = 0;
-	walk_path(s, data, rd_u64(mm, OFF_MM_STRUCT_EXE_FILE) + OFF_FILE_F_PATH);
+	walk_path(s, data, exe);
 	u32 truncated = s->walk_truncated;
-	u32 exe_end = s->pos;
-	walk_path(s, data, rd_u64(task, OFF_TASK_STRUCT_FS) + OFF_FS_STRUCT_PWD);
-	u32 cwd_end = s->pos & (ROARD_DATA_MAX - 1);
-	ev->exe_len = exe_end;
-	ev->cwd_len = cwd_end - exe_end;
-	if (truncated || s->walk_truncated)
+	ev->exe_seen_len = s->seen_len;
+	ev->exe_len = s->pos;
+	walk_path(s, data, cwd);
+	truncated |= s->walk_truncated;
+	ev->cwd_len = s->pos - ev->exe_len;
+	if (truncated)
 		ev->hdr.flags |= ROARD_HDR_PATH_TRUNCATED;
+	ev->exe_fs_len = 0;
+	ev->cwd_fs_len = 0;
+	if (mark_other_mntns(&ev->hdr)) {
+		ev->exe_fs_len = walk_fs_path_at(s, data, exe, &ev->exe_dev);
+		ev->cwd_fs_len = walk_fs_path_at(s, data, cwd, &ev->cwd_dev);
+	}
+	u32 paths_end = s->pos & (ROARD_DATA_MAX - 1);
 
-	u32 argv_len = copy_exec_block(&ev->hdr, data + cwd_end, rd_u64(mm, OFF_MM_STRUCT_ARG_START),
+	u32 argv_len = copy_exec_block(&ev->hdr, data + paths_end, rd_u64(mm, OFF_MM_STRUCT_ARG_START),
 				       rd_u64(mm, OFF_MM_STRUCT_ARG_END), ROARD_ARGV_MAX,
 				       ROARD_HDR_ARGV_TRUNCATED);
 	/* Read here, not from /proc when userspace gets to it: a short-lived program is gone by
 	 * then. The offset is below ROARD_DATA_MAX + ROARD_ARGV_MAX (the verifier tracks it). */
-	u32 env_off = cwd_end + argv_len;
+	u32 env_off = paths_end + argv_len;
 	u32 env_len = copy_exec_block(&ev->hdr, data + env_off, rd_u64(mm, OFF_MM_STRUCT_ENV_START),
 				      rd_u64(mm, OFF_MM_STRUCT_ENV_END), ROARD_ENV_MAX,
 				      ROARD_HDR_ENV_TRUNCATED);

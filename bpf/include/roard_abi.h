@@ -133,7 +133,8 @@ struct roard_ev_fork {
 	__u32 pad;
 };
 
-/* A tracked process called execve; data = exe path, cwd path, argv (NUL-separated), the
+/* A tracked process called execve; data = exe path, cwd path, (with ROARD_HDR_OTHER_MNTNS)
+ * the exe's and the cwd's paths within their filesystems, argv (NUL-separated), the
  * environment block (NUL-terminated NAME=value entries, as the program got them). */
 struct roard_ev_exec {
 	struct roard_hdr hdr;
@@ -144,6 +145,12 @@ struct roard_ev_exec {
 	__u16 cwd_len;
 	__u16 argv_len;
 	__u16 env_len;
+	__u16 exe_seen_len; /* chrooted: as roard_ev_open's seen_len */
+	__u16 exe_fs_len; /* as roard_ev_open's fs_path_len (0: none), with the device of each */
+	__u16 cwd_fs_len;
+	__u16 pad;
+	__u32 exe_dev;
+	__u32 cwd_dev;
 };
 
 /* The last thread of a tracked process exited. */

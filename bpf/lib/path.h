@@ -82,6 +82,23 @@ static __always_inline void walk_fs_path(struct roard_scratch *s, u8 *data, u64 
 	}
 }
 
+/* For a process in another mount namespace: walk_fs_path of `path_addr` at s->pos, and its
+ * filesystem's device into *dev. Returns the walk's length; 0, with s->pos where it was,
+ * when it was cut short (userspace then falls back to /proc). */
+static __always_inline u16 walk_fs_path_at(struct roard_scratch *s, u8 *data, u64 path_addr,
+					   u32 *dev)
+{
+	u32 start = s->pos;
+	walk_fs_path(s, data, path_addr);
+	if (s->walk_truncated) {
+		s->pos = start;
+		return 0;
+	}
+	u64 dentry = rd_u64(path_addr, OFF_PATH_DENTRY);
+	*dev = rd_u32(rd_u64(dentry, OFF_DENTRY_D_SB), OFF_SUPER_BLOCK_S_DEV);
+	return s->pos - start;
+}
+
 /* walk_path, then (for a process in another mount namespace, which `hdr` is marked with)
  * walk_fs_path right after it. Returns the first path's length; s->pos ends after both. */
 static __always_inline u32 walk_paths(struct roard_scratch *s, struct roard_hdr *hdr, u8 *data,

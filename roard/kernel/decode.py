@@ -40,6 +40,14 @@ class ExecEvent:
     # the kernel at exec; whole entries only.
     env: bytes
     env_truncated: bool  # longer than ROARD_ENV_MAX, or unreadable: `env` is its start
+    other_ns: bool = False  # `exe` and `cwd` are named in another mount namespace
+    # With other_ns: each path from its filesystem's root and that filesystem's device, as
+    # OpenEvent's fs_path and dev (None: the kernel could not walk it).
+    exe_dev: int = 0
+    exe_fs_path: str | None = None
+    cwd_dev: int = 0
+    cwd_fs_path: str | None = None
+    seen_exe: str = ""  # a chrooted process's name for `exe` (which is past its root)
 
 
 @dataclass(frozen=True)
@@ -241,6 +249,10 @@ class Decoder:
             exe = tail[: ev.exe_len]
             cwd = tail[ev.exe_len : ev.exe_len + ev.cwd_len]
             start = ev.exe_len + ev.cwd_len
+            exe_fs = tail[start : start + ev.exe_fs_len]
+            start += ev.exe_fs_len
+            cwd_fs = tail[start : start + ev.cwd_fs_len]
+            start += ev.cwd_fs_len
             blob = tail[start : start + ev.argv_len]
             # Each argument ends in one NUL; strip only the last so "" arguments survive.
             argv = blob.removesuffix(b"\0").split(b"\0")
@@ -263,6 +275,12 @@ class Decoder:
                 argv_truncated=bool(hdr.flags & self._argv_truncated),
                 env=env,
                 env_truncated=env_truncated,
+                other_ns=bool(hdr.flags & self._other_ns),
+                exe_dev=userspace_dev(ev.exe_dev),
+                exe_fs_path=join_components(exe_fs) if exe_fs else None,
+                cwd_dev=userspace_dev(ev.cwd_dev),
+                cwd_fs_path=join_components(cwd_fs) if cwd_fs else None,
+                seen_exe=self._seen(exe, ev.exe_seen_len, ev.exe_len, hdr.flags),
             )
         if etype == self._ev["CGROUP_JOIN"]:
             return CgroupJoinEvent(hdr.run_key, hdr.tgid, ev.start_boottime_ns, ev.ppid, ev.uid)

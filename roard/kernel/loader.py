@@ -56,6 +56,7 @@ KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("path", "dentry"),
     ("dentry", "d_parent"),
     ("dentry", "d_name"),
+    ("dentry", "d_sb"),
     ("qstr", "name"),
     ("mount", "mnt_parent"),
     ("mount", "mnt_mountpoint"),

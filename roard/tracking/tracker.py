@@ -885,14 +885,19 @@ class Tracker:
             proc = Process(ev.tgid, ticks_from_ns(ev.start_ns), ev.ppid, run.run_id, self._clock())
             self._replace(self._procs.add(proc))
             run.live.add(proc.pid)
-        proc.exe, proc.cwd, proc.uid = ev.exe, ev.cwd, ev.uid
+        # Host paths, as for files: a container's program is hashed where roard sees it.
+        proc.exe = self._walked(ev.tgid, ev.exe, ev.other_ns, ev.exe_dev, ev.exe_fs_path)
+        proc.cwd = self._walked(ev.tgid, ev.cwd, ev.other_ns, ev.cwd_dev, ev.cwd_fs_path)
+        proc.uid = ev.uid
         proc.argv = self._redactor.argv(ev.argv)
         self._note_script(run, ev.argv, proc)
         if ev.truncated:
             run.lose(1, "exe or cwd path deeper than the in-kernel walk")
-        use = run.use(ev.exe, 0, 0)
+        use = run.use(proc.exe, 0, 0)
         use.read = True
-        self._consume(use, ev.exe)
+        if (seen := ev.seen_exe or ev.exe) != proc.exe:  # the name it ran, as for files
+            use.seen = seen
+        self._consume(use, proc.exe)
         self._sink.emit(self._started(run, proc, exec_=True, event=ev))
 
     def _on_exit(self, run: Run, ev: ExitEvent) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -297,9 +298,10 @@ def test_private_mount_namespace(roard: Roard, workdir: Path) -> None:
     data.mkdir()
     view.mkdir()
     (data / "in.txt").write_text("namespaced input\n")
+    shutil.copy2("/bin/cat", data / "tool")
     roard.roarctl(
         "tag", "--name", "hard-mntns", "--", "unshare", "--mount", "--propagation", "private",
-        "sh", "-c", f"mount --bind {data} {view} && cat {view}/in.txt > {view}/out.txt",
+        "sh", "-c", f"mount --bind {data} {view} && cd {view} && ./tool in.txt > out.txt",
         cwd=workdir,
     )  # fmt: skip
     doc = checked(roard.show("hard-mntns"))
@@ -312,6 +314,12 @@ def test_private_mount_namespace(roard: Roard, workdir: Path) -> None:
     assert outputs[str(data / "out.txt")]["seen_path"] == str(view / "out.txt")
     assert (data / "out.txt").read_text() == "namespaced input\n"
     assert not [p for p in [*inputs, *outputs] if p.startswith(str(view))]
+    # The program it ran from the bind mount: an input by its host path, and so is the
+    # process's exe and cwd.
+    assert inputs[str(data / "tool")]["hash"] == b3(data / "tool")
+    assert inputs[str(data / "tool")]["seen_path"] == str(view / "tool")
+    (tool,) = [p for p in doc["processes"] if p["argv"][:1] == ["./tool"]]
+    assert (tool["exe"], tool["cwd"]) == (str(data / "tool"), str(data))
 
 
 # -- 4. process storms ----------------------------------------------------------------------

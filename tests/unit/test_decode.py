@@ -216,6 +216,37 @@ def test_exec_splits_exe_cwd_and_argv(decoder: Decoder) -> None:
     )
 
 
+def test_exec_in_a_container_names_its_paths_every_way(decoder: Decoder) -> None:
+    """In another mount namespace, the exe's and the cwd's paths within their filesystems
+    (with their devices) follow the cwd, before argv; a chrooted exec says which part of
+    the exe's walk it saw."""
+    exe, cwd, exe_fs, cwd_fs = b"tool\0view\0", b"view\0", b"tool\0data\0", b"data\0"
+    raw = record(
+        "exec",
+        exe + cwd + exe_fs + cwd_fs + b"./tool\0",
+        flags=ABI.const("HDR_OTHER_MNTNS"),
+        exe_len=len(exe),
+        cwd_len=len(cwd),
+        exe_fs_len=len(exe_fs),
+        cwd_fs_len=len(cwd_fs),
+        argv_len=len(b"./tool\0"),
+        exe_dev=kdev(0, 42),
+        cwd_dev=kdev(0, 43),
+    )
+    ev = decoder.decode(raw)
+    assert isinstance(ev, ExecEvent) and ev.other_ns
+    assert (ev.exe, ev.cwd, ev.argv) == ("/view/tool", "/view", ("./tool",))
+    assert (ev.exe_dev, ev.exe_fs_path) == (os.makedev(0, 42), "/data/tool")
+    assert (ev.cwd_dev, ev.cwd_fs_path) == (os.makedev(0, 43), "/data")
+    assert ev.seen_exe == ""
+    jailed = b"cat\0bin\0jail\0srv\0"
+    ev = decoder.decode(
+        record("exec", **_exec_tail(jailed, b"", b""), exe_seen_len=len(b"cat\0bin\0"))
+    )
+    assert isinstance(ev, ExecEvent) and not ev.other_ns and ev.exe_fs_path is None
+    assert (ev.exe, ev.seen_exe) == ("/srv/jail/bin/cat", "/bin/cat")
+
+
 def test_exec_without_argv(decoder: Decoder) -> None:
     """An empty argv blob decodes to an empty tuple, not ('',)."""
     raw = record("exec", **_exec_tail(b"sh\0bin\0", b"", b""))
