@@ -377,36 +377,25 @@ def test_a_chrooted_process_s_names_come_with_the_paths_it_saw(decoder: Decoder)
         assert isinstance(plain, OpenEvent) and plain.seen == ""
     root, cwd = b"jail\0srv\0", b"data\0jail\0srv\0"
     old, new = b"/data/x.part\0", b"x\0"
-    renamed = decoder.decode(
-        record(
-            "rename",
-            root + old + cwd + new,
-            run_key=1,
-            tgid=2,
-            olddir_len=len(root),
-            old_len=len(old),
-            newdir_len=len(cwd),
-            new_len=len(new),
-            olddir_seen_len=0,
-            newdir_seen_len=len(b"data\0"),
+    renamed, linked = (
+        decoder.decode(
+            record(
+                "rename",
+                root + old + cwd + new,
+                op=ABI.const(op),
+                olddir_len=len(root),
+                old_len=len(old),
+                newdir_len=len(cwd),
+                new_len=len(new),
+                olddir_seen_len=0,
+                newdir_seen_len=len(b"data\0"),
+            )
         )
+        for op in ("NAME_RENAME", "NAME_LINK")
     )
     assert isinstance(renamed, RenameEvent)
     assert (renamed.old, renamed.new) == ("/srv/jail/data/x.part", "/srv/jail/data/x")
     assert (renamed.seen_old, renamed.seen_new) == ("/data/x.part", "/data/x")
-    linked = decoder.decode(
-        record(
-            "rename",
-            root + old + cwd + new,
-            op=ABI.const("NAME_LINK"),
-            olddir_len=len(root),
-            old_len=len(old),
-            newdir_len=len(cwd),
-            new_len=len(new),
-            olddir_seen_len=0,
-            newdir_seen_len=len(b"data\0"),
-        )
-    )
     assert isinstance(linked, NameEvent)
     assert (linked.path, linked.new) == ("/srv/jail/data/x.part", "/srv/jail/data/x")
     assert (linked.seen_path, linked.seen_new) == ("/data/x.part", "/data/x")
