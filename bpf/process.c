@@ -110,8 +110,10 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	ev->exe_fs_len = 0;
 	ev->cwd_fs_len = 0;
 	if (mark_other_mntns(&ev->hdr)) {
-		ev->exe_fs_len = walk_fs_path_at(s, data, exe, &ev->exe_dev);
-		ev->cwd_fs_len = walk_fs_path_at(s, data, cwd, &ev->cwd_dev);
+		ev->exe_fs_len = walk_fs_path(s, data, exe);
+		ev->exe_dev = path_dev(exe);
+		ev->cwd_fs_len = walk_fs_path(s, data, cwd);
+		ev->cwd_dev = path_dev(cwd);
 	}
 	u32 paths_end = s->pos & (ROARD_DATA_MAX - 1);
 

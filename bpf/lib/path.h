@@ -65,38 +65,30 @@ static __always_inline void walk_path(struct roard_scratch *s, u8 *data, u64 pat
 
 /* Like walk_path, but up to the root of the file's filesystem, not crossing mounts: with
  * the device, a name that does not depend on any namespace's mounts (userspace finds where
- * roard's own namespace mounts that directory of that filesystem). */
-static __always_inline void walk_fs_path(struct roard_scratch *s, u8 *data, u64 path_addr)
+ * roard's own namespace mounts that directory of that filesystem). Returns its length; 0,
+ * with s->pos back where it was, when the walk was cut short (userspace then falls back to
+ * /proc). */
+static __always_inline u16 walk_fs_path(struct roard_scratch *s, u8 *data, u64 path_addr)
 {
+	u32 start = s->pos;
 	u64 dentry = rd_u64(path_addr, OFF_PATH_DENTRY);
-	s->walk_truncated = 1;
 	for (int i = 0; i < ROARD_PATH_DEPTH; i++) {
 		u64 parent = rd_u64(dentry, OFF_DENTRY_D_PARENT);
-		if (dentry == parent) {
-			s->walk_truncated = 0;
-			break;
-		}
+		if (dentry == parent)
+			return s->pos - start;
 		if (!append_name(s, data, dentry))
 			break;
 		dentry = parent;
 	}
+	s->pos = start;
+	return 0;
 }
 
-/* For a process in another mount namespace: walk_fs_path of `path_addr` at s->pos, and its
- * filesystem's device into *dev. Returns the walk's length; 0, with s->pos where it was,
- * when it was cut short (userspace then falls back to /proc). */
-static __always_inline u16 walk_fs_path_at(struct roard_scratch *s, u8 *data, u64 path_addr,
-					   u32 *dev)
+/* The device of the filesystem holding `path_addr` (a struct path). */
+static __always_inline u32 path_dev(u64 path_addr)
 {
-	u32 start = s->pos;
-	walk_fs_path(s, data, path_addr);
-	if (s->walk_truncated) {
-		s->pos = start;
-		return 0;
-	}
 	u64 dentry = rd_u64(path_addr, OFF_PATH_DENTRY);
-	*dev = rd_u32(rd_u64(dentry, OFF_DENTRY_D_SB), OFF_SUPER_BLOCK_S_DEV);
-	return s->pos - start;
+	return rd_u32(rd_u64(dentry, OFF_DENTRY_D_SB), OFF_SUPER_BLOCK_S_DEV);
 }
 
 /* walk_path, then (for a process in another mount namespace, which `hdr` is marked with)
@@ -113,8 +105,6 @@ static __always_inline u32 walk_paths(struct roard_scratch *s, struct roard_hdr 
 		return first;
 	s->pos = 0;
 	walk_fs_path(s, data + (first & (ROARD_DATA_MAX - 1)), path_addr);
-	if (s->walk_truncated)
-		s->pos = 0; /* no fs path: userspace falls back to /proc */
 	s->pos += first;
 	return first;
 }
