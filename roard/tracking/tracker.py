@@ -679,7 +679,8 @@ class Tracker:
             if run is not None:
                 run.lose(1, "path deeper than the in-kernel walk, gone before it was read")
             return
-        opened = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created, _seen(ev, path))
+        seen = _seen(ev.seen, None if ev.truncated else ev.path, path)
+        opened = OpenFile(path, ev.dev, ev.ino, ev.open_flags, ev.created, seen)
         self._fds.set(ev.tgid, ev.fd, opened)
         proc = self._procs.get(ev.tgid)
         if proc is not None:
@@ -731,7 +732,7 @@ class Tracker:
             if ev.path is not None and not ev.truncated
             else None
         )
-        seen = _seen(ev, path)
+        seen = _seen(ev.seen, None if ev.truncated else ev.path, path)
         if path is None and announced is None:  # the process may still hold it (untag)
             path = _fd_path(ev.tgid, ev.fd, ev.ino)
         if path is None and ev.truncated and ev.path is not None:
@@ -823,10 +824,8 @@ class Tracker:
             run.use(path, 0, 0).linked = True
         use = run.use(new or path, 0, 0)
         use.written = True
-        # The name as the process used it (a chroot's, or another mount namespace's).
-        named = (ev.seen_new or ev.new) if ev.new else (ev.seen_path or ev.path)
-        if named != (new or path):
-            use.seen = named
+        used = _seen(ev.seen_new, ev.new, new) if ev.new else _seen(ev.seen_path, ev.path, path)
+        use.seen = used or use.seen
 
     def _on_fork(self, run: Run, ev: ForkEvent) -> None:
         known = self._procs.get(ev.tgid)
@@ -895,8 +894,7 @@ class Tracker:
             run.lose(1, "exe or cwd path deeper than the in-kernel walk")
         use = run.use(proc.exe, 0, 0)
         use.read = True
-        if (seen := ev.seen_exe or ev.exe) != proc.exe:  # the name it ran, as for files
-            use.seen = seen
+        use.seen = _seen(ev.seen_exe, ev.exe, proc.exe) or use.seen  # the name it ran
         self._consume(use, proc.exe)
         self._sink.emit(self._started(run, proc, exec_=True, event=ev))
 
@@ -1228,15 +1226,16 @@ def _real_uid(proc: psutil.Process) -> int | None:
         return None
 
 
-def _seen(ev: OpenEvent | CloseEvent, walked: str | None) -> str:
-    """The path the process used for a file roard records as `walked` (the host path made
-    from the kernel's walk), when it differs: a chrooted process's (the kernel says which
-    part of the walk was below its root) or one named in another mount namespace."""
-    if ev.seen:
-        return ev.seen
-    if walked is None or ev.path is None or ev.truncated or ev.path == walked:
+def _seen(seen: str, named: str | None, walked: str | None) -> str:
+    """The path a process used for a file roard records as `walked` (the host path made
+    from the kernel's walk), when it differs: a chrooted process's `seen` (the kernel says
+    which part of the walk was below its root), else the name it gave in another mount
+    namespace (`named`: None when not known whole); "" when the two are the same."""
+    if seen:
+        return seen
+    if walked is None or named is None or named == walked:
         return ""
-    return ev.path
+    return named
 
 
 def _fd_path(pid: int, fd: int, ino: int) -> str | None:
