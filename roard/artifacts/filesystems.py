@@ -234,13 +234,19 @@ class Locator:
         self._clock = clock
         self._lock = threading.Lock()
         self._table = MountTable([])
+        self._shares_any = False  # whether any mount of the table is of a shared type
         self._loaded_at: float | None = None  # when last loaded (or tried): None never
 
     def locate(self, path: str, dev: int | None) -> str:
         """location() of the file at `path` with st_dev `dev` (None when unknown)."""
-        return location(path, dev, self._current(dev), self._rules)
+        table, shares_any = self._current(dev)
+        if not shares_any and not self._rules.paths:
+            # Nothing on this host can be named (the usual single host): no path walk, for
+            # each of a run's thousands of files.
+            return ""
+        return location(path, dev, table, self._rules)
 
-    def _current(self, dev: int | None) -> MountTable:
+    def _current(self, dev: int | None) -> tuple[MountTable, bool]:
         with self._lock:
             now = self._clock()
             last = self._loaded_at
@@ -253,6 +259,7 @@ class Locator:
                 self._loaded_at = now  # a failed load waits too: no retry storm
                 try:
                     self._table = self._loader()
+                    self._shares_any = any(self._rules.shares(m.fstype) for m in self._table.mounts)
                 except RoardError as e:
                     # Imported here: roarctl loads this module (through roard.config) and
                     # would otherwise pay for structlog, ~30 ms of every command's start.
@@ -262,4 +269,4 @@ class Locator:
                     structlog.get_logger("roard.filesystems").warning(
                         "mount table not reloaded", error=str(e)
                     )
-            return self._table
+            return self._table, self._shares_any

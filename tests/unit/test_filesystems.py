@@ -279,6 +279,14 @@ def test_locator_reloads_when_old_and_keeps_table_on_failure() -> None:
     assert loader.loads == 3
 
 
+def test_locator_names_declared_trees_on_a_host_without_shared_mounts() -> None:
+    """With no mount of a shared type, only the configured shared trees are named."""
+    rules = SharedRules(paths={"/data": "lake"})
+    locator = Locator(rules, loader=FakeLoader(ROOT_ONLY), clock=FakeClock())
+    assert locator.locate("/data/x/y.csv", os.makedev(8, 1)) == "shared:lake/x/y.csv"
+    assert locator.locate("/home/a", os.makedev(8, 1)) == ""
+
+
 def test_real_mountinfo() -> None:
     """This process's own table has a root mount, and "/" is on it."""
     table = MountTable.load()
