@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roard.artifacts.kinds import CODE, DATASET, USER_KINDS
 from roard.cli import render
@@ -20,10 +20,13 @@ from roard.cli.direct import DirectQueries, Queries, direct_target
 from roard.collector.filters import RunFilter
 from roard.context.trackers import parse_links
 from roard.control.address import socket_path
-from roard.control.client import ControlClient, JoinSpec
+from roard.control.plain import JoinSpec, PlainClient
 from roard.errors import DaemonUnavailable, NotFound, RoardError, UsageError
 from roard.times import parse_time
 from roard.tracking.names import check_run_id
+
+if TYPE_CHECKING:
+    from roard.control.client import ControlClient
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -201,7 +204,7 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 
 def _spawn_tagged(
-    client: ControlClient,
+    client: PlainClient,
     cmd: list[str],
     name: str | None,
     labels: dict[str, str],
@@ -286,7 +289,7 @@ _PROGRESS_AFTER = 2.0
 _RECONNECT_SECONDS = 120.0
 
 
-def _finish_across_restarts(client: ControlClient, run_id: str, code: int) -> dict[str, Any]:
+def _finish_across_restarts(client: PlainClient, run_id: str, code: int) -> dict[str, Any]:
     """Finish the run, waiting for roard to come back if it is restarting."""
     patience = float(os.environ.get("ROARCTL_RECONNECT_SECONDS", _RECONNECT_SECONDS))
     deadline = time.monotonic() + patience
@@ -308,7 +311,7 @@ def _finish_across_restarts(client: ControlClient, run_id: str, code: int) -> di
             time.sleep(1.0)
 
 
-def _finish_showing_progress(client: ControlClient, run_id: str, code: int) -> dict[str, Any]:
+def _finish_showing_progress(client: PlainClient, run_id: str, code: int) -> dict[str, Any]:
     """Finish the run, showing hashing progress on stderr while it takes long."""
     outcome: dict[str, Any] = {}
 
@@ -578,7 +581,15 @@ def _run(args: argparse.Namespace) -> int:
             )
         with contextlib.closing(DirectQueries(direct)) as queries:
             return _answer(queries, args)
-    return _control(ControlClient(socket_path(str(args.socket) if args.socket else None)), args)
+    return _control(socket_path(str(args.socket) if args.socket else None), args)
+
+
+def _grpc_client(socket: Path) -> ControlClient:
+    """The daemon's gRPC client, for every command but `tag -- CMD` (imported here: gRPC
+    and protobuf are most of roarctl's start, which every tagged run would wait for)."""
+    from roard.control.client import ControlClient
+
+    return ControlClient(socket)
 
 
 def _answer(client: Queries, args: argparse.Namespace) -> int:
@@ -612,10 +623,10 @@ def _answer(client: Queries, args: argparse.Namespace) -> int:
     return 0
 
 
-def _control(client: ControlClient, args: argparse.Namespace) -> int:
+def _control(socket: Path, args: argparse.Namespace) -> int:
     """Commands that need the daemon, and the queries asked through it."""
     if args.command in _DIRECT:
-        return _answer(client, args)
+        return _answer(_grpc_client(socket), args)
     if args.command == "tag":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         labels = _labels(args.label)
@@ -628,6 +639,7 @@ def _control(client: ControlClient, args: argparse.Namespace) -> int:
         if args.pid is not None or args.cgroup is not None:
             if cmd or (args.pid is not None and args.cgroup is not None):
                 raise UsageError("give one of --pid PID, --cgroup PATH or -- CMD")
+            client = _grpc_client(socket)
             if args.cgroup is not None:
                 # The daemon resolves it: an absolute path means the same there.
                 path = os.path.abspath(args.cgroup)
@@ -653,7 +665,10 @@ def _control(client: ControlClient, args: argparse.Namespace) -> int:
             return 0
         if not cmd:
             raise UsageError("nothing to run: roarctl tag [--name NAME] -- CMD [ARG]...")
-        return _spawn_tagged(client, cmd, args.name, labels, join, args.link, args.public)
+        return _spawn_tagged(
+            PlainClient(socket), cmd, args.name, labels, join, args.link, args.public
+        )
+    client = _grpc_client(socket)
     if args.command == "untag":
         doc = client.untag(args.run)
         print_json(doc) if args.json else print(_summary(doc))

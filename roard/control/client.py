@@ -1,43 +1,20 @@
-"""roarctl's side of the control socket."""
+"""roarctl's side of the control socket, over gRPC (`tag -- CMD` uses roard.control.plain)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from roard.collector.filters import RunFilter
+from roard.control.address import check_present, not_running
 from roard.control.errors import from_status
-from roard.errors import DaemonUnavailable
+from roard.control.plain import JoinSpec, Tagged
 from roard.v1 import MAX_MESSAGE_BYTES, control_pb2_grpc
 from roard.v1 import control_pb2 as pb
-
-
-@dataclass(frozen=True)
-class Tagged:
-    """A new run (or part of a joined run), and why its records are not spooled yet
-    (empty when they are)."""
-
-    run_id: str  # for finish/progress: a joined run's part is "RUN_ID/PART"
-    warning: str
-    shared_run_id: str = ""  # a joined run: the id every host shares
-
-    @property
-    def shown(self) -> str:
-        """The run id to tell the user (what show/runs/lineage know it by)."""
-        return self.shared_run_id or self.run_id
-
-
-@dataclass(frozen=True)
-class JoinSpec:
-    """`roarctl tag --join RUN_ID [--hosts N]`: one more part of a shared run."""
-
-    run_id: str = ""  # empty: a run of its own
-    hosts: int = 0
 
 
 class ControlClient:
@@ -58,28 +35,14 @@ class ControlClient:
         self._stub = control_pb2_grpc.ControlStub(self._channel)  # type: ignore[no-untyped-call]
 
     def _call(self, method: str, request: Any, timeout: float | None = 30.0) -> Any:
-        try:
-            present = self._socket.exists()
-        except PermissionError:
-            raise DaemonUnavailable(
-                f"cannot reach {self._socket}: permission denied on a directory above it; "
-                "ask an administrator to make it searchable, or use another ROARD_SOCKET"
-            ) from None
-        if not present:
-            raise DaemonUnavailable(self._unavailable())
+        check_present(self._socket)
         try:
             return getattr(self._stub, method)(request, timeout=timeout)
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.UNAVAILABLE:
-                raise DaemonUnavailable(self._unavailable()) from None
+                raise not_running(self._socket) from None
             raise from_status(code, exc.details() or str(code)) from None
-
-    def _unavailable(self) -> str:
-        return (
-            f"roard is not running (nothing answers on {self._socket}): start it with "
-            "`sudo roard run --embedded`, or point ROARD_SOCKET at its socket"
-        )
 
     def tag(
         self,

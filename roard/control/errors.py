@@ -1,8 +1,9 @@
-"""roard errors across gRPC (control socket and collector): one table, both sides."""
+"""roard errors across the control socket and the collector: one table, both sides. Each
+error travels as a gRPC status (or, on the control socket's plain protocol, its name)."""
 
 from __future__ import annotations
 
-import grpc
+from typing import TYPE_CHECKING
 
 from roard.errors import (
     CollectorUnavailable,
@@ -13,26 +14,41 @@ from roard.errors import (
     UsageError,
 )
 
-_CODES: tuple[tuple[type[RoardError], grpc.StatusCode], ...] = (
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (UsageError, grpc.StatusCode.INVALID_ARGUMENT),
-    (DaemonUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (CollectorUnavailable, grpc.StatusCode.UNAVAILABLE),
+if TYPE_CHECKING:
+    import grpc
+
+_CODES: tuple[tuple[type[RoardError], str], ...] = (
+    (NotFound, "NOT_FOUND"),
+    (PermissionDenied, "PERMISSION_DENIED"),
+    (UsageError, "INVALID_ARGUMENT"),
+    (DaemonUnavailable, "UNAVAILABLE"),
+    (CollectorUnavailable, "UNAVAILABLE"),
 )
+
+
+def status_name(error: RoardError) -> str:
+    """The name of the gRPC status that carries `error`."""
+    for cls, name in _CODES:
+        if isinstance(error, cls):
+            return name
+    return "FAILED_PRECONDITION"
+
+
+def from_name(name: str, message: str) -> RoardError:
+    """The roard error a gRPC status name stands for."""
+    for cls, known in _CODES:
+        if name == known:
+            return cls(message)
+    return RoardError(message)
 
 
 def status_code(error: RoardError) -> grpc.StatusCode:
     """The gRPC status that carries `error`."""
-    for cls, code in _CODES:
-        if isinstance(error, cls):
-            return code
-    return grpc.StatusCode.FAILED_PRECONDITION
+    import grpc  # here: roarctl's plain protocol uses this module without gRPC
+
+    return grpc.StatusCode[status_name(error)]
 
 
 def from_status(code: grpc.StatusCode, message: str) -> RoardError:
     """The roard error a gRPC status stands for."""
-    for cls, known in _CODES:
-        if code == known:
-            return cls(message)
-    return RoardError(message)
+    return from_name(code.name, message)

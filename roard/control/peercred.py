@@ -6,6 +6,10 @@ socket (one thread multiplexes them all) from a client socket bound to a one-off
 address. The gRPC handler sees that
 address as its peer and looks the credentials up here. A connection that did not come
 through the relay has no entry and is refused.
+
+A connection that starts with roard.control.plain's MAGIC instead of the HTTP/2 preface is
+not relayed: once its one request line is in, it goes to the plain-protocol handler with
+its credentials.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
+from roard.control import plain
 from roard.errors import PrerequisiteError
 
 log = structlog.get_logger("roard.control")
@@ -72,6 +78,21 @@ class _Link:
     to_client: bytearray = field(default_factory=bytearray)
     client_eof: bool = False
     upstream_eof: bool = False
+    plain: bool = False  # the client speaks the plain protocol: not relayed
+
+
+@dataclass
+class _PlainCall:
+    """A plain-protocol connection whose request line is not all in yet."""
+
+    cred: PeerCred
+    opened: float
+    data: bytearray
+
+
+# Called with the client's socket (blocking, the relay's no more), its credentials and
+# its request line; must not block the relay.
+PlainHandler = Callable[[socket.socket, PeerCred, bytes], None]
 
 
 class CredentialRelay:
@@ -81,10 +102,19 @@ class CredentialRelay:
     cost two descriptors each, never a thread; the limits bound how many one user holds.
     """
 
-    def __init__(self, public: Path, private: Path, limits: RelayLimits | None = None) -> None:
+    def __init__(
+        self,
+        public: Path,
+        private: Path,
+        limits: RelayLimits | None = None,
+        on_plain: PlainHandler | None = None,
+    ) -> None:
+        """`on_plain` takes plain-protocol calls (none: such connections are closed)."""
         self._public = public
         self._private = private
         self._limits = limits or RelayLimits()
+        self.on_plain = on_plain
+        self._plain: dict[socket.socket, _PlainCall] = {}
         self._peers: dict[str, PeerCred] = {}
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -144,12 +174,16 @@ class CredentialRelay:
                         self._accept()
                     elif (link := self._links.get(key.fileobj)) is not None:  # type: ignore[call-overload]
                         self._service(link, mask)
+                    elif (call := self._plain.get(key.fileobj)) is not None:  # type: ignore[call-overload]
+                        self._read_plain(key.fileobj, call)  # type: ignore[arg-type]
                 self._expire()
         except Exception:
             log.exception("control socket relay failed")
         finally:
             for link in {id(link): link for link in self._links.values()}.values():
                 self._close(link)
+            for sock in list(self._plain):
+                self._drop_plain(sock)
             self._selector.close()
             self._listener.close()
 
@@ -202,7 +236,11 @@ class CredentialRelay:
         try:
             if mask & selectors.EVENT_READ:
                 self._read(link)
-            self._write(link.client, link.to_client)
+            if link.plain:
+                self._to_plain(link)
+                return
+            if link.heard:  # until then, which protocol the client speaks is not known
+                self._write(link.client, link.to_client)
             self._write(link.upstream, link.to_upstream)
         except OSError:
             self._close(link)
@@ -235,9 +273,13 @@ class CredentialRelay:
                 else:
                     link.upstream_eof = True
                 continue
-            into.extend(data)
-            if side == "client":
+            if side == "client" and not link.heard:
                 link.heard = True
+                link.plain = data[:1] == plain.MAGIC[:1]  # gRPC's preface starts with "P"
+                if link.plain:
+                    into.extend(data)
+                    return
+            into.extend(data)
 
     @staticmethod
     def _write(sock: socket.socket, pending: bytearray) -> None:
@@ -251,10 +293,11 @@ class CredentialRelay:
 
     def _watch(self, link: _Link) -> None:
         """Select on each side for what it can do now: read while its buffer has room and
-        it has not closed, write while something waits for it."""
+        it has not closed, write while something waits for it (the client: once it has
+        spoken, as gRPC's greeting must not reach a plain-protocol client)."""
         cap = self._limits.buffer_bytes
         for sock, out, into, eof in (
-            (link.client, link.to_client, link.to_upstream, link.client_eof),
+            (link.client, link.to_client if link.heard else b"", link.to_upstream, link.client_eof),
             (link.upstream, link.to_upstream, link.to_client, link.upstream_eof),
         ):
             events = (selectors.EVENT_READ if len(into) < cap and not eof else 0) | (
@@ -270,10 +313,59 @@ class CredentialRelay:
                 # this link again).
                 self._selector.unregister(sock)
 
+    def _to_plain(self, link: _Link) -> None:
+        """The client speaks the plain protocol: stop relaying, wait for its request."""
+        self._close_upstream(link)
+        self._links.pop(link.client, None)
+        if link.client in self._selector.get_map():
+            self._selector.modify(link.client, selectors.EVENT_READ)
+        else:
+            self._selector.register(link.client, selectors.EVENT_READ)
+        self._plain[link.client] = _PlainCall(link.cred, link.opened, link.to_upstream)
+        self._read_plain(link.client, self._plain[link.client], receive=False)
+
+    def _read_plain(self, sock: socket.socket, call: _PlainCall, receive: bool = True) -> None:
+        """Take in a plain call's bytes; hand it over once its request line is in."""
+        if receive:
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop_plain(sock)
+                return
+            call.data.extend(data)
+        head = bytes(call.data[: len(plain.MAGIC)])
+        if not plain.MAGIC.startswith(head) or len(call.data) > len(plain.MAGIC) + plain.MAX_LINE:
+            self._drop_plain(sock)  # not this protocol (or a line past any request's size)
+            return
+        end = call.data.find(b"\n", len(plain.MAGIC))
+        if end < 0:
+            return
+        line = bytes(call.data[len(plain.MAGIC) : end])
+        del self._plain[sock]
+        self._selector.unregister(sock)
+        self._held[call.cred.uid] -= 1
+        if self.on_plain is None:
+            sock.close()
+            return
+        sock.setblocking(True)
+        self.on_plain(sock, call.cred, line)
+
+    def _drop_plain(self, sock: socket.socket) -> None:
+        call = self._plain.pop(sock)
+        self._held[call.cred.uid] -= 1
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(sock)
+        sock.close()
+
     def _expire(self) -> None:
         """Close connections whose client said nothing since connecting (connected and
-        left idle: they would hold descriptors for ever). After the first bytes, gRPC's
-        own limits (handshake, idle connection) take over."""
+        left idle: they would hold descriptors for ever), and plain calls whose request is
+        not in by then. After the first bytes, gRPC's own limits (handshake, idle
+        connection) take over."""
         now = time.monotonic()
         if now - self._expired_at < 1.0:
             return
@@ -282,15 +374,25 @@ class CredentialRelay:
         for link in {id(link): link for link in self._links.values()}.values():
             if not link.heard and now - link.opened > quiet:
                 self._close(link)
+        for sock, call in list(self._plain.items()):
+            if now - call.opened > quiet:
+                self._drop_plain(sock)
 
     def _close(self, link: _Link) -> None:
         if self._links.get(link.client) is link:
             self._held[link.cred.uid] -= 1
-        for sock in (link.client, link.upstream):
-            if self._links.pop(sock, None) is not None:
-                with contextlib.suppress(KeyError, ValueError):
-                    self._selector.unregister(sock)
-            sock.close()
+        self._close_upstream(link)
+        if self._links.pop(link.client, None) is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(link.client)
+        link.client.close()
+
+    def _close_upstream(self, link: _Link) -> None:
+        """Close the link's gRPC side and forget its peer name."""
+        if self._links.pop(link.upstream, None) is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(link.upstream)
+        link.upstream.close()
         with self._lock:
             self._peers.pop(link.name, None)
 

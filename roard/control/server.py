@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import socket
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -12,12 +14,15 @@ from typing import Any, TypeVar
 
 import grpc
 import structlog
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from roard.collector.client import CollectorClient
 from roard.collector.storage import RunFilter
 from roard.context.trackers import parse_links
-from roard.control.errors import status_code
-from roard.control.peercred import CredentialRelay
+from roard.control import plain
+from roard.control.errors import status_name
+from roard.control.peercred import CredentialRelay, PeerCred
 from roard.errors import CollectorUnavailable, PrerequisiteError, RoardError, UsageError
 from roard.records import ids
 from roard.tracking import cgroups
@@ -54,14 +59,29 @@ def _rpc(
             raise AssertionError("abort() raises")
         try:
             return method(self, request, Caller(uid=cred.uid, pid=cred.pid))
-        except RoardError as exc:
-            context.abort(status_code(exc), str(exc))
         except Exception as exc:
-            log.exception("control call failed", method=method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"roard internal error: {exc}")
+            code, message = _failure(exc, method.__name__)
+            context.abort(grpc.StatusCode[code], message)
         raise AssertionError("abort() raises")
 
     return wrapper
+
+
+def _failure(exc: Exception, method: str) -> tuple[str, str]:
+    """The status name and message a failed call answers with (either protocol); an
+    unexpected error is logged with its traceback."""
+    if isinstance(exc, RoardError):
+        return status_name(exc), str(exc)
+    log.exception("control call failed", method=method)
+    return "INTERNAL", f"roard internal error: {exc}"
+
+
+# The plain protocol's calls (roard.control.plain) and their request types.
+_PLAIN_REQUESTS: dict[str, type[Message]] = {
+    "Tag": pb.TagRequest,
+    "Finish": pb.FinishRequest,
+    "Progress": pb.RunRef,
+}
 
 
 def _json(doc: Any) -> pb.JsonReply:
@@ -89,6 +109,32 @@ class ControlService(control_pb2_grpc.ControlServicer):
         self._relay = relay
         self._delivered = delivered
         self._waiting = waiting
+
+    def plain_call(self, sock: socket.socket, cred: PeerCred, line: bytes) -> None:
+        """Answer one plain-protocol call (roard.control.plain) on `sock`, then close it."""
+        with contextlib.closing(sock):
+            answer = self._plain_answer(line, Caller(uid=cred.uid, pid=cred.pid))
+            sock.settimeout(10.0)  # a client that does not read its answer
+            with contextlib.suppress(OSError):
+                sock.sendall(answer)
+
+    def _plain_answer(self, line: bytes, caller: Caller) -> bytes:
+        try:
+            call = json.loads(line)
+            method = call["method"]
+            request = json_format.ParseDict(call.get("request", {}), _PLAIN_REQUESTS[method]())
+        except (ValueError, KeyError, TypeError, json_format.ParseError) as exc:
+            return plain.error_line(
+                "INVALID_ARGUMENT",
+                f"not a plain-protocol call ({exc!r}); known methods: {', '.join(plain.METHODS)}",
+            )
+        try:
+            reply = getattr(type(self), method).__wrapped__(self, request, caller)
+        except Exception as exc:
+            return plain.error_line(*_failure(exc, method))
+        return plain.encode(
+            {"reply": json_format.MessageToDict(reply, preserving_proto_field_name=True)}
+        )
 
     @staticmethod
     def _scope(caller: Caller) -> int | None:
@@ -245,9 +291,13 @@ class ControlServer:
         self._server = grpc.server(
             futures.ThreadPoolExecutor(16, thread_name_prefix="roard-ctl"), options=_LIMITS
         )
+        service = service_factory(self._relay)
         control_pb2_grpc.add_ControlServicer_to_server(  # type: ignore[no-untyped-call]
-            service_factory(self._relay), self._server
+            service, self._server
         )
+        self._plain_call = service.plain_call
+        self._plain_pool = futures.ThreadPoolExecutor(16, thread_name_prefix="roard-plain")
+        self._relay.on_plain = self._take_plain
         private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         private.unlink(missing_ok=True)
         try:
@@ -258,6 +308,10 @@ class ControlServer:
                 "a Unix socket (108 bytes); use a shorter --state-dir"
             ) from None
 
+    def _take_plain(self, sock: socket.socket, cred: PeerCred, line: bytes) -> None:
+        """A plain-protocol call, from the relay's thread: answered on a pool thread."""
+        self._plain_pool.submit(self._plain_call, sock, cred, line)
+
     def start(self) -> None:
         """Serve."""
         self._server.start()
@@ -267,3 +321,5 @@ class ControlServer:
         """Stop serving; calls in flight get a second to finish."""
         self._relay.stop()
         self._server.stop(1).wait()
+        # Calls in flight (a Finish waiting for hashes) end with the daemon.
+        self._plain_pool.shutdown(wait=False, cancel_futures=True)

@@ -12,6 +12,7 @@ import sys
 
 import grpc._channel  # noqa: F401  (grpc imports it lazily, at the first channel)
 
+import roard.control.client  # (roarctl imports it lazily, for all but tag -- CMD)
 import roard.daemon  # noqa: F401  (roard run imports it lazily)
 from roard.cli import roarctl_main, roard_main
 

@@ -1,5 +1,6 @@
 """The control socket under abuse: other users' runs stay theirs, and malformed requests
-or a flood of clients never crash or stall the daemon."""
+(gRPC or the plain protocol of `roarctl tag -- CMD`) or a flood of clients never crash or
+stall the daemon."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from roard.control import plain
 from roard.control.client import ControlClient
 from tests.e2e.conftest import Roard, python3, start_roard, stop_roard
 from tests.e2e.test_observe import as_nobody, b3, by_path
@@ -85,9 +88,10 @@ def _settle(pid: int, fds: int, threads: int, within: float) -> tuple[int, int]:
 def test_a_flood_of_clients_neither_crashes_nor_stalls_the_daemon(
     private: Roard, tmp_path: Path
 ) -> None:
-    """1,000 concurrent clients (idle, garbage, half a request, valid calls): root's status
-    and a tagged run still work, the run is recorded right, and afterwards the daemon's
-    descriptors and threads are back near where they were, its stalled clients dropped."""
+    """1,000 concurrent clients (idle, garbage, half a gRPC request, half a plain-protocol
+    call, valid calls): root's status and a tagged run still work, the run is recorded
+    right, and afterwards the daemon's descriptors and threads are back near where they
+    were, its stalled clients dropped."""
     pid = private.proc.pid
     flood: list[socket.socket] = []
 
@@ -108,10 +112,12 @@ def test_a_flood_of_clients_neither_crashes_nor_stalls_the_daemon(
     try:
         for i in range(750):
             sock = connect()
-            if i % 3 == 1:
+            if i % 4 == 1:
                 sock.sendall(os.urandom(512))
-            elif i % 3 == 2:
+            elif i % 4 == 2:
                 sock.sendall(HALF_REQUEST)
+            elif i % 4 == 3:
+                sock.sendall(plain.MAGIC + b'{"method": "Tag", "request": {"pi')
         with ThreadPoolExecutor(32) as pool:
             calls = pool.map(valid_status, range(250))
             status = private.roarctl("status", "--json", timeout=60)
@@ -137,3 +143,108 @@ def test_a_flood_of_clients_neither_crashes_nor_stalls_the_daemon(
             sock.close()
     assert private.proc.poll() is None
     assert json.loads(private.roarctl("status", "--json").stdout)["pid"] == pid
+
+
+def _plain_exchange(roard: Roard, data: bytes) -> bytes:
+    """Send raw bytes on the control socket; all the daemon answers before it closes."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(roard.socket))
+        # gRPC's server greets each new connection at once: by now the relay holds that
+        # greeting, which must not reach a client that turns out to speak plain.
+        time.sleep(0.2)
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [
+        (b"not json\n", "not a plain-protocol call"),
+        (b'{"method": "Status"}\n', "known methods: Tag, Finish, Progress"),
+        (b'{"method": "Tag", "request": {"pid": "x"}}\n', "not a plain-protocol call"),
+        (b'{"method": "Finish", "request": {"run_id": "0000000000000000"}}\n', "no run"),
+    ],
+    ids=["not-json", "not-a-plain-method", "bad-field", "unknown-run"],
+)
+def test_a_malformed_plain_call_gets_an_error_line(private: Roard, call: bytes, says: str) -> None:
+    """The plain protocol answers a bad call with one error line that says what is wrong
+    (a gRPC status name and a message), then closes; the daemon serves on."""
+    answer = _plain_exchange(private, plain.MAGIC + call)
+    assert answer.endswith(b"\n") and answer.count(b"\n") == 1
+    error = json.loads(answer)["error"]
+    assert error["code"] in {"INVALID_ARGUMENT", "NOT_FOUND"}
+    assert says in error["message"]
+    assert json.loads(private.roarctl("status", "--json").stdout)["pid"] == private.proc.pid
+
+
+def test_a_connection_that_is_neither_grpc_nor_plain_is_closed(private: Roard) -> None:
+    """A first byte that starts neither protocol's greeting is not relayed to gRPC as the
+    plain protocol, nor answered: the connection is closed."""
+    assert _plain_exchange(private, b"ROARD-PLAIN/9\n{}\n") == b""
+
+
+def test_a_plain_call_has_the_callers_rights(private: Roard) -> None:
+    """Over the plain protocol as over gRPC, nobody cannot finish root's run nor ask about
+    its progress; roarctl tag -- CMD as nobody works (its own run)."""
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        run_id = private.roarctl("tag", "--pid", str(sleeper.pid)).stdout.strip()
+        snippet = textwrap.dedent(f"""
+            import os, sys
+            from pathlib import Path
+            from roard.control.plain import PlainClient
+            from roard.errors import RoardError
+            client = PlainClient(Path({str(private.socket)!r}))
+            os.setgroups([]); os.setgid(65534); os.setuid(65534)
+            for call in (lambda: client.finish({run_id!r}, 0), lambda: client.progress({run_id!r})):
+                try:
+                    print("answered", call())
+                except RoardError as exc:
+                    print(type(exc).__name__, exc)
+        """)
+        out = subprocess.run(
+            [sys.executable, "-c", snippet], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        assert len(out) == 2, out
+        assert all(o.startswith("PermissionDenied") and "another user" in o for o in out), out
+        assert sleeper.poll() is None  # still tracked: root's run was not finished
+        mine = as_nobody(
+            "roarctl", "tag", "--name", "nobodys", "--", "/bin/true", env=private.env()
+        )
+        assert mine.returncode == 0, mine.stderr
+        assert "finished, exit 0" in mine.stderr
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        private.roarctl("untag", run_id)
+
+
+def test_roarctl_tag_runs_a_command_without_loading_grpc(private: Roard, tmp_path: Path) -> None:
+    """`roarctl tag -- CMD` tags, runs and finishes over the plain protocol: gRPC and
+    protobuf (most of roarctl's start, which every tagged run waits for) are never loaded;
+    the run is recorded as over gRPC."""
+    (tmp_path / "in.txt").write_text("plain\n")
+    snippet = textwrap.dedent("""
+        import sys
+        from roard.cli import roarctl_main
+        code = roarctl_main.main(["tag", "--name", "plain-e2e", "--", "cp", "in.txt", "out.txt"])
+        loaded = sorted({m.split(".")[0] for m in sys.modules} & {"grpc", "google"})
+        print(code, loaded)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", snippet],
+        cwd=tmp_path,
+        env=private.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "0 []", done.stdout + done.stderr
+    doc = json.loads(private.roarctl("show", "plain-e2e", "--json").stdout)
+    assert doc["complete"] is True
+    assert by_path(doc["inputs"])[str(tmp_path / "in.txt")]["hash"] == b3(tmp_path / "in.txt")
+    assert by_path(doc["outputs"])[str(tmp_path / "out.txt")]["hash"] == b3(tmp_path / "out.txt")

@@ -354,7 +354,7 @@ def client(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
     b = rerun(a)
     b["inputs"][0]["hash"] = H3
     fake = FakeClient({"r1": a, "r2": b})
-    monkeypatch.setattr(roarctl_main, "ControlClient", lambda _socket: fake)
+    monkeypatch.setattr(roarctl_main, "_grpc_client", lambda _socket: fake)
     return fake
 
 
