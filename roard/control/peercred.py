@@ -102,18 +102,12 @@ class CredentialRelay:
     cost two descriptors each, never a thread; the limits bound how many one user holds.
     """
 
-    def __init__(
-        self,
-        public: Path,
-        private: Path,
-        limits: RelayLimits | None = None,
-        on_plain: PlainHandler | None = None,
-    ) -> None:
-        """`on_plain` takes plain-protocol calls (none: such connections are closed)."""
+    def __init__(self, public: Path, private: Path, limits: RelayLimits | None = None) -> None:
         self._public = public
         self._private = private
         self._limits = limits or RelayLimits()
-        self.on_plain = on_plain
+        # Takes plain-protocol calls (the control server sets it; None: they are closed).
+        self.on_plain: PlainHandler | None = None
         self._plain: dict[socket.socket, _PlainCall] = {}
         self._peers: dict[str, PeerCred] = {}
         self._lock = threading.Lock()

@@ -25,7 +25,6 @@ from roard.control.errors import from_name
 from roard.errors import DaemonUnavailable, RoardError
 
 MAGIC = b"ROARD-PLAIN/1\n"
-METHODS = ("Tag", "Finish", "Progress")
 MAX_LINE = 1 << 20  # a request or reply line, at most (a Finish summary is small)
 
 

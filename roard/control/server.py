@@ -126,7 +126,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
         except (ValueError, KeyError, TypeError, json_format.ParseError) as exc:
             return plain.error_line(
                 "INVALID_ARGUMENT",
-                f"not a plain-protocol call ({exc!r}); known methods: {', '.join(plain.METHODS)}",
+                f"not a plain-protocol call ({exc!r}); known methods: {', '.join(_PLAIN_REQUESTS)}",
             )
         try:
             reply = getattr(type(self), method).__wrapped__(self, request, caller)
