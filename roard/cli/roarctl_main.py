@@ -585,8 +585,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _grpc_client(socket: Path) -> ControlClient:
-    """The daemon's gRPC client, for every command but `tag -- CMD` (imported here: gRPC
-    and protobuf are most of roarctl's start, which every tagged run would wait for)."""
+    """The daemon's gRPC client, for every command but tagging (imported here: gRPC and
+    protobuf are most of roarctl's start, which every tagged run would wait for)."""
     from roard.control.client import ControlClient
 
     return ControlClient(socket)
@@ -639,13 +639,13 @@ def _control(socket: Path, args: argparse.Namespace) -> int:
         if args.pid is not None or args.cgroup is not None:
             if cmd or (args.pid is not None and args.cgroup is not None):
                 raise UsageError("give one of --pid PID, --cgroup PATH or -- CMD")
-            client = _grpc_client(socket)
+            tagger = PlainClient(socket)
             if args.cgroup is not None:
                 # The daemon resolves it: an absolute path means the same there.
                 path = os.path.abspath(args.cgroup)
-                tagged = client.tag_cgroup(path, args.name, labels, join, args.link, args.public)
+                tagged = tagger.tag_cgroup(path, args.name, labels, join, args.link, args.public)
             else:
-                tagged = client.tag(
+                tagged = tagger.tag(
                     args.pid,
                     args.name,
                     labels,
@@ -659,7 +659,7 @@ def _control(socket: Path, args: argparse.Namespace) -> int:
             if args.json and tagged.warning:  # not in the registry yet: what is known
                 print_json({"run_id": tagged.shown, "status": "running", "waiting": True})
             elif args.json:
-                print_json(client.show(tagged.shown))
+                print_json(_grpc_client(socket).show(tagged.shown))
             else:
                 print(tagged.shown)
             return 0

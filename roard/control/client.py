@@ -1,9 +1,8 @@
-"""roarctl's side of the control socket, over gRPC (`tag -- CMD` uses roard.control.plain)."""
+"""roarctl's side of the control socket, over gRPC (tagging uses roard.control.plain)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import grpc
 from roard.collector.filters import RunFilter
 from roard.control.address import check_present, not_running
 from roard.control.errors import from_status
-from roard.control.plain import JoinSpec, Tagged
 from roard.v1 import MAX_MESSAGE_BYTES, control_pb2_grpc
 from roard.v1 import control_pb2 as pb
 
@@ -43,49 +41,6 @@ class ControlClient:
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise not_running(self._socket) from None
             raise from_status(code, exc.details() or str(code)) from None
-
-    def tag(
-        self,
-        pid: int,
-        name: str | None,
-        labels: dict[str, str],
-        spawned: bool,
-        join: JoinSpec = JoinSpec(),
-        links: Sequence[str] = (),
-        public: bool = False,
-    ) -> Tagged:
-        """Tag `pid` and its descendants as a new run (or a part of `join`), linked to the
-        tracker runs `links` names (TRACKER=RUN_ID...); `public`: visible to every project
-        on the collector."""
-        request = pb.TagRequest(
-            pid=pid,
-            spawned=spawned,
-            name=name or "",
-            labels=labels,
-            links=links,
-            public=public,
-        )
-        return self._tag(request, join)
-
-    def tag_cgroup(
-        self,
-        path: str,
-        name: str | None,
-        labels: dict[str, str],
-        join: JoinSpec = JoinSpec(),
-        links: Sequence[str] = (),
-        public: bool = False,
-    ) -> Tagged:
-        """Tag every process in the cgroup directory `path`, now and later."""
-        request = pb.TagRequest(
-            cgroup=path, name=name or "", labels=labels, links=links, public=public
-        )
-        return self._tag(request, join)
-
-    def _tag(self, request: pb.TagRequest, join: JoinSpec) -> Tagged:
-        request.join, request.join_hosts = join.run_id, join.hosts
-        reply = self._call("Tag", request)
-        return Tagged(str(reply.run_id), str(reply.warning), str(reply.shared_run_id))
 
     def finish(self, run_id: str, exit_code: int | None, timeout: float = 0) -> dict[str, Any]:
         """Wait until the daemon has finalized the run; returns `show` of it."""

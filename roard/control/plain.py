@@ -1,6 +1,6 @@
-"""The control socket's plain protocol: the calls `roarctl tag -- CMD` makes (Tag, Finish,
-Progress), one JSON line each way, so that the command starts without loading gRPC and
-protobuf (about 50 ms of roarctl's start, paid by every tagged run).
+"""The control socket's plain protocol: the calls `roarctl tag` makes (Tag, Finish,
+Progress), one JSON line each way, so that it tags and starts the command without loading
+gRPC and protobuf (about 50 ms of roarctl's start, paid by every tagged run).
 
 A connection carries one call. It starts with MAGIC, where a gRPC connection starts with
 the HTTP/2 preface ("PRI * ..."): that first byte tells the daemon's socket relay which
@@ -78,11 +78,34 @@ class PlainClient:
         links: Sequence[str] = (),
         public: bool = False,
     ) -> Tagged:
-        """Tag `pid` and its descendants as a new run (or a part of `join`); see
-        ControlClient.tag."""
+        """Tag `pid` and its descendants as a new run (or a part of `join`), linked to the
+        tracker runs `links` names (TRACKER=RUN_ID...); `public`: visible to every project
+        on the collector. `spawned`: pid is the caller's child, waiting to exec."""
+        return self._tag({"pid": pid, "spawned": spawned}, name, labels, join, links, public)
+
+    def tag_cgroup(
+        self,
+        path: str,
+        name: str | None,
+        labels: dict[str, str],
+        join: JoinSpec = JoinSpec(),
+        links: Sequence[str] = (),
+        public: bool = False,
+    ) -> Tagged:
+        """Tag every process in the cgroup directory `path`, now and later."""
+        return self._tag({"cgroup": path}, name, labels, join, links, public)
+
+    def _tag(
+        self,
+        which: dict[str, Any],
+        name: str | None,
+        labels: dict[str, str],
+        join: JoinSpec,
+        links: Sequence[str],
+        public: bool,
+    ) -> Tagged:
         request = {
-            "pid": pid,
-            "spawned": spawned,
+            **which,
             "name": name or "",
             "labels": labels,
             "links": list(links),
