@@ -27,6 +27,10 @@ def text(value: str) -> str:
     return value
 
 
+# Role names as in record ids, without a descriptor lookup per file.
+_ROLE_NAMES = {role: pb.Role.Name(role) for role in pb.Role.values()}
+
+
 def _record(local: str, suffix: str, now: float, **body: Any) -> pb.Record:
     """A record of the run (or part of a joined run) the daemon holds as `local`; its id
     (that id + `suffix`) is stable across retries."""
@@ -125,16 +129,16 @@ def file_access(
     """One input or output of a run: with its content hash, or unhashed with why;
     `location` names a file on a shared filesystem the same on every host."""
     role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
-    access = pb.FileAccess(
-        path=text(use.path),
-        seen_path=text(use.seen),
-        location=location,
-        role=role,
-        kind=kind,
-        bytes_read=use.bytes_read,
-        bytes_written=use.bytes_written,
-        read_too=output and use.read,
-    )
+    record = _record(run.run_id, f"file/{_ROLE_NAMES[role]}/{use.path}", now)
+    access = record.file_access  # filled in place: a message passed to Record() is copied
+    access.path = text(use.path)
+    access.seen_path = text(use.seen)
+    access.location = location
+    access.role = role
+    access.kind = kind
+    access.bytes_read = use.bytes_read
+    access.bytes_written = use.bytes_written
+    access.read_too = output and use.read
     if isinstance(outcome, Digest):
         stamp = outcome.stamp
         access.hash, access.size, access.mtime_ns = outcome.hash, stamp.size, stamp.mtime_ns
@@ -142,14 +146,14 @@ def file_access(
     else:
         access.size, access.dev, access.ino = outcome.size, use.dev, use.ino
         access.unhashed = text(str(outcome))
-    return _record(run.run_id, f"file/{pb.Role.Name(role)}/{use.path}", now, file_access=access)
+    return record
 
 
 def file_deleted(run: Run, use: FileUse, kind: str, now: float) -> pb.Record:
     """A file the run wrote that did not survive it: recorded as such, not as an output."""
     return _record(
         run.run_id,
-        f"file/{pb.Role.Name(pb.ROLE_DELETED)}/{use.path}",
+        f"file/{_ROLE_NAMES[pb.ROLE_DELETED]}/{use.path}",
         now,
         file_access=pb.FileAccess(
             path=text(use.path),
@@ -168,7 +172,7 @@ def dataset(run: Run, found: Dataset, output: bool, now: float) -> pb.Record:
     role = pb.ROLE_OUTPUT if output else pb.ROLE_INPUT
     return _record(
         run.run_id,
-        f"dataset/{pb.Role.Name(role)}/{found.path}",
+        f"dataset/{_ROLE_NAMES[role]}/{found.path}",
         now,
         dataset=pb.Dataset(
             path=text(found.path),
