@@ -240,6 +240,17 @@ def test_errors_are_one_line_with_the_fix(roard: Roard, tmp_path: Path) -> None:
         [str(VENV_BIN / "roarctl"), "status"], env=env, capture_output=True, text=True, check=False
     )
     assert down.returncode != 0 and "roard is not running" in down.stderr
+    marker = tmp_path / "ran"
+    untagged = subprocess.run(
+        [str(VENV_BIN / "roarctl"), "tag", "--", "touch", str(marker)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert untagged.returncode != 0 and "roard is not running" in untagged.stderr
+    assert "Traceback" not in untagged.stderr
+    assert not marker.exists()  # nothing runs untraced when it cannot be tagged
 
 
 def test_status_reports_tier_probes_and_counters(roard: Roard) -> None:
