@@ -42,17 +42,6 @@ class ControlClient:
                 raise not_running(self._socket) from None
             raise from_status(code, exc.details() or str(code)) from None
 
-    def finish(self, run_id: str, exit_code: int | None, timeout: float = 0) -> dict[str, Any]:
-        """Wait until the daemon has finalized the run; returns `show` of it."""
-        request = pb.FinishRequest(
-            run_id=run_id,
-            has_exit_code=exit_code is not None,
-            exit_code=exit_code or 0,
-            timeout=timeout,
-        )
-        doc: dict[str, Any] = self._json("Finish", request, None)
-        return doc
-
     def _json(self, method: str, request: Any, timeout: float | None = 30.0) -> Any:
         return json.loads(self._call(method, request, timeout).json)
 
@@ -113,11 +102,6 @@ class ControlClient:
     def export(self, run: str, fmt: str) -> Any:
         """A run as OpenLineage events or a PROV-JSON document."""
         return self._json("Export", pb.ExportRequest(run=run, format=fmt))
-
-    def progress(self, run_id: str) -> dict[str, Any]:
-        """How far the run's finalization got (see Control.Progress)."""
-        doc: dict[str, Any] = self._json("Progress", pb.RunRef(run=run_id), 5.0)
-        return doc
 
     def status(self) -> dict[str, Any]:
         """Daemon health, tier and counters."""

@@ -182,8 +182,9 @@ def test_a_malformed_plain_call_gets_an_error_line(private: Roard, call: bytes, 
 
 
 def test_a_connection_that_is_neither_grpc_nor_plain_is_closed(private: Roard) -> None:
-    """A first byte that starts neither protocol's greeting is not relayed to gRPC as the
-    plain protocol, nor answered: the connection is closed."""
+    """A connection that starts like the plain protocol but with another greeting (a
+    version this daemon does not speak) is neither relayed to gRPC nor answered: it is
+    closed."""
     assert _plain_exchange(private, b"ROARD-PLAIN/9\n{}\n") == b""
 
 
