@@ -1257,12 +1257,13 @@ def _member(path: str, outcome: Digest | Unhashed) -> datasets.Member:
 
 
 def _outcome(found: Future[Digest] | Digest) -> Digest | Unhashed | None:
-    """A hash, or why there is none; None for a file that is simply gone (deleted)."""
+    """A hash, or why there is none; None for a file that is simply gone (deleted, or a
+    /proc file of a process that has exited since: ESRCH)."""
     if isinstance(found, Digest):
         return found
     try:
         return found.result()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return None
     except Unhashed as exc:
         return exc

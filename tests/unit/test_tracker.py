@@ -6,11 +6,13 @@ that is fed as decoded events, as the observer thread would.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import psutil
 import pytest
 
 from roard.artifacts.hashcache import HashCache
-from roard.artifacts.hasher import Hasher
+from roard.artifacts.hasher import Digest, Hasher
 from roard.config import ClassifyRules
 from roard.errors import PermissionDenied, UsageError
 from roard.kernel.decode import (
@@ -378,6 +380,42 @@ def test_deleted_file_is_not_an_output(env: Env) -> None:
     assert files[str(kept)].role == pb.ROLE_OUTPUT
     assert (files[str(tmp)].role, files[str(tmp)].hash) == (pb.ROLE_DELETED, "")
     assert finished.complete
+
+
+def test_proc_file_of_an_exited_process_is_gone_not_lost(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A /proc file the run read, of a process that exited before the pool hashed it (the
+    kernel answers ESRCH), is gone like a deleted file: the run stays complete and lists
+    nothing unhashed. Other read errors still make the run incomplete."""
+    run, pid = env.tag()
+    proc_file = Path(f"/proc/{pid}/status")
+    unreadable = env.file("in.bin", b"data")
+    errors = {
+        str(proc_file): ProcessLookupError(errno.ESRCH, "No such process"),
+        str(unreadable): PermissionError(errno.EACCES, "Permission denied"),
+    }
+
+    def failing(path: str, progress: object = None) -> Future[Digest]:
+        failed: Future[Digest] = Future()
+        failed.set_exception(errors[path])
+        return failed
+
+    monkeypatch.setattr(env.hasher, "submit", failing)
+    env.open(run, pid, 3, proc_file, os.O_RDONLY)
+    env.close(run, pid, 3, proc_file, rbytes=100)
+    env.exit(run, pid)
+    files, finished = env.finish(run)
+    assert str(proc_file) not in files
+    assert finished.complete, run.lost_reasons
+
+    run, pid = env.tag()
+    env.open(run, pid, 3, unreadable, os.O_RDONLY)
+    env.close(run, pid, 3, unreadable, rbytes=4)
+    env.exit(run, pid)
+    files, finished = env.finish(run)
+    assert files[str(unreadable)].unhashed == "could not be read: Permission denied"
+    assert not finished.complete
 
 
 def test_exit_flushes_open_descriptors(env: Env) -> None:
