@@ -210,7 +210,7 @@ class Config:
     """Everything roard run reads at start."""
 
     state_dir: Path = DEFAULT_STATE_DIR
-    socket: Path = DEFAULT_SOCKET
+    socket: Path = Path(DEFAULT_SOCKET)
     hash_workers: int = 4
     hash_max_bytes: int = HashLimits.max_bytes
     hash_timeout_seconds: float = HashLimits.timeout_seconds

@@ -14,11 +14,10 @@ SO_PEERCRED and checked exactly as for gRPC calls.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from roard.control.address import check_present, not_running
 from roard.control.errors import from_name
@@ -28,8 +27,11 @@ MAGIC = b"ROARD-PLAIN/1\n"
 MAX_LINE = 1 << 20  # a request or reply line, at most (a Finish summary is small)
 
 
-@dataclass(frozen=True)
-class Tagged:
+# The values below are NamedTuples, not dataclasses: roarctl's tag form would import
+# dataclasses for them, and inspect with it (~5 ms of every tagged run's start).
+
+
+class Tagged(NamedTuple):
     """A new run (or part of a joined run), and why its records are not spooled yet
     (empty when they are)."""
 
@@ -43,12 +45,14 @@ class Tagged:
         return self.shared_run_id or self.run_id
 
 
-@dataclass(frozen=True)
-class JoinSpec:
+class JoinSpec(NamedTuple):
     """`roarctl tag --join RUN_ID [--hosts N]`: one more part of a shared run."""
 
     run_id: str = ""  # empty: a run of its own
     hosts: int = 0
+
+
+OWN_RUN = JoinSpec()  # a run not shared with other hosts
 
 
 def encode(doc: dict[str, Any]) -> bytes:
@@ -65,7 +69,7 @@ class PlainClient:
     """The daemon's Tag, Finish and Progress calls over the plain protocol; every failure
     is a RoardError that says what to do, as with roard.control.client."""
 
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: str | os.PathLike[str]) -> None:
         self._socket = socket_path
 
     def tag(
@@ -74,7 +78,7 @@ class PlainClient:
         name: str | None,
         labels: dict[str, str],
         spawned: bool,
-        join: JoinSpec = JoinSpec(),
+        join: JoinSpec = OWN_RUN,
         links: Sequence[str] = (),
         public: bool = False,
     ) -> Tagged:
@@ -88,7 +92,7 @@ class PlainClient:
         path: str,
         name: str | None,
         labels: dict[str, str],
-        join: JoinSpec = JoinSpec(),
+        join: JoinSpec = OWN_RUN,
         links: Sequence[str] = (),
         public: bool = False,
     ) -> Tagged:

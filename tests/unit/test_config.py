@@ -130,9 +130,9 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 def test_socket_path_precedence() -> None:
     """roarctl's socket: flag, then ROARD_SOCKET, then the default."""
     env = {"ROARD_SOCKET": "/env.sock"}
-    assert socket_path("/flag.sock", env) == Path("/flag.sock")
-    assert socket_path(None, env) == Path("/env.sock")
-    assert socket_path(None, {}) == Path("/run/roard/roard.sock")
+    assert socket_path("/flag.sock", env) == "/flag.sock"
+    assert socket_path(None, env) == "/env.sock"
+    assert socket_path(None, {}) == "/run/roard/roard.sock"
 
 
 @pytest.mark.parametrize(
