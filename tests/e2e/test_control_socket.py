@@ -249,3 +249,45 @@ def test_roarctl_tag_runs_a_command_without_loading_grpc(private: Roard, tmp_pat
     assert doc["complete"] is True
     assert by_path(doc["inputs"])[str(tmp_path / "in.txt")]["hash"] == b3(tmp_path / "in.txt")
     assert by_path(doc["outputs"])[str(tmp_path / "out.txt")]["hash"] == b3(tmp_path / "out.txt")
+
+
+def test_roarctl_entry_point_tags_a_command_without_its_full_parser(
+    private: Roard, tmp_path: Path
+) -> None:
+    """The `roarctl` command runs `tag --name N --label K=V -- CMD` without importing
+    argparse, the rest of roarctl, gRPC, protobuf or pathlib (its start is part of every
+    tagged run); it exits with the command's status, and the run is recorded."""
+    (tmp_path / "in.txt").write_text("light\n")
+    argv = [
+        "tag",
+        "--name",
+        "light-e2e",
+        "--label",
+        "k=v",
+        "--",
+        "sh",
+        "-c",
+        "cp in.txt out.txt; exit 3",
+    ]
+    snippet = f"import sys; sys.argv[1:] = {argv!r}; from roard.cli.roarctl import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", snippet],
+        check=False,
+        cwd=tmp_path,
+        env=private.env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 3, done.stderr
+    imported = {
+        line.split("|")[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "roard.cli.tagging" in imported
+    heavy = {"argparse", "roard.cli.roarctl_main", "grpc", "google", "dataclasses", "pathlib"}
+    assert not {m for m in imported if m.split(".")[0] in heavy or m in heavy}
+    assert "run " in done.stderr and "exit 3" in done.stderr
+    doc = json.loads(private.roarctl("show", "light-e2e", "--json").stdout)
+    assert (doc["labels"], doc["exit_code"], doc["complete"]) == ({"k": "v"}, 3, True)
+    assert by_path(doc["outputs"])[str(tmp_path / "out.txt")]["hash"] == b3(tmp_path / "out.txt")

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from roard.cli.roarctl_main import progress_line
+from roard.cli.tagging import progress_line
 from tests.e2e.conftest import VENV_BIN, Roard, python3
 
 GIB = 1 << 30

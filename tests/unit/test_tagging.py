@@ -1,0 +1,66 @@
+"""Tests for roard.cli.tagging's plain form: the command lines `roarctl tag` runs without
+its full parser must mean what that parser makes of them; every other line goes to it."""
+
+from __future__ import annotations
+
+import pytest
+
+from roard.cli import roarctl_main
+from roard.cli.tagging import PlainTag, plain_tag
+
+PLAIN = [
+    ["tag", "--", "cp", "a", "b"],
+    ["tag", "--name", "n", "--label", "a=1", "--label=b=2", "--public", "--", "python3", "-c", "x"],
+    ["--socket", "/x.sock", "tag", "--name=n=1", "--", "sh", "-c", "roarctl tag --pid 1"],
+    ["--socket=/x.sock", "tag", "--name", "", "--", "x", "--name", "y"],
+    ["tag", "--name", "tag", "--name", "last", "--", "--"],
+    ["tag", "--label", "bad", "--", "x"],  # the same UsageError, from the same check
+]
+
+NOT_PLAIN = [
+    [],
+    ["--help"],
+    ["tag"],
+    ["tag", "--"],
+    ["tag", "-h"],
+    ["tag", "cp", "a", "b"],
+    ["tag", "--json", "--", "x"],
+    ["tag", "--pid", "3"],
+    ["tag", "--cgroup", "/sys/fs/cgroup/job"],
+    ["tag", "--join", "r1", "--hosts", "2", "--", "x"],
+    ["tag", "--link", "mlflow=1", "--", "x"],
+    ["tag", "--name", "--", "x"],
+    ["tag", "--name", "-n", "--", "x"],
+    ["tag", "--na", "x", "--", "y"],
+    ["tag", "--socket", "/x.sock", "--", "x"],
+    ["--sock", "/x.sock", "tag", "--", "x"],
+    ["--collector", "host:1", "tag", "--", "x"],
+    ["show", "--", "x"],
+    ["runs"],
+]
+
+
+def _full(argv: list[str]) -> PlainTag:
+    """What roarctl_main's parser makes of a tag command line, in PlainTag's terms."""
+    args = roarctl_main._parser().parse_args(argv)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    socket = str(args.socket) if args.socket else None
+    return PlainTag(socket, args.name, args.label, args.public, cmd)
+
+
+@pytest.mark.parametrize("argv", PLAIN)
+def test_plain_command_lines_mean_what_the_full_parser_says(argv: list[str]) -> None:
+    """Socket, name (the last one given), labels, --public and the command, as argparse."""
+    assert plain_tag(argv, {}) == _full(argv)
+
+
+@pytest.mark.parametrize("argv", NOT_PLAIN)
+def test_every_other_command_line_goes_to_the_full_parser(argv: list[str]) -> None:
+    """Other options, abbreviations, values that look like options, no command: None."""
+    assert plain_tag(argv, {}) is None
+
+
+def test_a_collector_in_the_environment_goes_to_the_full_parser() -> None:
+    """ROARD_COLLECTOR makes `tag` a usage error, which the full path explains."""
+    assert plain_tag(["tag", "--", "x"], {"ROARD_COLLECTOR": "host:1"}) is None
+    assert plain_tag(["tag", "--", "x"], {"ROARD_COLLECTOR": ""}) is not None
