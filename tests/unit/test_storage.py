@@ -296,6 +296,14 @@ def test_reingest_is_idempotent(store: SqlStore, counter: Iterator[int]) -> None
     loss = g.loss(4)
     assert store.ingest([g.tagged(), loss, loss]) == 2
     assert store.show("run-2")["lost_events"] == 4
+    # A batch of stored and new records (a resend after a lost ack, with more): only the
+    # new ones count and apply, in batches larger than one id lookup.
+    h = RecordFactory("run-3", counter)
+    accesses = [h.access(f"/data/{i}", pb.ROLE_INPUT) for i in range(1200)]
+    assert store.ingest([h.tagged(), *accesses[:700]]) == 701
+    assert store.ingest([*accesses, h.loss(2)]) == 501
+    doc = store.show("run-3")
+    assert (len(doc["inputs"]), doc["lost_events"]) == (1200, 2)
 
 
 def test_name_means_latest_run(store: SqlStore, counter: Iterator[int]) -> None:
