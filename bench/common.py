@@ -50,9 +50,9 @@ def start_daemon(
         stderr=(root / "roard.log").open("wb"),
     )
     for _ in range(600):
-        ok = subprocess.run(
-            [str(BIN / "roarctl"), "status"], env=env, capture_output=True, check=False
-        )
+        # The module, not the roarctl script: PYTHONPATH may pick an older tree (bench/ab.py).
+        status = [str(BIN / "python"), "-m", "roard.cli.roarctl_main", "status"]
+        ok = subprocess.run(status, env=env, capture_output=True, check=False)
         if ok.returncode == 0:
             return proc, env
         time.sleep(0.1)
