@@ -6,6 +6,7 @@ alone, since every tagged run waits for roarctl's start and exit."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -103,6 +104,7 @@ def spawn_tagged(
     public: bool,
 ) -> int:
     """Fork, have the daemon tag the child while it waits, then let it exec CMD."""
+    waits = Waits.of(os.environ)  # before anything runs: a typo must not cost a job
     go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -138,7 +140,7 @@ def spawn_tagged(
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
     try:
-        doc = _finish_showing_progress(client, run_id, code)
+        doc = _finish_showing_progress(client, run_id, code, waits)
     except RoardError as exc:
         # The command ran; its status is still the caller's to see.
         print(f"roarctl: run {tagged.shown} was not finalized: {exc}", file=sys.stderr)
@@ -169,19 +171,45 @@ def progress_line(doc: dict[str, Any]) -> str | None:
     )
 
 
-# Say nothing for short finalizations (ROARCTL_PROGRESS_AFTER seconds, default 2); then
-# refresh a terminal each second, a log every 10 seconds.
-_PROGRESS_AFTER = 2.0
+class Waits(NamedTuple):
+    """How `roarctl tag -- CMD` waits once CMD has exited."""
+
+    # Say nothing for short finalizations (ROARCTL_PROGRESS_AFTER); then refresh a
+    # terminal each second, a log every 10 seconds.
+    progress_after: float = 2.0
+    # How long to wait for a restarting roard to finish the run (ROARCTL_RECONNECT_SECONDS):
+    # the new roard re-adopts the run and can finish it.
+    reconnect: float = 120.0
+
+    @classmethod
+    def of(cls, environ: Mapping[str, str]) -> Waits:
+        """The waits `environ` sets; a UsageError naming a malformed one."""
+        default = cls()
+        return cls(
+            _seconds(environ, "ROARCTL_PROGRESS_AFTER", default.progress_after),
+            _seconds(environ, "ROARCTL_RECONNECT_SECONDS", default.reconnect),
+        )
 
 
-# How long `roarctl tag -- CMD` waits for a restarting roard to finish the run
-# (ROARCTL_RECONNECT_SECONDS): the new roard re-adopts the run and can finish it.
-_RECONNECT_SECONDS = 120.0
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """The seconds variable `name` of `environ` sets (`default` when unset)."""
+    text = environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise UsageError(f"{name}={text!r}: give a number of seconds (0 or more), or unset it")
+    return value
 
 
-def _finish_across_restarts(client: PlainClient, run_id: str, code: int) -> dict[str, Any]:
-    """Finish the run, waiting for roard to come back if it is restarting."""
-    patience = float(os.environ.get("ROARCTL_RECONNECT_SECONDS", _RECONNECT_SECONDS))
+def _finish_across_restarts(
+    client: PlainClient, run_id: str, code: int, patience: float
+) -> dict[str, Any]:
+    """Finish the run, waiting up to `patience` seconds for roard to come back if it is
+    restarting."""
     deadline = time.monotonic() + patience
     told = False
     while True:
@@ -201,18 +229,19 @@ def _finish_across_restarts(client: PlainClient, run_id: str, code: int) -> dict
             time.sleep(1.0)
 
 
-def _finish_showing_progress(client: PlainClient, run_id: str, code: int) -> dict[str, Any]:
+def _finish_showing_progress(
+    client: PlainClient, run_id: str, code: int, waits: Waits
+) -> dict[str, Any]:
     """Finish the run, showing hashing progress on stderr while it takes long."""
     outcome: dict[str, Any] = {}
 
     def finish() -> None:
         try:
-            outcome["doc"] = _finish_across_restarts(client, run_id, code)
+            outcome["doc"] = _finish_across_restarts(client, run_id, code, waits.reconnect)
         except BaseException as exc:
             outcome["error"] = exc
 
     worker = threading.Thread(target=finish, daemon=True)
-    quiet_for = float(os.environ.get("ROARCTL_PROGRESS_AFTER", _PROGRESS_AFTER))
     started = time.monotonic()
     worker.start()
     tty = sys.stderr.isatty()
@@ -221,7 +250,7 @@ def _finish_showing_progress(client: PlainClient, run_id: str, code: int) -> dic
     while worker.is_alive():
         worker.join(1.0)
         now = time.monotonic()
-        if not worker.is_alive() or now - started < quiet_for:
+        if not worker.is_alive() or now - started < waits.progress_after:
             continue
         try:
             line = progress_line(client.progress(run_id))

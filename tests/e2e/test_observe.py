@@ -251,6 +251,16 @@ def test_errors_are_one_line_with_the_fix(roard: Roard, tmp_path: Path) -> None:
     assert untagged.returncode != 0 and "roard is not running" in untagged.stderr
     assert "Traceback" not in untagged.stderr
     assert not marker.exists()  # nothing runs untraced when it cannot be tagged
+    typo = subprocess.run(
+        [str(VENV_BIN / "roarctl"), "tag", "--", "touch", str(marker)],
+        env={**roard.env(), "ROARCTL_PROGRESS_AFTER": "soon"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert typo.returncode == 2 and "ROARCTL_PROGRESS_AFTER='soon'" in typo.stderr
+    assert "Traceback" not in typo.stderr
+    assert not marker.exists()  # a malformed setting is found before the command runs
 
 
 def test_status_reports_tier_probes_and_counters(roard: Roard) -> None:

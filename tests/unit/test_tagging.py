@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from roard.cli import roarctl_main
-from roard.cli.tagging import PlainTag, plain_tag
+from roard.cli.tagging import PlainTag, Waits, plain_tag
+from roard.errors import UsageError
 
 PLAIN = [
     ["tag", "--", "cp", "a", "b"],
@@ -64,3 +65,14 @@ def test_a_collector_in_the_environment_goes_to_the_full_parser() -> None:
     """ROARD_COLLECTOR makes `tag` a usage error, which the full path explains."""
     assert plain_tag(["tag", "--", "x"], {"ROARD_COLLECTOR": "host:1"}) is None
     assert plain_tag(["tag", "--", "x"], {"ROARD_COLLECTOR": ""}) is not None
+
+
+def test_waits_come_from_the_environment_and_a_bad_one_is_named() -> None:
+    """ROARCTL_PROGRESS_AFTER and ROARCTL_RECONNECT_SECONDS: seconds, defaults when unset;
+    anything else is a UsageError that names the variable (checked before CMD runs)."""
+    assert Waits.of({}) == Waits(2.0, 120.0)
+    given = {"ROARCTL_PROGRESS_AFTER": "0", "ROARCTL_RECONNECT_SECONDS": "2.5"}
+    assert Waits.of(given) == Waits(0.0, 2.5)
+    for bad in ("soon", "", "-1", "nan", "inf"):
+        with pytest.raises(UsageError, match=f"ROARCTL_RECONNECT_SECONDS={bad!r}"):
+            Waits.of({"ROARCTL_RECONNECT_SECONDS": bad})
