@@ -339,20 +339,22 @@ class CredentialRelay:
         if end < 0:
             return
         line = bytes(call.data[len(plain.MAGIC) : end])
-        del self._plain[sock]
-        self._selector.unregister(sock)
-        self._held[call.cred.uid] -= 1
+        self._forget_plain(sock)
         if self.on_plain is None:
             sock.close()
             return
         sock.setblocking(True)
         self.on_plain(sock, call.cred, line)
 
-    def _drop_plain(self, sock: socket.socket) -> None:
+    def _forget_plain(self, sock: socket.socket) -> None:
+        """Stop watching a plain call's socket (handed over, or about to be closed)."""
         call = self._plain.pop(sock)
         self._held[call.cred.uid] -= 1
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(sock)
+
+    def _drop_plain(self, sock: socket.socket) -> None:
+        self._forget_plain(sock)
         sock.close()
 
     def _expire(self) -> None:
