@@ -56,6 +56,9 @@ SYSTEM_PREFIXES = (
     "/var/cache/",
     "/var/lib/dpkg/",
 )
+# Under a system prefix, but the user's own files: /dev/shm is the memory (tmpfs) that jobs
+# stage datasets and checkpoints in.
+USER_PREFIXES = ("/dev/shm/",)
 PACKAGE_MARKERS = ("/site-packages/", "/dist-packages/", "/.venv/", "/venv/", "/.pyenv/")
 # Source files: a run's code, not its data (diff and reproduce tell the two apart).
 CODE_SUFFIXES = (
@@ -109,13 +112,15 @@ class ClassifyRules:
     """Which paths are system files, package files, code, or (otherwise) artifacts.
 
     A package marker wins over a system prefix (/usr/lib/python3/dist-packages is a package),
-    and both over code (a library's .py files are the package's).
+    and both over code (a library's .py files are the package's). A user prefix takes its
+    paths out of the system prefixes (/dev/shm/ is not /dev).
     """
 
     system_prefixes: tuple[str, ...] = SYSTEM_PREFIXES
     package_markers: tuple[str, ...] = PACKAGE_MARKERS
     code_suffixes: tuple[str, ...] = CODE_SUFFIXES
     interpreters: tuple[str, ...] = INTERPRETERS
+    user_prefixes: tuple[str, ...] = USER_PREFIXES
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def classify(path: str, rules: ClassifyRules, scripts: Collection[str] = ()) -> 
     through an interpreter (`python3 prep`, a shebang script): code whatever their name."""
     if any(marker in path for marker in rules.package_markers):
         return PACKAGE
-    if path.startswith(rules.system_prefixes):
+    if path.startswith(rules.system_prefixes) and not path.startswith(rules.user_prefixes):
         return SYSTEM
     if path in scripts or path.endswith(rules.code_suffixes):
         return CODE

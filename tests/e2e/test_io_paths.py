@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -523,12 +525,15 @@ def test_open_variants_and_resolved_paths(roard: Roard, workdir: Path) -> None:
 
 
 def test_files_on_tmpfs_and_bind_mounts(roard: Roard, workdir: Path) -> None:
-    """A tmpfs mounted in the work dir and a bind mount of a directory: files are recorded
-    under the path the program used, across the mount."""
+    """A tmpfs mounted in the work dir, a bind mount of a directory and /dev/shm: files are
+    recorded under the path the program used, across the mount; those in /dev/shm (a
+    dataset staged in memory, a checkpoint) are the run's artifacts, not system files."""
     (workdir / "scratch").mkdir()
     (workdir / "origin").mkdir()
     (workdir / "bound").mkdir()
     (workdir / "origin" / "shared.txt").write_text("through a bind mount")
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    (shm / "staged.bin").write_bytes(b"staged in memory")
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(workdir / "scratch")], check=True)
     try:
         subprocess.run(
@@ -539,24 +544,33 @@ def test_files_on_tmpfs_and_bind_mounts(roard: Roard, workdir: Path) -> None:
                 roard,
                 workdir,
                 "io-mounts",
-                """
+                f"""
                 with open("scratch/on-tmpfs.bin", "wb") as f:
                     f.write(b"in memory")
                 data = open("bound/shared.txt").read()
                 with open("bound/bound.out", "w") as f:
                     f.write(data.upper())
+                staged = open("{shm}/staged.bin", "rb").read()
+                with open("{shm}/checkpoint.bin", "wb") as f:
+                    f.write(staged[::-1])
                 """,
             )
         finally:
             subprocess.run(["umount", str(workdir / "bound")], check=True)
         assert doc["complete"], doc["loss_reasons"]
-        assert artifacts(doc["inputs"]) == {str(workdir / "bound" / "shared.txt")}
+        assert artifacts(doc["inputs"]) == {
+            str(workdir / "bound" / "shared.txt"),
+            str(shm / "staged.bin"),
+        }
+        assert by_path(doc["inputs"])[str(shm / "staged.bin")]["hash"] == b3(shm / "staged.bin")
         outputs = by_path(doc["outputs"])
         assert set(outputs) >= {str(workdir / "scratch/on-tmpfs.bin")}
         assert str(workdir / "bound" / "bound.out") in outputs
+        assert outputs[str(shm / "checkpoint.bin")]["kind"] == "artifact"
         assert (workdir / "origin" / "bound.out").read_text() == "THROUGH A BIND MOUNT"
     finally:
         subprocess.run(["umount", str(workdir / "scratch")], check=True)
+        shutil.rmtree(shm)
 
 
 # -- 5. false positives ------------------------------------------------------------------

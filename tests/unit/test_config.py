@@ -153,11 +153,16 @@ def test_socket_path_precedence() -> None:
         ("/tmp/model.pt", ARTIFACT),
         ("/usrdata/x", ARTIFACT),
         ("/usr/bin/script.py", SYSTEM),
+        ("/dev/null", SYSTEM),
+        ("/dev/shm/train.bin", ARTIFACT),
+        ("/dev/shm/prep.py", CODE),
+        ("/dev/shm/env/site-packages/x.py", PACKAGE),
     ],
 )
 def test_classify_default_rules(path: str, kind: str) -> None:
     """Default rules: package markers beat system prefixes, both beat source suffixes
-    (code); everything else is an artifact."""
+    (code); everything else is an artifact. /dev/shm holds the user's files (a dataset
+    staged in memory), not the system's."""
     assert classify(path, ClassifyRules()) == kind
 
 
@@ -170,6 +175,15 @@ def test_classify_custom_rules() -> None:
     assert classify("/usr/lib/libc.so", rules) == ARTIFACT
     assert classify("/x/site-packages/y.py", rules) == ARTIFACT
     assert classify("/x/model.m", rules) == CODE
+
+
+def test_user_prefixes_take_paths_out_of_the_system_prefixes() -> None:
+    """A configured user prefix makes its files artifacts; an empty list restores /dev/shm
+    to the system files."""
+    rules = parse('[classify]\nuser_prefixes = ["/run/user/"]').classify
+    assert classify("/run/user/1000/data.csv", rules) == ARTIFACT
+    assert classify("/run/lock/x", rules) == SYSTEM
+    assert classify("/dev/shm/x", rules) == SYSTEM
 
 
 def test_scripts_run_by_an_interpreter_are_code_whatever_their_name() -> None:
