@@ -61,7 +61,7 @@ static __always_inline void vfs_io(u64 file, u32 mask)
 	struct roard_fdkey key = {.tgid = tgid, .fd = ROARD_FD_NONE};
 	struct roard_fdagg agg = {};
 	describe_file(&agg, file, inode, run_key);
-	agg.flags = dir;
+	agg.flags |= dir;
 	send_close(&key, &agg, true);
 }
 

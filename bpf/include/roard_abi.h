@@ -33,6 +33,9 @@
  * descriptor (fd ROARD_FD_NONE), byte counts unknown. */
 #define ROARD_AGG_VFS_READ 32
 #define ROARD_AGG_VFS_WRITE 64
+/* The file is on a filesystem whose content the kernel makes when it is read (proc, sysfs,
+ * tracefs, ...): userspace never reads it to hash it (bpf/lib/files.h: generated_fs). */
+#define ROARD_AGG_GENERATED 128
 #define ROARD_FD_NONE -1
 
 /* Descriptors below this are announced lazily: one event per file, at close (or exec,

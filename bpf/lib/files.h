@@ -24,16 +24,44 @@ static __always_inline bool is_regular(u64 inode)
 	return (mode & ROARD_S_IFMT) == ROARD_S_IFREG;
 }
 
+/* Whether a superblock's magic (linux/magic.h) is a filesystem whose files the kernel
+ * makes as they are read: a later read is not what the run saw, and reading some
+ * (/proc/kmsg, tracefs's trace_pipe) takes data from their other readers. */
+static __always_inline bool generated_fs(u64 magic)
+{
+	switch (magic) {
+	case 0x9fa0:     /* proc */
+	case 0x62656572: /* sysfs */
+	case 0x74726163: /* tracefs */
+	case 0x64626720: /* debugfs */
+	case 0x73636673: /* securityfs */
+	case 0x27e0eb:   /* cgroup */
+	case 0x63677270: /* cgroup2 */
+	case 0xcafe4a11: /* bpf */
+	case 0x62656570: /* configfs */
+	case 0x6165676c: /* pstore */
+	case 0xde5e81e4: /* efivarfs */
+	case 0xf97cff8c: /* selinuxfs */
+	case 0x43415d53: /* smackfs */
+	case 0x65735543: /* fusectl */
+	case 0x42494e4d: /* binfmt_misc */
+		return true;
+	}
+	return false;
+}
+
 /* The aggregate's description of `file` (its `inode`), for run `run_key`, counts zero. */
 static __always_inline void describe_file(struct roard_fdagg *agg, u64 file, u64 inode,
 					  u64 run_key)
 {
+	u64 sb = rd_u64(inode, OFF_INODE_I_SB);
 	agg->file = file;
 	agg->run_key = run_key;
 	agg->ino = rd_u64(inode, OFF_INODE_I_INO);
-	agg->dev = rd_u32(rd_u64(inode, OFF_INODE_I_SB), OFF_SUPER_BLOCK_S_DEV);
+	agg->dev = rd_u32(sb, OFF_SUPER_BLOCK_S_DEV);
 	agg->open_flags = rd_u32(file, OFF_FILE_F_FLAGS);
 	agg->fmode = rd_u32(file, OFF_FILE_F_MODE);
+	agg->flags = generated_fs(rd_u64(sb, OFF_SUPER_BLOCK_S_MAGIC)) ? ROARD_AGG_GENERATED : 0;
 }
 
 /* Send the I/O aggregated for (tgid, fd) as a close event. A file not yet announced is
@@ -131,9 +159,9 @@ static __always_inline struct roard_fdagg *track_file(struct roard_fdkey *key, u
 	bool regular = is_regular(inode);
 	bool announce = regular && (key->fd >= ROARD_LAZY_FDS || table_shared());
 	if (!regular)
-		init.flags = ROARD_AGG_IGNORE;
+		init.flags |= ROARD_AGG_IGNORE;
 	if (announce)
-		init.flags = ROARD_AGG_ANNOUNCED;
+		init.flags |= ROARD_AGG_ANNOUNCED;
 	if (fdagg.update(key, &init) != 0) {
 		count_loss(ROARD_LOSS_AGG_FULL, run_key);
 		return 0;

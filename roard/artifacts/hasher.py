@@ -91,6 +91,13 @@ class HashersStuck(Unhashed):
     reason = "stuck"
 
 
+class KernelGenerated(Unhashed):
+    """On a filesystem whose content the kernel makes when it is read (proc, sysfs,
+    tracefs...): never read to be hashed, as a later read is not what the run saw."""
+
+    reason = "generated"
+
+
 class Progress(Protocol):
     """Where a hash reports how far it got (roard.tracking.runs.HashProgress)."""
 
@@ -109,6 +116,7 @@ UNHASHED_REASONS = tuple(
         FileTooLarge,
         HashTimedOut,
         HashersStuck,
+        KernelGenerated,
     )
 )
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from roard.artifacts.kinds import CODE, USER_KINDS
+from roard.artifacts.kinds import CODE, SYSTEM, USER_KINDS
 from roard.cli import render
 from roard.cli.common import print_json, run_main
 from roard.cli.direct import DirectQueries, Queries, direct_target
@@ -244,9 +244,10 @@ def _print_show(doc: dict[str, Any]) -> None:
             where = f"{d['host']}:" if hosts else ""
             digest = render.short_hash(d["hash"]) if d["hash"] else "(not hashed)"
             print(f"    {d['role']:<6}  {digest}  {d['file_count']:>5} files  {where}{d['path']}/")
-    if doc.get("unhashed"):
+    unhashed = [f for f in doc.get("unhashed", []) if f["kind"] != SYSTEM]
+    if unhashed:
         print("  not hashed:")
-        for f in doc["unhashed"]:
+        for f in unhashed:
             print(f"    {f['role']:<6}  {f['size']:>10}  {f['path']}: {f['reason']}")
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from roard.artifacts.kinds import DATASET
+from roard.artifacts.kinds import DATASET, SYSTEM
 from roard.control.address import socket_path
 from roard.control.plain import OWN_RUN, JoinSpec, PlainClient
 from roard.errors import DaemonUnavailable, RoardError, UsageError
@@ -319,6 +319,10 @@ def summary(doc: dict[str, Any]) -> str:
 
 
 def _unhashed_note(unhashed: list[dict[str, Any]] | int | None) -> str:
-    """show lists unhashed files; finish/untag summaries count them."""
-    count = len(unhashed) if isinstance(unhashed, list) else unhashed or 0
+    """show lists unhashed files; finish/untag summaries count them, except system files
+    (the kernel's /proc and /sys files are never hashed)."""
+    if isinstance(unhashed, list):
+        count = sum(f["kind"] != SYSTEM for f in unhashed)
+    else:
+        count = unhashed or 0
     return f"; {count} files not hashed (`roarctl show` says why)" if count else ""

@@ -25,7 +25,7 @@ from typing import Any, Protocol, Self
 
 from google.protobuf import json_format
 
-from roard.artifacts.classify import DATASET, LINEAGE_KINDS
+from roard.artifacts.classify import DATASET, LINEAGE_KINDS, SYSTEM
 from roard.collector.filters import RunFilter
 from roard.collector.scopes import DEFAULT_PROJECT, EVERYONE, Viewer
 from roard.context.trackers import parse_query
@@ -750,8 +750,10 @@ class SqlStore:
             doc[key] = {
                 c["kind"]: c["n"] for c in counts if c["role"] == role and not c["unhashed"]
             }
-        doc["unhashed"] = sum(
-            c["n"] for c in counts if c["unhashed"] and c["role"] in (ROLE_INPUT, ROLE_OUTPUT)
+        doc["unhashed"] = sum(  # system files unhashed are the kernel's /proc, /sys...
+            c["n"]
+            for c in counts
+            if c["unhashed"] and c["role"] in (ROLE_INPUT, ROLE_OUTPUT) and c["kind"] != SYSTEM
         )
         return doc
 

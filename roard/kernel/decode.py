@@ -108,6 +108,8 @@ class CloseEvent:
     # Read / written by io_uring or aio, seen by the VFS hook (fd ROARD_FD_NONE, no bytes).
     vfs_read: bool = False
     vfs_write: bool = False
+    # On proc, sysfs, tracefs...: content the kernel makes when read, never hashed.
+    generated: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ class Decoder:
         self._vfs_write = abi.const("AGG_VFS_WRITE")
         self._mmap_shared_write = abi.const("AGG_MMAP_SHARED_WRITE")
         self._resized = abi.const("AGG_RESIZED")
+        self._generated = abi.const("AGG_GENERATED")
         self._fmode_created = abi.const("FMODE_CREATED")
         self._rename_exchange = abi.const("RENAME_EXCHANGE")
         self._name_rename = abi.const("NAME_RENAME")
@@ -404,6 +407,7 @@ class Decoder:
             resized=bool(agg_flags & self._resized),
             vfs_read=bool(agg_flags & self._vfs_read),
             vfs_write=bool(agg_flags & self._vfs_write),
+            generated=bool(agg_flags & self._generated),
             open_flags=agg.open_flags,
             created=bool(agg.fmode & self._fmode_created),
             path=path,

@@ -66,6 +66,7 @@ KERNEL_FIELDS: tuple[tuple[str, str], ...] = (
     ("inode", "i_sb"),
     ("inode", "i_mode"),
     ("super_block", "s_dev"),
+    ("super_block", "s_magic"),
     ("fs_struct", "pwd"),
     ("fs_struct", "root"),
     ("mm_struct", "exe_file"),

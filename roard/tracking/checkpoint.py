@@ -41,6 +41,7 @@ class FileState:
     read: bool
     written: bool
     seen: str = ""  # FileUse.seen
+    generated: bool = False  # FileUse.generated
 
 
 @dataclass

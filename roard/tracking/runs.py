@@ -31,6 +31,9 @@ class FileUse:
     # The path the run's processes used for it, when not `path`: a process in another
     # mount namespace names files through its own mounts.
     seen: str = ""
+    # On a filesystem whose content the kernel makes when read (proc, sysfs...): never
+    # read to be hashed, recorded unhashed (the kernel says so: CloseEvent.generated).
+    generated: bool = False
 
 
 @dataclass

@@ -23,10 +23,10 @@ import structlog
 
 from roard import procfs
 from roard.artifacts import datasets
-from roard.artifacts.classify import ARTIFACT, classify, interpreted_script
+from roard.artifacts.classify import ARTIFACT, SYSTEM, classify, interpreted_script
 from roard.artifacts.filesystems import Locator, SharedRules
 from roard.artifacts.hashcache import FileStamp
-from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, Unhashed
+from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, KernelGenerated, Unhashed
 from roard.config import ClassifyRules, DatasetsConfig
 from roard.context.environment import (
     Environments,
@@ -481,7 +481,15 @@ class Tracker:
             ],
             files=[
                 FileState(
-                    u.path, u.dev, u.ino, u.bytes_read, u.bytes_written, u.read, u.written, u.seen
+                    u.path,
+                    u.dev,
+                    u.ino,
+                    u.bytes_read,
+                    u.bytes_written,
+                    u.read,
+                    u.written,
+                    u.seen,
+                    u.generated,
                 )
                 for u in run.files.values()
             ],
@@ -536,12 +544,7 @@ class Tracker:
             cgroup=state.cgroup,
             scripts=set(state.scripts),
         )
-        run.files = {
-            f.path: FileUse(
-                f.path, f.dev, f.ino, f.bytes_read, f.bytes_written, f.read, f.written, seen=f.seen
-            )
-            for f in state.files
-        }
+        run.files = {f.path: FileUse(**dataclasses.asdict(f)) for f in state.files}
         gap = max(0.0, now - state.saved_at)
         run.lose(1, f"roard stopped for about {gap:.0f} s during the run: not observed then")
         self._runs.restore(run)
@@ -753,13 +756,14 @@ class Tracker:
         use.seen = file.seen or use.seen
         use.bytes_read += ev.rbytes
         use.bytes_written += ev.wbytes
+        use.generated = use.generated or ev.generated
         if file.changed_by_open or ev.wbytes or ev.mmap_shared_write or ev.resized or ev.vfs_write:
             use.written = True
-            # Hash ahead, while the job runs: at run end the cache answers if unchanged.
-            self._hasher.ahead(file.path)
+            if not use.generated:  # hash ahead, while the job runs: the cache answers at end
+                self._hasher.ahead(file.path)
         if ev.rbytes or ev.mmap_read or ev.vfs_read:
             use.read = True
-            if not use.written:
+            if not use.written and not use.generated:
                 self._consume(use, file.path)
 
     def _consume(self, use: FileUse, path: str) -> None:
@@ -1063,13 +1067,13 @@ class Tracker:
         ]
         # Inputs as consumed; outputs as left now. Even the stat runs in the pool, under the
         # hash deadline: on a hung mount it would block this thread for ever.
-        left = self._stamps([use.path for use in chosen if use.written])
+        left = self._stamps([use.path for use in chosen if use.written and not use.generated])
         digests = {use.path: self._final_hash(use, left, run) for use in chosen}
         records: list[pb.Record] = []
         probed = []  # read and hashed: on a mount that answers (the probes stat around it)
         members: dict[bool, list[datasets.Member]] = {False: [], True: []}  # by written
         for use in chosen:
-            kind = classify(use.path, self._rules, run.scripts)
+            kind = SYSTEM if use.generated else classify(use.path, self._rules, run.scripts)
             outcome = _outcome(digests[use.path])
             if kind == ARTIFACT and outcome is not None:
                 members[use.written].append(_member(use.path, outcome))
@@ -1116,9 +1120,12 @@ class Tracker:
 
     def _final_hash(
         self, use: FileUse, left: dict[str, FileStamp], run: Run
-    ) -> Future[Digest] | Digest:
+    ) -> Future[Digest] | Digest | Unhashed:
         """A file's hash for the run's record: an input's as consumed; an output's from the
-        cache if hashed ahead as it is now (`left`: its stamp now), else from the pool."""
+        cache if hashed ahead as it is now (`left`: its stamp now), else from the pool.
+        Files the kernel makes as they are read have none."""
+        if use.generated:
+            return KernelGenerated("content made by the kernel when read: not hashed")
         if not use.written and use.consumed is not None:
             return use.consumed
         stamp = left.get(use.path)
@@ -1256,10 +1263,10 @@ def _member(path: str, outcome: Digest | Unhashed) -> datasets.Member:
     return datasets.Member(path, "", outcome.size, str(outcome))
 
 
-def _outcome(found: Future[Digest] | Digest) -> Digest | Unhashed | None:
+def _outcome(found: Future[Digest] | Digest | Unhashed) -> Digest | Unhashed | None:
     """A hash, or why there is none; None for a file that is simply gone (deleted, or a
     /proc file of a process that has exited since: ESRCH)."""
-    if isinstance(found, Digest):
+    if isinstance(found, (Digest, Unhashed)):
         return found
     try:
         return found.result()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -612,28 +613,52 @@ def test_files_merely_opened_or_stat_are_neither(roard: Roard, workdir: Path) ->
 
 
 def test_proc_sys_and_dev_traffic_is_never_an_artifact(roard: Roard, workdir: Path) -> None:
-    """Reading /proc, /sys and /dev, writing /dev/null: no artifact (what is listed is of
-    kind system), and the run stays complete."""
-    doc = run_job(
-        roard,
-        workdir,
-        "io-pseudo",
-        """
-        import os
-        open("/proc/self/status").read()
-        open("/proc/meminfo").read()
-        open("/sys/kernel/mm/transparent_hugepage/enabled").read()
-        with open("/dev/urandom", "rb") as f:
-            f.read(64)
-        with open("/dev/null", "w") as f:
-            f.write("discarded")
-        with open("result.txt", "w") as f:
-            f.write("real output")
-        """,
-    )
+    """Reading /proc, /sys (also sysfs mounted in the work dir) and /dev, writing /dev/null
+    and /proc/self/comm: no artifact. The kernel's generated files are listed unhashed
+    (reason `generated`, kind system) and never read by roard; devices are not files; the
+    run stays complete."""
+    (workdir / "sysfs").mkdir()
+    subprocess.run(["mount", "-t", "sysfs", "sysfs", str(workdir / "sysfs")], check=True)
+    try:
+        doc = run_job(
+            roard,
+            workdir,
+            "io-pseudo",
+            """
+            import os
+            open("/proc/self/status").read()
+            open("/proc/meminfo").read()
+            open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+            open("sysfs/kernel/mm/transparent_hugepage/defrag").read()
+            with open("/proc/self/comm", "w") as f:
+                f.write("io-pseudo")
+            with open("/dev/urandom", "rb") as f:
+                f.read(64)
+            with open("/dev/null", "w") as f:
+                f.write("discarded")
+            with open("result.txt", "w") as f:
+                f.write("real output")
+            """,
+        )
+    finally:
+        subprocess.run(["umount", str(workdir / "sysfs")], check=True)
     assert doc["complete"], doc["loss_reasons"]
     assert not artifacts(doc["inputs"])
     assert artifacts(doc["outputs"]) == {str(workdir / "result.txt")}
-    pseudo = [f for f in doc["inputs"] if f["path"].startswith(("/proc/", "/sys/", "/dev/"))]
-    assert {f["kind"] for f in pseudo} <= {"system"}
-    assert not doc["unhashed"]
+    pseudo = ("/proc/", "/sys/", "/dev/", str(workdir / "sysfs"))
+    assert not [f for f in doc["inputs"] + doc["outputs"] if f["path"].startswith(pseudo)]
+    assert {(f["role"], f["kind"]) for f in doc["unhashed"]} == {
+        ("input", "system"),
+        ("output", "system"),
+    }
+    assert all("made by the kernel" in f["reason"] for f in doc["unhashed"])
+    paths = {f["path"] for f in doc["unhashed"]}
+    assert {
+        "/proc/meminfo",
+        "/sys/kernel/mm/transparent_hugepage/enabled",
+        str(workdir / "sysfs/kernel/mm/transparent_hugepage/defrag"),
+    } <= paths
+    assert not [p for p in paths if p.startswith("/dev/")]
+    assert any(re.fullmatch(r"/proc/\d+/comm", p) for p in paths), paths
+    status = json.loads(roard.roarctl("status", "--json").stdout)
+    assert status["hash"]["unhashed"]["generated"] >= 4

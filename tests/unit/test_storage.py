@@ -573,6 +573,28 @@ def test_close_is_idempotent(opener: Callable[[], SqlStore]) -> None:
         s.runs()
 
 
+def test_summary_counts_unhashed_files_but_not_the_kernels(
+    store: SqlStore, counter: Iterator[int]
+) -> None:
+    """A finished run's summary counts the files left unhashed that a user may care about;
+    the kernel's /proc and /sys files (system, never hashed) are not among them."""
+    run = RecordFactory("run-unhashed", counter)
+    unhashed = []
+    for path, kind, why in (
+        ("/proc/meminfo", "system", "content made by the kernel when read: not hashed"),
+        ("/data/huge.bin", "artifact", "over hash_max_bytes"),
+    ):
+        record = run.access(path, pb.ROLE_INPUT, "")
+        record.file_access.kind, record.file_access.unhashed = kind, why
+        unhashed.append(record)
+    store.ingest([run.tagged(), *unhashed, run.finished(code=0)], host="host-1")
+    assert store.summary("run-unhashed")["unhashed"] == 1
+    assert {f["path"] for f in store.show("run-unhashed")["unhashed"]} == {
+        "/proc/meminfo",
+        "/data/huge.bin",
+    }
+
+
 def test_hosts_acks_and_queries(store: SqlStore, counter: Iterator[int]) -> None:
     """The rest of the store's surface, so each dialect runs every query at least once."""
     big = 1 << 40

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from roard.cli import roarctl_main
-from roard.cli.tagging import PlainTag, Waits, plain_tag
+from roard.cli.tagging import PlainTag, Waits, plain_tag, summary
 from roard.errors import UsageError
 
 PLAIN = [
@@ -76,3 +76,20 @@ def test_waits_come_from_the_environment_and_a_bad_one_is_named() -> None:
     for bad in ("soon", "", "-1", "nan", "inf"):
         with pytest.raises(UsageError, match=f"ROARCTL_RECONNECT_SECONDS={bad!r}"):
             Waits.of({"ROARCTL_RECONNECT_SECONDS": bad})
+
+
+def test_summary_notes_unhashed_files_except_the_kernels() -> None:
+    """The one-line summary (from show's document) notes files left unhashed, but not the
+    kernel's /proc and /sys files, which are never hashed: every job reads some."""
+    doc = {
+        "run_id": "r1",
+        "status": "finished",
+        "exit_code": 0,
+        "complete": True,
+        "inputs": [],
+        "outputs": [],
+        "unhashed": [{"kind": "system", "path": "/proc/meminfo"}],
+    }
+    assert "not hashed" not in summary(doc)
+    doc["unhashed"].append({"kind": "artifact", "path": "/data/huge.bin"})
+    assert summary(doc).endswith("; 1 files not hashed (`roarctl show` says why)")

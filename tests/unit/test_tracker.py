@@ -6,6 +6,7 @@ that is fed as decoded events, as the observer thread would.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import subprocess
@@ -416,6 +417,39 @@ def test_proc_file_of_an_exited_process_is_gone_not_lost(
     files, finished = env.finish(run)
     assert files[str(unreadable)].unhashed == "could not be read: Permission denied"
     assert not finished.complete
+
+
+def test_files_the_kernel_generates_are_never_read_to_be_hashed(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file on proc, sysfs, tracefs... (the kernel flags it) is listed unhashed, of kind
+    system whatever its path, read or written, and never handed to the hasher: reading
+    /proc/kmsg or trace_pipe again would take data from their readers, and a later read is
+    not what the run saw. The run stays complete."""
+    run, pid = env.tag()
+    meminfo = Path("/proc/meminfo")
+    knob = env.file("mounted-sysfs-knob", b"0\n")  # sysfs mounted where a data file could be
+    submitted: list[str] = []
+    real_submit, real_ahead = env.hasher.submit, env.hasher.ahead
+    monkeypatch.setattr(env.hasher, "submit", lambda p, *a: submitted.append(p) or real_submit(p))
+    monkeypatch.setattr(env.hasher, "ahead", lambda p: submitted.append(p) or real_ahead(p))
+    env.open(run, pid, 3, meminfo, os.O_RDONLY)
+    env.tracker.handle(
+        dataclasses.replace(env.close_event(run, pid, 3, meminfo, 1400), generated=True)
+    )
+    env.open(run, pid, 4, knob, os.O_WRONLY)
+    env.tracker.handle(
+        dataclasses.replace(env.close_event(run, pid, 4, knob, wbytes=2), generated=True)
+    )
+    env.exit(run, pid)
+    files, finished = env.finish(run)
+    assert submitted == []
+    for path, role in ((meminfo, pb.ROLE_INPUT), (knob, pb.ROLE_OUTPUT)):
+        access = files[str(path)]
+        assert (access.role, access.kind, access.hash) == (role, "system", "")
+        assert "made by the kernel" in access.unhashed
+    assert finished.complete, run.lost_reasons
+    assert env.tracker.unhashed_counts()["generated"] == 2
 
 
 def test_exit_flushes_open_descriptors(env: Env) -> None:
