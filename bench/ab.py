@@ -2,6 +2,7 @@
 
     git worktree add /tmp/roard-base HEAD~3
     .venv/bin/python bench/ab.py --base /tmp/roard-base --workload dataloader --rounds 4
+    .venv/bin/python bench/ab.py --base /tmp/roard-base --command 'python3 /tmp/job.py'
 
 Each round starts a private daemon from the base checkout, then one from this checkout
 (PYTHONPATH picks the tree; both use this venv), and times `roarctl tag -- JOB` under each,
@@ -55,6 +56,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, required=True, help="the other checkout")
     parser.add_argument("--workload", choices=ALL_WORKLOADS, default="dataloader")
+    parser.add_argument(
+        "--command", help="time this shell command (sh -c, in a fresh directory) instead"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=5, help="timed runs per daemon and round")
     parser.add_argument("--scale", type=float, default=1.0, help="workload size times this")
@@ -64,9 +68,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="roard-ab-") as tmp:
         root = Path(tmp)
         bench = Bench(root=root, env=dict(os.environ), roar=Path(), roar_env={})
-        workload = prepare(bench, Sizes().scaled(args.scale), [args.workload])[args.workload]
-        print(f"{workload.name}: {workload.summary}")
-        times = rounds(bench, workload.argv, trees, args.rounds, args.runs)
+        if args.command:
+            argv = ["sh", "-c", args.command]
+        else:
+            workload = prepare(bench, Sizes().scaled(args.scale), [args.workload])[args.workload]
+            print(f"{workload.name}: {workload.summary}")
+            argv = workload.argv
+        times = rounds(bench, argv, trees, args.rounds, args.runs)
     for label, per_round in times.items():
         every = [t for spent in per_round for t in spent]
         by_round = " ".join(f"{statistics.median(spent):.3f}" for spent in per_round)
