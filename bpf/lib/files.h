@@ -45,6 +45,10 @@ static __always_inline bool generated_fs(u64 magic)
 	case 0x43415d53: /* smackfs */
 	case 0x65735543: /* fusectl */
 	case 0x42494e4d: /* binfmt_misc */
+	case 0x19800202: /* mqueue: a queue read(2) gives its status line */
+	case 0x6e736673: /* nsfs */
+	case 0x6e667364: /* nfsd */
+	case 0x67596969: /* rpc_pipefs */
 		return true;
 	}
 	return false;
