@@ -40,10 +40,14 @@ def _roard_run() -> str:
     if "@" in current:
         return current
     if current:
-        print(f"ray-job: ROARD_RUN={current} (no @RUN_ID): this driver is a run of its own; "
-              "the workers join a new shared run", file=sys.stderr)
+        print(
+            f"ray-job: ROARD_RUN={current} (no @RUN_ID): this driver is a run of its own; "
+            "the workers join a new shared run",
+            file=sys.stderr,
+        )
     run_id = os.environ.get("ROARD_RUN_ID") or (
-        f"ray-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}")
+        f"ray-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    )
     return f"ray@{run_id}"
 
 
@@ -58,8 +62,9 @@ def _reexec_driver_in_run() -> None:
     re-exec this does nothing. A driver already in a run, under `roarctl tag` say,
     ignores the variable and stays where it is.)"""
     if os.environ.get("ROARD_RUN") != ROARD_RUN:
-        os.execve(sys.executable, [sys.executable, *sys.argv],
-                  {**os.environ, "ROARD_RUN": ROARD_RUN})
+        os.execve(
+            sys.executable, [sys.executable, *sys.argv], {**os.environ, "ROARD_RUN": ROARD_RUN}
+        )
 
 
 def _started_in_run() -> bool:
@@ -72,13 +77,17 @@ def _started_in_run() -> bool:
 # SPREAD: the tasks land on as many nodes as there are, for the example's sake.
 @ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
 def shard(index: int, count: int, src: str, dst: str) -> dict:
-    with open(src, "rb") as f:                      # an input of this node's part
+    with open(src, "rb") as f:  # an input of this node's part
         lines = f.read().splitlines(keepends=True)
     out = os.path.join(dst, f"shard-{index:03d}.txt")
-    with open(out, "wb") as f:                      # an output of this node's part
+    with open(out, "wb") as f:  # an output of this node's part
         f.writelines(lines[index::count])
-    return {"host": socket.gethostname(), "pid": os.getpid(), "out": out,
-            "in_run": _started_in_run()}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "out": out,
+        "in_run": _started_in_run(),
+    }
 
 
 def main(src: str, dst: str, count: int = 8) -> int:
@@ -93,18 +102,25 @@ def main(src: str, dst: str, count: int = 8) -> int:
     # Ray's job ids (01000000, 02000000, ...) start over when the cluster does: prefix
     # them with something unique to the cluster, and the driver itself is then not a part
     # unless started with the variable.
-    print(f"ray-job: Ray job {ray.get_runtime_context().get_job_id()}, roard run {RUN_ID}",
-          file=sys.stderr)
+    print(
+        f"ray-job: Ray job {ray.get_runtime_context().get_job_id()}, roard run {RUN_ID}",
+        file=sys.stderr,
+    )
 
     os.makedirs(dst, exist_ok=True)
     results = ray.get([shard.remote(i, count, src, dst) for i in range(count)])
     for r in results:
-        print(f"{r['host']:>20} pid {r['pid']:>7}  {r['out']}"
-              + ("" if r["in_run"] else "   NOT in the run (worker not started with ROARD_RUN)"))
+        print(
+            f"{r['host']:>20} pid {r['pid']:>7}  {r['out']}"
+            + ("" if r["in_run"] else "   NOT in the run (worker not started with ROARD_RUN)")
+        )
     missing = sum(not r["in_run"] for r in results)
     if missing:
-        print(f"ray-job: {missing} task(s) ran in workers without ROARD_RUN; their reads and "
-              "writes are not in the run (see README.md, \"Ray\")", file=sys.stderr)
+        print(
+            f"ray-job: {missing} task(s) ran in workers without ROARD_RUN; their reads and "
+            'writes are not in the run (see README.md, "Ray")',
+            file=sys.stderr,
+        )
     print(f"ray-job: roarctl show {RUN_ID} --json", file=sys.stderr)
     return 0
 
