@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from roard.artifacts.kinds import CODE, SYSTEM, USER_KINDS
+from roard.artifacts.kinds import CODE, USER_KINDS
 from roard.cli import render
 from roard.cli.common import print_json, run_main
 from roard.cli.direct import DirectQueries, Queries, direct_target
-from roard.cli.tagging import parse_labels, spawn_tagged, summary
+from roard.cli.tagging import noted_unhashed, parse_labels, spawn_tagged, summary
 from roard.collector.filters import RunFilter
 from roard.context.trackers import parse_links
 from roard.control.address import socket_path
@@ -244,7 +244,7 @@ def _print_show(doc: dict[str, Any]) -> None:
             where = f"{d['host']}:" if hosts else ""
             digest = render.short_hash(d["hash"]) if d["hash"] else "(not hashed)"
             print(f"    {d['role']:<6}  {digest}  {d['file_count']:>5} files  {where}{d['path']}/")
-    unhashed = [f for f in doc.get("unhashed", []) if f["kind"] != SYSTEM]
+    unhashed = noted_unhashed(doc.get("unhashed", []))
     if unhashed:
         print("  not hashed:")
         for f in unhashed:

@@ -318,11 +318,13 @@ def summary(doc: dict[str, Any]) -> str:
     )
 
 
+def noted_unhashed(unhashed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The unhashed files (show's list) worth telling a user about: not system files, of
+    which the kernel's /proc and /sys files are never hashed."""
+    return [f for f in unhashed if f["kind"] != SYSTEM]
+
+
 def _unhashed_note(unhashed: list[dict[str, Any]] | int | None) -> str:
-    """show lists unhashed files; finish/untag summaries count them, except system files
-    (the kernel's /proc and /sys files are never hashed)."""
-    if isinstance(unhashed, list):
-        count = sum(f["kind"] != SYSTEM for f in unhashed)
-    else:
-        count = unhashed or 0
+    """show lists unhashed files; finish/untag summaries count them (see noted_unhashed)."""
+    count = len(noted_unhashed(unhashed)) if isinstance(unhashed, list) else unhashed or 0
     return f"; {count} files not hashed (`roarctl show` says why)" if count else ""

@@ -480,17 +480,7 @@ class Tracker:
                 if (file := self._fds.get(p.pid, fd)) is not None
             ],
             files=[
-                FileState(
-                    u.path,
-                    u.dev,
-                    u.ino,
-                    u.bytes_read,
-                    u.bytes_written,
-                    u.read,
-                    u.written,
-                    u.seen,
-                    u.generated,
-                )
+                FileState(**{f.name: getattr(u, f.name) for f in dataclasses.fields(FileState)})
                 for u in run.files.values()
             ],
             scripts=sorted(run.scripts),
