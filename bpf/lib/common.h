@@ -176,13 +176,21 @@ static __always_inline u32 real_uid(u64 task)
 }
 
 #ifdef ROARD_EXIT_ARGS
+/* The field at `off` of a BTF-typed kernel pointer (from bpf_get_current_task_btf and the
+ * pointers loaded through it): one load the verifier checks against BTF, and that reads 0
+ * where the address faults, instead of a helper call as rd_u64 makes. The kernels that load
+ * the exit-only variant (bpf_task_pt_regs: 5.15) all allow it; the hooks that run on every
+ * read and write of a tracked process use it. */
+#define typed_field(ptr, off, type) (*(type *)((char *)(ptr) + (off)))
+
 /* Argument `i` (0-2) of the syscall the current task is leaving: the kernel keeps the
  * user registers it entered with (x86_64: di, si, dx; offsets from BTF), so an exit
  * handler needs no entry handler nor a map to carry them across. */
 static __always_inline u64 syscall_arg_at_exit(u32 i)
 {
-	u64 regs = (u64)bpf_task_pt_regs(bpf_get_current_task_btf());
-	return rd_u64(regs, i == 0 ? OFF_PT_REGS_DI : i == 1 ? OFF_PT_REGS_SI : OFF_PT_REGS_DX);
+	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	return typed_field(regs, i == 0 ? OFF_PT_REGS_DI : i == 1 ? OFF_PT_REGS_SI : OFF_PT_REGS_DX,
+			   u64);
 }
 #endif
 

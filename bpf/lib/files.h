@@ -10,11 +10,20 @@ static __always_inline u64 fd_to_file(s32 fd)
 {
 	if (fd < 0)
 		return 0;
+#ifdef ROARD_EXIT_ARGS
+	void *files = typed_field(bpf_get_current_task_btf(), OFF_TASK_STRUCT_FILES, void *);
+	void *fdt = typed_field(files, OFF_FILES_STRUCT_FDT, void *);
+	if ((u32)fd >= typed_field(fdt, OFF_FDTABLE_MAX_FDS, u32))
+		return 0;
+	/* The array of file pointers is not a BTF struct: read as any kernel memory. */
+	return rd_u64(typed_field(fdt, OFF_FDTABLE_FD, u64), (u32)fd * sizeof(u64));
+#else
 	u64 task = bpf_get_current_task();
 	u64 fdt = rd_u64(rd_u64(task, OFF_TASK_STRUCT_FILES), OFF_FILES_STRUCT_FDT);
 	if ((u32)fd >= rd_u32(fdt, OFF_FDTABLE_MAX_FDS))
 		return 0;
 	return rd_u64(rd_u64(fdt, OFF_FDTABLE_FD), (u32)fd * sizeof(u64));
+#endif
 }
 
 static __always_inline bool is_regular(u64 inode)
