@@ -10,6 +10,9 @@ import struct
 
 # bpf(2) commands, program types and attach types (include/uapi/linux/bpf.h).
 _BPF_PROG_LOAD = 5
+_BPF_PROG_GET_NEXT_ID = 11
+_BPF_PROG_GET_FD_BY_ID = 13
+_BPF_OBJ_GET_INFO_BY_FD = 15
 _BPF_RAW_TRACEPOINT_OPEN = 17
 PROG_TYPE_TRACEPOINT = 5
 PROG_TYPE_TRACING = 26
@@ -22,6 +25,8 @@ _NR_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351}
 _NOOP = bytes([0xB7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])
 _LICENSE = ctypes.create_string_buffer(b"GPL")
 _ATTR_SIZE = 128  # larger than every field used here; the kernel wants the rest zeroed
+# struct bpf_prog_info: where its name and its run counters are, and a size that holds them.
+_INFO_NAME, _INFO_RUN_TIME_NS, _INFO_SIZE = 64, 192, 256
 
 
 def _bpf(cmd: int, attr: bytearray) -> int:
@@ -66,3 +71,35 @@ def fentry_refusal(btf_id: int) -> str | None:
     finally:
         os.close(prog)
     return None
+
+
+def program_run_stats() -> dict[tuple[int, str], tuple[int, int]]:
+    """(id, name) -> (nanoseconds run, runs) of every BPF program loaded on this host. The
+    kernel counts only while the sysctl kernel.bpf_stats_enabled is 1 (benchmarks set it);
+    names are cut at 15 characters."""
+    stats: dict[tuple[int, str], tuple[int, int]] = {}
+    prog_id = 0
+    while True:
+        attr = bytearray(_ATTR_SIZE)
+        struct.pack_into("=I", attr, 0, prog_id)
+        try:
+            _bpf(_BPF_PROG_GET_NEXT_ID, attr)
+        except OSError:  # ENOENT: no more
+            return stats
+        prog_id = struct.unpack_from("=I", attr, 4)[0]
+        attr = bytearray(_ATTR_SIZE)  # the kernel refuses next_id set here
+        struct.pack_into("=I", attr, 0, prog_id)
+        try:
+            prog = _bpf(_BPF_PROG_GET_FD_BY_ID, attr)
+        except OSError:  # unloaded since
+            continue
+        info = ctypes.create_string_buffer(_INFO_SIZE)
+        attr = bytearray(_ATTR_SIZE)
+        struct.pack_into("=IIQ", attr, 0, prog, _INFO_SIZE, ctypes.addressof(info))
+        try:
+            _bpf(_BPF_OBJ_GET_INFO_BY_FD, attr)
+        finally:
+            os.close(prog)
+        name = info.raw[_INFO_NAME : _INFO_NAME + 16].split(b"\0")[0].decode(errors="replace")
+        run_ns, runs = struct.unpack_from("=QQ", info.raw, _INFO_RUN_TIME_NS)
+        stats[(prog_id, name)] = (run_ns, runs)

@@ -75,6 +75,19 @@ def test_noop_programs_load_through_bpf_syscall() -> None:
     os.close(bpfsys.load_noop(bpfsys.PROG_TYPE_TRACEPOINT))
 
 
+def test_program_run_stats_list_a_program_loaded_now() -> None:
+    """bench/hook_costs.py's reader of the kernel's per-program counters sees a program
+    the moment it is loaded, with its counters (zero: it never ran)."""
+    before = bpfsys.program_run_stats()
+    prog = bpfsys.load_noop(bpfsys.PROG_TYPE_TRACEPOINT)
+    try:
+        now = bpfsys.program_run_stats()
+        new = {key: counts for key, counts in now.items() if key not in before}
+    finally:
+        os.close(prog)
+    assert list(new.values()) == [(0, 0)]
+
+
 def test_doctor_reports_the_tier_of_each_hook() -> None:
     """`roard doctor --json`: a tier, why, and each hook's attachment."""
     out = subprocess.run(
