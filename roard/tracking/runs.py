@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from roard.artifacts.hasher import Digest
+from roard.artifacts.hasher import Digest, Pending
 from roard.context.trackers import Links
 from roard.kernel.abi import Abi
 from roard.records import ids
@@ -24,7 +23,7 @@ class FileUse:
     bytes_written: int = 0
     read: bool = False
     written: bool = False
-    consumed: Future[Digest] | None = None  # hash taken when the run finished reading it
+    consumed: Pending[Digest] | None = None  # hash taken when the run finished reading it
     # The run linked this name to another: its content may live on under that name, so
     # the name gone at run end is no deleted file.
     linked: bool = False

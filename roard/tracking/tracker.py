@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,7 +26,14 @@ from roard.artifacts import datasets
 from roard.artifacts.classify import ARTIFACT, SYSTEM, classify, interpreted_script
 from roard.artifacts.filesystems import Locator, SharedRules
 from roard.artifacts.hashcache import FileStamp
-from roard.artifacts.hasher import UNHASHED_REASONS, Digest, Hasher, KernelGenerated, Unhashed
+from roard.artifacts.hasher import (
+    UNHASHED_REASONS,
+    Digest,
+    Hasher,
+    KernelGenerated,
+    Pending,
+    Unhashed,
+)
 from roard.config import ClassifyRules, DatasetsConfig
 from roard.context.environment import (
     Environments,
@@ -1110,7 +1117,7 @@ class Tracker:
 
     def _final_hash(
         self, use: FileUse, left: dict[str, FileStamp], run: Run
-    ) -> Future[Digest] | Digest | Unhashed:
+    ) -> Pending[Digest] | Digest | Unhashed:
         """A file's hash for the run's record: an input's as consumed; an output's from the
         cache if hashed ahead as it is now (`left`: its stamp now), else from the pool.
         Files the kernel makes as they are read have none."""
@@ -1253,7 +1260,7 @@ def _member(path: str, outcome: Digest | Unhashed) -> datasets.Member:
     return datasets.Member(path, "", outcome.size, str(outcome))
 
 
-def _outcome(found: Future[Digest] | Digest | Unhashed) -> Digest | Unhashed | None:
+def _outcome(found: Pending[Digest] | Digest | Unhashed) -> Digest | Unhashed | None:
     """A hash, or why there is none; None for a file that is simply gone (deleted, or a
     /proc file of a process that has exited since: ESRCH)."""
     if isinstance(found, (Digest, Unhashed)):

@@ -20,6 +20,7 @@ from roard.artifacts.hasher import (
     HashersStuck,
     HashTimedOut,
     NotRegularFile,
+    Pending,
 )
 from roard.config import HashLimits
 from roard.tracking.runs import HashProgress
@@ -66,6 +67,27 @@ def test_submit_hashes_in_the_background(hasher: Hasher, tmp_path: Path) -> None
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert hasher.submit(str(path)).result(5).hash == b3(b"abc")
+
+
+def test_a_pending_result_waits_for_the_pool_and_says_where_it_is() -> None:
+    """A waiter gets the result the moment it is given, or TimeoutError; the state runs
+    queued -> running -> done (the tracker re-submits a consumed input only once its
+    hash is under way: a later read must be in it)."""
+    settled = threading.Condition(threading.RLock())
+    pending: Pending[str] = Pending(settled)
+    with pytest.raises(TimeoutError):
+        pending.result(0.01)
+    assert not pending.running() and not pending.done()
+    pending.start()
+    assert pending.running()
+    threading.Timer(0.05, pending.give, ["digest"]).start()
+    assert pending.result(5) == "digest"
+    assert pending.done() and not pending.running()
+    failed: Pending[str] = Pending(settled)
+    failed.give(FileNotFoundError(2, "gone"))
+    for _ in range(2):  # an error is raised to every caller
+        with pytest.raises(FileNotFoundError):
+            failed.result()
 
 
 def test_submit_of_missing_file_raises_oserror(hasher: Hasher, tmp_path: Path) -> None:
