@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -75,10 +75,11 @@ def _problem(record: records_pb2.Record) -> str | None:
         times.append(getattr(getattr(record, kind), _TIMED_BODIES[kind]))
     if not all(0.0 <= t < _TIME_LIMIT for t in times):
         return f"a time outside 1970..9999 ({times})"
-    digests = {
-        "file_access": [record.file_access.hash],
-        "dataset": [record.dataset.hash, *(f.hash for f in record.dataset.files)],
-    }.get(kind, [])
+    digests: Iterable[str] = ()  # built for the record's own kind only: this runs per record
+    if kind == "file_access":
+        digests = (record.file_access.hash,)
+    elif kind == "dataset":
+        digests = (record.dataset.hash, *(f.hash for f in record.dataset.files))
     for digest in digests:
         if digest and not _HASH.fullmatch(digest):
             return f"hash {digest!r} is not blake3:<64 hex digits>"

@@ -122,7 +122,10 @@ class SpoolSink:
             batch = self._backlog[:_BATCH]
             if self._store(batch):
                 del self._backlog[: len(batch)]
-                self._backlog_bytes -= sum(r.ByteSize() for r in batch)
+                # Usually all of it: no need to size each record again.
+                self._backlog_bytes -= (
+                    sum(r.ByteSize() for r in batch) if self._backlog else self._backlog_bytes
+                )
                 self.backlog_records = len(self._backlog)
                 delay = _RETRY_FIRST
                 continue

@@ -122,9 +122,10 @@ class Spool:
         """Stores `records` (numbered, in order) durably in one transaction, with the runs
         they open and close. Returns delivery loss notices created by shedding, which the
         caller must number and append."""
+        payloads = [r.SerializeToString() for r in records]
         rows = [
-            (r.seq, ids.of_record(r), priority(r), r.ByteSize(), r.time, r.SerializeToString())
-            for r in records
+            (r.seq, ids.of_record(r), priority(r), len(payload), r.time, payload)
+            for r, payload in zip(records, payloads, strict=True)
         ]
         with self._write() as conn:
             conn.executemany(
