@@ -166,22 +166,44 @@ def hash_file(
     OSError of open."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            for _attempt in range(3):
-                before = _checked(os.fstat(fd), max_bytes)
-                threads = blake3.blake3.AUTO if before.size >= _MULTITHREAD_BYTES else 1
-                hasher = blake3.blake3(max_threads=threads)
-                f.seek(0)
-                buffer = memoryview(bytearray(min(_CHUNK, before.size or _SMALL_CHUNK)))
-                while n := f.readinto(buffer):
-                    hasher.update(buffer[:n])
-                    if progress is not None:
-                        progress.advance(n)
-                if FileStamp.of(os.fstat(fd)) == before:
-                    return f"blake3:{hasher.hexdigest()}", before
+        for _attempt in range(3):
+            before = _checked(os.fstat(fd), max_bytes)
+            hasher = _read_small(fd, before.size, progress) or _read_stream(
+                fd, before.size, progress
+            )
+            if FileStamp.of(os.fstat(fd)) == before:
+                return f"blake3:{hasher.hexdigest()}", before
     finally:
         os.close(fd)
     raise FileKeptChanging("kept changing while it was hashed (three tries)")
+
+
+def _read_small(fd: int, size: int, progress: Progress | None) -> blake3.blake3 | None:
+    """A file of at most _SMALL_CHUNK bytes hashed from one read (a job's thousands of
+    small outputs took twice as long through a file object and a buffer); None when the
+    read did not return exactly `size` bytes (a file that grew, or a short read)."""
+    if not 0 < size <= _SMALL_CHUNK:
+        return None
+    data = os.pread(fd, size + 1, 0)
+    if len(data) != size:
+        return None
+    if progress is not None:
+        progress.advance(size)
+    return blake3.blake3(data)
+
+
+def _read_stream(fd: int, size: int, progress: Progress | None) -> blake3.blake3:
+    """A file hashed from its start to its end in chunks, reporting to `progress` (files
+    that report size 0, as /proc's do, in pieces of _SMALL_CHUNK)."""
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= _MULTITHREAD_BYTES else 1)
+    with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+        f.seek(0)  # an earlier try read to the end
+        buffer = memoryview(bytearray(min(_CHUNK, size or _SMALL_CHUNK)))
+        while n := f.readinto(buffer):
+            hasher.update(buffer[:n])
+            if progress is not None:
+                progress.advance(n)
+    return hasher
 
 
 T = TypeVar("T")

@@ -531,6 +531,29 @@ def test_file_that_keeps_changing_has_no_hash(
     assert hasher.files_hashed == 0
 
 
+@pytest.mark.parametrize("size", [1000, 200_000], ids=["one-read", "chunked"])
+def test_a_file_that_changed_once_is_hashed_whole_on_the_next_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """The second try hashes the file from its start, whichever way it is read (small
+    files in one read, others in chunks from the same descriptor)."""
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    ticks = iter(range(1000))
+
+    def changed_once(_cls: type[FileStamp], st: os.stat_result) -> FileStamp:
+        drift = 1 if next(ticks) == 1 else 0  # the first try's second stat differs
+        return FileStamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns + drift, st.st_ctime_ns)
+
+    monkeypatch.setattr(hasher_mod.FileStamp, "of", classmethod(changed_once))
+    progress = HashProgress()
+    digest, _stamp = hasher_mod.hash_file(str(path), progress)
+    assert next(ticks) == 4  # two tries
+    assert digest == b3(data)
+    assert progress.bytes_done == 2 * size  # both tries' reads reported
+
+
 def test_a_sysctl_file_of_reported_size_zero_hashes() -> None:
     """/proc/sys files say size 0 and refuse reads larger than the kernel can allocate:
     a run that reads one must not be marked incomplete for it."""
