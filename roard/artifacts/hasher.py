@@ -338,9 +338,7 @@ class Hasher:
         """Hash `path` in the background; the result raises Unhashed (with the reason) or
         the OSError of a file that cannot be opened, never later than the deadline after
         a worker takes it up. Bytes that must be read are reported to `progress`."""
-        job = _Job(path, lambda me: self.digest(path, progress, me), Pending(self._settled))
-        job.progress = progress
-        return self._enqueue(job)
+        return self._enqueue(self._job(path, lambda me: self.digest(path, progress, me), progress))
 
     @property
     def backlog(self) -> int:
@@ -358,9 +356,7 @@ class Hasher:
             self._ahead[path] = None
             if self._ahead_job is not None and not self._ahead_job.result.done():
                 return
-            self._ahead_job = job = _Job(
-                "outputs hashed ahead", self._hash_ahead, Pending(self._settled)
-            )
+            self._ahead_job = job = self._job("outputs hashed ahead", self._hash_ahead)
         self._enqueue(job)
 
     def _hash_ahead(self, me: _Worker) -> None:
@@ -389,7 +385,13 @@ class Hasher:
         one pool job under one deadline (a finalization checks thousands of outputs hashed
         ahead this way, instead of queueing a job per file)."""
         what = f"{len(paths)} files from {paths[0]}" if paths else "no files"
-        return self._enqueue(_Job(what, lambda _me: _regular_stamps(paths), Pending(self._settled)))
+        return self._enqueue(self._job(what, lambda _me: _regular_stamps(paths)))
+
+    def _job(
+        self, what: str, work: Callable[[_Worker], object], progress: Progress | None = None
+    ) -> _Job:
+        """A job whose result waiters wait on the pool's condition."""
+        return _Job(what, work, Pending(self._settled), progress)
 
     def _enqueue(self, job: _Job) -> Pending[Any]:
         with self._cond:
