@@ -50,6 +50,10 @@ def start_daemon(
         stderr=(root / "roard.log").open("wb"),
     )
     for _ in range(600):
+        if proc.poll() is not None:
+            raise SystemExit(
+                f"roard exited {proc.returncode} at start: {(root / 'roard.log').read_text()}"
+            )
         # The module, not the roarctl script: PYTHONPATH may pick an older tree (bench/ab.py).
         status = [str(BIN / "python"), "-m", "roard.cli.roarctl_main", "status"]
         ok = subprocess.run(status, env=env, capture_output=True, check=False)

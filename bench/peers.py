@@ -880,8 +880,11 @@ def roar_template(bench: Bench) -> None:
 
 
 def output_of(cmd: list[str]) -> str:
-    """A command's stdout (empty if it fails: machine facts are best effort)."""
-    return subprocess.run(cmd, check=False, capture_output=True, text=True).stdout.strip()
+    """A command's stdout (empty if it fails or is missing: machine facts are best effort)."""
+    try:
+        return subprocess.run(cmd, check=False, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
 
 
 def machine_facts(bench: Bench) -> list[str]:
@@ -889,13 +892,13 @@ def machine_facts(bench: Bench) -> list[str]:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((x.split(":", 1)[1].strip() for x in cpuinfo if x.startswith("model name")), "?")
     fs = output_of(["df", "-T", str(bench.root)]).splitlines()[-1].split()[1]
-    strace = output_of([STRACE, "-V"]).splitlines()[0]
+    strace = (output_of([STRACE, "-V"]).splitlines() or ["no strace"])[0]
+    roar = output_of([str(bench.roar), "--version"]) or "no roar-cli"
     memory = psutil.virtual_memory().total / 2**30
     return [
         f"- machine: {os.cpu_count()} CPUs ({cpu}), {memory:.0f} GiB, "
         f"kernel {platform.release()}, Python {platform.python_version()}",
-        f"- work dir: {bench.root} ({fs}); peers: {output_of([str(bench.roar), '--version'])}, "
-        f"{strace}",
+        f"- work dir: {bench.root} ({fs}); peers: {roar}, {strace}",
     ]
 
 
