@@ -147,7 +147,8 @@ SYSCALL_ENTER(sys_enter_io_setup)
 	return 0;
 }
 
-/* PROT_READ mappings consume the file; shared writable ones change it. */
+/* PROT_READ mappings consume the file; shared writable ones change it; executable ones
+ * run it (shared libraries). */
 SYSCALL_ENTER(sys_enter_mmap)
 {
 	s32 fd = (s32)ctx->args[4];
@@ -161,6 +162,8 @@ SYSCALL_ENTER(sys_enter_mmap)
 		agg_flags |= ROARD_AGG_MMAP_READ;
 	if ((prot & ROARD_PROT_WRITE) && (flags & ROARD_MAP_SHARED))
 		agg_flags |= ROARD_AGG_MMAP_SHARED_WRITE;
+	if (prot & ROARD_PROT_EXEC)
+		agg_flags |= ROARD_AGG_MMAP_EXEC;
 	if (agg_flags)
 		account(run_key, fd, 0, 0, agg_flags);
 	return 0;

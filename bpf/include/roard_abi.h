@@ -36,6 +36,9 @@
 /* The file is on a filesystem whose content the kernel makes when it is read (proc, sysfs,
  * tracefs, ...): userspace never reads it to hash it (bpf/lib/files.h: generated_fs). */
 #define ROARD_AGG_GENERATED 128
+/* Mapped PROT_EXEC: the dynamic loader maps shared libraries so; the file is code the run
+ * executed, not data it consumed, wherever it lies (LD_LIBRARY_PATH, a build directory). */
+#define ROARD_AGG_MMAP_EXEC 256
 #define ROARD_FD_NONE -1
 
 /* Descriptors below this are announced lazily: one event per file, at close (or exec,
@@ -100,6 +103,7 @@
 #define ROARD_S_IFREG 32768
 #define ROARD_PROT_READ 1
 #define ROARD_PROT_WRITE 2
+#define ROARD_PROT_EXEC 4
 #define ROARD_MAP_SHARED 1
 #define ROARD_MAP_ANONYMOUS 32
 #define ROARD_RENAME_EXCHANGE 2

@@ -32,14 +32,17 @@ __all__ = [
 _VALUE_OPTIONS = frozenset({"-X", "-W", "-o"})
 
 
-def classify(path: str, rules: ClassifyRules, scripts: Collection[str] = ()) -> str:
+def classify(
+    path: str, rules: ClassifyRules, scripts: Collection[str] = (), executed: bool = False
+) -> str:
     """The kind of file at `path` (absolute, normalized). `scripts` are paths the run ran
-    through an interpreter (`python3 prep`, a shebang script): code whatever their name."""
+    through an interpreter (`python3 prep`, a shebang script), and an `executed` file was
+    mapped executable (a shared library): code whatever their name."""
     if any(marker in path for marker in rules.package_markers):
         return PACKAGE
     if path.startswith(rules.system_prefixes) and not path.startswith(rules.user_prefixes):
         return SYSTEM
-    if path in scripts or path.endswith(rules.code_suffixes):
+    if executed or path in scripts or path.endswith(rules.code_suffixes):
         return CODE
     return ARTIFACT
 

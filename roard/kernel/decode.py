@@ -108,6 +108,7 @@ class CloseEvent:
     # Read / written by io_uring or aio, seen by the VFS hook (fd ROARD_FD_NONE, no bytes).
     vfs_read: bool = False
     vfs_write: bool = False
+    mmap_exec: bool = False  # mapped executable: code it ran (a shared library), not data
     # On proc, sysfs, tracefs...: content the kernel makes when read, never hashed.
     generated: bool = False
 
@@ -221,6 +222,7 @@ class Decoder:
         self._vfs_read = abi.const("AGG_VFS_READ")
         self._vfs_write = abi.const("AGG_VFS_WRITE")
         self._mmap_shared_write = abi.const("AGG_MMAP_SHARED_WRITE")
+        self._mmap_exec = abi.const("AGG_MMAP_EXEC")
         self._resized = abi.const("AGG_RESIZED")
         self._generated = abi.const("AGG_GENERATED")
         self._fmode_created = abi.const("FMODE_CREATED")
@@ -404,6 +406,7 @@ class Decoder:
             nwrites=agg.nwrites,
             mmap_read=bool(agg_flags & self._mmap_read),
             mmap_shared_write=bool(agg_flags & self._mmap_shared_write),
+            mmap_exec=bool(agg_flags & self._mmap_exec),
             resized=bool(agg_flags & self._resized),
             vfs_read=bool(agg_flags & self._vfs_read),
             vfs_write=bool(agg_flags & self._vfs_write),

@@ -42,6 +42,7 @@ class FileState:
     written: bool
     seen: str = ""  # FileUse.seen
     generated: bool = False  # FileUse.generated
+    executed: bool = False  # FileUse.executed
 
 
 @dataclass

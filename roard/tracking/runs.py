@@ -33,6 +33,9 @@ class FileUse:
     # On a filesystem whose content the kernel makes when read (proc, sysfs...): never
     # read to be hashed, recorded unhashed (the kernel says so: CloseEvent.generated).
     generated: bool = False
+    # Mapped executable by one of its processes (a shared library the loader mapped): code
+    # the run executed, whatever its path says (CloseEvent.mmap_exec).
+    executed: bool = False
 
 
 @dataclass

@@ -754,6 +754,7 @@ class Tracker:
         use.bytes_read += ev.rbytes
         use.bytes_written += ev.wbytes
         use.generated = use.generated or ev.generated
+        use.executed = use.executed or ev.mmap_exec
         if file.changed_by_open or ev.wbytes or ev.mmap_shared_write or ev.resized or ev.vfs_write:
             use.written = True
             if not use.generated:  # hash ahead, while the job runs: the cache answers at end
@@ -894,7 +895,7 @@ class Tracker:
         if ev.truncated:
             run.lose(1, "exe or cwd path deeper than the in-kernel walk")
         use = run.use(proc.exe, 0, 0)
-        use.read = True
+        use.read = use.executed = True
         use.seen = _seen(ev.seen_exe, ev.exe, proc.exe) or use.seen  # the name it ran
         self._consume(use, proc.exe)
         self._sink.emit(self._started(run, proc, exec_=True, event=ev))
@@ -1070,7 +1071,11 @@ class Tracker:
         probed = []  # read and hashed: on a mount that answers (the probes stat around it)
         members: dict[bool, list[datasets.Member]] = {False: [], True: []}  # by written
         for use in chosen:
-            kind = SYSTEM if use.generated else classify(use.path, self._rules, run.scripts)
+            kind = (
+                SYSTEM
+                if use.generated
+                else classify(use.path, self._rules, run.scripts, use.executed)
+            )
             outcome = _outcome(digests[use.path])
             if kind == ARTIFACT and outcome is not None:
                 members[use.written].append(_member(use.path, outcome))

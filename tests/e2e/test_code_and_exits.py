@@ -4,6 +4,7 @@ ran (cgroup), as `roarctl show` says."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -43,6 +44,33 @@ def test_scripts_and_sources_are_code_and_the_files_they_read_are_data(
         assert proc["exe_hash"] == b3(Path(proc["exe"])), proc
     shown = roard.roarctl("show", name).stdout
     assert f"{workdir / 'train.py'}  (code)" in shown
+
+
+def test_a_program_and_the_library_it_loads_from_the_job_directory_are_code(
+    roard: Roard, workdir: Path
+) -> None:
+    """A program built in the job's directory and the shared library the loader maps from
+    there (LD_LIBRARY_PATH) are inputs of kind code with their hashes, not data; the file
+    the program reads is data."""
+    (workdir / "ops.c").write_text("int scale(int x) { return 3 * x; }\n")
+    (workdir / "main.c").write_text(
+        "#include <stdio.h>\nint scale(int);\n"
+        'int main(void) { FILE *f = fopen("data.txt", "r"); printf("%d\\n", scale(fgetc(f)));'
+        " return 0; }\n"
+    )
+    (workdir / "data.txt").write_text("x")
+    gcc = ["gcc", "-O1", "-o"]
+    subprocess.run([*gcc, "libops.so", "-shared", "-fPIC", "ops.c"], cwd=workdir, check=True)
+    subprocess.run([*gcc, "tool", "main.c", "-L.", "-lops"], cwd=workdir, check=True)
+    name = _name()
+    out = roard.roarctl("tag", "--name", name, "--", "sh", "-c", "LD_LIBRARY_PATH=. ./tool",
+                        cwd=workdir)  # fmt: skip
+    assert out.stdout.strip() == str(3 * ord("x"))
+    inputs = {Path(f["path"]).name: f for f in roard.show(name)["inputs"]}
+    for code in ("tool", "libops.so"):
+        assert inputs[code]["kind"] == "code", inputs[code]
+        assert inputs[code]["hash"] == b3(workdir / code)
+    assert inputs["data.txt"]["kind"] == "artifact"
 
 
 def test_a_signal_is_told_apart_from_an_exit_status(roard: Roard, workdir: Path) -> None:

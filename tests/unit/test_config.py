@@ -192,6 +192,16 @@ def test_scripts_run_by_an_interpreter_are_code_whatever_their_name() -> None:
     assert classify("/repo/data", ClassifyRules(), {"/repo/prepare"}) == ARTIFACT
 
 
+def test_files_run_as_programs_or_libraries_are_code_unless_system_or_package() -> None:
+    """An executed file (an exe, a library mapped executable) is code wherever the user
+    keeps it; the system's and packages' own stay what their place says."""
+    rules = ClassifyRules()
+    assert classify("/repo/build/libops.so", rules, executed=True) == CODE
+    assert classify("/repo/build/libops.so", rules) == ARTIFACT
+    assert classify("/usr/lib/x86_64-linux-gnu/libz.so.1", rules, executed=True) == SYSTEM
+    assert classify("/v/site-packages/torch/lib/libc10.so", rules, executed=True) == PACKAGE
+
+
 @pytest.mark.parametrize(
     ("argv", "exe", "script"),
     [

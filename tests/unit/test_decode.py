@@ -149,7 +149,7 @@ def test_close(decoder: Decoder) -> None:
         wbytes=6,
         nreads=7,
         nwrites=8,
-        agg_flags=ABI.const("AGG_MMAP_READ"),
+        agg_flags=ABI.const("AGG_MMAP_READ") | ABI.const("AGG_MMAP_EXEC"),
         open_flags=os.O_RDWR,
         fmode=5,
     )
@@ -165,6 +165,7 @@ def test_close(decoder: Decoder) -> None:
         nwrites=8,
         mmap_read=True,
         mmap_shared_write=False,
+        mmap_exec=True,
         resized=False,
         open_flags=os.O_RDWR,
         created=False,

@@ -256,6 +256,23 @@ def test_mmap_read_is_an_input(env: Env) -> None:
     assert files[str(path)].role == pb.ROLE_INPUT
 
 
+def test_a_library_mapped_executable_is_code_and_a_mapped_file_data(env: Env) -> None:
+    """The loader maps a shared library PROT_EXEC: an input of kind code wherever it lies
+    (LD_LIBRARY_PATH, a build directory), not data; a file mapped PROT_READ alone is data."""
+    run, pid = env.tag()
+    lib = env.file("libkernels.so.1", b"\x7fELF library")
+    weights = env.file("weights.bin", b"w" * 100)
+    env.open(run, pid, 3, lib, os.O_RDONLY)
+    env.tracker.handle(replace(env.close_event(run, pid, 3, lib), mmap_read=True, mmap_exec=True))
+    env.open(run, pid, 4, weights, os.O_RDONLY)
+    env.tracker.handle(replace(env.close_event(run, pid, 4, weights), mmap_read=True))
+    env.exit(run, pid)
+    files, _ = env.finish(run)
+    assert (files[str(lib)].role, files[str(lib)].kind) == (pb.ROLE_INPUT, "code")
+    assert files[str(lib)].hash == b3(b"\x7fELF library")
+    assert (files[str(weights)].role, files[str(weights)].kind) == (pb.ROLE_INPUT, "artifact")
+
+
 def test_files_used_through_io_uring_are_inputs_and_outputs(env: Env) -> None:
     """The VFS hook reports io_uring/aio use without a descriptor or byte counts, with the
     path: read means an input with its hash, written an output."""
@@ -485,7 +502,8 @@ def _exec(
 
 
 def test_exec_updates_exe_argv_cwd(env: Env) -> None:
-    """An exec replaces the process's exe/argv/cwd, re-announces it, and the exe is an input."""
+    """An exec replaces the process's exe/argv/cwd, re-announces it, and the exe is an input
+    of kind code (not data), wherever it lies."""
     run, pid = env.tag()
     exe = env.file("tool", b"#!/bin/sh\n")
     start_ns = start_ticks(psutil.Process(pid)) * 1_000_000_000 // CLK_TCK
@@ -501,7 +519,8 @@ def test_exec_updates_exe_argv_cwd(env: Env) -> None:
     )
     env.exit(run, pid)
     files, finished = env.finish(run)
-    assert (files[str(exe)].role, files[str(exe)].hash) == (pb.ROLE_INPUT, b3(b"#!/bin/sh\n"))
+    access = files[str(exe)]
+    assert (access.role, access.kind, access.hash) == (pb.ROLE_INPUT, "code", b3(b"#!/bin/sh\n"))
     assert finished.complete
 
 
