@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from roard import config as config_mod
 from roard import logs
 from roard.cli.common import print_json, run_main
-from roard.errors import ConfigError, RoardError, UsageError
+from roard.errors import ConfigError, PrerequisiteError, RoardError, UsageError
 from roard.kernel import features
 from roard.kernel.btf import Btf
 from roard.kernel.headers import find_headers
@@ -211,7 +211,14 @@ def _collector_reachable(config: config_mod.Config) -> tuple[bool, str]:
 
 
 def doctor_report(config: config_mod.Config) -> dict[str, Any]:
-    """Every prerequisite, checked without loading anything."""
+    """Every prerequisite, checked without loading anything. tracefs is mounted as `roard
+    run` would (it lists the kernel's kprobe support; not mounted, kprobes look absent)."""
+    mount_error = ""
+    if features.privileged():
+        try:
+            features.ensure_tracefs()
+        except PrerequisiteError as exc:
+            mount_error = str(exc)
     host = features.probe()
     checks: list[dict[str, Any]] = []
 
@@ -247,7 +254,8 @@ def doctor_report(config: config_mod.Config) -> dict[str, Any]:
         host.tracefs,
         str(features.TRACEFS)
         if host.tracefs
-        else "not mounted: roard run mounts it; or `mount -t tracefs nodev /sys/kernel/tracing`",
+        else mount_error
+        or f"not mounted, and only root may mount it: `mount -t tracefs nodev {features.TRACEFS}`",
     )
     try:
         headers = find_headers(config.state_dir)

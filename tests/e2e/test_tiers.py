@@ -102,6 +102,24 @@ def test_doctor_reports_the_tier_of_each_hook() -> None:
     )
 
 
+def test_doctor_mounts_tracefs_as_roard_run_does_before_judging_kprobes() -> None:
+    """On a host that booted without tracefs mounted (seen on a fresh GPU host), doctor
+    mounts it as `roard run` would: the tracefs check passes and kprobes are judged by what
+    the kernel lists there, not reported absent for want of the mount. In a private mount
+    namespace, so the host's tracefs stays mounted."""
+    script = (
+        f"umount {features.TRACEFS} && ! test -d {features.TRACEFS}/events && "
+        f"{VENV_BIN / 'roard'} doctor --json"
+    )
+    out = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, check=False
+    )
+    report = json.loads(out.stdout)
+    checks = {c["check"]: c for c in report["checks"]}
+    assert checks["tracefs"] == {"check": "tracefs", "ok": True, "detail": str(features.TRACEFS)}
+    assert report["kprobes"] == features.kprobes_available()
+
+
 @pytest.mark.parametrize("tier", ["kprobe", "fentry"])
 def test_a_required_tier_runs_or_roard_says_why_not(tier: str, btf: Btf, tmp_path: Path) -> None:
     """`[kernel] tier = "kprobe"` (or "fentry"): roard runs with that tier, or refuses to
