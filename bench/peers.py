@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import platform
 import shutil
@@ -939,6 +940,13 @@ def main() -> None:
     roar = PEERS_VENV / "bin" / "roar"
     if any(m.startswith("roar-") for m in modes) and not roar.exists():
         raise SystemExit(f"{roar} is missing: run `{sys.argv[0]} --setup-peers` first")
+    wanted = [("matplotlib", "the plot")] if names else []
+    wanted += [("sklearn", "the ml workload")] if "ml" in names else []
+    if missing := [f"{mod} ({why})" for mod, why in wanted if not importlib.util.find_spec(mod)]:
+        raise SystemExit(
+            f"missing {', '.join(missing)}: `.venv/bin/pip install -e '.[bench]'`, "
+            "or leave them out with --workloads"
+        )
     sizes = replace(Sizes(), workers=args.workers).scaled(args.scale)
 
     with tempfile.TemporaryDirectory(prefix="roard-peers-", dir=args.dir) as tmp:
