@@ -179,6 +179,28 @@ def test_cache_keeps_only_the_latest_stamp_per_inode(tmp_path: Path) -> None:
         reader.close()
 
 
+def test_only_files_changed_before_the_cache_opened_are_looked_up_on_disk(
+    tmp_path: Path,
+) -> None:
+    """An entry on disk can only be for a file that changed before this cache opened (an
+    earlier daemon hashed it then): later stamps are answered from memory alone, and a
+    stamp from before is found on disk."""
+    db = tmp_path / "hashes.db"
+    writer = HashCache(db)
+    now = time.time_ns()
+    before, after = FileStamp(1, 2, 3, 4, now - 10**9), FileStamp(1, 5, 3, 4, now + 10**12)
+    writer.put(before, "blake3:before")
+    writer.put(after, "blake3:after")  # as if the clock had gone back since
+    writer.close()
+    reader = HashCache(db)
+    try:
+        assert (reader.get(before), reader.get(after)) == ("blake3:before", None)
+        reader.put(after, "blake3:after")
+        assert reader.get(after) == "blake3:after"
+    finally:
+        reader.close()
+
+
 def test_hash_survives_a_flush_and_reopen(tmp_path: Path) -> None:
     """A computed hash is on disk once the hasher is flushed, even before the cache closes."""
     db = tmp_path / "hashes.db"
