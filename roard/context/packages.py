@@ -23,6 +23,7 @@ _SITE_DIRS = ("site-packages", "dist-packages")
 # /usr-merge: dpkg may list a file under either name of these directory pairs.
 _META_SUFFIXES = (".dist-info", ".egg-info", "__pycache__")
 _MERGED = ("/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/")
+_MERGED_EITHER = _MERGED + tuple("/usr" + prefix for prefix in _MERGED)
 
 
 @dataclass(frozen=True, order=True)
@@ -159,10 +160,10 @@ def _site_dir(path: str) -> str | None:
 
 def _prefix_sites(path: str) -> list[str]:
     """The site dirs of the environment whose bin/ holds `path`, if it is in a bin/."""
-    directory, _ = os.path.split(path)
-    if os.path.basename(directory) != "bin":
+    parts = path.rsplit("/", 2)
+    if len(parts) < 3 or parts[1] != "bin":
         return []
-    prefix = os.path.dirname(directory)
+    prefix = parts[0] or "/"
     return sorted(
         glob.glob(os.path.join(glob.escape(prefix), "lib", "python*", "site-packages"))
         + glob.glob(os.path.join(glob.escape(prefix), "lib", "python*", "dist-packages"))
@@ -213,6 +214,8 @@ def python_distributions(
 
 def _aliases(path: str) -> tuple[str, ...]:
     """`path` and its other name under /usr-merge (/bin/x <-> /usr/bin/x)."""
+    if not path.startswith(_MERGED_EITHER):  # most of a job's files: one check, not 13
+        return (path,)
     for prefix in _MERGED:
         if path.startswith(prefix):
             return (path, "/usr" + path)
