@@ -134,6 +134,7 @@ class Daemon:
             target,
             HelloInfo(self.host_id, _boot_id(), roard.__version__, self.probes.variant.tier),
             backoff_max=self.config.collector.reconnect_max_seconds,
+            local=self.embedded.service if self.embedded is not None else None,
         )
         self.exporter.start()
         stack.callback(self._drain)

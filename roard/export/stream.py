@@ -5,6 +5,10 @@ spool in sequence order, at most `window` batches unacknowledged. Each ack delet
 acked records from the spool. Any failure (collector down, network cut, a rejected batch)
 ends the call; the thread reconnects with exponential backoff and jitter and resends
 everything still spooled, which the collector deduplicates by record id.
+
+The embedded collector's service is called in-process (`local`): the same call, the same
+requests and replies, without gRPC's serialization and threads (a third of the time its
+records took to reach the registry).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, Protocol, cast
 
 import grpc
 import structlog
@@ -49,6 +53,45 @@ class HelloInfo:
 _REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
 
 
+class StreamService(Protocol):
+    """The collector's record stream, as CollectorService implements it."""
+
+    def Stream(  # noqa: N802 (the proto's name)
+        self, request_iterator: Iterator[pb.StreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.StreamReply]: ...
+
+
+class _Aborted(grpc.RpcError):  # type: ignore[misc]  # grpc is untyped
+    """The in-process service ended the call, as a gRPC status would."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class _InProcessContext:
+    """What the service asks of a call's context, for a caller in this process: no
+    credentials (the embedded collector trusts its own daemon), and abort as an error."""
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def peer(self) -> str:
+        return "in-process"
+
+    def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        raise _Aborted(code, details)
+
+
 class _Session:
     """One Stream call's state, shared by the request generator and the reply loop."""
 
@@ -71,8 +114,10 @@ class Exporter:
         batch_records: int = 2000,
         window: int = 4,
         backoff_max: float = 15.0,
+        local: StreamService | None = None,
     ) -> None:
         self._spool = spool
+        self._local = local
         self._sink = sink
         self._target = target
         self._hello = hello
@@ -187,6 +232,17 @@ class Exporter:
         session = _Session()
         with self._cond:
             self._session = session
+        if self._local is not None:
+            # Pulled by this thread: each batch is stored and acked before the next is read.
+            context = cast(grpc.ServicerContext, _InProcessContext())
+            try:
+                for reply in self._local.Stream(self._requests(session), context):
+                    self._handle(session, reply)
+            finally:
+                with self._cond:
+                    session.active = False
+                    self._cond.notify_all()
+            return
         channel = client_channel(self._target)
         try:
             stub = collector_pb2_grpc.CollectorStub(channel)  # type: ignore[no-untyped-call]

@@ -1,5 +1,6 @@
-"""Delivery from a daemon's spool to a collector over real gRPC sockets: exactly once in the
-registry through collector restarts, network cuts and daemon restarts."""
+"""Delivery from a daemon's spool to a collector over real gRPC sockets (and in-process, as
+the embedded collector is fed): exactly once in the registry through collector restarts,
+network cuts and daemon restarts."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from roard.collector.sqlite import SqliteStore
 from roard.collector.storage import RunFilter, SqlStore
 from roard.collector.stores import open_store
 from roard.collector.transport import CollectorTarget, parse_tokens
-from roard.export.stream import Exporter, HelloInfo
+from roard.export.stream import Exporter, HelloInfo, StreamService
 from roard.records.sink import SpoolSink
 from roard.records.spool import Spool
 from roard.v1 import records_pb2 as pb
@@ -92,14 +93,16 @@ class Host:
         self.spool.close()
 
 
-def start_host(state: Path, address: str, host_id: str = "host-a") -> Host:
+def start_host(
+    state: Path, address: str, host_id: str = "host-a", local: StreamService | None = None
+) -> Host:
+    """A daemon's delivery path to the collector at `address` (called in-process: `local`)."""
     state.mkdir(parents=True, exist_ok=True)
     spool = Spool(state / "spool.db", 1 << 30)
     holder: list[Exporter] = []
     sink = SpoolSink(spool, on_spooled=lambda: holder and holder[0].notify())
-    exporter = Exporter(
-        spool, sink, CollectorTarget(address), HelloInfo(host_id, "boot", "test", "tracepoint")
-    )
+    hello = HelloInfo(host_id, "boot", "test", "tracepoint")
+    exporter = Exporter(spool, sink, CollectorTarget(address), hello, local=local)
     holder.append(exporter)
     exporter.start()
     return Host(spool, sink, exporter, host_id)
@@ -125,10 +128,13 @@ def serve(store: SqliteStore, address: str) -> CollectorServer:
     return server
 
 
-def test_records_arrive_and_are_forgotten_once_acked(tmp_path: Path, registry: SqliteStore) -> None:
+@pytest.mark.parametrize("in_process", [False, True], ids=["grpc", "in-process"])
+def test_records_arrive_and_are_forgotten_once_acked(
+    tmp_path: Path, registry: SqliteStore, in_process: bool
+) -> None:
     address = f"unix:{tmp_path / 'c.sock'}"
     server = serve(registry, address)
-    host = start_host(tmp_path / "a", address)
+    host = start_host(tmp_path / "a", address, local=server.service if in_process else None)
     try:
         n = host.emit_run("run-1", 50)
         assert host.delivered()
@@ -323,14 +329,16 @@ def test_failover_between_two_collectors_on_one_postgres(tmp_path: Path, postgre
         store_b.close()
 
 
+@pytest.mark.parametrize("in_process", [False, True], ids=["grpc", "in-process"])
 def test_a_refused_record_is_set_aside_and_its_run_marked_incomplete(
-    tmp_path: Path, registry: SqliteStore
+    tmp_path: Path, registry: SqliteStore, in_process: bool
 ) -> None:
     """One record the collector refuses for good (a malformed hash) must not block the
-    records behind it: it is found, set aside in the spool, and its run says what it lost."""
+    records behind it: it is found, set aside in the spool, and its run says what it lost
+    (in-process, the service's abort ends the call as a gRPC status does)."""
     address = f"unix:{tmp_path / 'c.sock'}"
     server = serve(registry, address)
-    host = start_host(tmp_path / "a", address)
+    host = start_host(tmp_path / "a", address, local=server.service if in_process else None)
     try:
         records = run_records("poisoned", "host-a", 500)
         records[200].file_access.hash = "blake3:not-hex"
