@@ -6,8 +6,8 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import structlog
 
@@ -18,9 +18,9 @@ log = structlog.get_logger("roard.hashcache")
 _PENDING_MAX = 10_000  # entries kept for disk while it cannot be written
 
 
-@dataclass(frozen=True)
-class FileStamp:
-    """What must be unchanged for a cached hash to still be right."""
+class FileStamp(NamedTuple):
+    """What must be unchanged for a cached hash to still be right. A named tuple: made and
+    looked up several times for every file hashed, twice as fast as a frozen dataclass."""
 
     dev: int
     ino: int
