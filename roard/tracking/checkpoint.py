@@ -43,6 +43,7 @@ class FileState:
     seen: str = ""  # FileUse.seen
     generated: bool = False  # FileUse.generated
     executed: bool = False  # FileUse.executed
+    linked: bool = False  # FileUse.linked
 
 
 @dataclass

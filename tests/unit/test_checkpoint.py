@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from roard.tracking.cgroups import Cgroup
 from roard.tracking.checkpoint import CheckpointStore, FileState, RunState
 from roard.tracking.fds import OpenFile
 from roard.tracking.processes import Process
+from roard.tracking.runs import FileUse
 
 
 def _state(run_id: str, saved_at: float) -> RunState:
@@ -65,3 +67,10 @@ def test_an_unreadable_state_is_skipped_not_fatal(tmp_path: Path) -> None:
     store.save([_state("r1", 20.0)], [])
     store._conn.execute("INSERT INTO runs VALUES ('r0', 1.0, '{\"run_id\": \"r0\"}')")
     assert [s.run_id for s in store.load()] == ["r1"]
+
+
+def test_every_file_use_field_but_its_pending_hash_is_saved() -> None:
+    """A run carried on after a restart knows all it knew of each file (a name it linked
+    elsewhere is still no deleted output); only the hash in flight is taken again."""
+    saved = {f.name for f in dataclasses.fields(FileState)}
+    assert saved == {f.name for f in dataclasses.fields(FileUse)} - {"consumed"}
