@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
@@ -16,6 +17,9 @@ from roard.statedir import StateDirProblem, diagnose
 log = structlog.get_logger("roard.hashcache")
 
 _PENDING_MAX = 10_000  # entries kept for disk while it cannot be written
+# Entries in the memory front (about 400 bytes each): a daemon's life of files must not
+# grow it for ever; the older half is forgotten, and found on disk from then on.
+_MEMORY_MAX = 100_000
 
 
 class FileStamp(NamedTuple):
@@ -37,9 +41,11 @@ class FileStamp(NamedTuple):
 class HashCache:
     """A persistent (SQLite) map from FileStamp to hash, with an in-memory front."""
 
-    def __init__(self, path: Path) -> None:
-        """Opens (creating) the cache database at `path`."""
+    def __init__(self, path: Path, memory_max: int = _MEMORY_MAX) -> None:
+        """Opens (creating) the cache database at `path`; at most `memory_max` entries are
+        kept in memory."""
         self._path = path
+        self._memory_max = memory_max
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -54,7 +60,7 @@ class HashCache:
         # process (a stamp holds the ctime it was hashed at, never later than then): its
         # entry is in memory or nowhere. A job's fresh outputs skip the disk lookup (3 of
         # the 20 us a new small file costs). A server's clock ahead of ours (NFS) costs at
-        # worst one hash again after a restart.
+        # worst one hash again after a restart. Moved on when memory forgets entries.
         self._opened_ns = time.time_ns()
         self._memory: dict[FileStamp, str] = {}
         self._pending: list[tuple[FileStamp, str]] = []
@@ -66,7 +72,7 @@ class HashCache:
         """The hash stored for exactly this stamp, if any."""
         with self._lock:
             found = self._memory.get(stamp)
-            if found is None and stamp.ctime_ns < self._opened_ns:
+            if found is None and stamp.ctime_ns <= self._opened_ns:
                 row = self._db.execute(
                     "SELECT hash FROM hashes WHERE dev=? AND ino=? AND size=? AND mtime_ns=?"
                     " AND ctime_ns=?",
@@ -74,7 +80,7 @@ class HashCache:
                 ).fetchone()
                 found = row[0] if row else None
                 if found is not None:
-                    self._memory[stamp] = found
+                    self._remember(stamp, found)
             if found is None:
                 self.misses += 1
             else:
@@ -84,12 +90,23 @@ class HashCache:
     def put(self, stamp: FileStamp, digest: str) -> None:
         """Remember a hash (on disk at the next flush(), or every 512 entries)."""
         with self._lock:
-            self._memory[stamp] = digest
+            self._remember(stamp, digest)
             self._pending.append((stamp, digest))
             if self.problem is not None:
                 del self._pending[:-_PENDING_MAX]  # the periodic flush retries
             elif len(self._pending) >= 512:
                 self._flush_locked()
+
+    def _remember(self, stamp: FileStamp, digest: str) -> None:
+        """Into the memory front; past its size, the older half (dicts keep insertion
+        order) is written out and forgotten (called with the lock held)."""
+        self._memory[stamp] = digest
+        if len(self._memory) > self._memory_max:
+            self._flush_locked()
+            for old in list(itertools.islice(self._memory, len(self._memory) // 2)):
+                del self._memory[old]
+            # Files hashed until now may be on disk only: look there for them.
+            self._opened_ns = time.time_ns()
 
     def flush(self) -> None:
         """Write remembered hashes to disk in one transaction."""

@@ -201,6 +201,24 @@ def test_only_files_changed_before_the_cache_opened_are_looked_up_on_disk(
         reader.close()
 
 
+def test_the_memory_front_is_bounded_and_what_it_forgets_is_found_on_disk(
+    tmp_path: Path,
+) -> None:
+    """A daemon's life of files does not grow the memory front past its size: the older
+    half is forgotten, and found on disk afterwards, also for files changed after the cache
+    opened (whose lookups otherwise stay in memory)."""
+    cache = HashCache(tmp_path / "hashes.db", memory_max=4)
+    try:
+        now = time.time_ns()
+        stamps = [FileStamp(1, ino, 3, 4, now + ino) for ino in range(10)]
+        for stamp in stamps:
+            cache.put(stamp, f"blake3:{stamp.ino}")
+            assert len(cache._memory) <= 4
+        assert [cache.get(s) for s in stamps] == [f"blake3:{s.ino}" for s in stamps]
+    finally:
+        cache.close()
+
+
 def test_hash_survives_a_flush_and_reopen(tmp_path: Path) -> None:
     """A computed hash is on disk once the hasher is flushed, even before the cache closes."""
     db = tmp_path / "hashes.db"
