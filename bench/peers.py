@@ -10,11 +10,13 @@ Workloads (sizes scale with --scale; the defaults are issue 7's):
   syscalls     1M one-byte reads of one file
   ml           scikit-learn on its bundled digits data: prepare -> train -> eval, three
                processes passing files
-Modes: untraced; roard with the job untagged; `roarctl tag` (until it returns, i.e. the
-lineage is recorded); `strace -f -e trace=file -o LOG`; roar-cli's `roar run` with each of
-its tracers (ebpf, preload, ptrace; no fallback). The untraced runs and the peers run with
-no roard up (half the rounds before the daemon starts, half after it stops); the two roard
-modes run with a private daemon up. Medians over --repeat; ratios to untraced.
+Modes: untraced; roard with the job untagged; the job made a run by ROARD_RUN in its
+environment (the job's own wall time while traced; the lineage is finalized after it, not
+timed); `roarctl tag` (until it returns, i.e. the lineage is recorded); `strace -f -e
+trace=file -o LOG`; roar-cli's `roar run` with each of its tracers (ebpf, preload, ptrace;
+no fallback). The untraced runs and the peers run with no roard up (half the rounds before
+the daemon starts, half after it stops); the roard modes run with a private daemon up.
+Medians over --repeat; ratios to untraced.
 
 Each traced run is checked against what the workload really did: its scripts and data are
 the inputs, the files it left behind are the outputs (paths under the bench's directory;
@@ -40,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -52,6 +55,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -190,12 +194,13 @@ SCRIPTS = {
 }
 
 ALL_WORKLOADS = ("small-files", "bulk", "dataloader", "processes", "syscalls", "ml")
-DAEMON_MODES = ("roard-untagged", "roard-tag")
+DAEMON_MODES = ("roard-untagged", "roard-env", "roard-tag")
 ROAR_TRACERS = ("ebpf", "preload", "ptrace")
 ALL_MODES = ("untraced", *DAEMON_MODES, "strace", *(f"roar-{t}" for t in ROAR_TRACERS))
 MODE_LABELS = {
     "untraced": "untraced",
     "roard-untagged": "roard up, untagged",
+    "roard-env": "ROARD_RUN (the job alone)",
     "roard-tag": "roarctl tag",
     "strace": "strace -f -e trace=file",
     **{f"roar-{t}": f"roar run --tracer {t}" for t in ROAR_TRACERS},
@@ -409,7 +414,34 @@ def roard_tag(wl: Workload, work: Path, bench: Bench) -> Sample:
     name = f"peers-{work.name}"
     tag = [str(BIN / "roarctl"), "tag", "--name", name, "--", *wl.argv]
     seconds, _ = run_command(tag, work, bench.daemon_env)
-    doc = roarctl_json(["show", name], bench.daemon_env)
+    return checked(wl, work, bench, seconds, roarctl_json(["show", name], bench.daemon_env))
+
+
+def roard_env(wl: Workload, work: Path, bench: Bench) -> Sample:
+    """The job alone, made a run by ROARD_RUN in its environment (no roarctl): its wall
+    time is what the job itself pays while traced. The run is finalized after the job
+    exits; that wait is not timed, and the record is checked as roard_tag's."""
+    assert bench.daemon_env is not None
+    name = f"peers-{work.name}"
+    seconds, _ = run_command(wl.argv, work, {**bench.daemon_env, "ROARD_RUN": name})
+    deadline = time.monotonic() + 120
+    while True:
+        shown = subprocess.run(
+            [str(BIN / "roarctl"), "show", name, "--json"],
+            env=bench.daemon_env,
+            capture_output=True,
+            check=False,
+        )
+        if shown.returncode == 0 and (doc := json.loads(shown.stdout))["status"] == "finished":
+            return checked(wl, work, bench, seconds, doc)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"run {name} was not finished 120 s after its job")
+        time.sleep(0.05)
+
+
+def checked(wl: Workload, work: Path, bench: Bench, seconds: float, doc: Any) -> Sample:
+    """A roard run's sample: `doc` (show's) must be complete and hold every output with a
+    hash."""
     recorded = Recorded(
         normalized([i["path"] for i in doc["inputs"]], bench, work),
         normalized([o["path"] for o in doc["outputs"]], bench, work),
@@ -484,6 +516,7 @@ def roard_untagged(wl: Workload, work: Path, bench: Bench) -> Sample:
 RUNNERS: dict[str, Callable[[Workload, Path, Bench], Sample]] = {
     "untraced": untraced,
     "roard-untagged": roard_untagged,
+    "roard-env": roard_env,
     "roard-tag": roard_tag,
     "strace": strace_run,
     **{f"roar-{t}": roar_run(t) for t in ROAR_TRACERS},
@@ -597,7 +630,7 @@ def record_report(
 ) -> list[str]:
     """Markdown: each lineage tool's inputs and outputs against the truth, and where the
     tools disagree, who was right."""
-    tools = [m for m in modes if m == "roard-tag" or m.startswith("roar-")]
+    tools = [m for m in modes if m in ("roard-env", "roard-tag") or m.startswith("roar-")]
     lines = [
         "| workload | tool | inputs found / expected (extra) | outputs found / expected (extra) |",
         "| --- | --- | --- | --- |",
