@@ -4,7 +4,7 @@
 # Run here, as root, after deploy/setup.sh --dev; needs patchelf, gcc and pip access.
 # Leaves .dev/bcc.tar.xz (libbcc with LLVM 14 and clang, the bcc module, merged kernel
 # headers; about 41 MB) and .dev/whl/ (cp312 wheels of roard's compiled dependencies).
-# Add /.dev/ to .git/info/exclude; carry it: run(command="OUT=$OUT bash bench/device/check.sh",
+# .dev/ is ignored by git; carry it: run(command="OUT=$OUT bash bench/device/check.sh",
 # carry=[".dev"]).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

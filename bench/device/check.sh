@@ -89,7 +89,7 @@ for t in tracepoint kprobe fentry; do
         --workloads syscalls,small-files --scale 0.1 --dir /dev/shm --min-runs 100
 done
 stage peers 150 "$PY" bench/peers.py --scale 0.5 --repeat 3 \
-    --modes untraced,roard-untagged,roard-tag --plot "$OUT/peers.png" --markdown "$OUT/peers.md"
+    --modes untraced,roard-untagged,roard-env,roard-tag --plot "$OUT/peers.png" --markdown "$OUT/peers.md"
 find /tmp/pytest-of-root -name 'roard-*.log' -size -4M -print0 2>/dev/null |
     tar czf "$OUT/daemon-logs.tgz" --null -T - 2>/dev/null
 echo "=== done at $((SECONDS - START))s"
