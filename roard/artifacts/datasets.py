@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 
 import blake3
 
+from roard.artifacts.filesystems import relative_path
+
 __all__ = ["DEFAULT_MIN_FILES", "Dataset", "Member", "group", "tree_hash"]
 
 DEFAULT_MIN_FILES = 8
@@ -161,9 +163,12 @@ def _dataset(floor: str, files: list[Member]) -> Dataset:
     # A partition directory is part of its table: root the dataset at the table.
     while top != floor and "=" in posixpath.basename(top):
         top = posixpath.dirname(top)
-    cut = len(top.rstrip("/")) + 1  # top is above every file: no relpath (5 us a file)
     rel = sorted(
-        (Member(m.path[cut:], m.hash, m.size, m.unhashed) for m in files),
+        (
+            Member(rest, m.hash, m.size, m.unhashed)
+            for m in files
+            if (rest := relative_path(m.path, top)) is not None  # top holds them all
+        ),
         key=lambda m: m.path.encode("utf-8", "surrogateescape"),
     )
     size = sum(m.size for m in rel)

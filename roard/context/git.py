@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import blake3
 import structlog
 
+from roard.artifacts.filesystems import relative_path
 from roard.context import Plain
 from roard.errors import RoardError
 
@@ -192,8 +193,8 @@ def _group_by_tree(paths: Iterable[str]) -> dict[str, set[str]]:
         if ".git" in path.split("/"):  # git's own files are not the tree's content
             continue
         root = _tree_root(os.path.dirname(path), cache)
-        if root is not None:  # an ancestor of path: no relpath (5 us a file) needed
-            trees.setdefault(root, set()).add(path[len(root) :].lstrip("/"))
+        if root is not None and (rest := relative_path(path, root)) is not None:
+            trees.setdefault(root, set()).add(rest)
     return trees
 
 
