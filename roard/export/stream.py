@@ -232,28 +232,25 @@ class Exporter:
         session = _Session()
         with self._cond:
             self._session = session
-        if self._local is not None:
-            # Pulled by this thread: each batch is stored and acked before the next is read.
-            context = cast(grpc.ServicerContext, _InProcessContext())
-            try:
-                for reply in self._local.Stream(self._requests(session), context):
-                    self._handle(session, reply)
-            finally:
-                with self._cond:
-                    session.active = False
-                    self._cond.notify_all()
-            return
-        channel = client_channel(self._target)
+        channel = None
         try:
-            stub = collector_pb2_grpc.CollectorStub(channel)  # type: ignore[no-untyped-call]
-            self._call = stub.Stream(self._requests(session))
-            for reply in self._call:
+            replies: Iterator[pb.StreamReply]
+            if self._local is not None:
+                # Pulled by this thread: each batch is stored and acked before the next is read.
+                context = cast(grpc.ServicerContext, _InProcessContext())
+                replies = self._local.Stream(self._requests(session), context)
+            else:
+                channel = client_channel(self._target)
+                stub = collector_pb2_grpc.CollectorStub(channel)  # type: ignore[no-untyped-call]
+                replies = self._call = stub.Stream(self._requests(session))
+            for reply in replies:
                 self._handle(session, reply)
         finally:
             with self._cond:
                 session.active = False
                 self._cond.notify_all()
-            channel.close()
+            if channel is not None:
+                channel.close()
             self._call = None
 
     def _handle(self, session: _Session, reply: pb.StreamReply) -> None:
