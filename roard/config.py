@@ -182,7 +182,7 @@ class CollectorConfig:
     # Records held in memory while the state dir cannot be written (full or read-only);
     # past it, the least valuable are shed and their runs marked incomplete.
     backlog_max_bytes: int = 64 << 20
-    delivery_wait_seconds: float = 10.0  # how long `roarctl tag` waits for the collector
+    delivery_wait_seconds: float = 10.0  # how long queries wait for spooled records
     reconnect_max_seconds: float = 15.0  # the longest pause between reconnection attempts
     web_listen: str = ""  # HOST:PORT (loopback) of the embedded registry's web UI; empty: off
 

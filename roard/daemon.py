@@ -187,8 +187,7 @@ class Daemon:
                 self.queries,
                 self.status,
                 relay,
-                self._delivered,
-                self._waiting,
+                self,
             ),
             public=self.config.socket,
             private=state / "control" / "grpc.sock",
@@ -222,10 +221,16 @@ class Daemon:
         """Why parts of the state dir cannot be written now (empty: they can)."""
         return [p for p in (self.sink.problem, self.cache.problem) if p is not None]
 
-    def _waiting(self) -> str | None:
+    def spool_problem(self) -> str | None:
         """Why records wait in memory instead of the spool (None: they do not)."""
         problem = self.sink.problem
         return problem.message if problem is not None else None
+
+    def collector_problem(self) -> str | None:
+        """Why the collector is known to be unreachable (None: it is not)."""
+        if self.exporter.connected:
+            return None
+        return self.exporter.last_error
 
     def _suspend(self) -> None:
         """Leave open runs to the next roard: save their state; the kernel keeps tracking
@@ -325,12 +330,12 @@ class Daemon:
         if exporter is not None:
             exporter.notify()
 
-    def _delivered(self, timeout: float | None = None) -> bool:
+    def delivered(self, timeout: float | None = None) -> bool:
         """Wait until everything emitted so far is stored by the collector."""
         wait = self.config.collector.delivery_wait_seconds if timeout is None else timeout
         if self.sink.problem is not None:
             return False  # not even spooled: roarctl says why instead of waiting
-        if not self.exporter.connected and self.exporter.last_error is not None:
+        if self.collector_problem() is not None:
             wait = 0  # known unreachable: no point keeping roarctl waiting
         return self.sink.flush(wait) and self.exporter.wait_acked(self.sink.last_emitted, wait)
 

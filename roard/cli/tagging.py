@@ -314,7 +314,17 @@ def summary(doc: dict[str, Any]) -> str:
         f"run {doc['run_id']}{name} {doc['status']}, exit {doc['exit_code']}{killed}: "
         f"{inputs.get('artifact', 0)} input and {outputs.get('artifact', 0)} output artifacts "
         f"({sum(inputs.values())}/{sum(outputs.values())} files in all{datasets}), {complete}"
-        f"{_unhashed_note(doc.get('unhashed'))}"
+        f"{_unhashed_note(doc.get('unhashed'))}{_undelivered_note(doc.get('collector'))}"
+    )
+
+
+def _undelivered_note(problem: str | None) -> str:
+    """Finish summaries of a run spooled while the collector is unreachable say so."""
+    if not problem:
+        return ""
+    return (
+        f"; spooled, not yet delivered: the collector is unreachable ({problem}): "
+        "`roarctl show` will have the run once it is; `roarctl status` shows the connection"
     )
 
 

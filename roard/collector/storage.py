@@ -16,7 +16,6 @@ tagging/finishing).
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -30,6 +29,7 @@ from roard.collector.filters import RunFilter
 from roard.collector.scopes import DEFAULT_PROJECT, EVERYONE, Viewer
 from roard.context.trackers import parse_query
 from roard.errors import NotFound, PermissionDenied, UsageError
+from roard.records.summary import signal_name
 from roard.times import rfc3339
 from roard.v1 import records_pb2
 
@@ -1713,16 +1713,6 @@ def _path_change_doc(record: records_pb2.Record) -> dict[str, Any]:
         "pid": change.pid,
         "at": rfc3339(record.time),
     }
-
-
-def signal_name(number: int | None) -> str | None:
-    """ "SIGKILL" for 9; None for 0 (no signal)."""
-    if not number:
-        return None
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
 
 
 def _placement_doc(tagged: records_pb2.RunTagged) -> dict[str, str] | None:

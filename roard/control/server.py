@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import structlog
@@ -88,6 +88,23 @@ def _json(doc: Any) -> pb.JsonReply:
     return pb.JsonReply(json=json.dumps(doc))
 
 
+class Delivery(Protocol):
+    """Where the daemon's records stand on their way to the collector."""
+
+    def delivered(self, timeout: float | None) -> bool:
+        """Wait until the collector stored all records emitted so far (None: the
+        configured wait); whether it did."""
+        ...
+
+    def spool_problem(self) -> str | None:
+        """Why records wait in memory instead of the spool (None: they do not)."""
+        ...
+
+    def collector_problem(self) -> str | None:
+        """Why the collector is known to be unreachable (None: it is not)."""
+        ...
+
+
 class ControlService(control_pb2_grpc.ControlServicer):
     """Implements roard.v1.Control."""
 
@@ -97,18 +114,13 @@ class ControlService(control_pb2_grpc.ControlServicer):
         queries: CollectorClient,
         status: Callable[[int | None], dict[str, Any]],
         relay: CredentialRelay,
-        delivered: Callable[[float | None], bool],
-        waiting: Callable[[], str | None],
+        delivery: Delivery,
     ) -> None:
-        """`delivered(timeout)` waits until the collector stored all records emitted so
-        far (None: the configured wait) and says whether it did; `waiting()` says why
-        records wait in memory for the state dir (None: they do not)."""
         self._tracker = tracker
         self._queries = queries
         self._status = status
         self._relay = relay
-        self._delivered = delivered
-        self._waiting = waiting
+        self._delivery = delivery
 
     def plain_call(self, sock: socket.socket, cred: PeerCred, line: bytes) -> None:
         """Answer one plain-protocol call (roard.control.plain) on `sock`, then close it."""
@@ -156,10 +168,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
             run = self._tracker.tag(
                 caller, request.pid, name, labels, request.spawned, join, links, request.public
             )
-        # `roarctl show RUN` right after tagging should find it; a collector that is down
-        # must not hold the command back, though.
-        self._delivered(2.0)
-        problem = self._waiting()
+        problem = self._delivery.spool_problem()
         warning = f"records of run {run.shared_id} are waiting: {problem}" if problem else ""
         shared = run.shared_id if run.joined else ""
         return pb.TagReply(run_id=run.run_id, warning=warning, shared_run_id=shared)
@@ -173,22 +182,44 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 f"run {run.run_id} was not finalized within {request.timeout:g}s; "
                 "it will be finalized in the background: check `roarctl show`"
             )
-        # Finalized (now, or before roarctl asked): its records are spooled.
+        # Finalized (now, or before roarctl asked): its records are spooled. The daemon's
+        # own account answers at once; the collector stores the run meanwhile, and queries
+        # wait for that (_queries_now). A joined run's summary is the collector's to give.
+        if run is not None and run.summary is not None and not run.joined:
+            return _json(self._spooled(run.summary))
         return _json(self._summary(ids.split(request.run_id)[0], caller))
+
+    def _spooled(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """The daemon's summary of a run it finalized, with why its records are not on their
+        way to the collector yet, if they are not."""
+        doc = dict(summary)
+        waiting = self._delivery.spool_problem()
+        if waiting:
+            doc["waiting"] = waiting
+        unreachable = self._delivery.collector_problem()
+        if unreachable:
+            doc["collector"] = unreachable
+        return doc
 
     def _summary(self, run_id: str, caller: Caller) -> dict[str, Any]:
         """The collector's summary of a finalized run or, while the collector has not
         stored it yet, what the daemon can say: spooled, not delivered."""
-        if self._delivered(None):
+        if self._delivery.delivered(None):
             try:
                 return self._queries.summary(run_id, self._scope(caller))
             except CollectorUnavailable:
                 pass
         doc: dict[str, Any] = {"run_id": run_id, "status": "finished", "delivered": False}
-        problem = self._waiting()
+        problem = self._delivery.spool_problem()
         if problem:
             doc["waiting"] = problem
         return doc
+
+    def _queries_now(self) -> CollectorClient:
+        """The collector, once it has stored what the daemon emitted before this call (or
+        the configured wait passed): a query right after `roarctl tag` sees that run."""
+        self._delivery.delivered(None)
+        return self._queries
 
     @_rpc
     def Untag(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
@@ -209,30 +240,31 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 latest_active = max(named, key=lambda r: r.started_at)
                 run = self._tracker.active_run(caller, latest_active.run_id)
         if run is None:  # finalized already: say how it ended
-            latest = self._queries.runs(RunFilter(name=run_id, limit=1), self._scope(caller))
+            queries = self._queries_now()
+            latest = queries.runs(RunFilter(name=run_id, limit=1), self._scope(caller))
             known = latest[0]["run_id"] if latest else run_id
-            return _json(self._queries.summary(known, self._scope(caller)))
+            return _json(queries.summary(known, self._scope(caller)))
         self._tracker.untag(run)
         return _json(self._summary(run.shared_id, caller))
 
     @_rpc
     def Show(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
-        return _json(self._queries.show(request.run, self._scope(caller)))
+        return _json(self._queries_now().show(request.run, self._scope(caller)))
 
     @_rpc
     def Runs(self, request: pb.RunsRequest, caller: Caller) -> pb.JsonReply:
-        runs = self._queries.runs(RunFilter.of(request), self._scope(caller))
+        runs = self._queries_now().runs(RunFilter.of(request), self._scope(caller))
         return _json(runs)
 
     @_rpc
     def Artifact(self, request: pb.LineageRequest, caller: Caller) -> pb.JsonReply:
         return _json(
-            self._queries.artifact(request.query, request.host or None, self._scope(caller))
+            self._queries_now().artifact(request.query, request.host or None, self._scope(caller))
         )
 
     @_rpc
     def Lineage(self, request: pb.LineageRequest, caller: Caller) -> pb.JsonReply:
-        doc = self._queries.lineage(
+        doc = self._queries_now().lineage(
             request.query,
             request.up,
             request.down,
@@ -245,14 +277,15 @@ class ControlService(control_pb2_grpc.ControlServicer):
 
     @_rpc
     def RunGraph(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:
-        doc = self._queries.run_graph(
+        doc = self._queries_now().run_graph(
             request.run, self._scope(caller), request.depth, request.max_nodes
         )
         return _json(doc)
 
     @_rpc
     def Export(self, request: pb.ExportRequest, caller: Caller) -> pb.JsonReply:
-        return _json(self._queries.export(request.run, request.format, self._scope(caller)))
+        queries = self._queries_now()
+        return _json(queries.export(request.run, request.format, self._scope(caller)))
 
     @_rpc
     def Progress(self, request: pb.RunRef, caller: Caller) -> pb.JsonReply:

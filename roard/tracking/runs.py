@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from roard.artifacts.hasher import Digest, Pending
 from roard.context.trackers import Links
@@ -105,6 +106,8 @@ class Run:
     scripts: set[str] = field(default_factory=set)  # files run by an interpreter: code
     cwds: set[str] = field(default_factory=set)  # its processes' working directories
     links: Links = field(default_factory=Links)  # experiment-tracker runs it belongs to
+    # Once finalized: its account from the records spooled (roard.records.summary).
+    summary: dict[str, Any] | None = None
 
     @property
     def joined(self) -> bool:

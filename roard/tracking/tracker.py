@@ -56,7 +56,7 @@ from roard.kernel.decode import (
     OpenEvent,
     RenameEvent,
 )
-from roard.records import convert
+from roard.records import convert, summary
 from roard.tracking import cgroups, longpaths, views
 from roard.tracking.cgroups import Cgroup
 from roard.tracking.checkpoint import FileState, RunState
@@ -1035,6 +1035,7 @@ class Tracker:
             records = self._final_records(run)
             self._hasher.flush()
             self._sink.emit(records)
+            run.summary = summary.finalized(run.shared_id, run.name, records)
             log.info(
                 "run finalized",
                 run_id=run.run_id,
@@ -1046,7 +1047,9 @@ class Tracker:
             log.exception("finalizing run failed", run_id=run.run_id)
             # Still close the run, saying it is incomplete, rather than leave it running.
             run.lose(1, "finalization failed: see the daemon's log")
-            self._sink.emit([convert.run_finished(run, self._clock())])
+            records = [convert.run_finished(run, self._clock())]
+            self._sink.emit(records)
+            run.summary = summary.finalized(run.shared_id, run.name, records)
             self._sink.flush(self._spool_wait)
         finally:
             with self._lock:

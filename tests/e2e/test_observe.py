@@ -13,6 +13,7 @@ from typing import Any
 import blake3
 import pytest
 
+from roard.cli.tagging import summary
 from tests.e2e.conftest import VENV_BIN, Roard, as_nobody, failed_start, python3
 
 
@@ -76,6 +77,28 @@ def test_python_read_write_is_recorded_with_hashes(roard: Roard, workdir: Path) 
     assert root["argv"] == [python3(), "prep.py"]
     assert root["cwd"] == str(workdir)
     assert root["ppid"] > 1
+
+
+def test_the_summary_roarctl_prints_is_what_show_then_says(roard: Roard, workdir: Path) -> None:
+    """`roarctl tag` returns once the run is spooled, with the daemon's own summary; the
+    collector, asked right after, has the run and summarizes it the same way (inputs of
+    several kinds, outputs, a temporary that did not survive, a kernel file never hashed)."""
+    (workdir / "data.csv").write_text("x\n" * 100)
+    (workdir / "job.py").write_text(
+        textwrap.dedent("""
+        import os
+        open("data.csv").read()
+        open("/proc/self/status").read()
+        open("tmp.part", "w").write("scratch")
+        os.remove("tmp.part")
+        open("out.txt", "w").write("done")
+    """)
+    )
+    result = roard.roarctl("tag", "--name", "told", "--", python3(), "job.py", cwd=workdir)
+    doc = roard.show("told")
+    assert str(workdir / "out.txt") in by_path(doc["outputs"])
+    assert f"roarctl: {summary(doc)}\n" in result.stderr
+    assert " finished, exit 0: " in result.stderr and "complete" in result.stderr
 
 
 def test_shell_redirection_and_pipeline(roard: Roard, workdir: Path) -> None:

@@ -93,3 +93,24 @@ def test_summary_notes_unhashed_files_except_the_kernels() -> None:
     assert "not hashed" not in summary(doc)
     doc["unhashed"].append({"kind": "artifact", "path": "/data/huge.bin"})
     assert summary(doc).endswith("; 1 files not hashed (`roarctl show` says why)")
+
+
+def test_summary_of_a_run_spooled_while_the_collector_is_down() -> None:
+    """Finish answers once the run is spooled; with the collector unreachable the line
+    says the run is not delivered yet, and why, after its counts."""
+    doc = {
+        "run_id": "r1",
+        "name": None,
+        "status": "finished",
+        "exit_code": 3,
+        "complete": True,
+        "inputs": {"artifact": 1},
+        "outputs": {"artifact": 1},
+        "unhashed": 0,
+    }
+    line = summary(doc)
+    assert line.startswith("run r1 finished, exit 3: 1 input and 1 output artifacts")
+    assert "spooled" not in line
+    doc["collector"] = "UNAVAILABLE: connection refused"
+    assert summary(doc).startswith(line)
+    assert "; spooled, not yet delivered: the collector is unreachable (UNAVAILABLE" in summary(doc)
