@@ -200,8 +200,10 @@ class Tracker:
             records = [convert.run_tagged(run, self._host, now, placement)]
             records += self._link_records(run, links, now)
             # The root first: children it forks from here on are tracked by the kernel;
-            # those that already exist are found by the scans.
-            records += self._adopt_all(run, caller, now, lambda: [root, *self._descendants(root)])
+            # those that already exist are found by the scans. A spawned root waits to
+            # exec and has forked none: no scan of every process on the host.
+            candidates = (lambda: [root]) if spawned else (lambda: [root, *self._descendants(root)])
+            records += self._adopt_all(run, caller, now, candidates)
             if not run.live:
                 self._runs.drop(run)
                 raise NotFound(f"process {pid} exited before it could be tagged")
