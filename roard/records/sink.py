@@ -2,9 +2,11 @@
 
 emit() only queues: the observer thread calls it for every process event and must never
 wait on the disk. A writer thread appends queued records to the spool in batches (one
-fsync'd transaction each); flush() waits until everything emitted so far is spooled (a run
-is reported finalized only after that), and delivered() says whether the collector has
-acked it.
+fsync'd transaction each), gathering what is emitted within a few milliseconds of a first
+record into one batch: a job of a thousand short processes trickles records, and a
+transaction each (then a collector transaction and an ack each) cost the daemon more than
+the records. flush() waits until everything emitted so far is spooled, cutting the
+gathering short (a run is reported finalized only after that).
 
 When the spool cannot be written (the state dir is full or read-only), the writer keeps
 records in a memory backlog and retries; `problem` says why. The backlog is bounded: past
@@ -30,11 +32,21 @@ from roard.v1 import records_pb2 as pb
 log = structlog.get_logger("roard.sink")
 
 _BATCH = 4096
+# How long the writer gathers records after the first before it writes them (unless a
+# flush() waits, or a batch is full).
+_GATHER_SECONDS = 0.01
 _RETRY_FIRST = 0.2
 _RETRY_MAX = 5.0
 # While retrying, the queue is moved into the bounded backlog this often: the observer
 # keeps emitting, and the queue itself is not bounded.
 _DRAIN_EVERY = 0.2
+
+
+class _WriteNow:
+    """Queued by flush(): write what is gathered now."""
+
+
+_WRITE_NOW = _WriteNow()
 
 
 class SpoolSink:
@@ -57,7 +69,7 @@ class SpoolSink:
         self._emitted_seq = 0  # the number of the latest record emitted by this sink
         self._seq_lock = threading.Lock()
         self._closing = threading.Event()
-        self._queue: queue.Queue[pb.Record | None] = queue.Queue()
+        self._queue: queue.Queue[pb.Record | _WriteNow | None] = queue.Queue()
         self._spooled_cond = threading.Condition()
         self._spooled_seq = spool.last_seq()  # a backlog from before a restart counts
         self._backlog: list[pb.Record] = []  # the writer thread's only
@@ -100,6 +112,10 @@ class SpoolSink:
         """Wait until every record emitted so far is spooled; False on timeout."""
         target = self.last_emitted
         with self._spooled_cond:
+            if self._spooled_seq >= target:
+                return True
+        self._queue.put(_WRITE_NOW)
+        with self._spooled_cond:
             return self._spooled_cond.wait_for(lambda: self._spooled_seq >= target, timeout)
 
     def close(self) -> None:
@@ -113,8 +129,8 @@ class SpoolSink:
         stopping = False
         delay = _RETRY_FIRST
         while True:
-            # Nothing waiting: sleep until something is emitted.
-            stopping = self._take(None if not self._backlog else 0) or stopping
+            # Nothing waiting: sleep until something is emitted, then gather for a moment.
+            stopping = self._take(None if not self._backlog else 0, gather=True) or stopping
             if not self._backlog:
                 if stopping:
                     return
@@ -143,20 +159,32 @@ class SpoolSink:
                 self._bound()
             delay = min(delay * 2, _RETRY_MAX)
 
-    def _take(self, timeout: float | None) -> bool:
+    def _take(self, timeout: float | None, gather: bool = False) -> bool:
         """Move queued records into the backlog (waiting up to `timeout` for the first;
-        None: for ever); True once close() asked to stop."""
+        None: for ever); with `gather`, also those emitted within _GATHER_SECONDS of the
+        first, unless a flush() waits or a batch is full. True once close() asked to
+        stop."""
         try:
             item = self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
         except queue.Empty:
             return False
+        until = time.monotonic() + _GATHER_SECONDS if gather else 0.0
         while item is not None:
-            self._backlog.append(item)
-            self._backlog_bytes += item.ByteSize()
+            if isinstance(item, _WriteNow):
+                until = 0.0
+            else:
+                self._backlog.append(item)
+                self._backlog_bytes += item.ByteSize()
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                left = until - time.monotonic()
+                if left <= 0 or len(self._backlog) >= _BATCH:
+                    break
+                try:
+                    item = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
         self.backlog_records = len(self._backlog)
         return item is None
 

@@ -7,6 +7,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pytest import MonkeyPatch
+
+import roard.records.sink as sink_module
 from roard.records.sink import SpoolSink
 from roard.records.spool import Spool
 from roard.v1 import records_pb2 as pb
@@ -134,4 +137,47 @@ def test_a_failing_spool_keeps_a_bounded_backlog_and_sheds_with_loss_notices(
     assert notices and all(n.delivery for n in notices)
     assert sum(n.lost_events for n in notices) == sink.shed_records
     assert len(ids & {r.id for r in reads}) == len(reads) - sink.shed_records
+    sink.close()
+
+
+class CountingSpool(Spool):
+    """A real spool that counts its append transactions."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, max_bytes=1 << 30)
+        self.appends = 0
+
+    def append(
+        self, records: Sequence[pb.Record], opened: Sequence[str], closed: Sequence[str]
+    ) -> list[pb.Record]:
+        self.appends += 1
+        return super().append(records, opened, closed)
+
+
+def test_records_emitted_in_a_trickle_share_transactions(tmp_path: Path) -> None:
+    """A job of many short processes emits a record every millisecond or so: the writer
+    gathers them into a few transactions, not one each, and loses none."""
+    spool = CountingSpool(tmp_path / "spool.db")
+    sink = SpoolSink(spool)
+    for record in records(60):
+        sink.emit([record])
+        time.sleep(0.001)
+    assert sink.flush(timeout=10)
+    assert len(spool.after(0, 100)) == 60
+    assert spool.appends <= 20
+    sink.close()
+
+
+def test_flush_does_not_wait_out_the_gathering(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    """A flush() (a finalized run, a query) has what was emitted written at once, however
+    long the writer would otherwise gather."""
+    monkeypatch.setattr(sink_module, "_GATHER_SECONDS", 600.0)
+    spool = CountingSpool(tmp_path / "spool.db")
+    sink = SpoolSink(spool)
+    sink.emit(records(3))
+    assert sink.flush(timeout=10)
+    assert len(spool.after(0, 100)) == 3
+    sink.emit(records(2))
+    assert sink.flush(timeout=10)
+    assert len(spool.after(0, 100)) == 5
     sink.close()
