@@ -32,9 +32,11 @@ from roard.v1 import records_pb2 as pb
 log = structlog.get_logger("roard.sink")
 
 _BATCH = 4096
-# How long the writer gathers records after the first before it writes them (unless a
-# flush() waits, or a batch is full).
+# How long the writer gathers records after the first before it writes them, unless a
+# flush() waits or it has _GATHER_ENOUGH already (a finalization's records, emitted at
+# once, are worth their transaction without waiting for more).
 _GATHER_SECONDS = 0.01
+_GATHER_ENOUGH = 256
 _RETRY_FIRST = 0.2
 _RETRY_MAX = 5.0
 # While retrying, the queue is moved into the bounded backlog this often: the observer
@@ -162,8 +164,8 @@ class SpoolSink:
     def _take(self, timeout: float | None, gather: bool = False) -> bool:
         """Move queued records into the backlog (waiting up to `timeout` for the first;
         None: for ever); with `gather`, also those emitted within _GATHER_SECONDS of the
-        first, unless a flush() waits or a batch is full. True once close() asked to
-        stop."""
+        first, unless a flush() waits or _GATHER_ENOUGH are there. True once close() asked
+        to stop."""
         try:
             item = self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
         except queue.Empty:
@@ -179,7 +181,7 @@ class SpoolSink:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 left = until - time.monotonic()
-                if left <= 0 or len(self._backlog) >= _BATCH:
+                if left <= 0 or len(self._backlog) >= _GATHER_ENOUGH:
                     break
                 try:
                     item = self._queue.get(timeout=left)

@@ -181,3 +181,19 @@ def test_flush_does_not_wait_out_the_gathering(tmp_path: Path, monkeypatch: Monk
     assert sink.flush(timeout=10)
     assert len(spool.after(0, 100)) == 5
     sink.close()
+
+
+def test_a_burst_of_records_is_written_without_gathering_more(
+    tmp_path: Path, monkeypatch: MonkeyPatch
+) -> None:
+    """A finalization emits its records at once: enough for a transaction of their own,
+    they are spooled without waiting for more (nor for a flush)."""
+    monkeypatch.setattr(sink_module, "_GATHER_SECONDS", 600.0)
+    spool = CountingSpool(tmp_path / "spool.db")
+    sink = SpoolSink(spool)
+    sink.emit(records(sink_module._GATHER_ENOUGH))
+    deadline = time.monotonic() + 30
+    while len(spool.after(0, 1000)) < sink_module._GATHER_ENOUGH and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(spool.after(0, 1000)) == sink_module._GATHER_ENOUGH
+    sink.close()
