@@ -33,8 +33,8 @@ log = structlog.get_logger("roard.sink")
 
 _BATCH = 4096
 # How long the writer gathers records after the first before it writes them, unless a
-# flush() waits or it has _GATHER_ENOUGH already (a finalization's records, emitted at
-# once, are worth their transaction without waiting for more).
+# flush() waits or they came in a burst of _GATHER_ENOUGH or more (a finalization's
+# records, emitted together: one transaction of their own, at once).
 _GATHER_SECONDS = 0.01
 _GATHER_ENOUGH = 256
 _RETRY_FIRST = 0.2
@@ -101,7 +101,8 @@ class SpoolSink:
             self._next_seq = max(self._next_seq, seq + 1)
 
     def emit(self, records: Sequence[pb.Record]) -> None:
-        """Queue records, in order, for the spool."""
+        """Queue records, in order, for the spool; a burst of _GATHER_ENOUGH or more is
+        written at once, in one transaction."""
         with self._seq_lock:
             for record in records:
                 record.seq = self._next_seq
@@ -109,6 +110,8 @@ class SpoolSink:
                 self._queue.put(record)
             if records:
                 self._emitted_seq = records[-1].seq
+            if len(records) >= _GATHER_ENOUGH:
+                self._queue.put(_WRITE_NOW)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record emitted so far is spooled; False on timeout."""
@@ -164,8 +167,8 @@ class SpoolSink:
     def _take(self, timeout: float | None, gather: bool = False) -> bool:
         """Move queued records into the backlog (waiting up to `timeout` for the first;
         None: for ever); with `gather`, also those emitted within _GATHER_SECONDS of the
-        first, unless a flush() waits or _GATHER_ENOUGH are there. True once close() asked
-        to stop."""
+        first, until a flush() or a burst asks for a write, or a batch is full. True once
+        close() asked to stop."""
         try:
             item = self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
         except queue.Empty:
@@ -181,7 +184,7 @@ class SpoolSink:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 left = until - time.monotonic()
-                if left <= 0 or len(self._backlog) >= _GATHER_ENOUGH:
+                if left <= 0 or len(self._backlog) >= _BATCH:
                     break
                 try:
                     item = self._queue.get(timeout=left)

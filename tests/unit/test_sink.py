@@ -187,7 +187,7 @@ def test_a_burst_of_records_is_written_without_gathering_more(
     tmp_path: Path, monkeypatch: MonkeyPatch
 ) -> None:
     """A finalization emits its records at once: enough for a transaction of their own,
-    they are spooled without waiting for more (nor for a flush)."""
+    they are spooled together without waiting for more (nor for a flush)."""
     monkeypatch.setattr(sink_module, "_GATHER_SECONDS", 600.0)
     spool = CountingSpool(tmp_path / "spool.db")
     sink = SpoolSink(spool)
@@ -196,4 +196,5 @@ def test_a_burst_of_records_is_written_without_gathering_more(
     while len(spool.after(0, 1000)) < sink_module._GATHER_ENOUGH and time.monotonic() < deadline:
         time.sleep(0.01)
     assert len(spool.after(0, 1000)) == sink_module._GATHER_ENOUGH
+    assert spool.appends == 1  # written together
     sink.close()
