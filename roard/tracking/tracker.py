@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
 import structlog
@@ -1037,7 +1037,7 @@ class Tracker:
             records = self._final_records(run)
             self._hasher.flush()
             self._sink.emit(records)
-            run.summary = summary.finalized(run.shared_id, run.name, records)
+            run.summary = self._summary(run, records)
             log.info(
                 "run finalized",
                 run_id=run.run_id,
@@ -1051,12 +1051,22 @@ class Tracker:
             run.lose(1, "finalization failed: see the daemon's log")
             records = [convert.run_finished(run, self._clock())]
             self._sink.emit(records)
-            run.summary = summary.finalized(run.shared_id, run.name, records)
+            run.summary = self._summary(run, records)
             self._sink.flush(self._spool_wait)
         finally:
             with self._lock:
                 self._runs.drop(run)
             run.finalized.set()
+
+    @staticmethod
+    def _summary(run: Run, records: list[pb.Record]) -> dict[str, Any] | None:
+        """The run's account for roarctl; None (roarctl then asks the collector) if it
+        cannot be made: the records are spooled already, the run must not read as failed."""
+        try:
+            return summary.finalized(run.shared_id, run.name, records)
+        except Exception:
+            log.exception("could not summarize a finalized run", run_id=run.run_id)
+            return None
 
     def _final_records(self, run: Run) -> list[pb.Record]:
         now = self._clock()

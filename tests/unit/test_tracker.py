@@ -34,6 +34,7 @@ from roard.kernel.decode import (
     OpenEvent,
     RenameEvent,
 )
+from roard.records import summary
 from roard.tracking.cgroups import Cgroup
 from roard.tracking.processes import CLK_TCK, start_ticks
 from roard.tracking.runs import Run
@@ -305,6 +306,40 @@ def test_written_file_is_an_output_hashed_at_run_end(env: Env) -> None:
         10,
     )
     assert access.read_too is False
+
+
+def test_finalization_leaves_the_runs_summary(env: Env) -> None:
+    """The account roarctl prints once the run is spooled: its outputs by kind, exit code
+    and completeness, from the records spooled."""
+    run, pid = env.tag()
+    path = env.file("model.pt", b"weights")
+    env.open(run, pid, 4, path, os.O_WRONLY)
+    env.close(run, pid, 4, path, wbytes=7)
+    env.exit(run, pid, code=0)
+    env.finish(run)
+    assert run.summary is not None
+    assert (run.summary["outputs"], run.summary["exit_code"]) == ({"artifact": 1}, 0)
+    assert run.summary["complete"] is True and run.summary["name"] == "job"
+
+
+def test_a_summary_that_fails_leaves_the_run_complete(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the summary fail, the records are spooled already: the run stays complete,
+    closed once, and roarctl asks the collector instead (no summary)."""
+
+    def broken(*_args: object) -> dict[str, object]:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(summary, "finalized", broken)
+    run, pid = env.tag()
+    path = env.file("model.pt", b"weights")
+    env.open(run, pid, 4, path, os.O_WRONLY)
+    env.close(run, pid, 4, path, wbytes=7)
+    env.exit(run, pid)
+    files, finished = env.finish(run)  # exactly one RunFinished
+    assert finished.complete and str(path) in files
+    assert run.summary is None
 
 
 def test_output_over_the_size_limit_is_recorded_unhashed_with_the_reason(env: Env) -> None:
