@@ -208,7 +208,8 @@ class Tracker:
                 self._runs.drop(run)
                 raise NotFound(f"process {pid} exited before it could be tagged")
         self._sink.emit(records)
-        # `roarctl show RUN` right after tagging must find it, unless the spool is failing.
+        # On disk before the job goes on (unless the spool is failing): a daemon that dies
+        # from here on cannot lose the run's opening.
         spooled = self._sink.flush(self._spool_wait)
         log.info(
             "run tagged",
@@ -264,7 +265,8 @@ class Tracker:
             self._kernel.tag_cgroup(cgroup.hierarchy_id, cgroup.kn_id, run.key, uid)
             records += self._adopt_all(run, caller, now, lambda: _processes(cgroups.pids(cgroup)))
         self._sink.emit(records)
-        # `roarctl show RUN` right after tagging must find it, unless the spool is failing.
+        # On disk before the job goes on (unless the spool is failing): a daemon that dies
+        # from here on cannot lose the run's opening.
         self._sink.flush(self._spool_wait)
         log.info(
             "cgroup tagged",
@@ -1049,9 +1051,9 @@ class Tracker:
             log.exception("finalizing run failed", run_id=run.run_id)
             # Still close the run, saying it is incomplete, rather than leave it running.
             run.lose(1, "finalization failed: see the daemon's log")
-            records = [convert.run_finished(run, self._clock())]
-            self._sink.emit(records)
-            run.summary = self._summary(run, records)
+            # No summary of its own (unless made before the failure): roarctl asks the
+            # collector, which has whatever was spooled.
+            self._sink.emit([convert.run_finished(run, self._clock())])
             self._sink.flush(self._spool_wait)
         finally:
             with self._lock:
