@@ -173,6 +173,7 @@ class Daemon:
             redactor=self.config.context.redactor(),
             context=ContextProbe(),
             datasets=self.config.datasets,
+            socket_path=str(self.config.socket),
         )
         self._resume_runs()
         stack.callback(self._suspend)

@@ -57,7 +57,7 @@ from roard.kernel.decode import (
     RenameEvent,
 )
 from roard.records import convert, summary
-from roard.tracking import cgroups, longpaths, views
+from roard.tracking import addressed, cgroups, longpaths, views
 from roard.tracking.cgroups import Cgroup
 from roard.tracking.checkpoint import FileState, RunState
 from roard.tracking.fds import FdTable, OpenFile, renamed
@@ -128,12 +128,15 @@ class Tracker:
         redactor: Redactor | None = None,
         context: ContextProbe | None = None,
         datasets: DatasetsConfig | None = None,
+        socket_path: str | None = None,
     ) -> None:
         """`locator` names files on shared filesystems the same on every host (default:
         the stock shared filesystem types); `redactor` takes secrets out of environments
         and argv before they are recorded; `context` describes each run's code, packages
         and host when it ends (None: not recorded); `datasets` groups directories of many
-        files into dataset records (None: the defaults)."""
+        files into dataset records (None: the defaults); `socket_path`: this daemon's
+        control socket, to leave ROARD_RUN jobs meant for another roard to it (None: take
+        every one)."""
         self._kernel = kernel
         self._hasher = hasher
         self._sink = sink
@@ -151,6 +154,7 @@ class Tracker:
         self._environments = Environments(self._redactor)
         self._context = context
         self._datasets = datasets or DatasetsConfig()
+        self._socket_path = socket_path
         self._lock = threading.RLock()
         # Paths of processes in another mount namespace are mapped into this one (views).
         self._own = views.OwnNamespace()
@@ -165,6 +169,7 @@ class Tracker:
         self._unhashed = dict.fromkeys(UNHASHED_REASONS, 0)
         self.env_runs_started = 0  # runs started by ROARD_RUN at exec
         self.env_runs_rejected = 0  # ROARD_RUN values that started nothing (invalid)
+        self.env_runs_elsewhere = 0  # ROARD_RUN jobs whose ROARD_SOCKET names another roard
 
     # -- control side -------------------------------------------------------------------
 
@@ -447,6 +452,7 @@ class Tracker:
                 "unattributed_events": self.unattributed,
                 "env_runs_started": self.env_runs_started,
                 "env_runs_rejected": self.env_runs_rejected,
+                "env_runs_elsewhere": self.env_runs_elsewhere,
             }
 
     # -- restarts ------------------------------------------------------------------------
@@ -650,7 +656,17 @@ class Tracker:
     def _on_env_run(self, ev: EnvRunEvent) -> None:
         """The kernel started tracking a process that exec'd with ROARD_RUN set: make it
         the root of a run under the key the kernel chose (its exec event follows), or,
-        for a value that is not a valid run name, stop tracking it."""
+        for a value that is not a valid run name, or a job meant for another roard, stop
+        tracking it."""
+        if self._socket_path is not None:
+            elsewhere = addressed.other_daemon(ev.tgid, self._socket_path)
+            if elsewhere is not None:
+                self.env_runs_elsewhere += 1
+                self._kernel.untrack(ev.tgid, ev.run_key)
+                log.info(
+                    "ROARD_RUN left to the roard of its ROARD_SOCKET", pid=ev.tgid, socket=elsewhere
+                )
+                return
         try:
             wanted = parse_env_run(ev.value, ev.truncated)
         except UsageError as exc:

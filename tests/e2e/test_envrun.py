@@ -170,3 +170,26 @@ def test_switched_off_env_runs_start_nothing(tmp_path: Path) -> None:
         assert runs_named(daemon, "off-run") == []
     finally:
         stop_roard(daemon)
+
+
+def test_a_job_is_the_run_of_the_roard_its_roard_socket_names(roard: Roard, tmp_path: Path) -> None:
+    """Two roards on one host (a private one beside another): a ROARD_RUN job whose
+    ROARD_SOCKET names one of them, as it does for the roarctl it runs, is a run of that
+    one alone; the other leaves it be (else both would trace it) and counts it."""
+    second = start_roard(tmp_path / "second")
+    try:
+        work = tmp_path / "work"
+        work.mkdir()
+        before = status(roard)["tracker"]["env_runs_elsewhere"]
+        for meant, other in ((second, roard), (roard, second)):
+            name = unique("meant")
+            env = {"ROARD_SOCKET": str(meant.socket)}
+            job = run_env_job(["cp", "/etc/hostname", "out.txt"], work, name, **env)
+            assert job.returncode == 0, job.stderr
+            assert str(work / "out.txt") in by_path(meant.finished(name)["outputs"])
+            barrier(other, work)
+            assert runs_named(other, name) == []
+        assert status(roard)["tracker"]["env_runs_elsewhere"] == before + 1
+        assert status(second)["tracker"]["env_runs_elsewhere"] == 1
+    finally:
+        stop_roard(second)

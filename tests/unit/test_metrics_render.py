@@ -33,7 +33,12 @@ def status_document() -> dict[str, Any]:
             "stuck_threads": 1,
             "refusing": None,
         },
-        "tracker": {"unattributed_events": 0, "env_runs_started": 2, "env_runs_rejected": 1},
+        "tracker": {
+            "unattributed_events": 0,
+            "env_runs_started": 2,
+            "env_runs_rejected": 1,
+            "env_runs_elsewhere": 3,
+        },
         "kernel_tracked_processes": 2,
         "records_spooled": 30,
         "spool_failures": 0,

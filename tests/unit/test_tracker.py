@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -28,6 +29,7 @@ from roard.errors import PermissionDenied, UsageError
 from roard.kernel.decode import (
     CgroupJoinEvent,
     CloseEvent,
+    EnvRunEvent,
     ExecEvent,
     ExitEvent,
     ForkEvent,
@@ -702,7 +704,45 @@ def test_events_after_finalization_are_unattributed(env: Env) -> None:
         "unattributed_events": 1,
         "env_runs_started": 0,
         "env_runs_rejected": 0,
+        "env_runs_elsewhere": 0,
     }
+
+
+@pytest.mark.parametrize("meant_here", [True, False])
+def test_an_env_run_meant_for_another_roard_is_left_to_it(
+    env: Env, tmp_path: Path, meant_here: bool
+) -> None:
+    """A ROARD_RUN job whose ROARD_SOCKET names another listening socket starts no run
+    here and is no longer tracked; one naming this daemon's socket starts its run."""
+    own, other = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
+    own.bind(str(tmp_path / "own.sock"))
+    other.bind(str(tmp_path / "other.sock"))
+    tracker = Tracker(
+        env.kernel,
+        env.hasher,
+        env.sink,
+        ClassifyRules(),
+        socket_path=str(tmp_path / "own.sock"),
+    )
+    named = tmp_path / ("own.sock" if meant_here else "other.sock")
+    proc = subprocess.Popen(["sleep", "30"], env={**os.environ, "ROARD_SOCKET": str(named)})
+    env.sleepers.append(proc)
+    while psutil.Process(proc.pid).cmdline() != ["sleep", "30"]:
+        time.sleep(0.001)
+    key = 1 << 62 | 7
+    env.kernel.track(proc.pid, key)
+    try:
+        tracker.handle(EnvRunEvent(key, proc.pid, os.getpid(), 0, 0, "train", False))
+    finally:
+        own.close()
+        other.close()
+    counts = tracker.counts()
+    assert (counts["runs"], counts["env_runs_started"]) == ((1, 1) if meant_here else (0, 0))
+    assert counts["env_runs_elsewhere"] == (0 if meant_here else 1)
+    assert (proc.pid in env.kernel.tracked) is meant_here
+    assert [r.WhichOneof("body") for r in env.sink.records] == (
+        ["run_tagged"] if meant_here else []
+    )
 
 
 def test_pid_reuse_drops_the_old_process(env: Env) -> None:
