@@ -44,20 +44,19 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import blake3
-
-from roard.artifacts.filesystems import relative_path
 
 __all__ = ["DEFAULT_MIN_FILES", "Dataset", "Member", "group", "tree_hash"]
 
 DEFAULT_MIN_FILES = 8
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):
     """A file the run used in the role being grouped; `hash` is empty when it could not be
-    hashed, and `unhashed` then says why."""
+    hashed, and `unhashed` then says why. (A named tuple: a run's thousands of files are
+    each made twice at its end.)"""
 
     path: str  # absolute, normalized
     hash: str
@@ -113,18 +112,22 @@ def group(
 
 
 def _tree(members: Sequence[Member]) -> _Dir:
-    root = _Dir("/")
+    by_dir: dict[str, list[Member]] = {}  # a run's files lie in few directories
     for member in members:
+        by_dir.setdefault(member.path.rpartition("/")[0], []).append(member)
+    root = _Dir("/")
+    for directory, direct in by_dir.items():
         node = root
-        node.count += 1
-        parts = [p for p in member.path.split("/")[:-1] if p]
-        for part in parts:
+        node.count += len(direct)
+        for part in directory.split("/"):
+            if not part:
+                continue
             child = node.subs.get(part)
             if child is None:
                 child = node.subs[part] = _Dir(posixpath.join(node.path, part))
             node = child
-            node.count += 1
-        node.direct.append(member)
+            node.count += len(direct)
+        node.direct += direct
     return root
 
 
@@ -149,7 +152,9 @@ def _mark(node: _Dir, min_files: int, stops: set[str]) -> None:
 def _collect(node: _Dir, min_files: int, found: list[Dataset]) -> None:
     """Adds the highest qualifying directories at or below `node`."""
     if node.data_like and node.count >= min_files:
-        found.append(_dataset(node.path, list(_files(node))))
+        files: list[Member] = []
+        _files(node, files)
+        found.append(_dataset(node.path, files))
         return
     if len(node.direct) >= min_files:
         found.append(_dataset(node.path, node.direct))
@@ -159,16 +164,13 @@ def _collect(node: _Dir, min_files: int, found: list[Dataset]) -> None:
 
 def _dataset(floor: str, files: list[Member]) -> Dataset:
     """The dataset of `files`, all under the directory `floor`."""
-    top = posixpath.commonpath([posixpath.dirname(m.path) for m in files])
+    top = posixpath.commonpath({m.path.rpartition("/")[0] or "/" for m in files})
     # A partition directory is part of its table: root the dataset at the table.
     while top != floor and "=" in posixpath.basename(top):
         top = posixpath.dirname(top)
+    cut = len(top) + (top != "/")  # top holds them all: each path goes on with "/" after it
     rel = sorted(
-        (
-            Member(rest, m.hash, m.size, m.unhashed)
-            for m in files
-            if (rest := relative_path(m.path, top)) is not None  # top holds them all
-        ),
+        (Member(m.path[cut:], m.hash, m.size, m.unhashed) for m in files),
         key=lambda m: m.path.encode("utf-8", "surrogateescape"),
     )
     size = sum(m.size for m in rel)
@@ -180,7 +182,8 @@ def _dataset(floor: str, files: list[Member]) -> Dataset:
     return Dataset(top, tree_hash((m.path, m.hash) for m in rel), size, tuple(rel))
 
 
-def _files(node: _Dir) -> Iterable[Member]:
-    yield from node.direct
+def _files(node: _Dir, into: list[Member]) -> None:
+    """Adds every file at or below `node` to `into`."""
+    into += node.direct
     for sub in node.subs.values():
-        yield from _files(sub)
+        _files(sub, into)
