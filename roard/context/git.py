@@ -27,7 +27,6 @@ import os
 import signal
 import stat
 import subprocess
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -61,6 +60,9 @@ _SAFE_CONFIG = (
     "core.untrackedCache=false",
     "color.ui=false",
 )
+
+_STATUS = ("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
+_REMOTES = ("config", "-z", "--get-regexp", r"^remote\..*\.url$")
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,8 @@ def _owner(dot_git: str) -> _Owner | None:
     return None if st.st_uid == 0 else _Owner(st.st_uid, st.st_gid)
 
 
-def _git(
-    root: str, owner: _Owner | None, args: Sequence[str], timeout: float, ok: Sequence[int] = (0,)
-) -> bytes:
-    """git's stdout; raises _GitFailed. Output is streamed to a buffer so a killed git
-    (timeout) cannot leave us blocked on its pipe."""
+def _start(root: str, owner: _Owner | None, args: Sequence[str]) -> subprocess.Popen[bytes]:
+    """git running `args` in the tree at `root`; raises _GitFailed when it cannot start."""
     cmd = ["git", "-C", root]
     for item in _SAFE_CONFIG:
         cmd += ["-c", item]
@@ -109,7 +108,7 @@ def _git(
     if owner is not None:
         kwargs = {"user": owner.uid, "group": owner.gid, "extra_groups": []}
     try:
-        proc = subprocess.Popen(  # type: ignore[call-overload]
+        proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -122,26 +121,34 @@ def _git(
         )
     except OSError as e:
         raise _GitFailed(f"cannot run git: {e}") from None
-    killed = threading.Event()
+    return proc
 
-    def kill() -> None:
-        killed.set()
+
+def _output(
+    proc: subprocess.Popen[bytes], what: str, timeout: float, ok: Sequence[int] = (0,)
+) -> bytes:
+    """The stdout of git `proc` (started for command `what`); raises _GitFailed. Past
+    `timeout` its whole process group is killed."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-
-    timer = threading.Timer(timeout, kill)
-    timer.start()
-    try:
-        out, err = proc.communicate()
-    finally:
-        timer.cancel()
-    if killed.is_set():
-        raise _GitFailed(f"git {args[0]} timed out after {timeout}s")
+        # A child that left the group may still hold the pipes: do not wait for it.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=1.0)
+        raise _GitFailed(f"git {what} timed out after {timeout}s") from None
     if proc.returncode not in ok:
         message = err.decode(errors="replace").strip().splitlines()
-        raise _GitFailed(f"git {args[0]} exited {proc.returncode}: {' '.join(message[:3])}")
-    result: bytes = out
-    return result
+        raise _GitFailed(f"git {what} exited {proc.returncode}: {' '.join(message[:3])}")
+    return out
+
+
+def _git(
+    root: str, owner: _Owner | None, args: Sequence[str], timeout: float, ok: Sequence[int] = (0,)
+) -> bytes:
+    """git's stdout; raises _GitFailed."""
+    return _output(_start(root, owner, args), args[0], timeout, ok)
 
 
 def strip_credentials(url: str) -> str:
@@ -232,12 +239,11 @@ def _parse_status(out: bytes) -> _Status:
     return _Status(commit, branch, changed, untracked)
 
 
-def _remote(root: str, owner: _Owner | None, timeout: float) -> str:
-    """origin's URL, else the first remote's, credentials removed; "" if none."""
+def _remote(root: str, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """origin's URL, else the first remote's, credentials removed; "" if none (`proc`: git
+    started with _REMOTES)."""
     try:
-        out = _git(
-            root, owner, ["config", "-z", "--get-regexp", r"^remote\..*\.url$"], timeout, (0, 1)
-        )
+        out = _output(proc, "config", timeout, (0, 1))
     except _GitFailed as e:
         log.info("git remote unknown", root=root, error=str(e))
         return ""
@@ -310,19 +316,23 @@ def _diff_hash(root: str, owner: _Owner | None, status: _Status, timeout: float)
 def _probe(root: str, files: set[str], timeout: float) -> GitTree:
     """One tree's state; raises _GitFailed or OSError when it cannot be read."""
     owner = _owner(os.path.join(root, ".git"))
-    status = _parse_status(
-        _git(
-            root,
-            owner,
-            ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"],
-            timeout,
-        )
-    )
+    # Both at once: each git is a few ms, most of a run's context.
+    status_proc = _start(root, owner, _STATUS)
+    try:
+        remotes = _start(root, owner, _REMOTES)
+    except _GitFailed:
+        status_proc.kill()
+        status_proc.communicate()
+        raise
+    try:
+        status = _parse_status(_output(status_proc, "status", timeout))
+    finally:
+        remote = _remote(root, remotes, timeout)
     modified = sorted(set(status.changed) | set(status.untracked))
     dirty = bool(modified)
     return GitTree(
         root=root,
-        remote=_remote(root, owner, timeout),
+        remote=remote,
         branch=status.branch,
         commit=status.commit,
         dirty=dirty,

@@ -4,7 +4,8 @@ paths it read, and the host facts (taken once: they do not change under a daemon
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
 import structlog
@@ -40,13 +41,14 @@ class ContextProbe:
         self._timeout = timeout
         self._stuck: Future[pb.RunContext] | None = None  # a probe past its deadline
 
-    def within_deadline(self, paths: Iterable[str]) -> pb.RunContext | None:
-        """`describe(paths)` on a thread of its own, or None when it takes longer than the
-        deadline (it is then left to finish alone, and no new probe starts until it has:
-        a hung mount costs one thread, not one per run)."""
+    def begin(self, paths: Iterable[str]) -> Callable[[], pb.RunContext | None]:
+        """Start `describe(paths)` on a thread of its own (git runs there while the caller
+        goes on); the call returned waits for it, up to the deadline counted from now, and
+        gives None past it: the probe is then left to finish alone, and no new probe starts
+        until it has (a hung mount costs one thread, not one per run)."""
         with self._lock:
             if self._stuck is not None and not self._stuck.done():
-                return None
+                return lambda: None
             self._stuck = None
         future: Future[pb.RunContext] = Future()
         paths = list(paths)
@@ -58,13 +60,18 @@ class ContextProbe:
                 future.set_exception(exc)
 
         threading.Thread(target=work, name="roard-context", daemon=True).start()
-        try:
-            return future.result(self._timeout)
-        except TimeoutError:
-            with self._lock:
-                self._stuck = future
-            log.warning("describing a run took too long: recorded without context")
-            return None
+        deadline = time.monotonic() + self._timeout
+
+        def result() -> pb.RunContext | None:
+            try:
+                return future.result(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                with self._lock:
+                    self._stuck = future
+                log.warning("describing a run took too long: recorded without context")
+                return None
+
+        return result
 
     def host(self) -> HostFacts:
         """This host's facts, probed on first use."""
@@ -76,10 +83,11 @@ class ContextProbe:
     def describe(self, paths: Iterable[str]) -> pb.RunContext:
         """The context of a run that read `paths` (inputs, executables, scripts)."""
         paths = sorted(set(paths))
+        trees = work_trees(paths)  # first: its git commands wait while other threads run
         with self._lock:  # the dpkg index is reloaded in place
             system = system_packages(paths, index=self._packages)
         doc = {
-            "git": as_json(work_trees(paths)),
+            "git": as_json(trees),
             "python": as_json(python_distributions(paths, self._sites)),
             "system": as_json(system),
             "host": as_json(self.host()),

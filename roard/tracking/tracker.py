@@ -958,16 +958,30 @@ class Tracker:
         if not run.live and run.cgroup is None:
             self._schedule_finalize(run, why)
 
-    def _run_context(self, run: Run, read: list[str]) -> pb.RunContext | None:
-        """The run's context; None when not configured or the probe failed (the run's
-        files are all there: only the description of its code is missing)."""
-        if self._context is None:
-            return None
-        try:
-            return self._context.within_deadline(read)
-        except Exception:
+    def _run_context(self, run: Run, read: list[str]) -> Callable[[], pb.RunContext | None]:
+        """Start describing the run; the call returned gives its context, or None when not
+        configured or the probe failed (the run's files are all there: only the
+        description of its code is missing)."""
+
+        def failed() -> None:
             log.exception("could not describe the run's code and packages", run_id=run.run_id)
-            return None
+
+        if self._context is None:
+            return lambda: None
+        try:
+            pending = self._context.begin(read)
+        except Exception:
+            failed()
+            return lambda: None
+
+        def result() -> pb.RunContext | None:
+            try:
+                return pending()
+            except Exception:
+                failed()
+                return None
+
+        return result
 
     def _dataset_records(
         self,
@@ -1100,20 +1114,27 @@ class Tracker:
         # hash deadline: on a hung mount it would block this thread for ever.
         left = self._stamps([use.path for use in chosen if use.written and not use.generated])
         digests = {use.path: self._final_hash(use, left, run) for use in chosen}
+        outcomes = [_outcome(digests[use.path]) for use in chosen]  # the waits, first
+        # Read and hashed, so on a mount that answers (the probes stat around them). The
+        # probe's git commands run while this thread makes the records.
+        context_of = self._run_context(
+            run,
+            [
+                u.path
+                for u, o in zip(chosen, outcomes, strict=True)
+                if u.read and isinstance(o, Digest)
+            ],
+        )
         records: list[pb.Record] = []
-        probed = []  # read and hashed: on a mount that answers (the probes stat around it)
         members: dict[bool, list[datasets.Member]] = {False: [], True: []}  # by written
-        for use in chosen:
+        for use, outcome in zip(chosen, outcomes, strict=True):
             kind = (
                 SYSTEM
                 if use.generated
                 else classify(use.path, self._rules, run.scripts, use.executed)
             )
-            outcome = _outcome(digests[use.path])
             if kind == ARTIFACT and outcome is not None:
                 members[use.written].append(_member(use.path, outcome))
-            if use.read and isinstance(outcome, Digest):
-                probed.append(use.path)
             if isinstance(outcome, Unhashed):
                 with self._lock:
                     self._unhashed[outcome.reason] += 1
@@ -1133,7 +1154,7 @@ class Tracker:
         records += self._link_records(
             run, from_paths(u.path for u in run.files.values() if u.written), now
         )
-        context = self._run_context(run, probed)
+        context = context_of()
         if context is not None:
             records.append(convert.run_context(run, context, now))
         records += self._dataset_records(run, members, context, now)

@@ -203,6 +203,37 @@ def test_corrupt_repo_is_skipped_not_mistaken_for_the_one_around_it(tmp_path: Pa
     assert work_trees([str(inner / "a.py")]) == []
 
 
+def test_a_git_past_its_timeout_is_killed_with_its_children(tmp_path: Path) -> None:
+    """A git (or a hook's child) that hangs: the probe gives up at the timeout, and the
+    whole process group, child included, is gone."""
+    from roard.context.git import _GitFailed, _output
+
+    pidfile = tmp_path / "child.pid"
+    proc = subprocess.Popen(
+        ["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    started = time.monotonic()
+    with pytest.raises(_GitFailed, match=r"git status timed out after 0\.3s"):
+        _output(proc, "status", 0.3)
+    assert time.monotonic() - started < 5
+    assert proc.returncode is not None
+    child = int(pidfile.read_text())
+
+    def alive() -> bool:  # a zombie is dead: only init's reaping is left
+        try:
+            return Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 5
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not alive()
+
+
 def test_no_paths_in_any_repo(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     assert work_trees([str(tmp_path / "f"), "relative/path", "/proc/self/status"]) == []
@@ -440,12 +471,12 @@ def test_a_probe_that_hangs_is_abandoned_at_its_deadline_and_not_repeated() -> N
             return records_pb2.RunContext()
 
     probe = Hanging(timeout=0.2)
-    assert probe.within_deadline(["/x"]) is None
-    assert probe.within_deadline(["/x"]) is None  # still stuck: not started again
+    assert probe.begin(["/x"])() is None
+    assert probe.begin(["/x"])() is None  # still stuck: not started again
     assert len(calls) == 1
     release.set()
     deadline = time.monotonic() + 5
-    while probe.within_deadline(["/x"]) is None and time.monotonic() < deadline:
+    while probe.begin(["/x"])() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(calls) >= 2  # once the stuck one finished, probing resumed
 

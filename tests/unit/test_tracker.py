@@ -13,7 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +25,7 @@ import pytest
 from roard.artifacts.hashcache import HashCache
 from roard.artifacts.hasher import Digest, Hasher
 from roard.config import ClassifyRules
+from roard.context.probe import ContextProbe
 from roard.errors import PermissionDenied, UsageError
 from roard.kernel.decode import (
     CgroupJoinEvent,
@@ -246,6 +247,40 @@ def test_input_is_hashed_as_consumed(env: Env) -> None:
     env.exit(run, pid)
     files, _ = env.finish(run)
     assert files[str(path)].hash == b3(b"before")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_context_describes_the_files_read_and_a_failing_one_costs_nothing(
+    env: Env, tmp_path: Path, fails: bool
+) -> None:
+    """The run's context is probed over the files it read (and that were hashed), not
+    those it only wrote; a probe that fails leaves the run complete, without a context."""
+    described: list[list[str]] = []
+
+    class Probe(ContextProbe):
+        def describe(self, paths: Iterable[str]) -> pb.RunContext:
+            described.append(sorted(paths))
+            if fails:
+                raise OSError("the probe broke")
+            return pb.RunContext(git=[pb.GitTree(root=str(tmp_path))])
+
+    env.tracker = Tracker(
+        env.kernel, env.hasher, env.sink, ClassifyRules(), exit_grace_seconds=0.2, context=Probe()
+    )
+    run, pid = env.tag()
+    read, written = env.file("in.csv", b"x,y\n"), env.file("out.bin", b"")
+    env.open(run, pid, 3, read, os.O_RDONLY)
+    env.close(run, pid, 3, read, rbytes=4)
+    env.open(run, pid, 4, written, os.O_WRONLY)
+    written.write_bytes(b"model")
+    env.close(run, pid, 4, written, wbytes=5)
+    env.exit(run, pid)
+    files, finished = env.finish(run)
+    assert set(files) == {str(read), str(written)} and finished.complete
+    ((paths,),) = (described,)
+    assert str(read) in paths and str(written) not in paths
+    contexts = [r.run_context for r in env.sink.of(run, "run_context")]
+    assert [c.git[0].root for c in contexts] == ([] if fails else [str(tmp_path)])
 
 
 def test_mmap_read_is_an_input(env: Env) -> None:
