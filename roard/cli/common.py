@@ -1,13 +1,16 @@
-"""What both command-line tools share: error reporting and JSON output."""
+"""What both command-line tools share: error reporting and JSON output. (`roarctl tag`
+starts from here too: json is imported where it is used, and typing not at all.)"""
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from roard.errors import RoardError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 def run_main(prog: str, body: Callable[[], int]) -> int:
@@ -23,5 +26,7 @@ def run_main(prog: str, body: Callable[[], int]) -> int:
 
 def print_json(doc: Any) -> None:
     """Exactly one JSON document on stdout."""
+    import json
+
     json.dump(doc, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")

@@ -6,30 +6,41 @@ alone, since every tagged run waits for roarctl's start and exit."""
 
 from __future__ import annotations
 
+import _thread
 import math
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Mapping
-from typing import Any, NamedTuple
 
 from roard.artifacts.kinds import DATASET, SYSTEM
 from roard.control.address import socket_path
-from roard.control.plain import OWN_RUN, JoinSpec, PlainClient
+from roard.control.plain import OWN_RUN, JoinSpec, PlainClient, Value
 from roard.errors import DaemonUnavailable, RoardError, UsageError
 
+# Only C modules of the standard library here, as in roard.control.plain: the signal and
+# threading packages import enum and more, typing imports re (~5 ms of a tagged run's start).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal  # the same calls, typed
+    from collections.abc import Mapping
+    from typing import Any
+else:
+    import _signal  # loaded with the interpreter already
 
-class PlainTag(NamedTuple):
-    """The plain form of `roarctl tag -- CMD`, parsed. (A NamedTuple, not a dataclass:
-    importing dataclasses takes inspect along, ~5 ms of every tagged run's start.)"""
 
-    socket: str | None  # --socket, before `tag`
-    name: str | None
-    labels: list[str]  # K=V, as given
-    public: bool
-    cmd: list[str]
+class PlainTag(Value):
+    """The plain form of `roarctl tag -- CMD`, parsed."""
+
+    __slots__ = ("cmd", "labels", "name", "public", "socket")
+
+    def __init__(
+        self, socket: str | None, name: str | None, labels: list[str], public: bool, cmd: list[str]
+    ) -> None:
+        self.socket = socket  # --socket, before `tag`
+        self.name = name
+        self.labels = labels  # K=V, as given
+        self.public = public
+        self.cmd = cmd
 
 
 def plain_tag(argv: list[str], environ: Mapping[str, str]) -> PlainTag | None:
@@ -129,14 +140,14 @@ def spawn_tagged(
         print(f"roarctl: warning: {tagged.warning}", file=sys.stderr, flush=True)
     # Like time(1): the terminal's signals are the child's to act on, and a termination
     # request sent to roarctl (a scheduler cancelling the job) is passed on to it.
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        previous[sig] = signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
+    previous = {s: _signal.signal(s, _signal.SIG_IGN) for s in (_signal.SIGINT, _signal.SIGQUIT)}
+    for sig in (_signal.SIGTERM, _signal.SIGHUP):
+        previous[sig] = _signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
     os.write(go_w, b"g")
     os.close(go_w)
     _, status = os.waitpid(pid, 0)
     for sig, handler in previous.items():
-        signal.signal(sig, handler)
+        _signal.signal(sig, handler)
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
     try:
@@ -171,15 +182,18 @@ def progress_line(doc: dict[str, Any]) -> str | None:
     )
 
 
-class Waits(NamedTuple):
+class Waits(Value):
     """How `roarctl tag -- CMD` waits once CMD has exited."""
 
-    # Say nothing for short finalizations (ROARCTL_PROGRESS_AFTER); then refresh a
-    # terminal each second, a log every 10 seconds.
-    progress_after: float = 2.0
-    # How long to wait for a restarting roard to finish the run (ROARCTL_RECONNECT_SECONDS):
-    # the new roard re-adopts the run and can finish it.
-    reconnect: float = 120.0
+    __slots__ = ("progress_after", "reconnect")
+
+    def __init__(self, progress_after: float = 2.0, reconnect: float = 120.0) -> None:
+        # Say nothing for short finalizations (ROARCTL_PROGRESS_AFTER); then refresh a
+        # terminal each second, a log every 10 seconds.
+        self.progress_after = progress_after
+        # How long to wait for a restarting roard to finish the run
+        # (ROARCTL_RECONNECT_SECONDS): the new roard re-adopts the run and can finish it.
+        self.reconnect = reconnect
 
     @classmethod
     def of(cls, environ: Mapping[str, str]) -> Waits:
@@ -234,23 +248,25 @@ def _finish_showing_progress(
 ) -> dict[str, Any]:
     """Finish the run, showing hashing progress on stderr while it takes long."""
     outcome: dict[str, Any] = {}
+    done = _thread.allocate_lock()  # held until the call returns
+    done.acquire()
 
     def finish() -> None:
         try:
             outcome["doc"] = _finish_across_restarts(client, run_id, code, waits.reconnect)
         except BaseException as exc:
             outcome["error"] = exc
+        finally:
+            done.release()
 
-    worker = threading.Thread(target=finish, daemon=True)
     started = time.monotonic()
-    worker.start()
+    _thread.start_new_thread(finish, ())
     tty = sys.stderr.isatty()
     shown = False
     last_log = 0.0
-    while worker.is_alive():
-        worker.join(1.0)
+    while not done.acquire(timeout=1.0):
         now = time.monotonic()
-        if not worker.is_alive() or now - started < waits.progress_after:
+        if now - started < waits.progress_after:
             continue
         try:
             line = progress_line(client.progress(run_id))

@@ -9,35 +9,66 @@ method's roard.v1 protobuf request in proto JSON (field names as in control.prot
 daemon answers one line: `{"reply": {...}}` (the reply message the same way) or
 `{"error": {"code": GRPC_STATUS_NAME, "message": ...}}`. The caller is identified by
 SO_PEERCRED and checked exactly as for gRPC calls.
+
+The client imports only C modules of the standard library: `_json` and `_socket` do what
+the json and socket packages would, which import re and enum (and `typing`, re too): ~10
+ms of every tagged run's start. `bench/RESULTS.md` has the figures.
 """
 
 from __future__ import annotations
 
-import json
+import _json
+import _socket
+import math
 import os
-import socket
-from collections.abc import Sequence
-from typing import Any, NamedTuple
 
 from roard.control.address import check_present, not_running
 from roard.control.errors import from_name
 from roard.errors import DaemonUnavailable, RoardError
 
+TYPE_CHECKING = False  # not typing's: importing typing is what this module avoids
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
 MAGIC = b"ROARD-PLAIN/1\n"
 MAX_LINE = 1 << 20  # a request or reply line, at most (a Finish summary is small)
 
 
-# The values below are NamedTuples, not dataclasses: roarctl's tag form would import
-# dataclasses for them, and inspect with it (~5 ms of every tagged run's start).
+class Value:
+    """A plain value: its fields are its `__slots__`, and it equals another of its class
+    with equal fields. (Not a NamedTuple nor a dataclass: typing, or dataclasses with
+    inspect, would add 5 to 8 ms to every tagged run's start.)"""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and isinstance(other, Value)
+            and self._fields() == other._fields()
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable fields: as a dataclass with eq
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
 
 
-class Tagged(NamedTuple):
+class Tagged(Value):
     """A new run (or part of a joined run), and why its records are not spooled yet
     (empty when they are)."""
 
-    run_id: str  # for finish/progress: a joined run's part is "RUN_ID/PART"
-    warning: str
-    shared_run_id: str = ""  # a joined run: the id every host shares
+    __slots__ = ("run_id", "shared_run_id", "warning")
+
+    def __init__(self, run_id: str, warning: str, shared_run_id: str = "") -> None:
+        self.run_id = run_id  # for finish/progress: a joined run's part is "RUN_ID/PART"
+        self.warning = warning
+        self.shared_run_id = shared_run_id  # a joined run: the id every host shares
 
     @property
     def shown(self) -> str:
@@ -45,11 +76,14 @@ class Tagged(NamedTuple):
         return self.shared_run_id or self.run_id
 
 
-class JoinSpec(NamedTuple):
+class JoinSpec(Value):
     """`roarctl tag --join RUN_ID [--hosts N]`: one more part of a shared run."""
 
-    run_id: str = ""  # empty: a run of its own
-    hosts: int = 0
+    __slots__ = ("hosts", "run_id")
+
+    def __init__(self, run_id: str = "", hosts: int = 0) -> None:
+        self.run_id = run_id  # empty: a run of its own
+        self.hosts = hosts
 
 
 OWN_RUN = JoinSpec()  # a run not shared with other hosts
@@ -57,7 +91,66 @@ OWN_RUN = JoinSpec()  # a run not shared with other hosts
 
 def encode(doc: dict[str, Any]) -> bytes:
     """One protocol line."""
-    return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+    return dumps(doc).encode() + b"\n"
+
+
+def dumps(value: Any) -> str:
+    """`value` as compact JSON, as `json.dumps(value, separators=(",", ":"))` writes it:
+    strings, numbers, booleans, None, and lists, tuples and dicts (string keys) of them."""
+    if isinstance(value, str):
+        return _json.encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float.__repr__(value)
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"a JSON object's keys are strings, not {type(key).__name__}")
+        items = (f"{_json.encode_basestring_ascii(k)}:{dumps(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(map(dumps, value)) + "]"
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+class _Decoding:
+    """The settings `_json`'s scanner reads, those of `json.loads`."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # NaN, Infinity, -Infinity
+
+
+# typeshed types the context as a scanner; it is anything with _Decoding's attributes.
+_scan = _json.make_scanner(_Decoding())  # type: ignore[arg-type]
+
+
+def loads(text: str | bytes) -> Any:
+    """The JSON document `text` holds, as `json.loads` reads it; ValueError if none."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    text = text.strip(" \t\n\r")
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError(f"not JSON: {text[:80]!r}") from None
+    if end != len(text):
+        raise ValueError(f"extra data after the JSON document at {end}: {text[:80]!r}")
+    return value
 
 
 def error_line(code: str, message: str) -> bytes:
@@ -141,11 +234,12 @@ class PlainClient:
         return doc
 
     def _json(self, method: str, request: dict[str, Any], timeout: float | None) -> Any:
-        return json.loads(self._call(method, request, timeout).get("json", "null"))
+        return loads(self._call(method, request, timeout).get("json", "null"))
 
     def _call(self, method: str, request: dict[str, Any], timeout: float | None) -> Any:
         check_present(self._socket)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
             conn.settimeout(timeout)
             try:
                 conn.connect(str(self._socket))
@@ -163,13 +257,15 @@ class PlainClient:
                     f"lost roard on {self._socket} during {method} ({exc.strerror or exc}): "
                     "is it restarting? see its log (journalctl -u roard)"
                 ) from None
+        finally:
+            conn.close()
         if line is None:
             raise DaemonUnavailable(
                 f"roard closed {self._socket} without answering {method}: it is restarting, "
                 "or older than this roarctl (restart it after an upgrade)"
             )
         try:
-            doc = json.loads(line)
+            doc = loads(line)
             if "error" in doc:
                 raise from_name(str(doc["error"]["code"]), str(doc["error"]["message"]))
             reply = doc["reply"]
@@ -182,7 +278,7 @@ class PlainClient:
         return reply
 
 
-def _read_line(conn: socket.socket) -> bytes | None:
+def _read_line(conn: _socket.socket) -> bytes | None:
     """The reply line; None when the daemon closed the connection before sending it."""
     data = bytearray()
     while b"\n" not in data:
