@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BIN, daemon
+from common import BIN, daemon, no_other_roard
 from peers import ALL_WORKLOADS, Bench, Sizes, prepare, run_command
 
 HERE = Path(__file__).resolve().parent.parent
@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"), help="where to work")
     args = parser.parse_args()
     trees = {"base": args.base.resolve(), "this": HERE}
+    no_other_roard()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="roard-ab-") as tmp:
         root = Path(tmp)
         bench = Bench(root=root, env=dict(os.environ), roar=Path(), roar_env={})

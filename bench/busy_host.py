@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import start_daemon, stop_daemon
+from common import no_other_roard, start_daemon, stop_daemon
 
 FILE_STORM = """
 import os, sys, time
@@ -52,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
+    no_other_roard()
     with tempfile.TemporaryDirectory(prefix="roard-busy-") as tmp:
         root = Path(tmp)
         (root / "storm.py").write_text(FILE_STORM)

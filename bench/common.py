@@ -13,8 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from roard.kernel import pins
+from roard.neighbours import other_daemons
 
 BIN = Path(sys.executable).parent
+
+
+def no_other_roard() -> None:
+    """Exit, saying why, when a roard is running: its hooks would slow every workload,
+    untraced runs too, and a job with ROARD_RUN but no ROARD_SOCKET would be its run."""
+    if others := other_daemons(os.getpid()):
+        listed = "; ".join(f"pid {n.pid}: {n.command}" for n in others)
+        raise SystemExit(f"another roard is running ({listed}): stop it before measuring")
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, roarctl_json, start_daemon, stop_daemon
+from common import BIN, no_other_roard, roarctl_json, start_daemon, stop_daemon
 
 TRUE = "/bin/true"
 _SYS_BPF = 321  # x86_64
@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--tagged", action="store_true", help="add a phase with the storm tagged")
     parser.add_argument("--storm-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    no_other_roard()
     if args.storm_only:  # the tagged phase's job: one storm in this environment, timed
         print(storm(args.execs, dict(os.environ)))
         return

@@ -22,7 +22,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from common import BIN, daemon
+from common import BIN, daemon, no_other_roard
 from peers import ALL_WORKLOADS, Bench, Sizes, prepare, run_command
 
 from roard.kernel import bpfsys
@@ -79,6 +79,7 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"), help="where to work")
     parser.add_argument("--min-runs", type=int, default=1000, help="list programs run this often")
     args = parser.parse_args()
+    no_other_roard()
     names = args.workloads.split(",")
     unknown = set(names) - set(ALL_WORKLOADS)
     if unknown:

@@ -60,7 +60,7 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, daemon, roarctl_json
+from common import BIN, daemon, no_other_roard, roarctl_json
 from small_files import WORKLOAD as SMALL_FILES
 
 HERE = Path(__file__).resolve().parent
@@ -981,6 +981,7 @@ def main() -> None:
             "or leave them out with --workloads"
         )
     sizes = replace(Sizes(), workers=args.workers).scaled(args.scale)
+    no_other_roard()
 
     with tempfile.TemporaryDirectory(prefix="roard-peers-", dir=args.dir) as tmp:
         env = {k: v for k, v in os.environ.items() if k != "ROARD_RUN"}

@@ -39,6 +39,7 @@ from roard.kernel.abi import Abi
 from roard.kernel.decode import Decoder
 from roard.memory import release_compiler_memory
 from roard.metrics import MetricsServer
+from roard.neighbours import Neighbour, other_daemons
 from roard.notify import Notifier
 from roard.observer import Observer
 from roard.records import convert
@@ -83,6 +84,7 @@ class Daemon:
         self._started_at = time.time()
         self._saved: dict[str, int] = {}  # run id -> change count at its last checkpoint
         self.checkpointed_at = 0.0
+        self._neighbours_seen: tuple[float, list[Neighbour]] | None = None  # when, what
 
     def start(self) -> None:
         """Check prerequisites, load the BPF programs and start serving. On failure,
@@ -201,6 +203,13 @@ class Daemon:
             stack.callback(metrics.stop)
             log.info(
                 "metrics", url=f"http://{self.config.metrics.listen}/metrics", port=metrics.port
+            )
+        for other in self._neighbours():
+            log.warning(
+                "another roard is running on this host: every process pays both daemons' "
+                "hooks; stop one unless this is meant (a private daemon for tests)",
+                pid=other.pid,
+                command=other.command[:300],
             )
         self.notifier = Notifier()
         self.notifier.ready(f"tier {variant.tier}; socket {self.config.socket}")
@@ -462,7 +471,15 @@ class Daemon:
             },
             "state_dir": str(self.config.state_dir),
             "socket": str(self.config.socket),
+            "other_daemons": [{"pid": n.pid, "command": n.command} for n in self._neighbours()],
         }
+
+    def _neighbours(self) -> list[Neighbour]:
+        """Other roard daemons here, looked for at most every 10 s (status is polled)."""
+        now = time.monotonic()
+        if self._neighbours_seen is None or now - self._neighbours_seen[0] > 10:
+            self._neighbours_seen = (now, other_daemons(os.getpid()))
+        return self._neighbours_seen[1]
 
     def _hash_refusal(self) -> str | None:
         """Why new files are recorded unhashed at once, or None while hashing works."""

@@ -467,6 +467,11 @@ def _control(socket: Path, args: argparse.Namespace) -> int:
             f"roard {doc['version']} pid {doc['pid']}, up {doc['uptime_seconds']}s, "
             f"tier {doc['tier']} ({doc['tier_reason']})"
         )
+        for other in doc.get("other_daemons", []):
+            print(
+                f"  ANOTHER ROARD is running here (pid {other['pid']}: {other['command']}): "
+                "every process pays both daemons' hooks; stop one unless that is meant"
+            )
         if doc.get("state_dir_error"):
             problem = doc["state_dir_error"]
             print(f"  STATE DIR PROBLEM: {problem['message']}")

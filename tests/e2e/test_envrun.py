@@ -191,5 +191,9 @@ def test_a_job_is_the_run_of_the_roard_its_roard_socket_names(roard: Roard, tmp_
             assert runs_named(other, name) == []
         assert status(roard)["tracker"]["env_runs_elsewhere"] == before + 1
         assert status(second)["tracker"]["env_runs_elsewhere"] == 1
+        # Each costs every process its hooks: roarctl status says the other is there.
+        assert roard.proc.pid in [o["pid"] for o in status(second)["other_daemons"]]
+        shown = second.roarctl("status").stdout
+        assert f"ANOTHER ROARD is running here (pid {roard.proc.pid}" in shown
     finally:
         stop_roard(second)
