@@ -114,6 +114,8 @@ class CredentialRelay:
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
         self._selector = selectors.DefaultSelector()
+        # Written to by stop(): the loop's select returns at once, not at its timeout.
+        self._wake_reader, self._waker = socket.socketpair()
         self._links: dict[socket.socket, _Link] = {}
         self._held: Counter[int] = Counter()  # connections per uid
         self._expired_at = 0.0
@@ -148,14 +150,18 @@ class CredentialRelay:
         listener.setblocking(False)
         self._listener = listener
         self._selector.register(listener, selectors.EVENT_READ)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ)
         self._thread = threading.Thread(target=self._loop, name="roard-relay", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop accepting, close every relayed connection and remove the public socket."""
         self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._waker.send(b"x")
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._waker.close()
         with contextlib.suppress(FileNotFoundError):
             self._public.unlink()
 
@@ -180,6 +186,7 @@ class CredentialRelay:
                 self._drop_plain(sock)
             self._selector.close()
             self._listener.close()
+            self._wake_reader.close()
 
     def _accept(self) -> None:
         """Take every pending connection (a burst must not wait a select round each)."""

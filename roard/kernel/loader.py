@@ -8,7 +8,9 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -387,8 +389,21 @@ class Probes:
         return taken
 
     def close(self) -> None:
-        """Detach everything."""
+        """Detach everything. Each tracepoint's detach waits for the kernel's RCU grace
+        period: one by one, the tier's fifty took 3.9 s of a stopping daemon on this VM; they
+        are closed at once, each on a thread (the calls let go of the GIL), which then
+        share grace periods; bcc's cleanup does the rest and finds them gone."""
+        from bcc import lib
+
         self._ring.close()
+        perf = self._bpf.tracepoint_fds
+        links = self._bpf.raw_tracepoint_fds
+        closes = [partial(lib.bpf_close_perf_event_fd, fd) for fd in perf.values()]
+        closes += [partial(os.close, fd) for fd in links.values()]
+        with ThreadPoolExecutor(max_workers=max(1, len(closes))) as pool:
+            list(pool.map(lambda close: close(), closes))
+        perf.clear()
+        links.clear()
         self._bpf.cleanup()
 
 
