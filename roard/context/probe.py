@@ -44,8 +44,9 @@ class ContextProbe:
     def begin(self, paths: Iterable[str]) -> Callable[[], pb.RunContext | None]:
         """Start `describe(paths)` on a thread of its own (git runs there while the caller
         goes on); the call returned waits for it, up to the deadline counted from now, and
-        gives None past it: the probe is then left to finish alone, and no new probe starts
-        until it has (a hung mount costs one thread, not one per run)."""
+        raises what describe raised, or gives None past the deadline: the probe is then
+        left to finish alone, and no new probe starts until it has (a hung mount costs one
+        thread, not one per run)."""
         with self._lock:
             if self._stuck is not None and not self._stuck.done():
                 return lambda: None
@@ -59,7 +60,10 @@ class ContextProbe:
             except BaseException as exc:
                 future.set_exception(exc)
 
-        threading.Thread(target=work, name="roard-context", daemon=True).start()
+        try:
+            threading.Thread(target=work, name="roard-context", daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had: the call returned raises it
+            future.set_exception(exc)
         deadline = time.monotonic() + self._timeout
 
         def result() -> pb.RunContext | None:

@@ -962,23 +962,15 @@ class Tracker:
         """Start describing the run; the call returned gives its context, or None when not
         configured or the probe failed (the run's files are all there: only the
         description of its code is missing)."""
-
-        def failed() -> None:
-            log.exception("could not describe the run's code and packages", run_id=run.run_id)
-
         if self._context is None:
             return lambda: None
-        try:
-            pending = self._context.begin(read)
-        except Exception:
-            failed()
-            return lambda: None
+        pending = self._context.begin(read)
 
         def result() -> pb.RunContext | None:
             try:
                 return pending()
             except Exception:
-                failed()
+                log.exception("could not describe the run's code and packages", run_id=run.run_id)
                 return None
 
         return result

@@ -481,6 +481,24 @@ def test_a_probe_that_hangs_is_abandoned_at_its_deadline_and_not_repeated() -> N
     assert len(calls) >= 2  # once the stuck one finished, probing resumed
 
 
+def test_a_probe_that_cannot_start_a_thread_says_so_when_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Out of threads: begin() still returns, and its call raises the error (the
+    finalizer then records the run without a context)."""
+    import threading
+
+    from roard.context.probe import ContextProbe
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    pending = ContextProbe(timeout=0.2).begin(["/x"])
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        pending()
+
+
 # Captured on a lent H100 host (nvidia-smi 580.159.04, Ubuntu 24.04) on 2026-11-26.
 _H100_QUERY = (
     "0, NVIDIA H100 80GB HBM3, GPU-17c07f79-fcc0-1191-4661-c55918bbde62, 81559, 580.159.04"
