@@ -168,7 +168,7 @@ def _dataset(floor: str, files: list[Member]) -> Dataset:
     # A partition directory is part of its table: root the dataset at the table.
     while top != floor and "=" in posixpath.basename(top):
         top = posixpath.dirname(top)
-    cut = len(top) + (top != "/")  # top holds them all: each path goes on with "/" after it
+    cut = len(top.rstrip("/")) + 1  # top is above every file: no relpath (5 us a file)
     rel = sorted(
         (Member(m.path[cut:], m.hash, m.size, m.unhashed) for m in files),
         key=lambda m: m.path.encode("utf-8", "surrogateescape"),
