@@ -1102,21 +1102,21 @@ class Tracker:
             for use in sorted(run.files.values(), key=lambda u: u.path)
             if use.written or use.read
         ]
-        # Inputs as consumed; outputs as left now. Even the stat runs in the pool, under the
-        # hash deadline: on a hung mount it would block this thread for ever.
-        left = self._stamps([use.path for use in chosen if use.written and not use.generated])
-        digests = {use.path: self._final_hash(use, left, run) for use in chosen}
-        outcomes = [_outcome(digests[use.path]) for use in chosen]  # the waits, first
-        # Read and hashed, so on a mount that answers (the probes stat around them). The
-        # probe's git commands run while this thread makes the records.
+        # Outputs as left now: even the stat runs in the pool, under the hash deadline (on
+        # a hung mount it would block this thread for ever), queued before the waits.
+        written = [use.path for use in chosen if use.written and not use.generated]
+        stamps = self._hasher.stamps(written) if written else None
+        # Inputs as consumed, hashed while the job ran. Once they are in, the context probe
+        # (git, mostly) starts on those hashed, so on a mount that answers (the probes stat
+        # around them), and runs while the outputs are checked and the records made.
+        consumed = {u.path: self._final_hash(u, {}, run) for u in chosen if not u.written}
+        inputs = {path: _outcome(found) for path, found in consumed.items()}  # the waits
         context_of = self._run_context(
-            run,
-            [
-                u.path
-                for u, o in zip(chosen, outcomes, strict=True)
-                if u.read and isinstance(o, Digest)
-            ],
+            run, [path for path, found in inputs.items() if isinstance(found, Digest)]
         )
+        left = self._stamps(stamps)
+        outputs = {u.path: self._final_hash(u, left, run) for u in chosen if u.written}
+        outcomes = [_outcome(outputs[u.path]) if u.written else inputs[u.path] for u in chosen]
         records: list[pb.Record] = []
         members: dict[bool, list[datasets.Member]] = {False: [], True: []}  # by written
         for use, outcome in zip(chosen, outcomes, strict=True):
@@ -1156,13 +1156,14 @@ class Tracker:
         records.append(convert.run_finished(run, now))
         return records
 
-    def _stamps(self, paths: list[str]) -> dict[str, FileStamp]:
-        """The stamps of those of `paths` that are regular files now, from one pool job;
-        none when it failed (each file is then asked about on its own)."""
-        if not paths:
+    @staticmethod
+    def _stamps(pending: Pending[dict[str, FileStamp]] | None) -> dict[str, FileStamp]:
+        """The outputs' stamps (Hasher.stamps) once taken; none when that failed (each file
+        is then asked about on its own)."""
+        if pending is None:
             return {}
         try:
-            return self._hasher.stamps(paths).result()
+            return pending.result()
         except OSError:
             return {}
 

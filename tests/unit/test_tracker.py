@@ -254,7 +254,8 @@ def test_the_context_describes_the_files_read_and_a_failing_one_costs_nothing(
     env: Env, tmp_path: Path, fails: bool
 ) -> None:
     """The run's context is probed over the files it read (and that were hashed), not
-    those it only wrote; a probe that fails leaves the run complete, without a context."""
+    those it wrote, even read back (its own product); a probe that fails leaves the run
+    complete, without a context."""
     described: list[list[str]] = []
 
     class Probe(ContextProbe):
@@ -274,11 +275,15 @@ def test_the_context_describes_the_files_read_and_a_failing_one_costs_nothing(
     env.open(run, pid, 4, written, os.O_WRONLY)
     written.write_bytes(b"model")
     env.close(run, pid, 4, written, wbytes=5)
+    both = env.file("scratch.txt", b"")
+    env.open(run, pid, 5, both, os.O_RDWR)
+    both.write_bytes(b"note")
+    env.close(run, pid, 5, both, wbytes=4, rbytes=4)
     env.exit(run, pid)
     files, finished = env.finish(run)
-    assert set(files) == {str(read), str(written)} and finished.complete
+    assert set(files) == {str(read), str(written), str(both)} and finished.complete
     ((paths,),) = (described,)
-    assert str(read) in paths and str(written) not in paths
+    assert paths == [str(read)]
     contexts = [r.run_context for r in env.sink.of(run, "run_context")]
     assert [c.git[0].root for c in contexts] == ([] if fails else [str(tmp_path)])
 
