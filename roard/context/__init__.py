@@ -8,6 +8,8 @@ never raises for what it finds broken, it leaves out what it cannot tell.
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -30,3 +32,17 @@ class Plain:
         """The fields as a dict of str, int, bool and lists, ready for JSON."""
         result: dict[str, Any] = as_json(self)
         return result
+
+
+def by_directory(paths: Iterable[str]) -> dict[str, list[str]]:
+    """The absolute ones of `paths`, normalized, by their directory: a run's thousands of
+    inputs lie in a few directories, so the probes look each directory up once."""
+    found: dict[str, list[str]] = {}
+    for raw in paths:
+        if raw.startswith("/"):
+            # Clean already, as the daemon's paths are, unless it has "//", "/." or a final
+            # "/" (normpath is the probes' cost per file otherwise).
+            clean = "//" not in raw and "/." not in raw and not raw.endswith("/")
+            path = raw if clean else os.path.normpath(raw)
+            found.setdefault(path.rpartition("/")[0] or "/", []).append(path)
+    return found

@@ -35,7 +35,7 @@ import blake3
 import structlog
 
 from roard.artifacts.filesystems import relative_path
-from roard.context import Plain
+from roard.context import Plain, by_directory
 from roard.errors import RoardError
 
 log = structlog.get_logger("roard.context.git")
@@ -193,15 +193,16 @@ def _group_by_tree(paths: Iterable[str]) -> dict[str, set[str]]:
     """Work tree root -> the paths under it, relative; paths in a .git are left out."""
     cache: dict[str, str | None] = {}
     trees: dict[str, set[str]] = {}
-    for raw in paths:
-        if not raw.startswith("/"):
+    for directory, files in by_directory(paths).items():
+        if ".git" in directory.split("/"):  # git's own files are not the tree's content
             continue
-        path = os.path.normpath(raw)
-        if ".git" in path.split("/"):  # git's own files are not the tree's content
+        root = _tree_root(directory, cache)
+        if root is None or (below := relative_path(directory, root)) is None:
             continue
-        root = _tree_root(os.path.dirname(path), cache)
-        if root is not None and (rest := relative_path(path, root)) is not None:
-            trees.setdefault(root, set()).add(rest)
+        prefix = f"{below}/" if below else ""
+        trees.setdefault(root, set()).update(
+            prefix + name for name in (f.rpartition("/")[2] for f in files) if name != ".git"
+        )
     return trees
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import structlog
 
-from roard.context import Plain
+from roard.context import Plain, by_directory
 
 log = structlog.get_logger("roard.context.packages")
 
@@ -149,21 +149,21 @@ class SiteIndexes:
         return index
 
 
-def _site_dir(path: str) -> str | None:
-    """The site-packages (or dist-packages) directory nearest above `path`."""
-    parts = path.split("/")
-    for i in range(len(parts) - 2, 0, -1):
+def _site_dir(directory: str) -> str | None:
+    """The site-packages (or dist-packages) directory at or nearest above `directory`."""
+    parts = directory.split("/")
+    for i in range(len(parts) - 1, 0, -1):
         if parts[i] in _SITE_DIRS:
             return "/".join(parts[: i + 1])
     return None
 
 
-def _prefix_sites(path: str) -> list[str]:
-    """The site dirs of the environment whose bin/ holds `path`, if it is in a bin/."""
-    parts = path.rsplit("/", 2)
-    if len(parts) < 3 or parts[1] != "bin":
+def _prefix_sites(directory: str) -> list[str]:
+    """The site dirs of the environment whose bin/ `directory` is, if it is one."""
+    head, _, name = directory.rpartition("/")
+    if name != "bin":
         return []
-    prefix = parts[0] or "/"
+    prefix = head or "/"
     return sorted(
         glob.glob(os.path.join(glob.escape(prefix), "lib", "python*", "site-packages"))
         + glob.glob(os.path.join(glob.escape(prefix), "lib", "python*", "dist-packages"))
@@ -187,28 +187,27 @@ def python_distributions(
         return indexes[site]
 
     found: set[Distribution] = set()
-    for raw in paths:
-        path = os.path.normpath(raw)
-        site = _site_dir(path)
+    for directory, files in by_directory(paths).items():
+        site = _site_dir(directory)
         if site is None:
             # A console script (<prefix>/bin/pytest) is listed in its environment's RECORD.
-            found.update(
-                dist
-                for other in _prefix_sites(path)
-                if (dist := index_of(other).files.get(path)) is not None
-            )
+            for other in _prefix_sites(directory):
+                listed = index_of(other).files
+                found.update(dist for path in files if (dist := listed.get(path)) is not None)
             continue
         index = index_of(site)
-        dist = index.files.get(path)
-        if dist is None:
-            top = path[len(site) + 1 :].split("/", 1)[0]
-            # A package dir, a module "six.py", an extension "m.cpython-311-x86_64-linux-gnu.so".
-            for key in (top, top.removesuffix(".py"), top.split(".", 1)[0]):
-                dist = index.top_level.get(key)
-                if dist is not None:
-                    break
-        if dist is not None:
-            found.add(dist)
+        for path in files:
+            dist = index.files.get(path)
+            if dist is None:
+                top = path[len(site) + 1 :].split("/", 1)[0]
+                # A package dir, a module "six.py", an extension module
+                # "m.cpython-311-x86_64-linux-gnu.so".
+                for key in (top, top.removesuffix(".py"), top.split(".", 1)[0]):
+                    dist = index.top_level.get(key)
+                    if dist is not None:
+                        break
+            if dist is not None:
+                found.add(dist)
     return sorted(found)
 
 
@@ -249,6 +248,7 @@ class SystemPackageIndex:
         self._dpkg = Path(root, "var/lib/dpkg")
         self._stamp: tuple[int, int] | None = None
         self._owners: dict[str, SystemPackage] = {}
+        self._dirs: frozenset[str] = frozenset()  # those holding an owned entry
 
     @property
     def has_dpkg(self) -> bool:
@@ -261,7 +261,7 @@ class SystemPackageIndex:
         try:
             st = (self._dpkg / "status").stat()
         except OSError:
-            self._stamp, self._owners = None, {}
+            self._stamp, self._owners, self._dirs = None, {}, frozenset()
             return
         stamp = (st.st_mtime_ns, st.st_ino)
         if stamp == self._stamp:
@@ -283,17 +283,22 @@ class SystemPackageIndex:
             package = SystemPackage(manager="dpkg", name=name, version=version, arch=arch)
             for line in _lines(listing):
                 owners.setdefault(line, package)
+        self._dirs = frozenset(entry.rpartition("/")[0] or "/" for entry in owners)
         self._owners, self._stamp = owners, stamp
 
     def lookup(self, paths: Iterable[str]) -> list[SystemPackage]:
         """The dpkg packages owning any of `paths` (under either /usr-merge name), sorted."""
         found: set[SystemPackage] = set()
-        for path in paths:
-            for alias in _aliases(os.path.normpath(path)):
-                package = self._owners.get(alias)
-                if package is not None:
-                    found.add(package)
-                    break
+        for files in by_directory(paths).values():
+            # A directory no package has a file in (a job's data): none of its files looked up.
+            if not any((a.rpartition("/")[0] or "/") in self._dirs for a in _aliases(files[0])):
+                continue
+            for path in files:
+                for alias in _aliases(path):
+                    package = self._owners.get(alias)
+                    if package is not None:
+                        found.add(package)
+                        break
         return sorted(found)
 
 

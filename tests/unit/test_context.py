@@ -83,7 +83,9 @@ def test_clean_repo_commit_branch_and_remote_without_credentials(tmp_path: Path)
     repo = make_repo(tmp_path / "repo")
     git(repo, "remote", "add", "upstream", "https://other.example/x.git")
     git(repo, "remote", "add", "origin", "https://alice:s3cret@git.example.com/org/repo.git")
-    tree = one(work_trees([str(repo / "a.py"), str(repo / "src/b.py"), "/etc/passwd"]))
+    # Names as a process may spell them, and a submodule's gitfile: git's, not content.
+    spelled = [f"{repo}/src/./../a.py", f"{repo}//src/b.py", str(repo / "src/.git")]
+    tree = one(work_trees([str(repo / "a.py"), str(repo / "src/b.py"), "/etc/passwd", *spelled]))
     assert tree.root == str(repo)
     assert tree.commit == git(repo, "rev-parse", "HEAD") and len(tree.commit) == 40
     assert tree.branch == "main"
@@ -346,9 +348,16 @@ def fake_dpkg_root(root: Path) -> Path:
 def test_system_packages_from_a_fake_dpkg_tree_with_usr_merge(tmp_path: Path) -> None:
     root = str(fake_dpkg_root(tmp_path))
     found = system_packages(
-        ["/bin/tool", "/usr/lib/x86_64-linux-gnu/libz.so.1", "/usr/bin/gone", "/usr/bin/tool"],
+        [
+            "/bin/tool",
+            "/usr/lib/x86_64-linux-gnu/libz.so.1",
+            "/usr/bin/gone",
+            "/usr/bin/tool",
+            "/data/shard-0",  # in a directory no package has files in
+        ],
         root=root,
     )
+    assert system_packages(["/data/../usr/bin//tool"], root=root) == [found[1]]
     assert found == [
         SystemPackage("dpkg", "libz1", "1:1.2.13", "amd64"),
         SystemPackage("dpkg", "tool", "1.0-1", "all"),
