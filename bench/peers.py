@@ -276,6 +276,7 @@ class Bench:
     roar: Path
     roar_env: dict[str, str]
     daemon_env: dict[str, str] | None = None
+    daemon_log: Path | None = None  # where to keep the daemon's log
     runs: Iterator[int] = field(default_factory=lambda: iter(range(10**9)))
 
     @property
@@ -560,6 +561,8 @@ def measure(bench: Bench, workloads: dict[str, Workload], modes: list[str], repe
             bench.daemon_env = env
             rounds(repeat, with_roard)
         bench.daemon_env = None
+        if bench.daemon_log is not None:
+            shutil.copyfile(bench.root / "roard" / "roard.log", bench.daemon_log)
     rounds(repeat // 2, plain)
     return results
 
@@ -958,6 +961,12 @@ def main() -> None:
     )
     parser.add_argument("--plot", type=Path, default=Path("peers.png"))
     parser.add_argument("--markdown", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--daemon-log",
+        type=Path,
+        default=None,
+        help="keep the roard modes' daemon log here (its lines time each run's end)",
+    )
     parser.add_argument("--components", action="store_true", help="add the component figures")
     parser.add_argument("--event-seconds", type=float, default=3.0, help="per rate step")
     args = parser.parse_args()
@@ -990,6 +999,7 @@ def main() -> None:
             env=env,
             roar=roar,
             roar_env={**env, "DO_NOT_TRACK": "1", "ROAR_NO_TELEMETRY": "1"},
+            daemon_log=args.daemon_log,
         )
         workloads = prepare(bench, sizes, names)
         report = [

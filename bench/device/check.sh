@@ -4,11 +4,13 @@
 # observation issue under the tier roard picks, a kprobe-forced pass, per-hook kernel costs
 # per tier, and the peers benchmark's roard modes. Every stage has its own limit inside one
 # deadline (BUDGET seconds); output under $OUT (log.txt, junit XML, peers.md/png).
-# STAGES (space-separated names) runs only those; PEERS_SCALE sizes the peers workloads.
+# STAGES (space-separated names) runs only those; PEERS_SCALE sizes the peers workloads,
+# PEERS_REPEAT sets their runs per mode.
 START=$SECONDS
 BUDGET=${BUDGET:-450}
 STAGES=${STAGES:-}
 PEERS_SCALE=${PEERS_SCALE:-0.5}
+PEERS_REPEAT=${PEERS_REPEAT:-3}
 REPO=$PWD
 export PYTHONUNBUFFERED=1
 LOG=$OUT/log.txt
@@ -97,8 +99,10 @@ for t in tracepoint kprobe fentry; do
         --workloads syscalls,small-files --scale 0.1 --dir /dev/shm --min-runs 100
 done
 mkdir -p /dev/shm/pb
-stage peers 300 "$PY" bench/peers.py --scale "$PEERS_SCALE" --repeat 3 --dir /dev/shm/pb \
-    --modes untraced,roard-untagged,roard-env,roard-tag --plot "$OUT/peers.png" --markdown "$OUT/peers.md"
+stage peers 400 "$PY" bench/peers.py --scale "$PEERS_SCALE" --repeat "$PEERS_REPEAT" \
+    --dir /dev/shm/pb --modes untraced,roard-untagged,roard-env,roard-tag \
+    --plot "$OUT/peers.png" --markdown "$OUT/peers.md" --daemon-log "$OUT/roard-peers.log"
+stage run-ends 10 "$PY" bench/run_ends.py "$OUT/roard-peers.log"
 find /tmp/pytest-of-root -name 'roard-*.log' -size -4M -print0 2>/dev/null |
     tar czf "$OUT/daemon-logs.tgz" --null -T - 2>/dev/null
 echo "=== done at $((SECONDS - START))s"
