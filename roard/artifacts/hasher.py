@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
 import stat
 import threading
 import time
@@ -196,6 +197,8 @@ def _read_stream(fd: int, size: int, progress: Progress | None) -> blake3.blake3
     """A file hashed from its start to its end in chunks, reporting to `progress` (files
     that report size 0, as /proc's do, in pieces of _SMALL_CHUNK)."""
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= _MULTITHREAD_BYTES else 1)
+    if size >= _MULTITHREAD_BYTES and _read_overlapped(fd, hasher, progress):
+        return hasher
     with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
         f.seek(0)  # an earlier try read to the end
         buffer = memoryview(bytearray(min(_CHUNK, size or _SMALL_CHUNK)))
@@ -204,6 +207,51 @@ def _read_stream(fd: int, size: int, progress: Progress | None) -> blake3.blake3
             if progress is not None:
                 progress.advance(n)
     return hasher
+
+
+def _read_overlapped(fd: int, hasher: blake3.blake3, progress: Progress | None) -> bool:
+    """Hash a large file while a thread of its own reads the next chunk: copying a file
+    out of the page cache took as long as hashing it on every core (512 MiB on 2 vCPUs:
+    153 ms one after the other, 94 ms overlapped). Both sides release the GIL. False,
+    with nothing read, when no thread could be started."""
+    buffers = [memoryview(bytearray(_CHUNK)) for _ in range(2)]
+    free: queue.SimpleQueue[int] = queue.SimpleQueue()  # buffers to read into; -1: stop
+    filled: queue.SimpleQueue[tuple[int, int] | OSError] = queue.SimpleQueue()
+    free.put(0)
+    free.put(1)
+
+    def read() -> None:
+        offset = 0
+        try:
+            while (i := free.get()) >= 0:
+                n = os.preadv(fd, [buffers[i]], offset)
+                offset += n
+                filled.put((i, n))
+                if not n:
+                    return
+        except OSError as exc:
+            filled.put(exc)
+
+    reader = threading.Thread(target=read, name="roard-hash-read", daemon=True)
+    try:
+        reader.start()
+    except RuntimeError:  # out of threads: the caller reads it in turn
+        return False
+    try:
+        while True:
+            got = filled.get()
+            if isinstance(got, OSError):
+                raise got
+            i, n = got
+            if not n:
+                return True
+            hasher.update(buffers[i][:n])
+            if progress is not None:
+                progress.advance(n)
+            free.put(i)
+    finally:
+        free.put(-1)
+        reader.join()  # before the caller closes the descriptor it reads
 
 
 T = TypeVar("T")
@@ -316,6 +364,10 @@ class Hasher:
         # takes them (None: none queued or running).
         self._ahead: dict[str, None] = {}
         self._ahead_job: _Job | None = None
+        # Files being read now, by (dev, ino): a second ask for one waits for the first
+        # (an output hashed ahead as its job ends, asked for again by its run's end).
+        self._reading: set[tuple[int, int]] = set()
+        self._reading_waiters = 0
         self._workers: list[_Worker] = []
         self._closing = False
         self.pending = 0  # queued or running: the hash queue's depth
@@ -411,28 +463,57 @@ class Hasher:
     ) -> Digest:
         """Hash `path` now, in the caller's thread and without a deadline (the pool's
         workers call this under theirs, naming themselves). The cache answers for an
-        unchanged file."""
+        unchanged file; a file another thread is reading is waited for, then taken from
+        the cache if that read saw it as it is now."""
         stamp = _checked(os.lstat(path), self.limits.max_bytes)
         found = self._cache.get(stamp)
         if found is not None:
             return Digest(path, found, stamp)
-        if progress is not None:
-            progress.expect(stamp.size)
-        started = time.monotonic()
-        long_hash = (
-            self._aside(worker)
-            if worker is not None and stamp.size >= _LONG_HASH_BYTES
-            else contextlib.nullcontext()
-        )
-        with long_hash:
-            digest, stamp = hash_file(path, progress, self.limits.max_bytes)
-        spent = time.monotonic() - started
-        self._cache.put(stamp, digest)
-        with self._cond:  # workers finish concurrently
-            self.bytes_hashed += stamp.size
-            self.files_hashed += 1
-            self.seconds_hashing += spent
-        return Digest(path, digest, stamp)
+        key = (stamp.dev, stamp.ino)
+        waited = self._claim(key)
+        try:
+            if waited:
+                stamp = _checked(os.lstat(path), self.limits.max_bytes)
+                found = self._cache.get(stamp)
+                if found is not None:
+                    return Digest(path, found, stamp)
+            if progress is not None:
+                progress.expect(stamp.size)
+            started = time.monotonic()
+            long_hash = (
+                self._aside(worker)
+                if worker is not None and stamp.size >= _LONG_HASH_BYTES
+                else contextlib.nullcontext()
+            )
+            with long_hash:
+                digest, stamp = hash_file(path, progress, self.limits.max_bytes)
+            spent = time.monotonic() - started
+            self._cache.put(stamp, digest)
+            with self._cond:  # workers finish concurrently
+                self.bytes_hashed += stamp.size
+                self.files_hashed += 1
+                self.seconds_hashing += spent
+            return Digest(path, digest, stamp)
+        finally:
+            with self._cond:
+                self._reading.discard(key)
+                if self._reading_waiters:
+                    self._settled.notify_all()
+
+    def _claim(self, key: tuple[int, int]) -> bool:
+        """Take the file `key` for this thread's read, first waiting while another thread
+        reads it; True when it waited (the cache may have the file's hash now)."""
+        with self._cond:
+            waited = False
+            while key in self._reading:
+                self._reading_waiters += 1
+                try:
+                    self._settled.wait()
+                finally:
+                    self._reading_waiters -= 1
+                waited = True
+            self._reading.add(key)
+            return waited
 
     @contextlib.contextmanager
     def _aside(self, worker: _Worker) -> Iterator[None]:

@@ -62,6 +62,23 @@ def test_digest_is_blake3_of_the_content(hasher: Hasher, tmp_path: Path, size: i
     assert hasher.bytes_hashed == len(data)
 
 
+def test_a_large_file_is_hashed_whole_without_a_reader_thread(
+    hasher: Hasher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large file is read by a thread of its own while hashed; where none can be started
+    (the process is out of threads) it is read in turn, to the same hash."""
+    data = os.urandom(hasher_mod._MULTITHREAD_BYTES + 7)
+    path = tmp_path / "big"
+    path.write_bytes(data)
+
+    class NoThreads(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(hasher_mod.threading, "Thread", NoThreads)
+    assert hasher.digest(str(path)).hash == b3(data)
+
+
 def test_submit_hashes_in_the_background(hasher: Hasher, tmp_path: Path) -> None:
     """submit() returns a future of the same digest."""
     path = tmp_path / "f"
@@ -423,6 +440,29 @@ def test_outputs_hashed_ahead_are_answered_by_the_cache(
         assert hasher.cached(FileStamp.of(os.lstat(files[0]))) is None
     finally:
         hasher.close()
+
+
+def test_a_file_asked_for_while_it_is_read_is_read_once(hasher: Hasher, tmp_path: Path) -> None:
+    """An output hashed ahead as its job ends, asked for again by the run's end while that
+    hash reads it: the second ask waits for the first and takes its hash (a 512 MiB
+    checkpoint was read twice at once)."""
+    data = os.urandom(hasher_mod._CHUNK * 2 + 5)
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(data)
+
+    class SecondAskWaits(HashProgress):
+        def advance(self, count: int) -> None:
+            if not self.bytes_done:  # mid-read: hold it until the second ask waits
+                assert wait_for(lambda: hasher._reading_waiters == 1)
+            super().advance(count)
+
+    first = threading.Thread(target=hasher.digest, args=(str(path), SecondAskWaits()))
+    first.start()
+    assert wait_for(lambda: bool(hasher._reading))
+    second = hasher.digest(str(path))
+    first.join(10)
+    assert second.hash == b3(data)
+    assert (hasher.files_hashed, hasher.bytes_hashed) == (1, len(data))
 
 
 def test_stamps_are_those_of_regular_files_now(hasher: Hasher, tmp_path: Path) -> None:
