@@ -469,8 +469,9 @@ class Hasher:
         found = self._cache.get(stamp)
         if found is not None:
             return Digest(path, found, stamp)
-        key = (stamp.dev, stamp.ino)
-        waited = self._claim(key)
+        # One read at a time of a large file; a small one costs less read twice than waited.
+        key = (stamp.dev, stamp.ino) if stamp.size >= _LONG_HASH_BYTES else None
+        waited = key is not None and self._claim(key)
         try:
             if waited:
                 stamp = _checked(os.lstat(path), self.limits.max_bytes)
@@ -495,10 +496,11 @@ class Hasher:
                 self.seconds_hashing += spent
             return Digest(path, digest, stamp)
         finally:
-            with self._cond:
-                self._reading.discard(key)
-                if self._reading_waiters:
-                    self._settled.notify_all()
+            if key is not None:
+                with self._cond:
+                    self._reading.discard(key)
+                    if self._reading_waiters:
+                        self._settled.notify_all()
 
     def _claim(self, key: tuple[int, int]) -> bool:
         """Take the file `key` for this thread's read, first waiting while another thread
