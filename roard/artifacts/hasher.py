@@ -98,12 +98,40 @@ class KernelGenerated(Unhashed):
     reason = "generated"
 
 
-class Progress(Protocol):
+class Reading(Protocol):
+    """Where a file's read reports the bytes it got through."""
+
+    def advance(self, count: int) -> None: ...
+
+
+class Progress(Reading, Protocol):
     """Where a hash reports how far it got (roard.tracking.runs.HashProgress)."""
 
     def expect(self, size: int) -> None: ...
-    def advance(self, count: int) -> None: ...
     def file_done(self) -> None: ...
+
+
+class _SharedRead:
+    """A large file one thread is reading for its hash: its bytes also go to the progress
+    of each caller waiting for that hash (`roarctl tag` shows how far it got)."""
+
+    __slots__ = ("done", "followers")
+
+    def __init__(self, own: Progress | None) -> None:
+        self.done = 0
+        self.followers = [own] if own is not None else []
+
+    def follow(self, progress: Progress, size: int) -> None:
+        """Report this read to `progress` too, from here on and what it has read so far."""
+        progress.expect(size)
+        progress.advance(self.done)
+        self.followers.append(progress)
+
+    def advance(self, count: int) -> None:
+        """`count` more bytes read, for every follower too."""
+        self.done += count
+        for progress in self.followers:
+            progress.advance(count)
 
 
 # Every kind of why a file is recorded unhashed (the keys of the status counts).
@@ -159,7 +187,7 @@ def _checked(st: os.stat_result, max_bytes: int) -> FileStamp:
 
 
 def hash_file(
-    path: str, progress: Progress | None = None, max_bytes: int = HashLimits.max_bytes
+    path: str, progress: Reading | None = None, max_bytes: int = HashLimits.max_bytes
 ) -> tuple[str, FileStamp]:
     """Hash a regular file as it is now, through one descriptor (reads, never mmap: a file
     truncated under a mapping would kill the daemon with SIGBUS). Raises FileKeptChanging
@@ -179,7 +207,7 @@ def hash_file(
     raise FileKeptChanging("kept changing while it was hashed (three tries)")
 
 
-def _read_small(fd: int, size: int, progress: Progress | None) -> blake3.blake3 | None:
+def _read_small(fd: int, size: int, progress: Reading | None) -> blake3.blake3 | None:
     """A file of at most _SMALL_CHUNK bytes hashed from one read (a job's thousands of
     small outputs took twice as long through a file object and a buffer); None when the
     read did not return exactly `size` bytes (a file that grew, or a short read)."""
@@ -193,7 +221,7 @@ def _read_small(fd: int, size: int, progress: Progress | None) -> blake3.blake3 
     return blake3.blake3(data)
 
 
-def _read_stream(fd: int, size: int, progress: Progress | None) -> blake3.blake3:
+def _read_stream(fd: int, size: int, progress: Reading | None) -> blake3.blake3:
     """A file hashed from its start to its end in chunks, reporting to `progress` (files
     that report size 0, as /proc's do, in pieces of _SMALL_CHUNK)."""
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= _MULTITHREAD_BYTES else 1)
@@ -209,7 +237,7 @@ def _read_stream(fd: int, size: int, progress: Progress | None) -> blake3.blake3
     return hasher
 
 
-def _read_overlapped(fd: int, hasher: blake3.blake3, progress: Progress | None) -> bool:
+def _read_overlapped(fd: int, hasher: blake3.blake3, progress: Reading | None) -> bool:
     """Hash a large file while a thread of its own reads the next chunk: copying a file
     out of the page cache took as long as hashing it on every core (512 MiB on 2 vCPUs:
     153 ms one after the other, 94 ms overlapped). Both sides release the GIL. False,
@@ -366,7 +394,7 @@ class Hasher:
         self._ahead_job: _Job | None = None
         # Files being read now, by (dev, ino): a second ask for one waits for the first
         # (an output hashed ahead as its job ends, asked for again by its run's end).
-        self._reading: set[tuple[int, int]] = set()
+        self._reading: dict[tuple[int, int], _SharedRead] = {}
         self._reading_waiters = 0
         self._workers: list[_Worker] = []
         self._closing = False
@@ -471,7 +499,9 @@ class Hasher:
             return Digest(path, found, stamp)
         # One read at a time of a large file; a small one costs less read twice than waited.
         key = (stamp.dev, stamp.ino) if stamp.size >= _LONG_HASH_BYTES else None
-        waited = key is not None and self._claim(key)
+        waited, reading = (
+            (False, progress) if key is None else self._claim(key, stamp.size, progress)
+        )
         try:
             if waited:
                 stamp = _checked(os.lstat(path), self.limits.max_bytes)
@@ -487,7 +517,7 @@ class Hasher:
                 else contextlib.nullcontext()
             )
             with long_hash:
-                digest, stamp = hash_file(path, progress, self.limits.max_bytes)
+                digest, stamp = hash_file(path, reading, self.limits.max_bytes)
             spent = time.monotonic() - started
             self._cache.put(stamp, digest)
             with self._cond:  # workers finish concurrently
@@ -498,24 +528,30 @@ class Hasher:
         finally:
             if key is not None:
                 with self._cond:
-                    self._reading.discard(key)
+                    del self._reading[key]
                     if self._reading_waiters:
                         self._settled.notify_all()
 
-    def _claim(self, key: tuple[int, int]) -> bool:
-        """Take the file `key` for this thread's read, first waiting while another thread
-        reads it; True when it waited (the cache may have the file's hash now)."""
+    def _claim(
+        self, key: tuple[int, int], size: int, progress: Progress | None
+    ) -> tuple[bool, _SharedRead]:
+        """Take the large file `key` (of `size` bytes) for this thread's read, first
+        waiting while another thread reads it, its bytes reported to `progress` meanwhile;
+        True when it waited (the cache may have the file's hash now), and the read to
+        report this thread's bytes to."""
         with self._cond:
             waited = False
-            while key in self._reading:
+            while (other := self._reading.get(key)) is not None:
+                if progress is not None and not waited:
+                    other.follow(progress, size)
                 self._reading_waiters += 1
                 try:
                     self._settled.wait()
                 finally:
                     self._reading_waiters -= 1
                 waited = True
-            self._reading.add(key)
-            return waited
+            shared = self._reading[key] = _SharedRead(progress)
+            return waited, shared
 
     @contextlib.contextmanager
     def _aside(self, worker: _Worker) -> Iterator[None]:

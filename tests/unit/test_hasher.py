@@ -445,7 +445,7 @@ def test_outputs_hashed_ahead_are_answered_by_the_cache(
 def test_a_file_asked_for_while_it_is_read_is_read_once(hasher: Hasher, tmp_path: Path) -> None:
     """An output hashed ahead as its job ends, asked for again by the run's end while that
     hash reads it: the second ask waits for the first and takes its hash (a 512 MiB
-    checkpoint was read twice at once)."""
+    checkpoint was read twice at once), its progress following the first read."""
     data = os.urandom(hasher_mod._CHUNK * 2 + 5)
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(data)
@@ -459,10 +459,12 @@ def test_a_file_asked_for_while_it_is_read_is_read_once(hasher: Hasher, tmp_path
     first = threading.Thread(target=hasher.digest, args=(str(path), SecondAskWaits()))
     first.start()
     assert wait_for(lambda: bool(hasher._reading))
-    second = hasher.digest(str(path))
+    followed = HashProgress()
+    second = hasher.digest(str(path), followed)
     first.join(10)
     assert second.hash == b3(data)
     assert (hasher.files_hashed, hasher.bytes_hashed) == (1, len(data))
+    assert (followed.bytes, followed.bytes_done) == (len(data), len(data))
 
 
 def test_stamps_are_those_of_regular_files_now(hasher: Hasher, tmp_path: Path) -> None:
