@@ -185,12 +185,15 @@ def progress_line(doc: dict[str, Any]) -> str | None:
 class Waits(Value):
     """How `roarctl tag -- CMD` waits once CMD has exited."""
 
-    __slots__ = ("progress_after", "reconnect")
+    __slots__ = ("progress_after", "progress_every", "reconnect")
 
-    def __init__(self, progress_after: float = 2.0, reconnect: float = 120.0) -> None:
+    def __init__(
+        self, progress_after: float = 2.0, reconnect: float = 120.0, progress_every: float = 1.0
+    ) -> None:
         # Say nothing for short finalizations (ROARCTL_PROGRESS_AFTER); then refresh a
-        # terminal each second, a log every 10 seconds.
+        # terminal every ROARCTL_PROGRESS_EVERY seconds, a log every 10 seconds.
         self.progress_after = progress_after
+        self.progress_every = progress_every
         # How long to wait for a restarting roard to finish the run
         # (ROARCTL_RECONNECT_SECONDS): the new roard re-adopts the run and can finish it.
         self.reconnect = reconnect
@@ -202,6 +205,7 @@ class Waits(Value):
         return cls(
             _seconds(environ, "ROARCTL_PROGRESS_AFTER", default.progress_after),
             _seconds(environ, "ROARCTL_RECONNECT_SECONDS", default.reconnect),
+            _seconds(environ, "ROARCTL_PROGRESS_EVERY", default.progress_every),
         )
 
 
@@ -264,7 +268,7 @@ def _finish_showing_progress(
     tty = sys.stderr.isatty()
     shown = False
     last_log = 0.0
-    while not done.acquire(timeout=1.0):
+    while not done.acquire(timeout=waits.progress_every):
         now = time.monotonic()
         if now - started < waits.progress_after:
             continue

@@ -68,14 +68,20 @@ def test_a_collector_in_the_environment_goes_to_the_full_parser() -> None:
 
 
 def test_waits_come_from_the_environment_and_a_bad_one_is_named() -> None:
-    """ROARCTL_PROGRESS_AFTER and ROARCTL_RECONNECT_SECONDS: seconds, defaults when unset;
-    anything else is a UsageError that names the variable (checked before CMD runs)."""
-    assert Waits.of({}) == Waits(2.0, 120.0)
-    given = {"ROARCTL_PROGRESS_AFTER": "0", "ROARCTL_RECONNECT_SECONDS": "2.5"}
-    assert Waits.of(given) == Waits(0.0, 2.5)
-    for bad in ("soon", "", "-1", "nan", "inf"):
-        with pytest.raises(UsageError, match=f"ROARCTL_RECONNECT_SECONDS={bad!r}"):
-            Waits.of({"ROARCTL_RECONNECT_SECONDS": bad})
+    """ROARCTL_PROGRESS_AFTER, ROARCTL_RECONNECT_SECONDS and ROARCTL_PROGRESS_EVERY:
+    seconds, defaults when unset; anything else is a UsageError that names the variable
+    (checked before CMD runs)."""
+    assert Waits.of({}) == Waits(2.0, 120.0, 1.0)
+    given = {
+        "ROARCTL_PROGRESS_AFTER": "0",
+        "ROARCTL_RECONNECT_SECONDS": "2.5",
+        "ROARCTL_PROGRESS_EVERY": "0.1",
+    }
+    assert Waits.of(given) == Waits(0.0, 2.5, 0.1)
+    for name in ("ROARCTL_RECONNECT_SECONDS", "ROARCTL_PROGRESS_EVERY"):
+        for bad in ("soon", "", "-1", "nan", "inf"):
+            with pytest.raises(UsageError, match=f"{name}={bad!r}"):
+                Waits.of({name: bad})
 
 
 def test_summary_notes_unhashed_files_except_the_kernels() -> None:
