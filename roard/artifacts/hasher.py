@@ -115,22 +115,27 @@ class _SharedRead:
     """A large file one thread is reading for its hash: its bytes also go to the progress
     of each caller waiting for that hash (`roarctl tag` shows how far it got)."""
 
-    __slots__ = ("done", "followers")
+    __slots__ = ("_done", "_followers", "_lock")
 
     def __init__(self, own: Progress | None) -> None:
-        self.done = 0
-        self.followers = [own] if own is not None else []
+        self._lock = threading.Lock()  # a follower gets each chunk once: so far, or as read
+        self._done = 0
+        self._followers = [own] if own is not None else []
 
     def follow(self, progress: Progress, size: int) -> None:
         """Report this read to `progress` too, from here on and what it has read so far."""
         progress.expect(size)
-        progress.advance(self.done)
-        self.followers.append(progress)
+        with self._lock:
+            self._followers.append(progress)
+            done = self._done
+        progress.advance(done)
 
     def advance(self, count: int) -> None:
         """`count` more bytes read, for every follower too."""
-        self.done += count
-        for progress in self.followers:
+        with self._lock:
+            self._done += count
+            followers = tuple(self._followers)
+        for progress in followers:
             progress.advance(count)
 
 
