@@ -71,11 +71,10 @@ def test_a_large_file_is_hashed_whole_without_a_reader_thread(
     path = tmp_path / "big"
     path.write_bytes(data)
 
-    class NoThreads(threading.Thread):
-        def start(self) -> None:
-            raise RuntimeError("can't start new thread")
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(hasher_mod.threading, "Thread", NoThreads)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
     assert hasher.digest(str(path)).hash == b3(data)
 
 
