@@ -439,10 +439,19 @@ class Hasher:
             if self._closing:
                 return
             self._ahead[path] = None
-            if self._ahead_job is not None and not self._ahead_job.result.done():
-                return
-            self._ahead_job = job = self._job("outputs hashed ahead", self._hash_ahead)
-        self._enqueue(job)
+            job = self._take_ahead()
+        if job is not None:
+            self._enqueue(job)
+
+    def _take_ahead(self) -> _Job | None:
+        """A new job for the outputs queued ahead, if there are some and no job is taking
+        them (called with the lock held; the caller enqueues it)."""
+        if not self._ahead or self._closing:
+            return None
+        if self._ahead_job is not None and not self._ahead_job.result.done():
+            return None
+        self._ahead_job = job = self._job("outputs hashed ahead", self._hash_ahead)
+        return job
 
     def _hash_ahead(self, me: _Worker) -> None:
         """The ahead job: hash the queued outputs one by one, each under its own deadline.
@@ -450,7 +459,7 @@ class Hasher:
         while True:
             with self._cond:
                 if me.written_off or me.job is None:
-                    return  # abandoned at a deadline: a later ahead() queues a new job
+                    return  # abandoned at a deadline: the watchdog queued a new job
                 if not self._ahead or self._closing:
                     self._ahead_job = None
                     return
@@ -662,12 +671,17 @@ class Hasher:
         """Settle files past their deadline, write their threads off and replace them."""
         while True:
             expired: list[_Job] = []
+            ahead: _Job | None = None
             with self._cond:
                 if self._closing and not self._workers:
                     return
                 now = time.monotonic()
                 for worker in list(self._workers):
                     if worker.job is not None and worker.deadline <= now:
+                        if worker.job is self._ahead_job:
+                            # The outputs queued behind the hung one, and those queued
+                            # before its result is settled, need a job of their own.
+                            self._ahead_job = None
                         expired.append(worker.job)
                         worker.job, worker.written_off = None, True
                         self._workers.remove(worker)
@@ -675,7 +689,9 @@ class Hasher:
                         self.timeouts += 1
                         if not self._closing:
                             self._spawn()
-                if not expired:
+                if expired:
+                    ahead = self._take_ahead()
+                else:
                     self._wake()  # workers long on one file no longer count as taking the queue
                     deadlines = [w.deadline for w in self._workers if w.job is not None]
                     wait = min(deadlines) - now if deadlines else None
@@ -683,6 +699,8 @@ class Hasher:
                         wait = _NUDGE_SECONDS if wait is None else min(wait, _NUDGE_SECONDS)
                     self._watch_until = math.inf if wait is None else now + wait
                     self._watch_cond.wait(wait)
+            if ahead is not None:
+                self._enqueue(ahead)
             for job in expired:
                 log.warning(
                     "hash abandoned at its deadline; its thread is written off",
