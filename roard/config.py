@@ -202,8 +202,9 @@ class HashLimits:
     # 64 GiB: 30-60 s at the 1-2 GB/s of a local NVMe disk; a larger single file would hold
     # its run's finalization (and `roarctl tag`) for minutes.
     max_bytes: int = 64 << 30
-    # Room to hash a max_bytes file at ~220 MB/s (network storage) before it is abandoned as
-    # hung: a run's finalization never waits longer than this on one file.
+    # How long one file's hash may go without progress (its stat and open, or a chunk of a
+    # large file's read) before it is abandoned as hung; slow storage still bringing bytes
+    # is given the time it takes.
     timeout_seconds: float = 300.0
     # Hash threads blocked past their deadline (a dead mount) before new files are recorded
     # unhashed at once rather than given more threads to block.
@@ -338,7 +339,7 @@ def _checked(config: Config) -> Config:
         ),
         (
             config.hash_timeout_seconds > 0,
-            "hash_timeout_seconds must be positive (the most one file's hash may take, e.g. 300)",
+            "hash_timeout_seconds must be positive (how long a hash may stall, e.g. 300)",
         ),
         (
             config.hash_stuck_max >= 1,

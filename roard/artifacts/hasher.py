@@ -1,9 +1,10 @@
 """BLAKE3 hashing off the event path: a worker pool with a deadline on every file.
 
 A file on a hung mount (NFS, FUSE) can block open(2), stat(2) or read(2) for ever, and a
-Python thread cannot be interrupted. So every hash runs in a pool thread under a deadline:
-past it, a watchdog settles the file as unhashed, writes the blocked thread off and starts
-a replacement, so the pool keeps its capacity and nobody waiting on the hash waits longer.
+Python thread cannot be interrupted. So every hash runs in a pool thread under a deadline,
+pushed on while its read brings bytes: past it, a watchdog settles the file as unhashed,
+writes the blocked thread off and starts a replacement, so the pool keeps its capacity and
+nobody waiting on the hash waits longer.
 """
 
 from __future__ import annotations
@@ -113,30 +114,43 @@ class Progress(Reading, Protocol):
 
 class _SharedRead:
     """A large file one thread is reading for its hash: its bytes also go to the progress
-    of each caller waiting for that hash (`roarctl tag` shows how far it got)."""
+    of each caller waiting for that hash (`roarctl tag` shows how far it got), and push on
+    the deadline of each pool worker reading or waiting for it."""
 
-    __slots__ = ("_done", "_followers", "_lock")
+    __slots__ = ("_done", "_followers", "_keep_alive", "_lock")
 
-    def __init__(self, own: Progress | None) -> None:
+    def __init__(self, own: Progress | None, keep_alive: Callable[[], None] | None) -> None:
         self._lock = threading.Lock()  # a follower gets each chunk once: so far, or as read
         self._done = 0
         self._followers = [own] if own is not None else []
+        self._keep_alive = [keep_alive] if keep_alive is not None else []
 
-    def follow(self, progress: Progress, size: int) -> None:
-        """Report this read to `progress` too, from here on and what it has read so far."""
-        progress.expect(size)
+    def follow(
+        self, progress: Progress | None, size: int, keep_alive: Callable[[], None] | None
+    ) -> None:
+        """Report this read to `progress` too, from here on and what it has read so far,
+        and have it push on the deadline `keep_alive` pushes."""
+        if progress is not None:
+            progress.expect(size)
         with self._lock:
-            self._followers.append(progress)
+            if progress is not None:
+                self._followers.append(progress)
+            if keep_alive is not None:
+                self._keep_alive.append(keep_alive)
             done = self._done
-        progress.advance(done)
+        if progress is not None:
+            progress.advance(done)
 
     def advance(self, count: int) -> None:
         """`count` more bytes read, for every follower too."""
         with self._lock:
             self._done += count
             followers = tuple(self._followers)
+            keep_alive = tuple(self._keep_alive)
         for progress in followers:
             progress.advance(count)
+        for push in keep_alive:
+            push()
 
 
 # Every kind of why a file is recorded unhashed (the keys of the status counts).
@@ -374,10 +388,11 @@ class _Worker:
 class Hasher:
     """Hashes files in a thread pool, answering from the cache when the file is unchanged.
 
-    Every file gets `limits.timeout_seconds` from its first stat to its digest. A thread
-    still blocked then is written off (it exits whenever its system call returns) and
-    replaced; while `limits.stuck_max` written-off threads are still blocked, new files are
-    settled as unhashed at once instead of feeding more threads to a dead mount.
+    Every file gets `limits.timeout_seconds` from its first stat to its digest, and again
+    from each chunk a large file's read brings. A thread still blocked then is written off
+    (it exits whenever its system call returns) and replaced; while `limits.stuck_max`
+    written-off threads are still blocked, new files are settled as unhashed at once
+    instead of feeding more threads to a dead mount.
     """
 
     def __init__(self, cache: HashCache, workers: int, limits: HashLimits | None = None) -> None:
@@ -511,61 +526,90 @@ class Hasher:
         found = self._cache.get(stamp)
         if found is not None:
             return Digest(path, found, stamp)
-        # One read at a time of a large file; a small one costs less read twice than waited.
-        key = (stamp.dev, stamp.ino) if stamp.size >= _LONG_HASH_BYTES else None
-        waited, reading = (
-            (False, progress) if key is None else self._claim(key, stamp.size, progress)
-        )
+        if stamp.size < _LONG_HASH_BYTES:  # costs less read twice than waited for
+            return self._read(path, stamp.size, progress, progress)
+        # The queue does not wait for a worker on a long hash, nor on one it waits for.
+        with self._aside(worker) if worker is not None else contextlib.nullcontext():
+            return self._read_once(path, stamp, progress, worker)
+
+    def _read_once(
+        self, path: str, stamp: FileStamp, progress: Progress | None, worker: _Worker | None
+    ) -> Digest:
+        """The hash of a large file, read by one thread at a time: a caller asking while
+        another thread reads it waits for that read, then takes the cached hash if that
+        read saw the file as it is now (an output hashed ahead as its job ends, asked for
+        again by its run's end)."""
+        key = (stamp.dev, stamp.ino)
+        waited, reading = self._claim(key, stamp.size, progress, self._keep_alive(worker))
         try:
             if waited:
                 stamp = _checked(os.lstat(path), self.limits.max_bytes)
                 found = self._cache.get(stamp)
                 if found is not None:
                     return Digest(path, found, stamp)
-            if progress is not None:
-                progress.expect(stamp.size)
-            started = time.monotonic()
-            long_hash = (
-                self._aside(worker)
-                if worker is not None and stamp.size >= _LONG_HASH_BYTES
-                else contextlib.nullcontext()
-            )
-            with long_hash:
-                digest, stamp = hash_file(path, reading, self.limits.max_bytes)
-            spent = time.monotonic() - started
-            self._cache.put(stamp, digest)
-            with self._cond:  # workers finish concurrently
-                self.bytes_hashed += stamp.size
-                self.files_hashed += 1
-                self.seconds_hashing += spent
-            return Digest(path, digest, stamp)
+            return self._read(path, stamp.size, progress, reading)
         finally:
-            if key is not None:
-                with self._cond:
-                    del self._reading[key]
-                    if self._reading_waiters:
-                        self._settled.notify_all()
+            with self._cond:
+                del self._reading[key]
+                if self._reading_waiters:
+                    self._settled.notify_all()
+
+    def _read(
+        self, path: str, size: int, progress: Progress | None, reading: Reading | None
+    ) -> Digest:
+        """Read and hash `path` (`size` bytes at its last stat) into the cache; its bytes
+        are reported to `reading`."""
+        if progress is not None:
+            progress.expect(size)
+        started = time.monotonic()
+        digest, stamp = hash_file(path, reading, self.limits.max_bytes)
+        spent = time.monotonic() - started
+        self._cache.put(stamp, digest)
+        with self._cond:  # workers finish concurrently
+            self.bytes_hashed += stamp.size
+            self.files_hashed += 1
+            self.seconds_hashing += spent
+        return Digest(path, digest, stamp)
 
     def _claim(
-        self, key: tuple[int, int], size: int, progress: Progress | None
+        self,
+        key: tuple[int, int],
+        size: int,
+        progress: Progress | None,
+        keep_alive: Callable[[], None] | None,
     ) -> tuple[bool, _SharedRead]:
         """Take the large file `key` (of `size` bytes) for this thread's read, first
-        waiting while another thread reads it, its bytes reported to `progress` meanwhile;
-        True when it waited (the cache may have the file's hash now), and the read to
-        report this thread's bytes to."""
+        waiting while another thread reads it, its bytes reported to `progress` and pushing
+        on this thread's deadline (`keep_alive`) meanwhile; True when it waited (the cache
+        may have the file's hash now), and the read to report this thread's bytes to."""
         with self._cond:
             waited = False
             while (other := self._reading.get(key)) is not None:
-                if progress is not None and not waited:
-                    other.follow(progress, size)
+                if not waited:
+                    other.follow(progress, size, keep_alive)
                 self._reading_waiters += 1
                 try:
                     self._settled.wait()
                 finally:
                     self._reading_waiters -= 1
                 waited = True
-            shared = self._reading[key] = _SharedRead(progress)
+            shared = self._reading[key] = _SharedRead(progress, keep_alive)
             return waited, shared
+
+    def _keep_alive(self, worker: _Worker | None) -> Callable[[], None] | None:
+        """What pushes `worker`'s deadline on while the file it is on is being read: a
+        large file on slow storage (or read while the host is busy) is abandoned only when
+        its read stalls for hash_timeout_seconds, not when it takes longer in all. None for
+        a caller outside the pool (no deadline)."""
+        if worker is None:
+            return None
+        timeout = self.limits.timeout_seconds
+
+        def push() -> None:
+            # Only later: the watchdog, woken at the earlier deadline, finds this one.
+            worker.deadline = time.monotonic() + timeout
+
+        return push
 
     @contextlib.contextmanager
     def _aside(self, worker: _Worker) -> Iterator[None]:

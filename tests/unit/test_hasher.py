@@ -21,6 +21,7 @@ from roard.artifacts.hasher import (
     HashTimedOut,
     NotRegularFile,
     Pending,
+    Reading,
 )
 from roard.config import HashLimits
 from roard.tracking.runs import HashProgress
@@ -517,6 +518,37 @@ def test_a_hung_output_hashed_ahead_leaves_the_others_hashed(
         assert wait_for(lambda: hasher.cached(FileStamp.of(os.lstat(after))) is not None)
         assert hasher.cached(FileStamp.of(os.lstat(after))) == b3(b"local")
         assert hasher.cached(FileStamp.of(os.lstat(stuck))) is None
+    finally:
+        hasher.close()
+
+
+def test_a_slow_read_that_keeps_going_outlasts_the_deadline(
+    cache: HashCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow storage (or a busy host) is not a hung mount: a large file whose read keeps
+    bringing bytes is hashed however long it takes in all, and so is a second ask for it
+    waiting on that read; only a read that stalls for hash_timeout_seconds is abandoned."""
+    data = os.urandom(2 << 20)
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(data)
+    real = hasher_mod.hash_file
+    pause = threading.Event()
+
+    def trickling(name: str, reading: Reading | None, max_bytes: int) -> tuple[str, FileStamp]:
+        for _ in range(12):  # 3 s of reading, a chunk every 0.25 s, against a 2 s deadline
+            pause.wait(0.25)
+            if reading is not None:
+                reading.advance(0)
+        return real(name, reading, max_bytes)
+
+    monkeypatch.setattr(hasher_mod, "hash_file", trickling)
+    hasher = Hasher(cache, workers=2, limits=HashLimits(timeout_seconds=2))
+    try:
+        first = hasher.submit(str(path))
+        assert wait_for(lambda: bool(hasher._reading))
+        second = hasher.submit(str(path))
+        assert first.result(60).hash == second.result(60).hash == b3(data)
+        assert (hasher.timeouts, hasher.files_hashed) == (0, 1)
     finally:
         hasher.close()
 
