@@ -24,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import blake3
 import structlog
 
+from roard.artifacts.changetimes import ChangeTimes
 from roard.artifacts.hashcache import FileStamp, HashCache
 from roard.config import HashLimits
 
@@ -395,9 +396,18 @@ class Hasher:
     instead of feeding more threads to a dead mount.
     """
 
-    def __init__(self, cache: HashCache, workers: int, limits: HashLimits | None = None) -> None:
+    def __init__(
+        self,
+        cache: HashCache,
+        workers: int,
+        limits: HashLimits | None = None,
+        change_window_ns: Callable[[int], int] | None = None,
+    ) -> None:
+        """`change_window_ns(dev)`: how long after a change to a file on that device a later
+        change may keep its stamp (ChangeTimes, from the mount table, by default)."""
         self._cache = cache
         self.limits = limits or HashLimits()
+        self._change_window_ns = change_window_ns or ChangeTimes().window_ns
         # One lock, two wait queues: a queued file wakes one worker, not every worker and
         # the watchdog (a herd per file starved the pool when thousands of small files
         # were queued).
@@ -527,7 +537,7 @@ class Hasher:
         if found is not None:
             return Digest(path, found, stamp)
         if stamp.size < _LONG_HASH_BYTES:  # costs less read twice than waited for
-            return self._read(path, stamp.size, progress, progress)
+            return self._read(path, stamp, progress, progress)
         # The queue does not wait for a worker on a long hash, nor on one it waits for.
         with self._aside(worker) if worker is not None else contextlib.nullcontext():
             return self._read_once(path, stamp, progress, worker)
@@ -547,7 +557,7 @@ class Hasher:
                 found = self._cache.get(stamp)
                 if found is not None:
                     return Digest(path, found, stamp)
-            return self._read(path, stamp.size, progress, reading)
+            return self._read(path, stamp, progress, reading)
         finally:
             with self._cond:
                 del self._reading[key]
@@ -555,16 +565,26 @@ class Hasher:
                     self._settled.notify_all()
 
     def _read(
-        self, path: str, size: int, progress: Progress | None, reading: Reading | None
+        self, path: str, last: FileStamp, progress: Progress | None, reading: Reading | None
     ) -> Digest:
-        """Read and hash `path` (`size` bytes at its last stat) into the cache; its bytes
-        are reported to `reading`."""
+        """Read and hash `path` (`last`: its last stat) into the cache; its bytes are
+        reported to `reading`. On a filesystem whose stamps may hide a change made soon
+        after another, a file changed within that window is read once it has passed, and
+        a hash read within it anyway (the file changed again meanwhile) is not cached."""
         if progress is not None:
-            progress.expect(size)
+            progress.expect(last.size)
+        window = self._change_window_ns(last.dev)
+        if window:
+            # Never more than the window: a file dated ahead (a server's clock) waits no more.
+            wait = min(window, last.ctime_ns + window - time.time_ns())
+            if wait > 0:
+                time.sleep(wait / 1e9)
+        read_at = time.time_ns()
         started = time.monotonic()
         digest, stamp = hash_file(path, reading, self.limits.max_bytes)
         spent = time.monotonic() - started
-        self._cache.put(stamp, digest)
+        if not window or stamp.ctime_ns + window <= read_at:
+            self._cache.put(stamp, digest)
         with self._cond:  # workers finish concurrently
             self.bytes_hashed += stamp.size
             self.files_hashed += 1
