@@ -6,9 +6,12 @@ gone."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +20,31 @@ from tests.e2e.conftest import VENV_BIN, Roard, start_roard, stop_roard
 
 REDACTED = "<redacted>"
 ENV_MAX = Abi.load().const("ENV_MAX")
+# A process exec'd with LIVES=1 that lives until the test writes a line to the run's stdin.
+LIVES = "LIVES=1 sh -c 'read go'"
+
+
+def _tag_keeping_alive(daemon: Roard, name: str, script: str, workdir: Path) -> dict[str, Any]:
+    """`roarctl tag --name NAME -- sh -c SCRIPT`; the run as shown once it is done. Its LIVES
+    process is let go only once the run shows its environment: /proc has the whole of it
+    only while that process lives."""
+    with subprocess.Popen(
+        [str(VENV_BIN / "roarctl"), "tag", "--name", name, "--", "sh", "-c", script],
+        cwd=workdir,
+        env=daemon.env(),
+        stdin=subprocess.PIPE,
+    ) as tagged:
+        deadline = time.monotonic() + 60
+        while True:
+            shown = daemon.roarctl("show", name, "--json", check=False)  # not tagged yet: fails
+            envs = json.loads(shown.stdout)["environments"] if shown.returncode == 0 else {}
+            if any(env.get("LIVES") == "1" for env in envs.values()):
+                break
+            assert time.monotonic() < deadline, "the LIVES process's environment never showed"
+            time.sleep(0.2)
+        tagged.communicate(b"go\n", timeout=60)
+    assert tagged.returncode == 0
+    return daemon.show(name)
 
 
 def test_short_lived_processes_keep_their_environment(roard: Roard, workdir: Path) -> None:
@@ -53,11 +81,9 @@ def test_an_environment_longer_than_the_kernel_copies(roard: Roard, workdir: Pat
     so of its exec; the daemon may still, rarely, read /proc first: then it is whole too.)"""
     big = "b" * (ENV_MAX + 1000)
     name = f"kenv-big-{uuid.uuid4().hex[:8]}"
-    lives = "env BIG=$BIG LIVES=1 sleep 1"
     short = "for i in 1 2 3 4 5; do env BIG=$BIG SHORT=$i /bin/true; done"
-    script = f"BIG={big}; {lives}; {short}"
-    roard.roarctl("tag", "--name", name, "--", "sh", "-c", script, cwd=workdir)
-    doc = roard.show(name)
+    script = f"BIG={big}; env BIG=$BIG {LIVES}; {short}"
+    doc = _tag_keeping_alive(roard, name, script, workdir)
     envs, cut = doc["environments"], set(doc["environments_truncated"])
     lived = [h for h, e in envs.items() if e.get("LIVES") == "1"]
     assert len(lived) == 1 and lived[0] not in cut
@@ -82,12 +108,11 @@ def test_an_exec_too_large_for_the_ring_is_sent_without_its_environment(
     try:
         pad = "p" * (ENV_MAX + 1000)
         name = f"kenv-ring-{uuid.uuid4().hex[:8]}"
-        script = f"PAD={pad}; env PAD=$PAD LIVES=1 sleep 1; env PAD=$PAD /bin/true"
-        daemon.roarctl("tag", "--name", name, "--", "sh", "-c", script, cwd=workdir)
-        doc = daemon.show(name)
+        script = f"PAD={pad}; env PAD=$PAD {LIVES}; env PAD=$PAD /bin/true"
+        doc = _tag_keeping_alive(daemon, name, script, workdir)
         assert not any("ringbuf_proc" in reason for reason in doc["loss_reasons"])
-        sleep = next(p for p in doc["processes"] if p["argv"][:1] == ["sleep"])
-        assert doc["environments"][sleep["env_hash"]]["PAD"] == pad
+        lived = next(p for p in doc["processes"] if p["argv"] == ["sh", "-c", "read go"])
+        assert doc["environments"][lived["env_hash"]]["PAD"] == pad
         true = next(p for p in doc["processes"] if p["argv"] == ["/bin/true"])
         assert true["exe"].endswith("/true") and true["env_hash"]
         if true["env_hash"] in doc["environments_truncated"]:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,20 @@ def _wait_for(path: Path, seconds: float = 30) -> None:
         time.sleep(0.05)
 
 
+def _wait_shown(daemon: Roard, run: str, seen: Callable[[list[dict[str, Any]]], bool]) -> None:
+    """Until `seen` holds for the processes `roarctl show RUN` lists."""
+    deadline = time.monotonic() + 30
+    while not seen(daemon.show(run)["processes"]):
+        assert time.monotonic() < deadline, f"run {run} never showed the awaited processes"
+        time.sleep(0.2)
+
+
+def _forked(processes: list[dict[str, Any]]) -> bool:
+    """Whether a process of the run is a child of another of its processes."""
+    pids = {p["pid"] for p in processes}
+    return any(p["ppid"] in pids for p in processes)
+
+
 def _wait_checkpointed(daemon: Roard, after: float) -> None:
     """Until the daemon has saved its runs' state as of a moment after `after`."""
     deadline = time.monotonic() + 30
@@ -85,11 +100,15 @@ def _assert_both_halves(doc: dict[str, Any], workdir: Path) -> None:
     assert any("roard stopped" in reason for reason in doc["loss_reasons"])
 
 
-def _checkpoint_then(daemon: Roard, workdir: Path, sig: signal.Signals) -> None:
-    """Let phase 1 run, wait until it is checkpointed, then stop the daemon with `sig`."""
+def _checkpoint_then(daemon: Roard, run: str, workdir: Path, sig: signal.Signals) -> None:
+    """Let phase 1 of `run` run, wait until it is checkpointed, then stop the daemon with
+    `sig`."""
     (workdir / "go1").touch()
     _wait_for(workdir / "phase1")
-    _wait_checkpointed(daemon, time.time() + 1.0)  # a second for the ring to be read
+    # The ring is read in order and the fork follows phase 1's file uses: once the child is
+    # shown they are applied, and a checkpoint taken after that holds them.
+    _wait_shown(daemon, run, _forked)
+    _wait_checkpointed(daemon, time.time())
     daemon.proc.send_signal(sig)
     assert daemon.proc.wait(30) is not None
 
@@ -102,7 +121,7 @@ def test_sigkill_mid_run_readopts_and_keeps_both_halves(tmp_path: Path, workdir:
     job = subprocess.Popen([python3(), "job.py"], cwd=workdir)
     try:
         run_id = first.roarctl("tag", "--pid", str(job.pid), "--name", "kill9").stdout.strip()
-        _checkpoint_then(first, workdir, signal.SIGKILL)
+        _checkpoint_then(first, run_id, workdir, signal.SIGKILL)
         second = start_roard(tmp_path / "d", socket=first.socket)
         try:
             assert second.show(run_id)["status"] == "running"
@@ -135,7 +154,7 @@ def test_sigterm_mid_run_the_tagged_command_finishes_through_the_new_daemon(
         text=True,
     )
     try:
-        _checkpoint_then(first, workdir, signal.SIGTERM)
+        _checkpoint_then(first, "term", workdir, signal.SIGTERM)
         assert first.proc.returncode == 0
         second = start_roard(tmp_path / "d", socket=first.socket)
         try:
@@ -162,7 +181,7 @@ def test_a_run_whose_processes_ended_while_roard_was_down_keeps_what_was_seen(
     job = subprocess.Popen([python3(), "job.py"], cwd=workdir)
     try:
         run_id = first.roarctl("tag", "--pid", str(job.pid), "--name", "gone").stdout.strip()
-        _checkpoint_then(first, workdir, signal.SIGKILL)
+        _checkpoint_then(first, run_id, workdir, signal.SIGKILL)
         (workdir / "go2").touch()
         assert job.wait(30) == 3
         second = start_roard(tmp_path / "d", socket=first.socket)
@@ -206,7 +225,12 @@ def test_a_cgroup_run_takes_what_joins_before_during_and_after_a_restart(
     first.roarctl("tag", "--cgroup", str(cgroup), "--name", "cg-restart")
     move(readers.start("before"), cgroup)
     readers.run("before")
-    _wait_checkpointed(first, time.time() + 1.0)
+    # Its exit follows its read in the ring: once shown, the read is in the next checkpoint.
+    before = readers.procs["before"].pid
+    _wait_shown(
+        first, "cg-restart", lambda procs: any(p["pid"] == before and p["ended_at"] for p in procs)
+    )
+    _wait_checkpointed(first, time.time())
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(30)
     move(readers.start("down"), cgroup)

@@ -217,6 +217,11 @@ def test_a_git_past_its_timeout_is_killed_with_its_children(tmp_path: Path) -> N
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    # The child must be running (its pid known) before the timeout kills the group.
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text().endswith("\n")):
+        assert time.monotonic() < deadline, "the fake git never started its child"
+        time.sleep(0.01)
     started = time.monotonic()
     with pytest.raises(_GitFailed, match=r"git status timed out after 0\.3s"):
         _output(proc, "status", 0.3)
@@ -471,17 +476,20 @@ def test_a_probe_that_hangs_is_abandoned_at_its_deadline_and_not_repeated() -> N
     from roard.v1 import records_pb2
 
     release = threading.Event()
+    entered = threading.Event()
     calls: list[int] = []
 
     class Hanging(ContextProbe):
         def describe(self, paths: Iterable[str]) -> records_pb2.RunContext:
             calls.append(1)
+            entered.set()
             release.wait(10)
             return records_pb2.RunContext()
 
     probe = Hanging(timeout=0.2)
     assert probe.begin(["/x"])() is None
     assert probe.begin(["/x"])() is None  # still stuck: not started again
+    assert entered.wait(10)  # its thread may get to run only after the deadline
     assert len(calls) == 1
     release.set()
     deadline = time.monotonic() + 5

@@ -418,11 +418,14 @@ def test_queries_are_answered_while_every_stream_slot_is_taken(
     address = f"unix:{tmp_path / 'c.sock'}"
     server = CollectorServer(registry, address, max_hosts=2)
     server.start()
-    hosts = [start_host(tmp_path / f"h{i}", address, f"host-{i}") for i in range(3)]
+    hosts = [start_host(tmp_path / f"h{i}", address, f"host-{i}") for i in range(2)]
     try:
         for i, host in enumerate(hosts):
             host.emit_run(f"run-{i}", 5)
         assert hosts[0].delivered(10) and hosts[1].delivered(10)
+        # Slots go first come first served: the third host starts once both slots are held.
+        hosts.append(start_host(tmp_path / "h2", address, "host-2"))
+        hosts[2].emit_run("run-2", 5)
         assert not hosts[2].delivered(timeout=2)
         assert "RESOURCE_EXHAUSTED" in (hosts[2].exporter.last_error or "")
         client = CollectorClient(CollectorTarget(address))

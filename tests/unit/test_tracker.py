@@ -808,7 +808,7 @@ def test_pid_reuse_of_a_runs_last_process_finalizes_that_run(env: Env) -> None:
     old_run, old_pid = env.tag(spawned=False)
     new_run, new_root = env.tag()
     env.tracker.handle(ForkEvent(new_run.key, old_pid, new_root, 9_000_000_000, 0))
-    assert old_run.finalized.wait(1)
+    assert old_run.finalized.wait(30)
 
 
 def test_lazily_announced_file_comes_with_its_path_at_close(env: Env) -> None:
