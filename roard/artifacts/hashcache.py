@@ -20,6 +20,10 @@ _PENDING_MAX = 10_000  # entries kept for disk while it cannot be written
 # Entries in the memory front (about 400 bytes each): a daemon's life of files must not
 # grow it for ever; the older half is forgotten, and found on disk from then on.
 _MEMORY_MAX = 100_000
+# The cache file's version (SQLite user_version). 2: entries are made only outside their
+# filesystem's change window (roard.artifacts.changetimes); older ones may answer for a
+# same-size rewrite their stamp hid, so a cache of an earlier version is emptied.
+_VERSION = 2
 
 
 class FileStamp(NamedTuple):
@@ -55,6 +59,10 @@ class HashCache:
             " mtime_ns INTEGER, ctime_ns INTEGER, hash TEXT NOT NULL,"
             " PRIMARY KEY (dev, ino, size, mtime_ns, ctime_ns))"
         )
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version < _VERSION:
+            self._db.execute("DELETE FROM hashes")
+            self._db.execute(f"PRAGMA user_version = {_VERSION}")
         self._lock = threading.Lock()
         # A file whose inode changed after this moment can only have been hashed by this
         # process (a stamp holds the ctime it was hashed at, never later than then): its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 import threading
@@ -179,6 +180,28 @@ def test_cache_persists_across_instances(tmp_path: Path) -> None:
     finally:
         h2.close()
         second.close()
+
+
+def test_a_cache_from_before_the_change_windows_is_emptied(tmp_path: Path) -> None:
+    """Hashes cached by a roard that did not wait out a filesystem's change window may
+    answer for a rewrite their stamp hid: the first start after the upgrade drops them
+    (one more read of each file); later starts keep the cache."""
+    db = tmp_path / "hashes.db"
+    stamp = FileStamp(1, 2, 3, 4, 5)
+    old = HashCache(db)
+    old.put(stamp, "blake3:cached-before")
+    old.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 0")  # as every cache written before
+    upgraded = HashCache(db)
+    assert upgraded.get(stamp) is None
+    upgraded.put(stamp, "blake3:cached-after")
+    upgraded.close()
+    again = HashCache(db)
+    try:
+        assert again.get(stamp) == "blake3:cached-after"
+    finally:
+        again.close()
 
 
 def test_cache_keeps_only_the_latest_stamp_per_inode(tmp_path: Path) -> None:
