@@ -31,6 +31,9 @@ SHARED_WINDOW_NS = 1_000_000_000
 # Seconds between two reloads of the mount table for a dev it lacks (a btrfs subvolume's
 # dev is in no mount: it must not reread mountinfo for every file).
 _RELOAD_INTERVAL = 1.0
+# Seconds a table is trusted: an unmounted filesystem's dev number may come back with
+# another filesystem (anonymous devs are reused).
+_MAX_AGE = 30.0
 
 
 def multigrain_kernel(release: str) -> bool:
@@ -68,23 +71,26 @@ class ChangeTimes:
 
     def window_ns(self, dev: int) -> int:
         """The window of files with st_dev `dev` (LOCAL_WINDOW_NS when no mount has it)."""
+        now = self._clock()
+        loaded = self._loaded_at
         found = self._windows.get(dev)
-        if found is not None:
+        if found is not None and loaded is not None and now - loaded < _MAX_AGE:
             return found
         with self._lock:
-            now = self._clock()
-            if dev not in self._windows and (
-                self._loaded_at is None or now - self._loaded_at >= _RELOAD_INTERVAL
+            loaded = self._loaded_at
+            if (
+                loaded is None
+                or now - loaded >= _MAX_AGE
+                or (dev not in self._windows and now - loaded >= _RELOAD_INTERVAL)
             ):
-                self._loaded_at = now
+                self._loaded_at = now  # a failed load waits too: no retry storm
                 self._reload()
             return self._windows.get(dev, LOCAL_WINDOW_NS)
 
     def _reload(self) -> None:
-        """Learn the devs of the mount table (called with the lock held)."""
+        """Learn the devs of the mount table afresh (called with the lock held)."""
         try:
             mounts = self._loader().mounts
         except RoardError:
             return  # unknown devs get the local window: waits a little, never wrong
-        for mount in mounts:
-            self._windows.setdefault(mount.dev, window_ns(mount.fstype, self._multigrain))
+        self._windows = {m.dev: window_ns(m.fstype, self._multigrain) for m in mounts}

@@ -59,7 +59,7 @@ MOUNTINFO = """\
 """
 
 
-def test_devices_are_looked_up_in_the_mount_table_reloaded_at_most_once_a_second() -> None:
+def test_devices_are_looked_up_in_a_mount_table_reloaded_for_new_devs_and_when_old() -> None:
     loads: list[float] = []
     now = [100.0]
 
@@ -77,6 +77,11 @@ def test_devices_are_looked_up_in_the_mount_table_reloaded_at_most_once_a_second
     now[0] += 1.5
     times.window_ns(os.makedev(0, 99))
     assert loads == [100.0, 101.5]
+    times.window_ns(os.makedev(254, 0))
+    assert loads == [100.0, 101.5]
+    now[0] += 30  # a dev number may have come back with another filesystem since
+    times.window_ns(os.makedev(254, 0))
+    assert loads == [100.0, 101.5, 131.5]
     assert ChangeTimes(release="6.18.0", loader=load).window_ns(os.makedev(0, 25)) == 0
 
 
