@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -32,6 +32,10 @@ class Plain:
         """The fields as a dict of str, int, bool and lists, ready for JSON."""
         result: dict[str, Any] = as_json(self)
         return result
+
+
+# Absolute, normalized paths by their directory (by_directory): what the probes take.
+Directories = Mapping[str, list[str]]
 
 
 def by_directory(paths: Iterable[str]) -> dict[str, list[str]]:

@@ -27,7 +27,7 @@ import os
 import signal
 import stat
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,7 +35,7 @@ import blake3
 import structlog
 
 from roard.artifacts.filesystems import relative_path
-from roard.context import Plain, by_directory
+from roard.context import Directories, Plain
 from roard.errors import RoardError
 
 log = structlog.get_logger("roard.context.git")
@@ -189,11 +189,11 @@ def _tree_root(directory: str, cache: dict[str, str | None]) -> str | None:
     return found
 
 
-def _group_by_tree(paths: Iterable[str]) -> dict[str, set[str]]:
+def _group_by_tree(directories: Directories) -> dict[str, set[str]]:
     """Work tree root -> the paths under it, relative; paths in a .git are left out."""
     cache: dict[str, str | None] = {}
     trees: dict[str, set[str]] = {}
-    for directory, files in by_directory(paths).items():
+    for directory, files in directories.items():
         if ".git" in directory.split("/"):  # git's own files are not the tree's content
             continue
         root = _tree_root(directory, cache)
@@ -344,13 +344,13 @@ def _probe(root: str, files: set[str], timeout: float) -> GitTree:
     )
 
 
-def work_trees(paths: Iterable[str], timeout: float = 10.0) -> list[GitTree]:
-    """The git work trees that any of `paths` (absolute paths a run read) lie in, sorted by
+def work_trees(directories: Directories, timeout: float = 10.0) -> list[GitTree]:
+    """The git work trees that any of the paths a run read (by_directory) lie in, sorted by
     root. Each path counts for its nearest enclosing tree (a submodule or linked worktree
     is a tree of its own); paths inside a `.git` and outside any tree are ignored. `timeout`
     bounds each git command; a tree git cannot read is logged and left out."""
     found = []
-    for root, files in sorted(_group_by_tree(paths).items()):
+    for root, files in sorted(_group_by_tree(directories).items()):
         try:
             found.append(_probe(root, files, timeout))
         except (_GitFailed, OSError) as e:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import structlog
 
-from roard.context import Plain, by_directory
+from roard.context import Directories, Plain
 
 log = structlog.get_logger("roard.context.packages")
 
@@ -171,10 +171,10 @@ def _prefix_sites(directory: str) -> list[str]:
 
 
 def python_distributions(
-    paths: Iterable[str], sites: SiteIndexes | None = None
+    directories: Directories, sites: SiteIndexes | None = None
 ) -> list[Distribution]:
-    """The Python distributions that own any of `paths` (absolute), sorted and without
-    duplicates. A file is matched by its distribution's RECORD (or installed-files.txt);
+    """The Python distributions that own any of the paths (by_directory), sorted and
+    without duplicates. A file is matched by its distribution's RECORD (or installed-files.txt);
     one not listed there (a .pyc written later) by its top-level package's top_level.txt
     or RECORD; a console script in an environment's bin/ by that environment's RECORDs.
     `sites`: indexes kept across calls (a daemon's runs mostly share a few environments)."""
@@ -187,7 +187,7 @@ def python_distributions(
         return indexes[site]
 
     found: set[Distribution] = set()
-    for directory, files in by_directory(paths).items():
+    for directory, files in directories.items():
         site = _site_dir(directory)
         if site is None:
             # A console script (<prefix>/bin/pytest) is listed in its environment's RECORD.
@@ -286,10 +286,11 @@ class SystemPackageIndex:
         self._dirs = frozenset(entry.rpartition("/")[0] or "/" for entry in owners)
         self._owners, self._stamp = owners, stamp
 
-    def lookup(self, paths: Iterable[str]) -> list[SystemPackage]:
-        """The dpkg packages owning any of `paths` (under either /usr-merge name), sorted."""
+    def lookup(self, directories: Directories) -> list[SystemPackage]:
+        """The dpkg packages owning any of the paths (by_directory; under either /usr-merge
+        name), sorted."""
         found: set[SystemPackage] = set()
-        for files in by_directory(paths).values():
+        for files in directories.values():
             # A directory no package has a file in (a job's data): none of its files looked up.
             if not any((a.rpartition("/")[0] or "/") in self._dirs for a in _aliases(files[0])):
                 continue
@@ -326,18 +327,17 @@ def _rpm_packages(paths: list[str], root: str, timeout: float) -> list[SystemPac
 
 
 def system_packages(
-    paths: Iterable[str],
+    directories: Directories,
     root: str = "/",
     index: SystemPackageIndex | None = None,
     timeout: float = 10.0,
 ) -> list[SystemPackage]:
-    """The system packages owning any of `paths` (absolute, as seen under `root`), sorted.
-    dpkg's database is used where there is one (pass a long-lived `index` to keep it
-    between calls); else rpm, when installed; else none."""
-    paths = list(paths)
+    """The system packages owning any of the paths (by_directory; as seen under `root`),
+    sorted. dpkg's database is used where there is one (pass a long-lived `index` to keep
+    it between calls); else rpm, when installed; else none."""
     if index is None:
         index = SystemPackageIndex(root)
     if index.has_dpkg:
         index.load()
-        return index.lookup(paths)
-    return _rpm_packages(paths, root, timeout)
+        return index.lookup(directories)
+    return _rpm_packages([p for files in directories.values() for p in files], root, timeout)

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 import structlog
 from google.protobuf import json_format
 
-from roard.context import as_json
+from roard.context import as_json, by_directory
 from roard.context.git import work_trees
 from roard.context.host import HostFacts, host_facts
 from roard.context.packages import (
@@ -86,13 +86,13 @@ class ContextProbe:
 
     def describe(self, paths: Iterable[str]) -> pb.RunContext:
         """The context of a run that read `paths` (inputs, executables, scripts)."""
-        paths = sorted(set(paths))
-        trees = work_trees(paths)  # first: its git commands wait while other threads run
+        directories = by_directory(sorted(set(paths)))  # once, for every probe
+        trees = work_trees(directories)  # first: its git commands wait while others run
         with self._lock:  # the dpkg index is reloaded in place
-            system = system_packages(paths, index=self._packages)
+            system = system_packages(directories, index=self._packages)
         doc = {
             "git": as_json(trees),
-            "python": as_json(python_distributions(paths, self._sites)),
+            "python": as_json(python_distributions(directories, self._sites)),
             "system": as_json(system),
             "host": as_json(self.host()),
         }

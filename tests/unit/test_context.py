@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from roard.context import as_json
+from roard.context import as_json, by_directory
 from roard.context.git import GitTree, strip_credentials, work_trees
 from roard.context.host import (
     cgroup_context,
@@ -85,7 +85,11 @@ def test_clean_repo_commit_branch_and_remote_without_credentials(tmp_path: Path)
     git(repo, "remote", "add", "origin", "https://alice:s3cret@git.example.com/org/repo.git")
     # Names as a process may spell them, and a submodule's gitfile: git's, not content.
     spelled = [f"{repo}/src/./../a.py", f"{repo}//src/b.py", str(repo / "src/.git")]
-    tree = one(work_trees([str(repo / "a.py"), str(repo / "src/b.py"), "/etc/passwd", *spelled]))
+    tree = one(
+        work_trees(
+            by_directory([str(repo / "a.py"), str(repo / "src/b.py"), "/etc/passwd", *spelled])
+        )
+    )
     assert tree.root == str(repo)
     assert tree.commit == git(repo, "rev-parse", "HEAD") and len(tree.commit) == 40
     assert tree.branch == "main"
@@ -109,17 +113,17 @@ def test_dirty_repo_lists_changes_and_hashes_them_stably(tmp_path: Path) -> None
     (repo / "new dir").mkdir()
     (repo / "new dir" / "c.py").write_text("y = 2\n")
     git(repo, "rm", "-q", "src/b.py")
-    first = one(work_trees([str(repo / "a.py")]))
+    first = one(work_trees(by_directory([str(repo / "a.py")])))
     assert first.dirty
     assert first.modified == ("a.py", "new dir/c.py", "src/b.py")
     assert not first.modified_truncated
     assert first.diff_hash.startswith("blake3:") and len(first.diff_hash) == 7 + 64
-    assert one(work_trees([str(repo / "a.py")])).diff_hash == first.diff_hash
+    assert one(work_trees(by_directory([str(repo / "a.py")]))).diff_hash == first.diff_hash
     (repo / "new dir" / "c.py").write_text("y = 3\n")  # only an untracked file's content
-    second = one(work_trees([str(repo / "a.py")]))
+    second = one(work_trees(by_directory([str(repo / "a.py")])))
     assert second.diff_hash != first.diff_hash
     (repo / "a.py").write_text("print(3)\n")  # a tracked file's
-    assert one(work_trees([str(repo / "a.py")])).diff_hash not in (
+    assert one(work_trees(by_directory([str(repo / "a.py")]))).diff_hash not in (
         first.diff_hash,
         second.diff_hash,
     )
@@ -133,7 +137,7 @@ def test_repo_without_commits(tmp_path: Path) -> None:
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     (repo / "x.py").write_text("1\n")
-    tree = one(work_trees([str(repo / "x.py")]))
+    tree = one(work_trees(by_directory([str(repo / "x.py")])))
     assert (tree.commit, tree.branch, tree.dirty, tree.modified) == ("", "main", True, ("x.py",))
     assert tree.diff_hash.startswith("blake3:")
 
@@ -143,7 +147,7 @@ def test_detached_head(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     head = git(repo, "rev-parse", "HEAD")
     git(repo, "checkout", "-q", "--detach")
-    tree = one(work_trees([str(repo / "a.py")]))
+    tree = one(work_trees(by_directory([str(repo / "a.py")])))
     assert (tree.branch, tree.commit) == ("", head)
 
 
@@ -154,13 +158,15 @@ def test_linked_worktree_is_its_own_tree_and_git_dir_paths_do_not_count(tmp_path
     git(repo, "worktree", "add", "-q", "-b", "feature", str(linked))
     (linked / "a.py").write_text("changed\n")
     trees = work_trees(
-        [
-            str(linked / "a.py"),
-            str(repo / "src/b.py"),
-            str(repo / ".git/HEAD"),
-            str(repo / ".git/worktrees/wt/HEAD"),
-            str(tmp_path / "outside.txt"),
-        ]
+        by_directory(
+            [
+                str(linked / "a.py"),
+                str(repo / "src/b.py"),
+                str(repo / ".git/HEAD"),
+                str(repo / ".git/worktrees/wt/HEAD"),
+                str(tmp_path / "outside.txt"),
+            ]
+        )
     )
     assert [t.root for t in trees] == [str(repo), str(linked)]
     main, feature = trees
@@ -189,7 +195,7 @@ def test_repo_owned_by_another_user_is_probed(world_dir: Path) -> None:
     (repo / "a.py").write_text("theirs\n")
     head = git(repo, "rev-parse", "HEAD")
     subprocess.run(["chown", "-R", "nobody:", str(repo)], check=True)
-    tree = one(work_trees([str(repo / "a.py")]))
+    tree = one(work_trees(by_directory([str(repo / "a.py")])))
     assert (tree.commit, tree.dirty, tree.modified) == (head, True, ("a.py",))
     # Probing left nothing of root's behind in their repository.
     assert all(p.stat().st_uid != 0 for p in repo.rglob("*"))
@@ -200,9 +206,9 @@ def test_corrupt_repo_is_skipped_not_mistaken_for_the_one_around_it(tmp_path: Pa
     outer = make_repo(tmp_path / "outer")
     inner = make_repo(outer / "inner")
     (inner / ".git/HEAD").write_text("garbage\n")
-    trees = work_trees([str(inner / "a.py"), str(outer / "a.py")])
+    trees = work_trees(by_directory([str(inner / "a.py"), str(outer / "a.py")]))
     assert [t.root for t in trees] == [str(outer)]
-    assert work_trees([str(inner / "a.py")]) == []
+    assert work_trees(by_directory([str(inner / "a.py")])) == []
 
 
 def test_a_git_past_its_timeout_is_killed_with_its_children(tmp_path: Path) -> None:
@@ -243,7 +249,9 @@ def test_a_git_past_its_timeout_is_killed_with_its_children(tmp_path: Path) -> N
 
 def test_no_paths_in_any_repo(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
-    assert work_trees([str(tmp_path / "f"), "relative/path", "/proc/self/status"]) == []
+    assert (
+        work_trees(by_directory([str(tmp_path / "f"), "relative/path", "/proc/self/status"])) == []
+    )
 
 
 # --- packages ----------------------------------------------------------------------------
@@ -255,7 +263,7 @@ def test_python_distribution_of_a_file_in_the_venv() -> None:
 
     files = [str(Path(blake3.__file__).resolve()), str(Path(grpc.__file__).resolve())]
     site = str(Path(grpc.__file__).resolve().parent.parent)
-    found = python_distributions([*files, files[0], "/usr/bin/env"])
+    found = python_distributions(by_directory([*files, files[0], "/usr/bin/env"]))
     assert [(d.name, d.version, d.location) for d in found] == [
         ("blake3", importlib.metadata.version("blake3"), site),
         ("grpcio", importlib.metadata.version("grpcio"), site),
@@ -278,15 +286,17 @@ def test_python_distributions_of_a_fake_site_dir(tmp_path: Path) -> None:
     egg.mkdir()
     (egg / "PKG-INFO").write_text("Name: old\nVersion: 0.1\n")
     (egg / "installed-files.txt").write_text("../old.py\n")
-    demo = python_distributions([str(tmp_path / "bin/demo")])
+    demo = python_distributions(by_directory([str(tmp_path / "bin/demo")]))
     assert [(d.name, d.version, d.location) for d in demo] == [("Demo-Pkg", "1.2.3", str(site))]
     both = python_distributions(
-        [
-            str(site / "demo/data file.txt"),
-            str(site / "demo/__pycache__/__init__.cpython-311.pyc"),  # not in RECORD
-            str(site / "old.py"),
-            str(site / "unowned.py"),
-        ]
+        by_directory(
+            [
+                str(site / "demo/data file.txt"),
+                str(site / "demo/__pycache__/__init__.cpython-311.pyc"),  # not in RECORD
+                str(site / "old.py"),
+                str(site / "unowned.py"),
+            ]
+        )
     )
     assert [d.name for d in both] == ["Demo-Pkg", "old"]
 
@@ -302,13 +312,13 @@ def test_site_indexes_are_kept_until_a_distribution_comes_or_goes(tmp_path: Path
         (info / "RECORD").write_text(f"{name}/__init__.py,,\n")
     sites = SiteIndexes()
     paths = [str(site / "alpha/__init__.py"), str(site / "beta/__init__.py")]
-    assert [d.name for d in python_distributions(paths, sites)] == ["alpha", "beta"]
+    assert [d.name for d in python_distributions(by_directory(paths), sites)] == ["alpha", "beta"]
     first = sites.get(str(site))
     assert sites.get(str(site)) is first  # not read again
     stamp = site.stat().st_mtime_ns
     shutil.rmtree(site / "beta-1.0.dist-info")
     os.utime(site, ns=(stamp + 1, stamp + 1))  # a coarse clock could hide the change
-    assert [d.name for d in python_distributions(paths, sites)] == ["alpha"]
+    assert [d.name for d in python_distributions(by_directory(paths), sites)] == ["alpha"]
 
 
 def dpkg_version(package: str) -> str:
@@ -323,7 +333,7 @@ def dpkg_version(package: str) -> str:
 @pytest.mark.skipif(not Path("/var/lib/dpkg/status").is_file(), reason="not a dpkg system")
 def test_system_packages_from_the_real_dpkg_database() -> None:
     python = os.path.realpath("/usr/bin/python3")
-    found = system_packages([python, "/usr/bin/ls", "/nonexistent/file"])
+    found = system_packages(by_directory([python, "/usr/bin/ls", "/nonexistent/file"]))
     names = {p.name: p for p in found}
     assert len(found) == 2, found
     for package in found:
@@ -353,16 +363,18 @@ def fake_dpkg_root(root: Path) -> Path:
 def test_system_packages_from_a_fake_dpkg_tree_with_usr_merge(tmp_path: Path) -> None:
     root = str(fake_dpkg_root(tmp_path))
     found = system_packages(
-        [
-            "/bin/tool",
-            "/usr/lib/x86_64-linux-gnu/libz.so.1",
-            "/usr/bin/gone",
-            "/usr/bin/tool",
-            "/data/shard-0",  # in a directory no package has files in
-        ],
+        by_directory(
+            [
+                "/bin/tool",
+                "/usr/lib/x86_64-linux-gnu/libz.so.1",
+                "/usr/bin/gone",
+                "/usr/bin/tool",
+                "/data/shard-0",  # in a directory no package has files in
+            ]
+        ),
         root=root,
     )
-    assert system_packages(["/data/../usr/bin//tool"], root=root) == [found[1]]
+    assert system_packages(by_directory(["/data/../usr/bin//tool"]), root=root) == [found[1]]
     assert found == [
         SystemPackage("dpkg", "libz1", "1:1.2.13", "amd64"),
         SystemPackage("dpkg", "tool", "1.0-1", "all"),
@@ -373,18 +385,18 @@ def test_system_package_index_reloads_when_status_changes(tmp_path: Path) -> Non
     root = fake_dpkg_root(tmp_path)
     index = SystemPackageIndex(str(root))
     index.load()
-    assert [p.version for p in index.lookup(["/usr/bin/tool"])] == ["1.0-1"]
+    assert [p.version for p in index.lookup(by_directory(["/usr/bin/tool"]))] == ["1.0-1"]
     status = root / "var/lib/dpkg/status"
     status.write_text(status.read_text().replace("1.0-1", "2.0-1"))
     os.utime(status, ns=(1, 1))  # a different mtime, however fast the test runs
     index.load()
-    assert [p.version for p in index.lookup(["/usr/bin/tool"])] == ["2.0-1"]
+    assert [p.version for p in index.lookup(by_directory(["/usr/bin/tool"]))] == ["2.0-1"]
 
 
 def test_system_packages_without_any_manager(tmp_path: Path) -> None:
     if shutil.which("rpm"):
         pytest.skip("rpm is installed")
-    assert system_packages(["/usr/bin/tool"], root=str(tmp_path)) == []
+    assert system_packages(by_directory(["/usr/bin/tool"]), root=str(tmp_path)) == []
 
 
 # --- host --------------------------------------------------------------------------------
