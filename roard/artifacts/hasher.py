@@ -532,15 +532,21 @@ class Hasher:
         workers call this under theirs, naming themselves). The cache answers for an
         unchanged file; a file another thread is reading is waited for, then taken from
         the cache if that read saw it as it is now."""
-        stamp = _checked(os.lstat(path), self.limits.max_bytes)
-        found = self._cache.get(stamp)
-        if found is not None:
-            return Digest(path, found, stamp)
+        stamp, cached = self._looked_up(path)
+        if cached is not None:
+            return cached
         if stamp.size < _LONG_HASH_BYTES:  # costs less read twice than waited for
             return self._read(path, stamp, progress, progress)
         # The queue does not wait for a worker on a long hash, nor on one it waits for.
         with self._aside(worker) if worker is not None else contextlib.nullcontext():
             return self._read_once(path, stamp, progress, worker)
+
+    def _looked_up(self, path: str) -> tuple[FileStamp, Digest | None]:
+        """`path`'s stamp now (raises as _checked does), and its digest if the cache holds
+        one for exactly that stamp."""
+        stamp = _checked(os.lstat(path), self.limits.max_bytes)
+        found = self._cache.get(stamp)
+        return stamp, None if found is None else Digest(path, found, stamp)
 
     def _read_once(
         self, path: str, stamp: FileStamp, progress: Progress | None, worker: _Worker | None
@@ -553,10 +559,9 @@ class Hasher:
         waited, reading = self._claim(key, stamp.size, progress, self._keep_alive(worker))
         try:
             if waited:
-                stamp = _checked(os.lstat(path), self.limits.max_bytes)
-                found = self._cache.get(stamp)
-                if found is not None:
-                    return Digest(path, found, stamp)
+                stamp, cached = self._looked_up(path)
+                if cached is not None:
+                    return cached
             return self._read(path, stamp, progress, reading)
         finally:
             with self._cond:
