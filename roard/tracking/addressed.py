@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 
-from roard.context.environment import read_environ
 
-
-def other_daemon(pid: int, own_socket: str) -> str | None:
-    """The ROARD_SOCKET of process `pid` when it names a socket other than `own_socket`;
-    None when it names ours, names no socket, is unset, or cannot be read (the process is
-    gone): only a job that positively means another roard is left to it. The path is
-    resolved as the process sees it (its root and working directory), so a container that
-    has the host's socket mounted under another path still means this roard."""
-    env = read_environ(pid)
-    named = env.get("ROARD_SOCKET") if env else None
+def other_daemon(pid: int, env: Mapping[str, str], own_socket: str) -> str | None:
+    """The ROARD_SOCKET in `env` (process `pid`'s environment) when it names a socket other
+    than `own_socket`; None when it names ours, names no socket, or is unset: only a job
+    that positively means another roard is left to it. The path is resolved as the process
+    sees it (its root and working directory) while it lives, so a container that has the
+    host's socket mounted under another path still means this roard; an absolute path of a
+    process gone already, as this daemon sees it."""
+    named = env.get("ROARD_SOCKET")
     if not named:
         return None
-    base = f"/proc/{pid}/root" if named.startswith("/") else f"/proc/{pid}/cwd/"
+    if named.startswith("/"):
+        # As the process sees it; once it is gone, as this daemon does.
+        path = (f"/proc/{pid}/root" if os.path.isdir(f"/proc/{pid}") else "") + named
+    else:
+        path = f"/proc/{pid}/cwd/{named}"
     try:
-        found = os.stat(base + named)
+        found = os.stat(path)
     except OSError:
         return None
     if not stat.S_ISSOCK(found.st_mode):

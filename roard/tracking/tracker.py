@@ -38,6 +38,8 @@ from roard.config import ClassifyRules, DatasetsConfig
 from roard.context.environment import (
     Environments,
     Redactor,
+    parse_environ,
+    read_environ,
     read_environ_block,
 )
 from roard.context.host import cgroup_context, process_context
@@ -170,6 +172,9 @@ class Tracker:
         self.env_runs_started = 0  # runs started by ROARD_RUN at exec
         self.env_runs_rejected = 0  # ROARD_RUN values that started nothing (invalid)
         self.env_runs_elsewhere = 0  # ROARD_RUN jobs whose ROARD_SOCKET names another roard
+        # ROARD_RUN jobs gone before /proc showed their ROARD_SOCKET, by run key: decided at
+        # their next event, the exec, which carries the kernel's copy of the environment.
+        self._env_runs_waiting: dict[int, EnvRunEvent] = {}
 
     # -- control side -------------------------------------------------------------------
 
@@ -614,6 +619,13 @@ class Tracker:
             if isinstance(event, EnvRunEvent):
                 self._on_env_run(event)
                 return
+            waiting = self._env_runs_waiting.pop(event.run_key, None)
+            if waiting is not None:
+                exec_env = _exec_environment(event)[0] if isinstance(event, ExecEvent) else b""
+                if self._left_elsewhere(waiting, parse_environ(exec_env)) or not (
+                    self._start_env_run(waiting)
+                ):
+                    return  # no run: nor is this event one's
             run = self._runs.by_key(event.run_key)
             if run is None or run.finalizing:
                 self._unattributed(run, event)
@@ -659,21 +671,36 @@ class Tracker:
         for a value that is not a valid run name, or a job meant for another roard, stop
         tracking it."""
         if self._socket_path is not None:
-            elsewhere = addressed.other_daemon(ev.tgid, self._socket_path)
-            if elsewhere is not None:
-                self.env_runs_elsewhere += 1
-                self._kernel.untrack(ev.tgid, ev.run_key)
-                log.info(
-                    "ROARD_RUN left to the roard of its ROARD_SOCKET", pid=ev.tgid, socket=elsewhere
-                )
+            environ = read_environ(ev.tgid)
+            if environ is None:  # gone already (a short job read late): see its exec event
+                self._env_runs_waiting[ev.run_key] = ev
                 return
+            if self._left_elsewhere(ev, environ):
+                return
+        self._start_env_run(ev)
+
+    def _left_elsewhere(self, ev: EnvRunEvent, environ: Mapping[str, str]) -> bool:
+        """Whether the job's ROARD_SOCKET (in `environ`) names another roard: then it is
+        no longer tracked here, and counted."""
+        if self._socket_path is None:
+            return False
+        elsewhere = addressed.other_daemon(ev.tgid, environ, self._socket_path)
+        if elsewhere is None:
+            return False
+        self.env_runs_elsewhere += 1
+        self._kernel.untrack(ev.tgid, ev.run_key)
+        log.info("ROARD_RUN left to the roard of its ROARD_SOCKET", pid=ev.tgid, socket=elsewhere)
+        return True
+
+    def _start_env_run(self, ev: EnvRunEvent) -> bool:
+        """Start the run ROARD_RUN names; False (no longer tracked) for an invalid value."""
         try:
             wanted = parse_env_run(ev.value, ev.truncated)
         except UsageError as exc:
             self.env_runs_rejected += 1
             self._kernel.untrack(ev.tgid, ev.run_key)
             log.warning("ROARD_RUN ignored: no run started", pid=ev.tgid, reason=str(exc))
-            return
+            return False
         now = self._clock()
         name, join = wanted.name, Join(wanted.join) if wanted.join else None
         run = self._runs.create(name, {}, ev.uid, "env", ev.tgid, now, key=ev.run_key, join=join)
@@ -684,6 +711,7 @@ class Tracker:
         self.env_runs_started += 1
         self._sink.emit([convert.run_tagged(run, self._host, now, process_context(ev.tgid))])
         log.info("run started by ROARD_RUN", run_id=run.run_id, name=name, pid=ev.tgid)
+        return True
 
     def _on_open(self, ev: OpenEvent) -> None:
         """A file on a high descriptor, announced at open; its I/O comes with its close."""

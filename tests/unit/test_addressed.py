@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from roard.context.environment import read_environ
 from roard.tracking.addressed import other_daemon
 
 
@@ -57,7 +58,7 @@ def test_only_a_job_naming_another_socket_is_left_to_it(
     env = {} if named is None else {"ROARD_SOCKET": str(tmp_path / named)}
     proc = job(tmp_path, **env)
     try:
-        found = other_daemon(proc.pid, str(own))
+        found = other_daemon(proc.pid, read_environ(proc.pid) or {}, str(own))
     finally:
         proc.kill()
         proc.wait()
@@ -75,21 +76,25 @@ def test_a_relative_socket_is_the_jobs_not_the_daemons(
     (elsewhere / "own.sock").symlink_to(tmp_path / "other.sock")
     here, there = job(tmp_path, ROARD_SOCKET="own.sock"), job(elsewhere, ROARD_SOCKET="own.sock")
     try:
-        assert other_daemon(here.pid, str(own)) is None
-        assert other_daemon(there.pid, str(own)) == "own.sock"
+        assert other_daemon(here.pid, read_environ(here.pid) or {}, str(own)) is None
+        assert other_daemon(there.pid, read_environ(there.pid) or {}, str(own)) == "own.sock"
     finally:
         for proc in (here, there):
             proc.kill()
             proc.wait()
 
 
-def test_a_job_gone_before_it_is_looked_at_is_taken(
+def test_a_job_gone_before_it_is_looked_at_is_judged_by_its_environment_at_exec(
     tmp_path: Path, sockets: tuple[Path, Path]
 ) -> None:
-    """Its environment can no longer be read: roard keeps the run (the behaviour before
-    ROARD_SOCKET was looked at) rather than lose a job that may have meant it."""
+    """Its /proc entry is gone (a short job whose events were read late): the environment
+    the kernel copied at its exec still names the socket, an absolute path found as this
+    daemon sees it; a relative one cannot be resolved without the job, so the job is kept."""
     own, other = sockets
     proc = job(tmp_path, ROARD_SOCKET=str(other))
+    at_exec = read_environ(proc.pid) or {}
     proc.kill()
     proc.wait()
-    assert other_daemon(proc.pid, str(own)) is None
+    assert other_daemon(proc.pid, at_exec, str(own)) == str(other)
+    assert other_daemon(proc.pid, {"ROARD_SOCKET": str(own)}, str(own)) is None
+    assert other_daemon(proc.pid, {"ROARD_SOCKET": "other.sock"}, str(own)) is None

@@ -559,11 +559,12 @@ def test_exit_flushes_open_descriptors(env: Env) -> None:
 
 
 def _exec(
-    run: Run, pid: int, start_ns: int, exe: str, argv: tuple[str, ...], env: bytes, cut: bool
+    key: int, pid: int, start_ns: int, exe: str, argv: tuple[str, ...], env: bytes, cut: bool
 ) -> ExecEvent:
-    """An exec event of `pid` (ppid 1, uid 0, cwd /work) with its environment block."""
+    """An exec event of `pid` under run key `key` (ppid 1, uid 0, cwd /work) with its
+    environment block."""
     return ExecEvent(
-        run_key=run.key,
+        run_key=key,
         tgid=pid,
         ppid=1,
         start_ns=start_ns,
@@ -585,7 +586,7 @@ def test_exec_updates_exe_argv_cwd(env: Env) -> None:
     exe = env.file("tool", b"#!/bin/sh\n")
     start_ns = start_ticks(psutil.Process(pid)) * 1_000_000_000 // CLK_TCK
     env.tracker.handle(
-        _exec(run, pid, start_ns, str(exe), ("tool", "-v"), b"HOME=/root\0", cut=False)
+        _exec(run.key, pid, start_ns, str(exe), ("tool", "-v"), b"HOME=/root\0", cut=False)
     )
     latest = env.sink.of(run, "process_started")[-1].process_started
     assert (latest.pid, latest.exe, list(latest.argv), latest.cwd) == (
@@ -604,7 +605,7 @@ def test_exec_updates_exe_argv_cwd(env: Env) -> None:
 def _exec_env(env: Env, run: Run, pid: int, block: bytes, cut: bool) -> pb.Environment:
     """Feed an exec of `pid` whose kernel copy of the environment is `block`; the
     environment recorded for it (the process's env_hash names it)."""
-    env.tracker.handle(_exec(run, pid, 0, "/bin/true", ("true",), block, cut))
+    env.tracker.handle(_exec(run.key, pid, 0, "/bin/true", ("true",), block, cut))
     started = env.sink.of(run, "process_started")[-1].process_started
     recorded = {r.environment.hash: r.environment for r in env.sink.of(run, "environment")}
     return recorded[started.env_hash]
@@ -782,6 +783,41 @@ def test_an_env_run_meant_for_another_roard_is_left_to_it(
     assert (proc.pid in env.kernel.tracked) is meant_here
     assert [r.WhichOneof("body") for r in env.sink.records] == (
         ["run_tagged"] if meant_here else []
+    )
+
+
+@pytest.mark.parametrize("meant_here", [True, False])
+def test_an_env_run_gone_before_it_is_looked_at_is_judged_at_its_exec(
+    env: Env, tmp_path: Path, meant_here: bool
+) -> None:
+    """A short ROARD_RUN job whose events are read after it exited: /proc no longer shows
+    its ROARD_SOCKET, so the exec event's copy of its environment decides (CI once saw a
+    second roard take a `cp` meant for the first)."""
+    own, other = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
+    own.bind(str(tmp_path / "own.sock"))
+    other.bind(str(tmp_path / "other.sock"))
+    tracker = Tracker(
+        env.kernel, env.hasher, env.sink, ClassifyRules(), socket_path=str(tmp_path / "own.sock")
+    )
+    gone = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, check=True)
+    pid = int(gone.stdout)
+    named = tmp_path / ("own.sock" if meant_here else "other.sock")
+    block = f"ROARD_RUN=train\0ROARD_SOCKET={named}\0".encode()
+    key = 1 << 62 | 8
+    env.kernel.track(pid, key)
+    try:
+        tracker.handle(EnvRunEvent(key, pid, os.getpid(), 0, 0, "train", False))
+        assert tracker.counts()["runs"] == 0  # not decided before the exec event
+        tracker.handle(_exec(key, pid, 0, "/bin/cp", ("cp",), block, cut=False))
+    finally:
+        own.close()
+        other.close()
+    counts = tracker.counts()
+    assert (counts["runs"], counts["env_runs_started"]) == ((1, 1) if meant_here else (0, 0))
+    assert counts["env_runs_elsewhere"] == (0 if meant_here else 1)
+    assert (pid in env.kernel.tracked) is meant_here
+    assert [r.WhichOneof("body") for r in env.sink.records] == (
+        ["run_tagged", "environment", "process_started"] if meant_here else []
     )
 
 
