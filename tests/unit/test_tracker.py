@@ -6,6 +6,7 @@ that is fed as decoded events, as the observer thread would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -749,22 +750,37 @@ def test_events_after_finalization_are_unattributed(env: Env) -> None:
     }
 
 
+def _beside_another_roard(env: Env, tmp_path: Path) -> tuple[Tracker, contextlib.ExitStack]:
+    """A tracker whose control socket is own.sock, with another roard's other.sock beside
+    it (both listening sockets, closed with the stack)."""
+    sockets = contextlib.ExitStack()
+    for name in ("own.sock", "other.sock"):
+        listening = sockets.enter_context(socket.socket(socket.AF_UNIX))
+        listening.bind(str(tmp_path / name))
+    tracker = Tracker(
+        env.kernel, env.hasher, env.sink, ClassifyRules(), socket_path=str(tmp_path / "own.sock")
+    )
+    return tracker, sockets
+
+
+def _assert_env_run(env: Env, tracker: Tracker, pid: int, records: list[str] | None) -> None:
+    """The ROARD_RUN job `pid` started a run here with these records, or (None) was left to
+    the other roard: counted, no longer tracked, nothing recorded."""
+    here = records is not None
+    counts = tracker.counts()
+    assert (counts["runs"], counts["env_runs_started"]) == ((1, 1) if here else (0, 0))
+    assert counts["env_runs_elsewhere"] == (0 if here else 1)
+    assert (pid in env.kernel.tracked) is here
+    assert [r.WhichOneof("body") for r in env.sink.records] == (records or [])
+
+
 @pytest.mark.parametrize("meant_here", [True, False])
 def test_an_env_run_meant_for_another_roard_is_left_to_it(
     env: Env, tmp_path: Path, meant_here: bool
 ) -> None:
     """A ROARD_RUN job whose ROARD_SOCKET names another listening socket starts no run
     here and is no longer tracked; one naming this daemon's socket starts its run."""
-    own, other = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
-    own.bind(str(tmp_path / "own.sock"))
-    other.bind(str(tmp_path / "other.sock"))
-    tracker = Tracker(
-        env.kernel,
-        env.hasher,
-        env.sink,
-        ClassifyRules(),
-        socket_path=str(tmp_path / "own.sock"),
-    )
+    tracker, sockets = _beside_another_roard(env, tmp_path)
     named = tmp_path / ("own.sock" if meant_here else "other.sock")
     proc = subprocess.Popen(["sleep", "30"], env={**os.environ, "ROARD_SOCKET": str(named)})
     env.sleepers.append(proc)
@@ -775,15 +791,8 @@ def test_an_env_run_meant_for_another_roard_is_left_to_it(
     try:
         tracker.handle(EnvRunEvent(key, proc.pid, os.getpid(), 0, 0, "train", False))
     finally:
-        own.close()
-        other.close()
-    counts = tracker.counts()
-    assert (counts["runs"], counts["env_runs_started"]) == ((1, 1) if meant_here else (0, 0))
-    assert counts["env_runs_elsewhere"] == (0 if meant_here else 1)
-    assert (proc.pid in env.kernel.tracked) is meant_here
-    assert [r.WhichOneof("body") for r in env.sink.records] == (
-        ["run_tagged"] if meant_here else []
-    )
+        sockets.close()
+    _assert_env_run(env, tracker, proc.pid, ["run_tagged"] if meant_here else None)
 
 
 @pytest.mark.parametrize("meant_here", [True, False])
@@ -793,12 +802,7 @@ def test_an_env_run_gone_before_it_is_looked_at_is_judged_at_its_exec(
     """A short ROARD_RUN job whose events are read after it exited: /proc no longer shows
     its ROARD_SOCKET, so the exec event's copy of its environment decides (CI once saw a
     second roard take a `cp` meant for the first)."""
-    own, other = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
-    own.bind(str(tmp_path / "own.sock"))
-    other.bind(str(tmp_path / "other.sock"))
-    tracker = Tracker(
-        env.kernel, env.hasher, env.sink, ClassifyRules(), socket_path=str(tmp_path / "own.sock")
-    )
+    tracker, sockets = _beside_another_roard(env, tmp_path)
     gone = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, check=True)
     pid = int(gone.stdout)
     named = tmp_path / ("own.sock" if meant_here else "other.sock")
@@ -810,15 +814,9 @@ def test_an_env_run_gone_before_it_is_looked_at_is_judged_at_its_exec(
         assert tracker.counts()["runs"] == 0  # not decided before the exec event
         tracker.handle(_exec(key, pid, 0, "/bin/cp", ("cp",), block, cut=False))
     finally:
-        own.close()
-        other.close()
-    counts = tracker.counts()
-    assert (counts["runs"], counts["env_runs_started"]) == ((1, 1) if meant_here else (0, 0))
-    assert counts["env_runs_elsewhere"] == (0 if meant_here else 1)
-    assert (pid in env.kernel.tracked) is meant_here
-    assert [r.WhichOneof("body") for r in env.sink.records] == (
-        ["run_tagged", "environment", "process_started"] if meant_here else []
-    )
+        sockets.close()
+    started = ["run_tagged", "environment", "process_started"]
+    _assert_env_run(env, tracker, pid, started if meant_here else None)
 
 
 def test_pid_reuse_drops_the_old_process(env: Env) -> None:
